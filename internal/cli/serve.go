@@ -1,0 +1,203 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/demo"
+	"github.com/rampartproxy/rampart/internal/gateway"
+	"github.com/rampartproxy/rampart/internal/telemetry"
+)
+
+const serveUsage = `Usage: rampart serve [--config FILE | --upstream URL] [flags]
+
+Runs the proxy. With no flags it reads ./rampart.yaml if there is one, and
+otherwise serves a built-in demo app at https://localhost:8443 with
+certificates from Rampart's local CA.
+
+Examples:
+  rampart serve                                   # demo app, https://localhost:8443
+  rampart serve --upstream http://127.0.0.1:5000  # your app on localhost, no config
+  rampart serve --upstream unix:/run/gunicorn.sock
+  rampart serve --config /etc/rampart/rampart.yaml
+
+Signals: SIGHUP re-reads the config and certificates without dropping
+connections (a bad config is refused and the old one keeps serving);
+SIGTERM and SIGINT finish in-flight requests, then exit.
+Logs are JSON lines on stdout; this summary goes to stderr.
+`
+
+// Quick mode (no config file) listens on loopback only: a first run
+// should not put anything on the network by surprise.
+const (
+	quickHTTPS = "localhost:8443"
+	quickHTTP  = "localhost:8080"
+	// drainTimeout bounds how long SIGTERM waits for in-flight requests.
+	drainTimeout = 30 * time.Second
+)
+
+var quickHosts = []string{"localhost", "127.0.0.1", "::1"}
+
+func (e env) serve(args []string) int {
+	fs := e.flags("serve", serveUsage)
+	cfgPath := fs.String("config", "", "config file (default ./rampart.yaml when it exists)")
+	upstream := fs.String("upstream", "", "serve this app on localhost without a config file: http://HOST:PORT or unix:/PATH")
+	httpsAddr := fs.String("https", "", "HTTPS listen address (default "+quickHTTPS+" without a config file)")
+	httpAddr := fs.String("http", "", `HTTP redirect listen address, or "off" (default `+quickHTTP+" without a config file)")
+	stateDir := fs.String("state-dir", "", "state directory (default $XDG_DATA_HOME/rampart or ~/.local/share/rampart)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if ok, code := e.parse(fs, args); !ok {
+		return code
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return e.usageError(fmt.Sprintf("--log-level %q is not debug, info, warn or error", *logLevel), "")
+	}
+	if *cfgPath != "" && *upstream != "" {
+		return e.usageError("--config and --upstream do not go together", "put the upstream in the config file under sites[].upstream")
+	}
+	if *cfgPath == "" && *upstream == "" && fileExists("rampart.yaml") {
+		*cfgPath = "rampart.yaml"
+	}
+	overrides := func(c *config.Config) {
+		if *httpsAddr != "" {
+			c.Listen.HTTPS = *httpsAddr
+		}
+		if *httpAddr != "" {
+			c.Listen.HTTP = *httpAddr
+		}
+		if *stateDir != "" {
+			c.StateDir = *stateDir
+		}
+	}
+	log := telemetry.NewLogger(e.stdout, level)
+
+	// load builds the config: from the file, or from flags. It runs again
+	// on SIGHUP.
+	var app *demo.Server
+	load := func() (*config.Config, error) {
+		if *cfgPath != "" {
+			c, err := config.Load(*cfgPath)
+			if err != nil {
+				return nil, err
+			}
+			overrides(c)
+			return config.Build(*c) // re-validate what the flags changed
+		}
+		up := *upstream
+		if up == "" {
+			up = app.URL()
+		}
+		c := config.Config{
+			Listen: config.Listen{HTTPS: quickHTTPS, HTTP: quickHTTP},
+			Sites:  []config.Site{{Hosts: quickHosts, Upstream: up}},
+		}
+		overrides(&c)
+		return config.Build(c)
+	}
+	if *cfgPath == "" && *upstream == "" {
+		var err error
+		if app, err = demo.Start(); err != nil {
+			return e.fail(fmt.Errorf("start the demo app: %w", err), "")
+		}
+		defer app.Close(context.Background())
+	}
+	cfg, err := load()
+	if err != nil {
+		return e.fail(err, "run 'rampart validate --config FILE' to see every problem; the README lists every key")
+	}
+	g, err := gateway.New(cfg, log)
+	if err != nil {
+		return e.fail(err, "")
+	}
+	if err := g.Start(); err != nil {
+		return e.fail(err, "pick other addresses with --https and --http, or under listen: in the config")
+	}
+	if os.Geteuid() == 0 {
+		log.Warn("running as root: run rampart as its own user, with cap_net_bind_service for ports below 1024 (see the README)")
+	}
+	e.banner(g, cfg, *cfgPath, app)
+	log.Info("started", "https", addrOf(g, true), "http", addrOf(g, false), "sites", len(cfg.Sites), "config", *cfgPath)
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case err := <-g.Errors():
+			if err == nil {
+				continue
+			}
+			log.Error("listener failed", "error", err.Error())
+			_ = g.Shutdown(context.Background())
+			return e.fail(err, "")
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				if err := reload(g, load); err != nil {
+					log.Error("reload refused; the previous config keeps serving", "error", err.Error())
+				} else {
+					log.Info("reloaded", "config", *cfgPath)
+				}
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String(), "drain_timeout", drainTimeout.String())
+			ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			err := g.Shutdown(ctx)
+			cancel()
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				log.Error("shutdown", "error", err.Error())
+			}
+			log.Info("stopped")
+			return exitOK
+		}
+	}
+}
+
+func reload(g *gateway.Gateway, load func() (*config.Config, error)) error {
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	return g.Reload(cfg)
+}
+
+func addrOf(g *gateway.Gateway, https bool) string {
+	a, b := g.Addrs()
+	if https {
+		return a
+	}
+	return b
+}
+
+// banner tells a person what is being served and how to trust the CA.
+func (e env) banner(g *gateway.Gateway, cfg *config.Config, cfgPath string, app *demo.Server) {
+	httpsAddr, httpAddr := g.Addrs()
+	_, port, _ := net.SplitHostPort(httpsAddr)
+	for _, s := range cfg.Sites {
+		what := s.Upstream
+		if app != nil {
+			what = "the built-in demo app"
+		}
+		fmt.Fprintf(e.stderr, "rampart: serving https://%s/ -> %s\n", net.JoinHostPort(s.Hosts[0], port), what)
+	}
+	if httpAddr != "" {
+		fmt.Fprintf(e.stderr, "rampart: plain HTTP on %s redirects to HTTPS\n", httpAddr)
+	}
+	if ca := g.CA(); ca != nil {
+		fmt.Fprintf(e.stderr, "rampart: certificates come from the local CA in %s (SHA-256 %s)\n", cfg.StateDir, ca.Fingerprint()[:23]+"…")
+		fmt.Fprintf(e.stderr, "rampart: to trust it: rampart ca root --state-dir %s > rampart-ca.pem\n", cfg.StateDir)
+		fmt.Fprintf(e.stderr, "rampart:   then: curl --cacert rampart-ca.pem https://localhost:%s/   (or import rampart-ca.pem in your browser)\n", port)
+	}
+	if cfgPath == "" {
+		fmt.Fprintln(e.stderr, "rampart: no config file: see 'rampart serve --help' and the README to write one")
+	}
+	fmt.Fprintln(e.stderr, "rampart: JSON logs on stdout; SIGHUP reloads, Ctrl-C stops")
+}

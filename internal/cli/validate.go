@@ -1,0 +1,43 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/rampartproxy/rampart/internal/config"
+)
+
+const validateUsage = `Usage: rampart validate --config FILE
+
+Checks a config file without starting anything. Prints every problem with
+its line number and exits 1, or prints "ok" and exits 0.
+
+Examples:
+  rampart validate --config rampart.yaml
+  rampart validate --config rampart.yaml && sudo systemctl reload rampart
+`
+
+func (e env) validate(args []string) int {
+	fs := e.flags("validate", validateUsage)
+	path := fs.String("config", "rampart.yaml", "the config file to check")
+	if ok, code := e.parse(fs, args); !ok {
+		return code
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			for _, p := range ps {
+				fmt.Fprintf(e.stderr, "%s\n", p)
+			}
+			noun := "problems"
+			if len(ps) == 1 {
+				noun = "problem"
+			}
+			return e.fail(fmt.Errorf("%s: %d %s", *path, len(ps), noun), "the reference of every key is in the README (Configuration)")
+		}
+		return e.fail(err, "pass the file with --config FILE")
+	}
+	fmt.Fprintf(e.stdout, "%s: ok (%d sites)\n", *path, len(cfg.Sites))
+	return exitOK
+}

@@ -1,0 +1,512 @@
+// Package config is Rampart's configuration: the YAML schema, its defaults
+// and its validation. The structs below are the manual: every field's doc
+// comment gives its meaning, its default and its security effect, and
+// reference.yaml (shown in the README) is checked against them by the tests.
+//
+// Parsing never half-applies anything: Parse returns either a complete,
+// defaulted, validated Config or every problem found, each with its line.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is one rampart.yaml.
+type Config struct {
+	// Listen holds the addresses Rampart binds.
+	Listen Listen `yaml:"listen"`
+
+	// StateDir holds the local CA and issued certificates. Default:
+	// $XDG_DATA_HOME/rampart, else ~/.local/share/rampart. Created with
+	// mode 0700; key files inside are written with mode 0600.
+	StateDir string `yaml:"state_dir"`
+
+	// TrustedProxies lists the CIDRs (or single IPs) of proxies in front of
+	// Rampart whose X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host,
+	// X-Real-IP and X-Request-ID headers are believed. Default: none, so
+	// every client-supplied forwarding header is dropped. Trusting a range
+	// lets anyone in it choose the client IP the upstream sees.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+
+	// Timeouts bound slow clients and slow upstreams.
+	Timeouts Timeouts `yaml:"timeouts"`
+
+	// MaxHeaderSize caps the size of a request's header block (request line
+	// and headers). Default 32KiB; a larger header block gets 431.
+	MaxHeaderSize ByteSize `yaml:"max_header_size"`
+
+	// Sites are the applications served. Each host name belongs to exactly
+	// one site; a name no site lists is refused during the TLS handshake.
+	Sites []Site `yaml:"sites"`
+}
+
+// Listen holds the listener addresses.
+type Listen struct {
+	// HTTPS is the TLS listener. Default ":443".
+	HTTPS string `yaml:"https"`
+	// HTTP is the plain listener, which only redirects to HTTPS (301 for
+	// GET and HEAD, 308 otherwise). Default ":80"; "off" disables it.
+	HTTP string `yaml:"http"`
+}
+
+// Timeouts bound how long Rampart waits. Values are Go durations ("5s", "2m").
+type Timeouts struct {
+	// ReadHeader is the time a client has to send its request headers.
+	// Default 5s; it is what stops slowloris-style clients.
+	ReadHeader Duration `yaml:"read_header"`
+	// ReadBody is the time a client has to send a request body. Rampart
+	// reads the whole body before the upstream sees the request, so a
+	// slow upload ties up Rampart, never a gunicorn worker. Default 60s.
+	ReadBody Duration `yaml:"read_body"`
+	// Idle is how long a keep-alive connection may sit unused. Default 120s.
+	Idle Duration `yaml:"idle"`
+	// Upstream is how long Rampart waits for the upstream's response
+	// headers before answering 504. Default 60s. A response that has
+	// started may stream for longer.
+	Upstream Duration `yaml:"upstream"`
+}
+
+// Site is one application behind Rampart.
+type Site struct {
+	// Hosts are the names this site answers to: DNS names, IP addresses,
+	// or "*.example.com" for one level of subdomains. Required.
+	Hosts []string `yaml:"hosts"`
+	// Upstream is where requests go: "http://127.0.0.1:8000" or
+	// "unix:/run/gunicorn.sock". Required.
+	Upstream string `yaml:"upstream"`
+	// TLS says where this site's certificate comes from.
+	TLS TLS `yaml:"tls"`
+	// MaxBody caps a request body. Default 16MiB. A larger body gets 413
+	// and never reaches the upstream.
+	MaxBody ByteSize `yaml:"max_body"`
+	// Methods are the request methods passed on. Default GET, HEAD, POST,
+	// PUT, PATCH, DELETE, OPTIONS; any other method gets 405. CONNECT and
+	// TRACE are never allowed.
+	Methods []string `yaml:"methods"`
+}
+
+// TLS modes.
+const (
+	TLSInternal = "internal" // certificates from Rampart's local CA
+	TLSFiles    = "files"    // certificate and key from PEM files
+	TLSACME     = "acme"     // certificates from an ACME CA
+)
+
+// TLS is a site's certificate source.
+type TLS struct {
+	// Mode is "internal" (Rampart's local CA, for development), "files"
+	// (Cert and Key) or "acme". Default: internal for localhost, IP
+	// addresses, *.localhost and *.test; acme for every other name.
+	Mode string `yaml:"mode"`
+	// Cert is the PEM certificate chain, leaf first (mode files). It is
+	// re-read when it changes on disk and on SIGHUP.
+	Cert string `yaml:"cert"`
+	// Key is the PEM private key (mode files).
+	Key string `yaml:"key"`
+}
+
+// Defaults that apply when a key is absent.
+const (
+	DefaultHTTPS         = ":443"
+	DefaultHTTP          = ":80"
+	DefaultMaxHeaderSize = 32 << 10
+	DefaultMaxBody       = 16 << 20
+	DefaultReadHeader    = 5 * time.Second
+	DefaultReadBody      = 60 * time.Second
+	DefaultIdle          = 120 * time.Second
+	DefaultUpstream      = 60 * time.Second
+)
+
+// DefaultMethods are the methods a site passes on unless it says otherwise.
+var DefaultMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+// Problem is one thing wrong with a config file.
+type Problem struct {
+	File string
+	Line int    // 1-based; 0 when the problem has no single place
+	Path string // the key, as "sites[0].upstream"
+	Msg  string
+}
+
+func (p Problem) Error() string {
+	var b strings.Builder
+	b.WriteString(p.File)
+	if p.Line > 0 {
+		fmt.Fprintf(&b, ":%d", p.Line)
+	}
+	if p.Path != "" {
+		fmt.Fprintf(&b, ": %s", p.Path)
+	}
+	fmt.Fprintf(&b, ": %s", p.Msg)
+	return b.String()
+}
+
+// Problems is every problem found in one file, in line order.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Load reads and parses the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse parses a config file's contents. name is used in problem messages.
+// The error, when not nil, is Problems.
+func Parse(name string, data []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, Problems{yamlProblem(name, err)}
+	}
+	lines := map[string]int{}
+	indexLines(&root, "", lines)
+
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			var ps Problems
+			for _, e := range te.Errors {
+				ps = append(ps, yamlProblem(name, errors.New(e)))
+			}
+			return nil, sortProblems(ps)
+		}
+		return nil, Problems{yamlProblem(name, err)}
+	}
+	if err := cfg.finish(name, lines); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// Build applies defaults to a config made in code (as `rampart serve
+// --upstream` does) and validates it like a parsed one.
+func Build(c Config) (*Config, error) {
+	if err := c.finish("flags", nil); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) finish(name string, lines map[string]int) error {
+	c.applyDefaults()
+	if ps := c.validate(); len(ps) > 0 {
+		for i := range ps {
+			ps[i].File = name
+			ps[i].Line = lineOf(lines, ps[i].Path)
+		}
+		return sortProblems(ps)
+	}
+	return nil
+}
+
+func sortProblems(ps Problems) Problems {
+	slices.SortStableFunc(ps, func(a, b Problem) int { return a.Line - b.Line })
+	return ps
+}
+
+// yamlProblem turns a yaml.v3 message ("yaml: line 3: …" or "line 3: …")
+// into a Problem with its line.
+func yamlProblem(name string, err error) Problem {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	p := Problem{File: name, Msg: msg}
+	var line int
+	if n, _ := fmt.Sscanf(msg, "line %d:", &line); n == 1 {
+		p.Line = line
+		p.Msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
+	}
+	p.Msg = strings.ReplaceAll(p.Msg, "in type config.", "in ")
+	return p
+}
+
+// indexLines records the line of every key and sequence item, under paths
+// like "sites[0].tls.mode", so that validation problems can name a line.
+func indexLines(n *yaml.Node, path string, lines map[string]int) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			indexLines(c, path, lines)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			lines[p] = k.Line
+			indexLines(v, p, lines)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			lines[p] = c.Line
+			indexLines(c, p, lines)
+		}
+	}
+}
+
+// lineOf finds the line of path, or of its nearest parent that has one.
+func lineOf(lines map[string]int, path string) int {
+	for path != "" {
+		if l, ok := lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+func (c *Config) applyDefaults() {
+	if c.Listen.HTTPS == "" {
+		c.Listen.HTTPS = DefaultHTTPS
+	}
+	if c.Listen.HTTP == "" {
+		c.Listen.HTTP = DefaultHTTP
+	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir()
+	}
+	if c.MaxHeaderSize == 0 {
+		c.MaxHeaderSize = DefaultMaxHeaderSize
+	}
+	setDuration(&c.Timeouts.ReadHeader, DefaultReadHeader)
+	setDuration(&c.Timeouts.ReadBody, DefaultReadBody)
+	setDuration(&c.Timeouts.Idle, DefaultIdle)
+	setDuration(&c.Timeouts.Upstream, DefaultUpstream)
+	for i := range c.Sites {
+		s := &c.Sites[i]
+		for j, h := range s.Hosts {
+			s.Hosts[j] = strings.ToLower(strings.TrimSuffix(h, "."))
+		}
+		if s.MaxBody == 0 {
+			s.MaxBody = DefaultMaxBody
+		}
+		if len(s.Methods) == 0 {
+			s.Methods = slices.Clone(DefaultMethods)
+		}
+		if s.TLS.Mode == "" {
+			s.TLS.Mode = DefaultTLSMode(s.Hosts)
+		}
+	}
+}
+
+func setDuration(d *Duration, def time.Duration) {
+	if *d == 0 {
+		*d = Duration(def)
+	}
+}
+
+// DefaultStateDir is $XDG_DATA_HOME/rampart, else ~/.local/share/rampart.
+func DefaultStateDir() string {
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "rampart")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "rampart")
+	}
+	return "rampart-state"
+}
+
+// DefaultTLSMode is internal when every host is local (localhost, an IP,
+// *.localhost, *.test), acme otherwise: a public name deserves a publicly
+// trusted certificate.
+func DefaultTLSMode(hosts []string) string {
+	for _, h := range hosts {
+		if !IsLocalName(h) {
+			return TLSACME
+		}
+	}
+	return TLSInternal
+}
+
+// IsLocalName reports whether a host can never get a public certificate.
+func IsLocalName(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	return h == "localhost" || strings.HasSuffix(h, ".localhost") || strings.HasSuffix(h, ".test")
+}
+
+func (c *Config) validate() Problems {
+	var ps Problems
+	bad := func(path, format string, args ...any) {
+		ps = append(ps, Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
+	}
+	if _, _, err := net.SplitHostPort(c.Listen.HTTPS); err != nil {
+		bad("listen.https", "%q is not a host:port address", c.Listen.HTTPS)
+	}
+	if c.Listen.HTTP != "off" {
+		if _, _, err := net.SplitHostPort(c.Listen.HTTP); err != nil {
+			bad("listen.http", "%q is not a host:port address (or \"off\")", c.Listen.HTTP)
+		}
+	}
+	for i, p := range c.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			bad(fmt.Sprintf("trusted_proxies[%d]", i), "%q is not a CIDR or IP address", p)
+		}
+	}
+	if c.MaxHeaderSize < 1<<10 || c.MaxHeaderSize > 1<<20 {
+		bad("max_header_size", "must be between 1KiB and 1MiB")
+	}
+	for _, t := range []struct {
+		key string
+		d   Duration
+	}{{"read_header", c.Timeouts.ReadHeader}, {"read_body", c.Timeouts.ReadBody}, {"idle", c.Timeouts.Idle}, {"upstream", c.Timeouts.Upstream}} {
+		if t.d < 0 {
+			bad("timeouts."+t.key, "must be positive")
+		}
+	}
+	if len(c.Sites) == 0 {
+		bad("sites", "at least one site is needed")
+	}
+	owner := map[string]int{}
+	for i, s := range c.Sites {
+		at := fmt.Sprintf("sites[%d]", i)
+		if len(s.Hosts) == 0 {
+			bad(at+".hosts", "a site needs at least one host name")
+		}
+		for j, h := range s.Hosts {
+			hp := fmt.Sprintf("%s.hosts[%d]", at, j)
+			if err := checkHost(h); err != nil {
+				bad(hp, "%v", err)
+				continue
+			}
+			if k, dup := owner[h]; dup {
+				bad(hp, "host %q is already served by sites[%d]", h, k)
+			}
+			owner[h] = i
+		}
+		if s.Upstream == "" {
+			bad(at+".upstream", "a site needs an upstream, such as http://127.0.0.1:8000 or unix:/run/gunicorn.sock")
+		} else if _, err := ParseUpstream(s.Upstream); err != nil {
+			bad(at+".upstream", "%v", err)
+		}
+		switch s.TLS.Mode {
+		case TLSInternal:
+			if s.TLS.Cert != "" || s.TLS.Key != "" {
+				bad(at+".tls", "cert and key are only used with mode: files")
+			}
+		case TLSFiles:
+			if s.TLS.Cert == "" {
+				bad(at+".tls.cert", "mode files needs cert (a PEM chain, leaf first)")
+			}
+			if s.TLS.Key == "" {
+				bad(at+".tls.key", "mode files needs key (a PEM private key)")
+			}
+		case TLSACME:
+			bad(at+".tls.mode", "acme certificates are not available in this version; use mode: files with a certificate you have, or mode: internal for local names")
+		default:
+			bad(at+".tls.mode", "%q is not one of internal, files, acme", s.TLS.Mode)
+		}
+		if s.MaxBody < 0 {
+			bad(at+".max_body", "must not be negative")
+		}
+		for j, m := range s.Methods {
+			mp := fmt.Sprintf("%s.methods[%d]", at, j)
+			switch {
+			case m != strings.ToUpper(m) || m == "" || strings.ContainsFunc(m, func(r rune) bool { return r < 'A' || r > 'Z' }):
+				bad(mp, "%q is not an upper-case method name", m)
+			case m == "CONNECT" || m == "TRACE":
+				bad(mp, "%s is never proxied: CONNECT opens tunnels and TRACE reflects credentials", m)
+			}
+		}
+	}
+	return ps
+}
+
+func checkHost(h string) error {
+	if h == "" {
+		return errors.New("empty host name")
+	}
+	if _, err := netip.ParseAddr(h); err == nil {
+		return nil
+	}
+	if strings.Contains(h, ":") {
+		return fmt.Errorf("%q: a host name has no port (ports are set under listen)", h)
+	}
+	name := strings.TrimPrefix(h, "*.")
+	labels := strings.Split(name, ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return fmt.Errorf("%q is not a valid host name", h)
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+				return fmt.Errorf("%q is not a valid host name (use the punycode form of international names)", h)
+			}
+		}
+	}
+	return nil
+}
+
+// ParsePrefix parses a CIDR, or a single address as a /32 or /128.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// Upstream is a parsed upstream address.
+type Upstream struct {
+	// Socket is the unix socket path, for "unix:" upstreams.
+	Socket string
+	// URL is the base URL requests are sent to. For a unix socket it is
+	// http://localhost, and the dialer connects to Socket.
+	URL *url.URL
+}
+
+// ParseUpstream parses "http://host:port" or "unix:/path/to.sock".
+func ParseUpstream(s string) (Upstream, error) {
+	if path, ok := strings.CutPrefix(s, "unix:"); ok {
+		path = strings.TrimPrefix(path, "//")
+		if !filepath.IsAbs(path) {
+			return Upstream{}, fmt.Errorf("%q: a unix socket upstream needs an absolute path, as unix:/run/gunicorn.sock", s)
+		}
+		return Upstream{Socket: path, URL: &url.URL{Scheme: "http", Host: "localhost"}}, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return Upstream{}, fmt.Errorf("%q is not an upstream: use http://host:port or unix:/path/to.sock", s)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
+		return Upstream{}, fmt.Errorf("%q: an upstream is a scheme, host and port only, without path, query or credentials", s)
+	}
+	u.Path = ""
+	return Upstream{URL: u}, nil
+}

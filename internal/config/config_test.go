@@ -1,0 +1,204 @@
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+//go:embed reference.yaml
+var reference []byte
+
+func TestReferenceIsValid(t *testing.T) {
+	cfg, err := Parse("reference.yaml", reference)
+	if err != nil {
+		t.Fatalf("reference.yaml does not parse: %v", err)
+	}
+	s := cfg.Sites[0]
+	if s.MaxBody != 16<<20 || cfg.Timeouts.ReadHeader.Std() != 5*time.Second || cfg.MaxHeaderSize != 32<<10 {
+		t.Errorf("reference values not applied: %+v", cfg)
+	}
+}
+
+func TestREADMEShowsReference(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), string(reference)) {
+		t.Error("README.md must contain internal/config/reference.yaml verbatim, so the reference cannot drift")
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Parse("min.yaml", []byte("sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:5000\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Sites[0]
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"https", cfg.Listen.HTTPS, ":443"},
+		{"http", cfg.Listen.HTTP, ":80"},
+		{"trusted proxies", len(cfg.TrustedProxies), 0},
+		{"read_header", cfg.Timeouts.ReadHeader.Std(), 5 * time.Second},
+		{"idle", cfg.Timeouts.Idle.Std(), 120 * time.Second},
+		{"upstream", cfg.Timeouts.Upstream.Std(), 60 * time.Second},
+		{"max_body", s.MaxBody, ByteSize(16 << 20)},
+		{"methods", strings.Join(s.Methods, ","), "GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS"},
+		{"tls mode", s.TLS.Mode, TLSInternal},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestDefaultTLSMode(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		hosts []string
+		want  string
+	}{
+		{"localhost", []string{"localhost"}, TLSInternal},
+		{"ipv4", []string{"127.0.0.1"}, TLSInternal},
+		{"ipv6", []string{"::1"}, TLSInternal},
+		{"dot localhost", []string{"app.localhost"}, TLSInternal},
+		{"dot test", []string{"shop.test"}, TLSInternal},
+		{"public", []string{"app.example.com"}, TLSACME},
+		{"mixed", []string{"localhost", "app.example.com"}, TLSACME},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := DefaultTLSMode(tt.hosts); got != tt.want {
+				t.Errorf("DefaultTLSMode(%v) = %q, want %q", tt.hosts, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestProblemsHaveLines(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		yaml string
+		want []string // each must appear in the error, in this order
+	}{
+		{"unknown top-level key", "listen:\n  https: \":443\"\nsitez: []\n", []string{"bad.yaml:3: field sitez not found"}},
+		{"unknown site key", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    upstreams: x\n", []string{"bad.yaml:4: field upstreams not found"}},
+		{"bad duration", "timeouts:\n  idle: forever\nsites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n", []string{`bad.yaml:2: "forever" is not a duration`}},
+		{"bad size", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    max_body: lots\n", []string{`bad.yaml:4: "lots" is not a size`}},
+		{"no sites", "listen:\n  https: \":8443\"\n", []string{"bad.yaml: sites: at least one site"}},
+		{"every problem reported", "trusted_proxies: [10.0.0.0/33]\nsites:\n  - hosts: [\"bad host\"]\n    upstream: ftp://x\n    methods: [TRACE]\n",
+			[]string{"bad.yaml:1: trusted_proxies[0]", "bad.yaml:3: sites[0].hosts[0]", "bad.yaml:4: sites[0].upstream", "bad.yaml:5: sites[0].methods[0]: TRACE is never proxied"}},
+		{"duplicate host", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:2\n", []string{`bad.yaml:4: sites[1].hosts[0]: host "localhost" is already served by sites[0]`}},
+		{"files needs cert", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    tls: {mode: files}\n", []string{"bad.yaml:4: sites[0].tls.cert", "sites[0].tls.key"}},
+		{"acme not yet", "sites:\n  - hosts: [app.example.com]\n    upstream: http://127.0.0.1:1\n", []string{"bad.yaml:2: sites[0].tls.mode: acme certificates are not available"}},
+		{"relative socket", "sites:\n  - hosts: [localhost]\n    upstream: unix:run/g.sock\n", []string{"bad.yaml:3: sites[0].upstream", "absolute path"}},
+		{"host with port", "sites:\n  - hosts: [\"localhost:8443\"]\n    upstream: http://127.0.0.1:1\n", []string{"a host name has no port"}},
+		{"upstream with path", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1/app\n", []string{"without path"}},
+		{"yaml syntax", "sites: [\n", []string{"bad.yaml:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse("bad.yaml", []byte(tt.yaml))
+			var ps Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("Parse error = %v, want Problems", err)
+			}
+			msg := err.Error()
+			at := 0
+			for _, w := range tt.want {
+				i := strings.Index(msg[at:], w)
+				if i < 0 {
+					t.Fatalf("error\n%s\ndoes not contain %q (after offset %d)", msg, w, at)
+				}
+				at += i + len(w)
+			}
+		})
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want ByteSize
+		ok   bool
+	}{
+		{"16MiB", 16 << 20, true}, {"512KiB", 512 << 10, true}, {"1GiB", 1 << 30, true},
+		{"100KB", 100000, true}, {"42", 42, true}, {"1 MiB", 1 << 20, true},
+		{"-1", 0, false}, {"lots", 0, false}, {"1.5MiB", 0, false}, {"99999999999999999999GiB", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseByteSize(tt.in)
+			if (err == nil) != tt.ok || got != tt.want {
+				t.Errorf("ParseByteSize(%q) = %v, %v; want %v ok=%v", tt.in, got, err, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func TestParseUpstream(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in, socket, url string
+		ok              bool
+	}{
+		{"http://127.0.0.1:8000", "", "http://127.0.0.1:8000", true},
+		{"http://127.0.0.1:8000/", "", "http://127.0.0.1:8000", true},
+		{"unix:/run/gunicorn.sock", "/run/gunicorn.sock", "http://localhost", true},
+		{"unix:///run/gunicorn.sock", "/run/gunicorn.sock", "http://localhost", true},
+		{"https://x", "", "", false},
+		{"http://user:pw@x:1", "", "", false},
+		{"unix:relative.sock", "", "", false},
+		{"127.0.0.1:8000", "", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			u, err := ParseUpstream(tt.in)
+			if (err == nil) != tt.ok {
+				t.Fatalf("ParseUpstream(%q) error = %v, want ok=%v", tt.in, err, tt.ok)
+			}
+			if tt.ok && (u.Socket != tt.socket || u.URL.String() != tt.url) {
+				t.Errorf("ParseUpstream(%q) = %q %q", tt.in, u.Socket, u.URL)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(reference)
+	f.Add([]byte("sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:5000\n"))
+	f.Add([]byte("timeouts: {idle: 1s}\nsites: [{hosts: [\"*.a.test\"], upstream: \"unix:/x\", max_body: 1KiB}]\n"))
+	f.Add([]byte("sites: [\n"))
+	f.Add([]byte("trusted_proxies: [::1, 10.0.0.0/8]\nsites: &a [{hosts: [*a]}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse("fuzz.yaml", data)
+		if err == nil {
+			// A config that parses is complete: every default applied.
+			if len(cfg.Sites) == 0 || cfg.Listen.HTTPS == "" || cfg.MaxHeaderSize == 0 {
+				t.Fatalf("accepted an incomplete config: %+v", cfg)
+			}
+			for _, s := range cfg.Sites {
+				if _, err := ParseUpstream(s.Upstream); err != nil || len(s.Methods) == 0 || s.MaxBody == 0 {
+					t.Fatalf("accepted a bad site: %+v", s)
+				}
+			}
+			return
+		}
+		var ps Problems
+		if !errors.As(err, &ps) || len(ps) == 0 {
+			t.Fatalf("error is not Problems: %v", err)
+		}
+	})
+}

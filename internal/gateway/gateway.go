@@ -1,0 +1,247 @@
+// Package gateway is `rampart serve`: the listeners, the TLS settings, the
+// timeouts, the chain of guards in front of the proxy, reload and graceful
+// shutdown. See DESIGN.md for the shape of a request.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rampartproxy/rampart/internal/certs"
+	"github.com/rampartproxy/rampart/internal/config"
+)
+
+// Gateway serves one config at a time, swapping it atomically on Reload.
+type Gateway struct {
+	log  *slog.Logger
+	snap atomic.Pointer[snapshot]
+
+	caMu sync.Mutex
+	ca   *certs.LocalCA
+
+	mu        sync.Mutex // guards reloads and the fields below
+	https     *http.Server
+	http      *http.Server
+	httpsLn   net.Listener
+	httpLn    net.Listener
+	httpsPort string // the port redirects point to
+	serveErr  chan error
+}
+
+// New compiles cfg. Nothing is bound until Start.
+func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
+	g := &Gateway{log: log, serveErr: make(chan error, 2)}
+	s, err := build(cfg, nil, g.caIn(cfg.StateDir), log)
+	if err != nil {
+		return nil, err
+	}
+	g.snap.Store(s)
+	return g, nil
+}
+
+// caIn opens the CA in stateDir on first need, so a config with only file
+// certificates never creates one. A failure is not remembered: a reload
+// after fixing the directory's permissions tries again.
+func (g *Gateway) caIn(stateDir string) func() (*certs.LocalCA, error) {
+	return func() (*certs.LocalCA, error) {
+		g.caMu.Lock()
+		defer g.caMu.Unlock()
+		if g.ca == nil {
+			ca, err := certs.OpenLocalCA(stateDir)
+			if err != nil {
+				return nil, err
+			}
+			g.ca = ca
+		}
+		return g.ca, nil
+	}
+}
+
+// CA returns the local CA if any site uses it, or nil.
+func (g *Gateway) CA() *certs.LocalCA {
+	g.caMu.Lock()
+	defer g.caMu.Unlock()
+	return g.ca
+}
+
+// TLS settings. TLS 1.2 is kept for older clients, with forward-secret
+// AEAD suites only (Mozilla's "intermediate" profile); TLS 1.3 suites are
+// all AEAD and not configurable in Go.
+var cipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+func (g *Gateway) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: cipherSuites,
+		NextProtos:   []string{"h2", "http/1.1"},
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return g.snap.Load().certificate(hello)
+		},
+	}
+}
+
+// Start binds the listeners and serves in the background. It returns once
+// both listeners are bound, or with the error that stopped one binding.
+func (g *Gateway) Start() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	cfg := g.snap.Load().cfg
+	errLog := slog.NewLogLogger(g.log.Handler(), slog.LevelInfo)
+	var err error
+	if g.httpsLn, err = net.Listen("tcp", cfg.Listen.HTTPS); err != nil {
+		return fmt.Errorf("listen https on %q: %w", cfg.Listen.HTTPS, bindHint(err))
+	}
+	_, g.httpsPort, _ = net.SplitHostPort(g.httpsLn.Addr().String())
+	g.https = &http.Server{
+		Handler:           http.HandlerFunc(g.serveHTTPS),
+		TLSConfig:         g.tlsConfig(),
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Std(),
+		IdleTimeout:       cfg.Timeouts.Idle.Std(),
+		MaxHeaderBytes:    int(cfg.MaxHeaderSize),
+		ErrorLog:          errLog,
+	}
+	if cfg.Listen.HTTP != "off" {
+		if g.httpLn, err = net.Listen("tcp", cfg.Listen.HTTP); err != nil {
+			g.httpsLn.Close()
+			return fmt.Errorf("listen http on %q: %w", cfg.Listen.HTTP, bindHint(err))
+		}
+		g.http = &http.Server{
+			Handler:           http.HandlerFunc(g.serveRedirect),
+			ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Std(),
+			IdleTimeout:       cfg.Timeouts.Idle.Std(),
+			MaxHeaderBytes:    int(cfg.MaxHeaderSize),
+			ErrorLog:          errLog,
+		}
+		go func() { g.serveErr <- ignoreClosed(g.http.Serve(g.httpLn)) }()
+	}
+	go func() { g.serveErr <- ignoreClosed(g.https.ServeTLS(g.httpsLn, "", "")) }()
+	return nil
+}
+
+// bindHint explains the usual reason a low port cannot be bound.
+func bindHint(err error) error {
+	if errors.Is(err, syscall.EACCES) {
+		return fmt.Errorf("%w (ports below 1024 need CAP_NET_BIND_SERVICE: sudo setcap cap_net_bind_service=+ep $(command -v rampart))", err)
+	}
+	return err
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Addrs returns the bound HTTPS and HTTP addresses ("" when off).
+func (g *Gateway) Addrs() (https, http string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.httpsLn != nil {
+		https = g.httpsLn.Addr().String()
+	}
+	if g.httpLn != nil {
+		http = g.httpLn.Addr().String()
+	}
+	return https, http
+}
+
+// Errors delivers an error if a listener stops serving on its own.
+func (g *Gateway) Errors() <-chan error { return g.serveErr }
+
+// Reload compiles cfg and swaps it in. If anything in it fails, nothing
+// changes and the old config keeps serving. Requests in flight finish on
+// the snapshot they started with. Listener addresses and connection
+// timeouts are fixed at start; a change to them is reported in the log.
+func (g *Gateway) Reload(cfg *config.Config) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := g.snap.Load()
+	if cfg.StateDir != old.cfg.StateDir && g.ca != nil {
+		return fmt.Errorf("state_dir changed from %q to %q: restart rampart to move it", old.cfg.StateDir, cfg.StateDir)
+	}
+	s, err := build(cfg, old, g.caIn(cfg.StateDir), g.log)
+	if err != nil {
+		return err
+	}
+	if cfg.Listen != old.cfg.Listen || cfg.Timeouts.ReadHeader != old.cfg.Timeouts.ReadHeader ||
+		cfg.Timeouts.Idle != old.cfg.Timeouts.Idle || cfg.MaxHeaderSize != old.cfg.MaxHeaderSize {
+		g.log.Warn("listen addresses, read_header, idle and max_header_size apply at start only; restart rampart to change them")
+	}
+	g.snap.Store(s)
+	// Proxies no longer in use drop their idle connections now; busy ones
+	// finish their requests first.
+	kept := map[string]bool{}
+	for _, st := range s.sites {
+		kept[st.key] = true
+	}
+	for _, st := range old.sites {
+		if !kept[st.key] {
+			st.proxy.Close()
+			time.AfterFunc(cfg.Timeouts.Upstream.Std()+time.Second, st.proxy.Close)
+		}
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections, lets in-flight requests finish
+// until ctx ends, and closes the rest.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var errs []error
+	for _, s := range []*http.Server{g.http, g.https} {
+		if s != nil {
+			errs = append(errs, s.Shutdown(ctx))
+		}
+	}
+	for _, st := range g.snap.Load().sites {
+		st.proxy.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// redirectTarget is where the plain listener sends a request: the same
+// host and path on HTTPS, with the port only when it is not 443.
+func redirectTarget(host, httpsPort, requestURI string) string {
+	hostport := host
+	if httpsPort != "443" {
+		hostport = net.JoinHostPort(host, httpsPort)
+	} else if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		hostport = "[" + host + "]"
+	}
+	return "https://" + hostport + requestURI
+}
+
+// hostOnly returns the lower-cased host of a Host header, without port or
+// IPv6 brackets.
+func hostOnly(hostport string) string {
+	host := hostport
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		if _, err := strconv.Atoi(p); err == nil {
+			host = h
+		}
+	} else if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	return strings.TrimSuffix(strings.ToLower(host), ".")
+}
+

@@ -1,0 +1,143 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/rampartproxy/rampart/internal/guard"
+	"github.com/rampartproxy/rampart/internal/pages"
+	"github.com/rampartproxy/rampart/internal/reqinfo"
+	"github.com/rampartproxy/rampart/internal/telemetry"
+)
+
+// serveHTTPS is the request path of DESIGN.md: who is the client, which
+// site, the request guards, the body, then the proxy; one log line at the
+// end whatever happened.
+func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
+	snap := g.snap.Load()
+	info := &reqinfo.Info{Start: time.Now(), Client: snap.clients.Resolve(r.RemoteAddr, r.Header)}
+	if id := r.Header.Get("X-Request-ID"); info.Client.Trusted && reqinfo.ValidID(id) {
+		info.ID = id
+	} else {
+		info.ID = reqinfo.NewID()
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	sw.Header().Set("X-Request-ID", info.ID)
+	defer func() { telemetry.Request(g.log, r, info, sw.statusOr200(), sw.bytes) }()
+	defer g.recoverPanic(sw, info)
+
+	st := snap.lookup(hostOnly(r.Host))
+	if st == nil {
+		g.deny(sw, info, &guard.Denial{Status: http.StatusMisdirectedRequest, Reason: "unknown_host", Message: "This server does not serve that host name."})
+		return
+	}
+	info.Site = st.name
+	for _, gd := range st.guards {
+		if d := gd.Check(r); d != nil {
+			g.deny(sw, info, d)
+			return
+		}
+	}
+	release, d := st.body.Buffer(sw, r)
+	defer release()
+	if d != nil {
+		g.deny(sw, info, d)
+		return
+	}
+	// The body is complete and Content-Length exact: an Expect would only
+	// make the upstream wait for a second go-ahead.
+	r.Header.Del("Expect")
+	st.proxy.ServeHTTP(sw, r.WithContext(reqinfo.With(r.Context(), info)))
+}
+
+// deny answers with Rampart's error page and logs the security event.
+func (g *Gateway) deny(w http.ResponseWriter, info *reqinfo.Info, d *guard.Denial) {
+	for k, vs := range d.Header {
+		w.Header()[k] = vs
+	}
+	telemetry.Event(g.log, "request_blocked", info, d.Reason, fmt.Sprintf("status %d", d.Status))
+	pages.Error(w, d.Status, d.Message, info.ID)
+}
+
+// recoverPanic turns a bug in Rampart into a 500 page and a log line with
+// the stack, never a stack trace to the client. ReverseProxy's own
+// ErrAbortHandler (a client or upstream that went away mid-body) is passed
+// on to net/http, which closes the connection quietly.
+func (g *Gateway) recoverPanic(w *statusWriter, info *reqinfo.Info) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+		panic(v)
+	}
+	g.log.Error("internal error", "request_id", info.ID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	if w.status == 0 {
+		pages.Error(w, http.StatusInternalServerError, "Something went wrong in Rampart.", info.ID)
+	}
+}
+
+// serveRedirect is the whole plain-HTTP listener: a known host is sent to
+// HTTPS (301 for GET and HEAD; 308 otherwise, so a POST stays a POST), and
+// anything else is refused. It serves no content.
+func (g *Gateway) serveRedirect(w http.ResponseWriter, r *http.Request) {
+	snap := g.snap.Load()
+	info := &reqinfo.Info{Start: time.Now(), ID: reqinfo.NewID(), Client: snap.clients.Resolve(r.RemoteAddr, nil)}
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() { telemetry.Request(g.log, r, info, sw.statusOr200(), sw.bytes) }()
+	host := hostOnly(r.Host)
+	st := snap.lookup(host)
+	if st == nil {
+		g.deny(sw, info, &guard.Denial{Status: http.StatusBadRequest, Reason: "unknown_host", Message: "This server does not serve that host name."})
+		return
+	}
+	info.Site = st.name
+	code := http.StatusPermanentRedirect
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		code = http.StatusMovedPermanently
+	}
+	sw.Header().Set("Location", redirectTarget(host, g.httpsPort, r.URL.RequestURI()))
+	sw.Header().Set("Connection", "close")
+	sw.WriteHeader(code)
+}
+
+// statusWriter records the status and size of a response for the log.
+// Unwrap lets http.ResponseController reach the connection for flushing,
+// deadlines and the hijack that WebSocket upgrades need.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 || w.status < 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Flush() {
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) statusOr200() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}

@@ -1,0 +1,150 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/rampartproxy/rampart/internal/certs"
+	"github.com/rampartproxy/rampart/internal/clientip"
+	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/guard"
+	"github.com/rampartproxy/rampart/internal/guard/bodylimit"
+	"github.com/rampartproxy/rampart/internal/guard/methods"
+	"github.com/rampartproxy/rampart/internal/proxy"
+)
+
+// snapshot is one loaded config, compiled: immutable once built, read by
+// every request through an atomic pointer, replaced whole on reload.
+type snapshot struct {
+	cfg     *config.Config
+	clients *clientip.Resolver
+	exact   map[string]*site // host → site
+	wild    map[string]*site // "example.com" for "*.example.com"
+	sites   []*site
+}
+
+// requestGuard is a guard that decides on the request alone, before its
+// body is read.
+type requestGuard interface {
+	Check(*http.Request) *guard.Denial
+}
+
+// site is one configured site, compiled.
+type site struct {
+	name   string // its first host, for logs
+	hosts  []string
+	cert   certs.Source
+	guards []requestGuard // run in order; the first denial answers
+	body   *bodylimit.Policy
+	proxy  *proxy.Proxy
+	key    string // identifies the proxy, so reloads can reuse it
+}
+
+// lookup finds the site for a host name (no port, lower case).
+func (s *snapshot) lookup(host string) *site {
+	if st := s.exact[host]; st != nil {
+		return st
+	}
+	if i := strings.IndexByte(host, '.'); i > 0 {
+		return s.wild[host[i+1:]]
+	}
+	return nil
+}
+
+// build compiles cfg. Everything that can fail happens here, so a config
+// either loads whole or not at all. Proxies of prev whose upstream and
+// timeout did not change are reused, keeping their warm connections.
+func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error), log *slog.Logger) (*snapshot, error) {
+	var trusted []netip.Prefix
+	for _, p := range cfg.TrustedProxies {
+		pfx, err := config.ParsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_proxies: %q: %w", p, err)
+		}
+		trusted = append(trusted, pfx)
+	}
+	reuse := map[string]*proxy.Proxy{}
+	if prev != nil {
+		for _, st := range prev.sites {
+			reuse[st.key] = st.proxy
+		}
+	}
+	s := &snapshot{cfg: cfg, clients: clientip.New(trusted), exact: map[string]*site{}, wild: map[string]*site{}}
+	for i, sc := range cfg.Sites {
+		st, err := buildSite(cfg, sc, reuse, ca, log)
+		if err != nil {
+			return nil, fmt.Errorf("sites[%d] (%s): %w", i, strings.Join(sc.Hosts, ", "), err)
+		}
+		s.sites = append(s.sites, st)
+		for _, h := range st.hosts {
+			if base, ok := strings.CutPrefix(h, "*."); ok {
+				s.wild[base] = st
+			} else {
+				s.exact[h] = st
+			}
+		}
+	}
+	return s, nil
+}
+
+func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy, ca func() (*certs.LocalCA, error), log *slog.Logger) (*site, error) {
+	st := &site{name: sc.Hosts[0]}
+	for _, h := range sc.Hosts {
+		if a, err := netip.ParseAddr(h); err == nil {
+			h = a.Unmap().String() // the form a connection's local address takes
+		}
+		st.hosts = append(st.hosts, h)
+	}
+	switch sc.TLS.Mode {
+	case config.TLSInternal:
+		localCA, err := ca()
+		if err != nil {
+			return nil, err
+		}
+		src := &certs.Internal{CA: localCA, Names: st.hosts}
+		if _, err := src.Certificate(); err != nil {
+			return nil, err
+		}
+		st.cert = src
+	case config.TLSFiles:
+		src, err := certs.LoadFiles(sc.TLS.Cert, sc.TLS.Key)
+		if err != nil {
+			return nil, err
+		}
+		src.OnError = func(err error) { log.Error("certificate reload failed; serving the previous one", "site", st.name, "error", err.Error()) }
+		st.cert = src
+	default:
+		return nil, fmt.Errorf("tls mode %q is not available", sc.TLS.Mode)
+	}
+	up, err := config.ParseUpstream(sc.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	st.key = sc.Upstream + "|" + cfg.Timeouts.Upstream.Std().String()
+	st.proxy = reuse[st.key]
+	if st.proxy == nil {
+		st.proxy = proxy.New(proxy.Options{Upstream: up, HeaderTimeout: cfg.Timeouts.Upstream.Std(), Log: log})
+	}
+	st.body = &bodylimit.Policy{Max: int64(sc.MaxBody), ReadTimeout: cfg.Timeouts.ReadBody.Std()}
+	st.guards = []requestGuard{methods.New(sc.Methods), st.body}
+	return st, nil
+}
+
+// certificate picks the certificate for a handshake by SNI. A client that
+// connects to an IP address sends no SNI; then the address it connected to
+// is the name. A name no site lists fails the handshake.
+func (s *snapshot) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	if name == "" && hello.Conn != nil {
+		name = clientip.ParseAddr(hello.Conn.LocalAddr().String()).String()
+	}
+	st := s.lookup(name)
+	if st == nil {
+		return nil, fmt.Errorf("no site serves %q", name)
+	}
+	return st.cert.Certificate()
+}

@@ -1,0 +1,187 @@
+// Package proxy forwards requests to an upstream with
+// httputil.ReverseProxy in Rewrite mode: every forwarding header the client
+// sent is stripped first, and only what Rampart vouches for is added back.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/pages"
+	"github.com/rampartproxy/rampart/internal/reqinfo"
+)
+
+// Options configure a Proxy.
+type Options struct {
+	// Upstream is where requests go.
+	Upstream config.Upstream
+	// HeaderTimeout bounds the wait for the upstream's response headers;
+	// past it the client gets 504.
+	HeaderTimeout time.Duration
+	// Log receives upstream errors, with the request ID. Required.
+	Log *slog.Logger
+}
+
+// Proxy is one site's upstream. It is safe for concurrent use.
+type Proxy struct {
+	rp        *httputil.ReverseProxy
+	transport *http.Transport
+	target    *url.URL
+	log       *slog.Logger
+}
+
+// Headers that only Rampart may set on the way to the upstream. Rewrite
+// mode already removes Forwarded and X-Forwarded-{For,Host,Proto}.
+var strippedUpstream = []string{"X-Real-Ip", "X-Request-Id", "X-Forwarded-Port", "X-Forwarded-Server", "X-Forwarded-Ssl", "Front-End-Https", "X-Url-Scheme"}
+
+// Headers that tell the world what runs behind Rampart.
+var strippedDownstream = []string{"Server", "X-Powered-By", "X-Aspnet-Version", "X-Aspnet-Mvc-Version", "X-Request-Id"}
+
+// New builds a Proxy. It never fails: the upstream was validated when the
+// config was parsed, and connecting happens per request.
+func New(o Options) *Proxy {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		DialContext:           dialer.DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: o.HeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		// Pass bodies through as the upstream encoded them.
+		DisableCompression: true,
+	}
+	if sock := o.Upstream.Socket; sock != "" {
+		t.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, "unix", sock)
+		}
+	}
+	p := &Proxy{transport: t, target: o.Upstream.URL, log: o.Log}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      t,
+		ModifyResponse: modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		// Flush streamed responses (server-sent events) at once; the
+		// transport already buffers the socket writes.
+		FlushInterval: -1,
+		ErrorLog:      slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn),
+	}
+	return p
+}
+
+// ServeHTTP forwards r. The request's reqinfo.Info must be set.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.rp.ServeHTTP(w, r) }
+
+// Close drops idle upstream connections, once a reload has replaced p.
+func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
+
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	info := reqinfo.From(pr.In.Context())
+	pr.SetURL(p.target)
+	// The app sees the name the client asked for, as it would without a
+	// proxy: Flask builds URLs and checks SERVER_NAME from it.
+	pr.Out.Host = pr.In.Host
+	Rewrite(pr.Out.Header, pr.In, info)
+	pr.Out.Header.Del("Connection") // belt and braces: ReverseProxy already drops hop-by-hop headers
+	pr.Out = pr.Out.WithContext(withUpstreamStart(pr.Out.Context()))
+}
+
+// Rewrite sets the forwarding headers on out, the upstream request's
+// header, for the incoming request in. It is the pure decision behind the
+// proxy's header handling: fuzzed and tested directly.
+//
+// X-Forwarded-For is the chain clientip built. X-Forwarded-Proto and
+// X-Forwarded-Host come from a trusted peer's headers, else from this hop.
+// X-Real-IP is the client. X-Request-ID is the request's ID.
+func Rewrite(out http.Header, in *http.Request, info *reqinfo.Info) {
+	proto, host := "https", in.Host
+	if in.TLS == nil {
+		proto = "http"
+	}
+	if info.Client.Trusted {
+		if v := in.Header.Get("X-Forwarded-Proto"); v == "http" || v == "https" {
+			proto = v
+		}
+		if v := in.Header.Get("X-Forwarded-Host"); validHost(v) {
+			host = v
+		}
+	}
+	for _, h := range strippedUpstream {
+		out.Del(h)
+	}
+	out.Del("Forwarded")
+	out.Set("X-Forwarded-For", info.Client.ForwardedFor)
+	out.Set("X-Forwarded-Proto", proto)
+	out.Set("X-Forwarded-Host", host)
+	if info.Client.Client.IsValid() {
+		out.Set("X-Real-IP", info.Client.Client.String())
+	}
+	if info.ID != "" {
+		out.Set("X-Request-ID", info.ID)
+	}
+}
+
+// validHost accepts what a Host header may hold: a name or address with an
+// optional port, nothing that could break a URL the app builds from it.
+func validHost(h string) bool {
+	if h == "" || len(h) > 255 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == ':' || c == '[' || c == ']') {
+			return false
+		}
+	}
+	return true
+}
+
+type upstreamStartKey struct{}
+
+func withUpstreamStart(ctx context.Context) context.Context {
+	return context.WithValue(ctx, upstreamStartKey{}, time.Now())
+}
+
+func upstreamSince(ctx context.Context) time.Duration {
+	if t, ok := ctx.Value(upstreamStartKey{}).(time.Time); ok {
+		return time.Since(t)
+	}
+	return 0
+}
+
+func modifyResponse(resp *http.Response) error {
+	reqinfo.From(resp.Request.Context()).Upstream = upstreamSince(resp.Request.Context())
+	for _, h := range strippedDownstream {
+		resp.Header.Del(h)
+	}
+	return nil
+}
+
+// errorHandler answers 504 when the upstream was too slow and 502 for
+// anything else, with Rampart's own page: never the upstream's bytes, and
+// the cause only in the log.
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	info := reqinfo.From(r.Context())
+	info.Upstream = upstreamSince(r.Context())
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away; nobody is left to answer.
+		p.log.Info("client closed request", "request_id", info.ID)
+		w.WriteHeader(499)
+		return
+	}
+	status, msg := http.StatusBadGateway, "The application is not answering right now."
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		status, msg = http.StatusGatewayTimeout, "The application took too long to answer."
+	}
+	p.log.Warn("upstream error", "request_id", info.ID, "status", status, "error", err.Error())
+	pages.Error(w, status, msg, info.ID)
+}

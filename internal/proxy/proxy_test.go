@@ -1,0 +1,209 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rampartproxy/rampart/internal/clientip"
+	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/reqinfo"
+)
+
+func newProxy(t *testing.T, upstream string, timeout time.Duration) *Proxy {
+	t.Helper()
+	u, err := config.ParseUpstream(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(Options{Upstream: u, HeaderTimeout: timeout, Log: slog.New(slog.DiscardHandler)})
+	t.Cleanup(p.Close)
+	return p
+}
+
+// serve sends r through p as if it came from remote over TLS.
+func serve(p *Proxy, r *http.Request, remote string, trusted []netip.Prefix) *httptest.ResponseRecorder {
+	r.RemoteAddr = remote
+	r.TLS = &tls.ConnectionState{}
+	info := &reqinfo.Info{ID: "req-1", Client: clientip.New(trusted).Resolve(remote, r.Header)}
+	w := httptest.NewRecorder()
+	p.ServeHTTP(w, r.WithContext(reqinfo.With(r.Context(), info)))
+	return w
+}
+
+func TestForwardedHeaders(t *testing.T) {
+	t.Parallel()
+	got := make(chan http.Header, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Clone()
+		h.Set("Host", r.Host)
+		got <- h
+		w.Header().Set("Server", "gunicorn/21.2.0")
+		w.Header().Set("X-Powered-By", "Flask")
+		w.Header().Set("X-Request-ID", "from-upstream")
+		io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	p := newProxy(t, up.URL, time.Second)
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+
+	spoof := func() *http.Request {
+		r := httptest.NewRequest("GET", "https://app.test/x?q=1", nil)
+		r.Header.Set("X-Forwarded-For", "6.6.6.6")
+		r.Header.Set("X-Forwarded-Proto", "http")
+		r.Header.Set("X-Forwarded-Host", "evil.test")
+		r.Header.Set("X-Real-IP", "6.6.6.6")
+		r.Header.Set("Forwarded", "for=6.6.6.6")
+		r.Header.Set("X-Request-ID", "spoofed")
+		r.Header.Set("Connection", "X-Secret-Hop")
+		r.Header.Set("X-Secret-Hop", "1")
+		return r
+	}
+	tests := []struct {
+		name   string
+		remote string
+		want   map[string]string // "" means absent
+	}{
+		{"untrusted peer: every spoofed header dropped", "203.0.113.5:4000", map[string]string{
+			"X-Forwarded-For": "203.0.113.5", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "app.test",
+			"X-Real-Ip": "203.0.113.5", "X-Request-Id": "req-1", "Forwarded": "", "X-Secret-Hop": "", "Host": "app.test",
+		}},
+		{"trusted peer: chain extended", "10.1.2.3:4000", map[string]string{
+			"X-Forwarded-For": "6.6.6.6, 10.1.2.3", "X-Forwarded-Proto": "http", "X-Forwarded-Host": "evil.test",
+			"X-Real-Ip": "6.6.6.6", "Forwarded": "", "X-Secret-Hop": "",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := serve(p, spoof(), tt.remote, trusted)
+			if w.Code != 200 {
+				t.Fatalf("status %d", w.Code)
+			}
+			h := <-got
+			for k, v := range tt.want {
+				if g := h.Get(k); g != v {
+					t.Errorf("upstream saw %s = %q, want %q", k, g, v)
+				}
+			}
+			for _, k := range []string{"Server", "X-Powered-By"} {
+				if w.Header().Get(k) != "" {
+					t.Errorf("client saw %s: %q", k, w.Header().Get(k))
+				}
+			}
+			if w.Header().Get("X-Request-Id") == "from-upstream" {
+				t.Error("the upstream's X-Request-ID reached the client")
+			}
+		})
+	}
+}
+
+func TestUpstreamErrors(t *testing.T) {
+	t.Parallel()
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-r.Context().Done():
+		}
+		io.WriteString(w, "Traceback (most recent call last): secret")
+	}))
+	t.Cleanup(slow.Close)
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL
+	down.Close()
+	tests := []struct {
+		name     string
+		upstream string
+		status   int
+	}{
+		{"down", downURL, 502},
+		{"too slow", slow.URL, 504},
+		{"socket missing", "unix:/nonexistent/rampart-test.sock", 502},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := newProxy(t, tt.upstream, 200*time.Millisecond)
+			w := serve(p, httptest.NewRequest("GET", "https://app.test/", nil), "127.0.0.1:1", nil)
+			body := w.Body.String()
+			if w.Code != tt.status {
+				t.Errorf("status %d, want %d", w.Code, tt.status)
+			}
+			if !strings.Contains(body, "req-1") || strings.Contains(body, "Traceback") || strings.Contains(body, "127.0.0.1") || strings.Contains(body, "dial") {
+				t.Errorf("error page leaks or lacks the request ID: %q", body)
+			}
+		})
+	}
+}
+
+func TestClientGoneIsNotAnError(t *testing.T) {
+	t.Parallel()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer up.Close()
+	p := newProxy(t, up.URL, time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := httptest.NewRequest("GET", "https://app.test/", nil).WithContext(ctx)
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if w := serve(p, r, "127.0.0.1:1", nil); w.Code != 499 {
+		t.Errorf("status %d, want 499", w.Code)
+	}
+}
+
+// FuzzRewrite feeds raw request heads through the server's parser, the
+// client resolver and Rewrite, and checks what the upstream would get.
+func FuzzRewrite(f *testing.F) {
+	f.Add("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", "203.0.113.1:1")
+	f.Add("GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 1.2.3.4, 10.0.0.1\r\nX-Forwarded-Host: b.test\r\nX-Forwarded-Proto: http\r\n\r\n", "10.0.0.9:1")
+	f.Add("GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: nonsense,,\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=x\r\n\r\n", "[::1]:5")
+	f.Add("POST /x HTTP/1.1\r\nHost: [::1]:8443\r\nX-Forwarded-Host: a\r\n b\r\n\r\n", "10.0.0.1:1")
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	res := clientip.New(trusted)
+	f.Fuzz(func(t *testing.T, raw, remote string) {
+		in, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+		if err != nil {
+			return
+		}
+		in.TLS = &tls.ConnectionState{}
+		info := &reqinfo.Info{ID: reqinfo.NewID(), Client: res.Resolve(remote, in.Header)}
+		out := in.Header.Clone()
+		Rewrite(out, in, info)
+		for _, k := range []string{"Forwarded", "X-Forwarded-Port"} {
+			if out.Get(k) != "" {
+				t.Fatalf("%s survived: %q", k, out.Get(k))
+			}
+		}
+		if p := out.Get("X-Forwarded-Proto"); p != "http" && p != "https" {
+			t.Fatalf("X-Forwarded-Proto = %q", p)
+		}
+		for k, vs := range out {
+			for _, v := range vs {
+				if strings.ContainsAny(v, "\r\n\x00") {
+					t.Fatalf("%s carries a control character: %q", k, v)
+				}
+			}
+		}
+		if len(out.Values("X-Forwarded-For")) != 1 || len(out.Values("X-Real-Ip")) > 1 {
+			t.Fatalf("forwarding headers repeated: %v", out)
+		}
+		if !info.Client.Trusted {
+			// An untrusted client controls none of what the upstream
+			// believes about it.
+			if out.Get("X-Forwarded-Host") != in.Host || out.Get("X-Forwarded-Proto") != "https" {
+				t.Fatalf("untrusted headers believed: %v", out)
+			}
+			if ip := out.Get("X-Real-Ip"); ip != "" && ip != info.Client.Peer.String() {
+				t.Fatalf("X-Real-IP %q is not the peer %s", ip, info.Client.Peer)
+			}
+		}
+		if peer := info.Client.Peer; peer.IsValid() && !strings.HasSuffix(out.Get("X-Forwarded-For"), peer.String()) {
+			t.Fatalf("X-Forwarded-For %q does not end with the peer %s", out.Get("X-Forwarded-For"), peer)
+		}
+	})
+}

@@ -1,0 +1,63 @@
+// Package reqinfo carries what Rampart learned about a request (its ID,
+// its real client, its site) through the request's context, from the
+// gateway to the proxy and the log.
+package reqinfo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+
+	"github.com/rampartproxy/rampart/internal/clientip"
+)
+
+// Info is one request's facts. The gateway fills it in before any guard
+// runs; the proxy adds the upstream's timing.
+type Info struct {
+	ID     string
+	Client clientip.Result
+	Site   string
+	Start  time.Time
+	// Upstream is how long the upstream took to send its response
+	// headers; zero when the request never reached it.
+	Upstream time.Duration
+}
+
+type key struct{}
+
+// With returns ctx carrying info.
+func With(ctx context.Context, info *Info) context.Context {
+	return context.WithValue(ctx, key{}, info)
+}
+
+// From returns the Info in ctx, or an empty one.
+func From(ctx context.Context) *Info {
+	if info, ok := ctx.Value(key{}).(*Info); ok {
+		return info
+	}
+	return &Info{}
+}
+
+// NewID returns a fresh request ID: 96 random bits, hex-encoded.
+func NewID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // never fails: see crypto/rand.Read
+	return hex.EncodeToString(b[:])
+}
+
+// ValidID reports whether an ID received from a trusted proxy may be
+// reused: 1 to 128 characters of letters, digits, '-', '_' and '.', so that
+// nothing a header could smuggle ends up in logs or pages.
+func ValidID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
