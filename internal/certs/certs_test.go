@@ -17,7 +17,7 @@ func TestLocalCACreatesPrivateKeyAndReopens(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]os.FileMode{
-		filepath.Join(dir, "ca"):                0o700,
+		filepath.Join(dir, "ca"):                 0o700,
 		filepath.Join(dir, "ca", "root-key.pem"): 0o600,
 	} {
 		fi, err := os.Stat(path)

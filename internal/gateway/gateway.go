@@ -13,9 +13,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"syscall"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/certs"
@@ -244,4 +244,3 @@ func hostOnly(hostport string) string {
 	}
 	return strings.TrimSuffix(strings.ToLower(host), ".")
 }
-

@@ -115,7 +115,9 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 		if err != nil {
 			return nil, err
 		}
-		src.OnError = func(err error) { log.Error("certificate reload failed; serving the previous one", "site", st.name, "error", err.Error()) }
+		src.OnError = func(err error) {
+			log.Error("certificate reload failed; serving the previous one", "site", st.name, "error", err.Error())
+		}
 		st.cert = src
 	default:
 		return nil, fmt.Errorf("tls mode %q is not available", sc.TLS.Mode)

@@ -1,0 +1,233 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rampartproxy/rampart/internal/config"
+)
+
+// recorder is a raw TCP upstream that records every request exactly as it
+// arrived on the wire, so tests can assert what the app really received:
+// nothing, or whole, well-framed requests and no stray bytes.
+type recorder struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	got    []recorded
+	errs   []string // framing the upstream could not parse
+	stray  [][]byte // bytes left after the last whole request
+	reply  string
+	closed chan struct{}
+}
+
+type recorded struct {
+	Method, Path, Host string
+	Header             http.Header
+	Body               []byte
+	ContentLength      int64
+	TransferEncoding   []string
+}
+
+func newRecorder(t testing.TB) *recorder {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{ln: ln, reply: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nServer: gunicorn\r\nX-Powered-By: Flask\r\nContent-Length: 2\r\n\r\nok", closed: make(chan struct{})}
+	go r.accept()
+	t.Cleanup(func() { ln.Close(); <-r.closed })
+	return r
+}
+
+func (r *recorder) URL() string { return "http://" + r.ln.Addr().String() }
+
+func (r *recorder) accept() {
+	var wg sync.WaitGroup
+	defer func() { wg.Wait(); close(r.closed) }()
+	for {
+		c, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); r.serve(c) }()
+	}
+}
+
+func (r *recorder) serve(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			if err != io.EOF && !isClosed(err) {
+				rest, _ := io.ReadAll(io.LimitReader(br, 4096))
+				r.mu.Lock()
+				r.errs = append(r.errs, err.Error())
+				if len(rest) > 0 {
+					r.stray = append(r.stray, rest)
+				}
+				r.mu.Unlock()
+			}
+			return
+		}
+		body, err := io.ReadAll(req.Body)
+		rec := recorded{Method: req.Method, Path: req.URL.RequestURI(), Host: req.Host, Header: req.Header, Body: body,
+			ContentLength: req.ContentLength, TransferEncoding: req.TransferEncoding}
+		r.mu.Lock()
+		if err != nil {
+			r.errs = append(r.errs, "body: "+err.Error())
+		}
+		r.got = append(r.got, rec)
+		r.mu.Unlock()
+		if err != nil {
+			return
+		}
+		if strings.HasPrefix(req.URL.Path, "/slow") {
+			time.Sleep(300 * time.Millisecond)
+		}
+		if _, err := io.WriteString(c, r.reply); err != nil {
+			return
+		}
+	}
+}
+
+func isClosed(err error) bool {
+	var ne net.Error
+	return strings.Contains(err.Error(), "use of closed") || strings.Contains(err.Error(), "connection reset") ||
+		(errorAs(err, &ne) && ne.Timeout())
+}
+
+func errorAs(err error, target *net.Error) bool {
+	ne, ok := err.(net.Error)
+	if ok {
+		*target = ne
+	}
+	return ok
+}
+
+func (r *recorder) requests() ([]recorded, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	errs := append([]string(nil), r.errs...)
+	for _, s := range r.stray {
+		errs = append(errs, "stray bytes: "+string(s))
+	}
+	return append([]recorded(nil), r.got...), errs
+}
+
+// testGateway is a whole gateway on 127.0.0.1:0 with its log captured.
+type testGateway struct {
+	*Gateway
+	httpsAddr, httpAddr string
+	roots               *x509.CertPool
+	logs                *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// siteFor is the usual test site: the loopback names, internal TLS.
+func siteFor(upstream string) config.Site {
+	return config.Site{Hosts: []string{"localhost", "127.0.0.1", "::1"}, Upstream: upstream}
+}
+
+func startGateway(t testing.TB, c config.Config) *testGateway {
+	t.Helper()
+	if c.Listen.HTTPS == "" {
+		c.Listen.HTTPS = "127.0.0.1:0"
+	}
+	if c.Listen.HTTP == "" {
+		c.Listen.HTTP = "127.0.0.1:0"
+	}
+	if c.StateDir == "" {
+		c.StateDir = t.TempDir()
+	}
+	cfg, err := config.Build(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	g, err := New(cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Shutdown(t.Context()) })
+	tg := &testGateway{Gateway: g, logs: logs, roots: x509.NewCertPool()}
+	tg.httpsAddr, tg.httpAddr = g.Addrs()
+	if ca := g.CA(); ca != nil {
+		tg.roots.AddCert(ca.Root)
+	}
+	return tg
+}
+
+// client is an HTTPS client that trusts the gateway's CA and connects to
+// it whatever the URL's host. It does not follow redirects.
+func (tg *testGateway) client(h2 bool) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: tg.roots, ServerName: "localhost"},
+		ForceAttemptHTTP2: h2,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, tg.httpsAddr)
+		},
+	}
+	if !h2 {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// rawTLS opens a TLS connection to the gateway for writing raw bytes.
+func (tg *testGateway) rawTLS(t testing.TB) *tls.Conn {
+	t.Helper()
+	c, err := tls.Dial("tcp", tg.httpsAddr, &tls.Config{RootCAs: tg.roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// waitLog waits for a log line containing substr and returns the log.
+func (tg *testGateway) waitLog(t testing.TB, substr string) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		logs := tg.logs.String()
+		if strings.Contains(logs, substr) || time.Now().After(deadline) {
+			return logs
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
