@@ -187,19 +187,23 @@ func Parse(name string, data []byte) (*Config, error) {
 	var cfg Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
+	// yaml.v3 reports bad values and unknown keys as one TypeError and
+	// decodes the rest, so validation can go on and report everything.
+	var ps Problems
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			var ps Problems
-			for _, e := range te.Errors {
-				ps = append(ps, yamlProblem(name, errors.New(e)))
-			}
-			return nil, sortProblems(ps)
+		if !errors.As(err, &te) {
+			return nil, Problems{yamlProblem(name, err)}
 		}
-		return nil, Problems{yamlProblem(name, err)}
+		for _, e := range te.Errors {
+			ps = append(ps, yamlProblem(name, errors.New(e)))
+		}
 	}
 	if err := cfg.finish(name, lines); err != nil {
-		return nil, err
+		ps = append(ps, err.(Problems)...)
+	}
+	if len(ps) > 0 {
+		return nil, sortProblems(ps)
 	}
 	return &cfg, nil
 }

@@ -20,18 +20,18 @@ func TestTLSPolicy(t *testing.T) {
 	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor(newRecorder(t).URL())}})
 	tests := []struct {
 		name   string
-		cfg    tls.Config
+		cfg    *tls.Config
 		ok     bool
 		wantH2 bool
 	}{
-		{"tls 1.3", tls.Config{MinVersion: tls.VersionTLS13}, true, false},
-		{"tls 1.2 aead", tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}, true, false},
-		{"tls 1.2 chacha", tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}}, true, false},
-		{"tls 1.1 refused", tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}, false, false},
-		{"tls 1.2 cbc refused", tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}}, false, false},
-		{"tls 1.2 static rsa refused", tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256}}, false, false},
-		{"alpn h2", tls.Config{NextProtos: []string{"h2", "http/1.1"}}, true, true},
-		{"unknown sni", tls.Config{ServerName: "other.test", InsecureSkipVerify: true}, false, false},
+		{"tls 1.3", &tls.Config{MinVersion: tls.VersionTLS13}, true, false},
+		{"tls 1.2 aead", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}, true, false},
+		{"tls 1.2 chacha", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}}, true, false},
+		{"tls 1.1 refused", &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}, false, false},
+		{"tls 1.2 cbc refused", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}}, false, false},
+		{"tls 1.2 static rsa refused", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256}}, false, false},
+		{"alpn h2", &tls.Config{NextProtos: []string{"h2", "http/1.1"}}, true, true},
+		{"unknown sni", &tls.Config{ServerName: "other.test", InsecureSkipVerify: true}, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,265 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rampartproxy/rampart/internal/certs"
+)
+
+// process is `rampart serve` running as its own process, so that the
+// tests send it real signals.
+type process struct {
+	cmd       *exec.Cmd
+	httpsAddr string
+	stateDir  string
+	logs      chan string // JSON log lines from stdout
+	exited    chan error
+}
+
+func startRampart(t *testing.T, args ...string) *process {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// testscript.Main runs the rampart command when the binary is called
+	// by that name.
+	bin := filepath.Join(t.TempDir(), "rampart")
+	if err := os.Symlink(exe, bin); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{stateDir: t.TempDir(), logs: make(chan string, 1000), exited: make(chan error, 1)}
+	p.cmd = exec.Command(bin, append([]string{"serve", "--state-dir", p.stateDir}, args...)...)
+	stdout, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stderr = io.Discard
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), `"msg":"request"`) {
+				continue // the tests wait for lifecycle lines only
+			}
+			p.logs <- sc.Text()
+		}
+		p.exited <- p.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+	})
+	line := p.waitLog(t, `"msg":"started"`)
+	var started struct{ HTTPS string }
+	if err := json.Unmarshal([]byte(line), &started); err != nil {
+		t.Fatal(err)
+	}
+	p.httpsAddr = started.HTTPS
+	return p
+}
+
+// waitLog returns the first log line containing substr.
+func (p *process) waitLog(t *testing.T, substr string) string {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case l := <-p.logs:
+			if strings.Contains(l, substr) {
+				return l
+			}
+		case err := <-p.exited:
+			t.Fatalf("rampart exited (%v) before logging %s", err, substr)
+		case <-timeout:
+			t.Fatalf("no log line with %s", substr)
+		}
+	}
+}
+
+func (p *process) client(t *testing.T) *http.Client {
+	t.Helper()
+	ca, err := certs.OpenLocalCA(p.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Root)
+	d := &net.Dialer{}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "localhost"},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, p.httpsAddr)
+		},
+	}}
+}
+
+func writeConfig(t *testing.T, path, upstream string) {
+	t.Helper()
+	cfg := fmt.Sprintf("listen: {https: \"127.0.0.1:0\", http: \"off\"}\nsites:\n  - hosts: [localhost]\n    upstream: %s\n", upstream)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func named(name string) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(time.Second)
+		}
+		io.WriteString(w, name)
+	}))
+}
+
+// TestSIGHUPReloadDropsNothing keeps 20 clients sending requests on
+// keep-alive connections across two SIGHUPs: one with a new upstream, one
+// with a broken config. No request may fail; the new upstream takes over;
+// the broken config is refused and logged.
+func TestSIGHUPReloadDropsNothing(t *testing.T) {
+	t.Parallel()
+	a, b := named("A"), named("B")
+	defer a.Close()
+	defer b.Close()
+	cfgPath := filepath.Join(t.TempDir(), "rampart.yaml")
+	writeConfig(t, cfgPath, a.URL)
+	p := startRampart(t, "--config", cfgPath)
+
+	const clients = 20
+	var (
+		stop     atomic.Bool
+		wg       sync.WaitGroup
+		failures atomic.Int64
+		firstErr atomic.Value
+		seen     sync.Map // body → count
+	)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := p.client(t)
+			for !stop.Load() {
+				resp, err := c.Get("https://localhost/")
+				if err != nil {
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 {
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("status %d: %s %v", resp.StatusCode, body, err))
+					continue
+				}
+				n, _ := seen.LoadOrStore(string(body), new(atomic.Int64))
+				n.(*atomic.Int64).Add(1)
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond)
+	writeConfig(t, cfgPath, b.URL)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLog(t, `"msg":"reloaded"`)
+	time.Sleep(500 * time.Millisecond)
+	if err := os.WriteFile(cfgPath, []byte("sites: [{hosts: [localhost], upstream: ftp://nope}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	refused := p.waitLog(t, `reload refused`)
+	time.Sleep(300 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+
+	if n := failures.Load(); n > 0 {
+		t.Fatalf("%d requests failed across the reloads; first: %v", n, firstErr.Load())
+	}
+	count := func(name string) int64 {
+		if v, ok := seen.Load(name); ok {
+			return v.(*atomic.Int64).Load()
+		}
+		return 0
+	}
+	if count("A") == 0 || count("B") == 0 {
+		t.Fatalf("requests by upstream: A=%d B=%d; want both", count("A"), count("B"))
+	}
+	t.Logf("%d requests to A, %d to B, none failed", count("A"), count("B"))
+	if !strings.Contains(refused, "ftp://nope") {
+		t.Errorf("the refused reload does not say why: %s", refused)
+	}
+	resp, err := p.client(t).Get("https://localhost/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "B" {
+		t.Errorf("after a refused reload the answer is %q, want the last good config's B", body)
+	}
+}
+
+// TestSIGTERMDrains sends SIGTERM while requests are in flight: they
+// complete, and rampart exits 0.
+func TestSIGTERMDrains(t *testing.T) {
+	t.Parallel()
+	up := named("done")
+	defer up.Close()
+	p := startRampart(t, "--upstream", up.URL, "--https", "127.0.0.1:0", "--http", "off")
+	var wg sync.WaitGroup
+	errs := make(chan string, 5)
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := p.client(t).Get("https://localhost/slow")
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(body) != "done" {
+				errs <- fmt.Sprintf("%d %s", resp.StatusCode, body)
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("in-flight request failed: %s", e)
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Errorf("rampart exited with %v, want 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("rampart did not exit after SIGTERM")
+	}
+}

@@ -1,0 +1,203 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rampartproxy/rampart/internal/config"
+)
+
+// gunicorn runs testdata/flaskapp under a real gunicorn on a unix socket.
+// One gthread worker, so the app's record of what it saw is complete.
+type gunicorn struct {
+	sock string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+}
+
+func startGunicorn(t *testing.T) *gunicorn {
+	t.Helper()
+	bin, err := exec.LookPath("gunicorn")
+	if err != nil {
+		t.Fatal("gunicorn is not installed: apt-get install gunicorn python3-flask (.ci/run does this)")
+	}
+	appDir, err := filepath.Abs("testdata/flaskapp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A short path: unix socket paths are limited to 108 bytes.
+	dir, err := os.MkdirTemp("", "rg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	g := &gunicorn{sock: filepath.Join(dir, "app.sock"), out: &syncBuffer{}}
+	g.cmd = exec.Command(bin, "--chdir", appDir, "--workers", "1", "--worker-class", "gthread", "--threads", "4",
+		"--bind", "unix:"+g.sock, "--graceful-timeout", "1", "app:app")
+	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.stop)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.Dial("unix", g.sock)
+		if err == nil {
+			c.Close()
+			return g
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gunicorn did not start: %s", g.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (g *gunicorn) stop() {
+	if g.cmd.ProcessState == nil {
+		_ = g.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = g.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = g.cmd.Process.Kill()
+			<-done
+		}
+	}
+}
+
+func TestGunicornFlaskOverUnixSocket(t *testing.T) {
+	t.Parallel()
+	app := startGunicorn(t)
+	site := siteFor("unix:" + app.sock)
+	site.MaxBody = 1 << 20
+	tg := startGateway(t, config.Config{Sites: []config.Site{site}})
+	client := tg.client(true)
+	getJSON := func(t *testing.T, req *http.Request, into any) *http.Response {
+		t.Helper()
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if into != nil {
+			if err := json.Unmarshal(body, into); err != nil {
+				t.Fatalf("%d %s: %v", resp.StatusCode, body, err)
+			}
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		return resp
+	}
+
+	t.Run("the app sees the real client and https", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", "https://localhost/?q=1", nil)
+		req.Header.Set("X-Forwarded-For", "6.6.6.6")
+		req.Header.Set("X-Forwarded-Proto", "http")
+		var got struct {
+			RemoteAddr string            `json:"remote_addr"`
+			Scheme     string            `json:"scheme"`
+			Host       string            `json:"host"`
+			Headers    map[string]string `json:"headers"`
+		}
+		resp := getJSON(t, req, &got)
+		if got.RemoteAddr != "127.0.0.1" || got.Scheme != "https" || got.Host != "localhost" {
+			t.Errorf("Flask saw remote_addr %q scheme %q host %q", got.RemoteAddr, got.Scheme, got.Host)
+		}
+		if got.Headers["X-Request-Id"] != resp.Header.Get("X-Request-ID") || got.Headers["X-Real-Ip"] != "127.0.0.1" {
+			t.Errorf("Flask saw headers %v", got.Headers)
+		}
+		if resp.Header.Get("Server") != "" {
+			t.Errorf("gunicorn's Server header reached the client: %q", resp.Header.Get("Server"))
+		}
+	})
+
+	t.Run("redirects Flask builds are https", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", "https://localhost/go-home", nil)
+		resp := getJSON(t, req, nil)
+		if loc := resp.Header.Get("Location"); resp.StatusCode != 302 || loc != "https://localhost/" {
+			t.Errorf("got %d Location %q, want 302 https://localhost/", resp.StatusCode, loc)
+		}
+	})
+
+	t.Run("a chunked upload reaches Flask whole with a Content-Length", func(t *testing.T) {
+		payload := bytes.Repeat([]byte("rampart"), 30000) // 210 kB: spills to disk
+		req, _ := http.NewRequest("POST", "https://localhost/echo", io.MultiReader(bytes.NewReader(payload)))
+		var got struct {
+			Length           int     `json:"length"`
+			SHA256           string  `json:"sha256"`
+			ContentLength    *string `json:"content_length"`
+			TransferEncoding *string `json:"transfer_encoding"`
+		}
+		getJSON(t, req, &got)
+		sum := sha256.Sum256(payload)
+		if got.Length != len(payload) || got.SHA256 != hex.EncodeToString(sum[:]) || got.ContentLength == nil || got.TransferEncoding != nil {
+			t.Errorf("Flask got %+v", got)
+		}
+	})
+
+	t.Run("an oversized body never reaches Flask", func(t *testing.T) {
+		req, _ := http.NewRequest("POST", "https://localhost/echo", bytes.NewReader(make([]byte, 2<<20)))
+		if resp := getJSON(t, req, nil); resp.StatusCode != 413 {
+			t.Errorf("status %d, want 413", resp.StatusCode)
+		}
+	})
+
+	t.Run("CL.TE smuggling does not reach gunicorn", func(t *testing.T) {
+		c := tg.rawTLS(t)
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(c, "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 35\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nX: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		c.Close()
+		var seen struct{ Seen [][2]string }
+		getJSON(t, mustRequest(t, "GET", "https://localhost/seen"), &seen)
+		for _, s := range seen.Seen {
+			if strings.Contains(s[1], "smuggled") {
+				t.Fatalf("gunicorn served a smuggled request: %v", seen.Seen)
+			}
+		}
+	})
+
+	t.Run("a crash is a plain 500, not a traceback", func(t *testing.T) {
+		resp := getJSON(t, mustRequest(t, "GET", "https://localhost/crash"), nil)
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 500 || bytes.Contains(body, []byte("hunter2")) || bytes.Contains(body, []byte("Traceback")) {
+			t.Errorf("got %d %s", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("gunicorn down gives Rampart's 502", func(t *testing.T) {
+		app.stop()
+		resp := getJSON(t, mustRequest(t, "GET", "https://localhost/"), nil)
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 502 || !bytes.Contains(body, []byte(resp.Header.Get("X-Request-ID"))) || bytes.Contains(body, []byte(app.sock)) {
+			t.Errorf("got %d %s", resp.StatusCode, body)
+		}
+	})
+}
+
+func mustRequest(t *testing.T, method, url string) *http.Request {
+	t.Helper()
+	r, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
