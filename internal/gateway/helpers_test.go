@@ -231,3 +231,5 @@ func (tg *testGateway) waitLog(t testing.TB, substr string) string {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/config"
@@ -73,6 +74,7 @@ func New(o Options) *Proxy {
 		// transport already buffers the socket writes.
 		FlushInterval: -1,
 		ErrorLog:      slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn),
+		BufferPool:    bufferPool{},
 	}
 	return p
 }
@@ -156,6 +158,15 @@ func upstreamSince(ctx context.Context) time.Duration {
 	}
 	return 0
 }
+
+// bufferPool recycles the 32 KiB copy buffers ReverseProxy would otherwise
+// allocate for every response body.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 
 func modifyResponse(resp *http.Response) error {
 	reqinfo.From(resp.Request.Context()).Upstream = upstreamSince(resp.Request.Context())
