@@ -70,9 +70,9 @@ func New(o Options) *Proxy {
 		Transport:      t,
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   p.errorHandler,
-		// Flush streamed responses (server-sent events) at once; the
-		// transport already buffers the socket writes.
-		FlushInterval: -1,
+		// FlushInterval 0: ReverseProxy flushes at once for responses of
+		// unknown length and for text/event-stream, and otherwise lets a
+		// response with a known length go out in as few writes as it can.
 		ErrorLog:      slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn),
 		BufferPool:    bufferPool{},
 	}
