@@ -30,14 +30,18 @@ func (e env) validate(args []string) int {
 			for _, p := range ps {
 				fmt.Fprintf(e.stderr, "%s\n", p)
 			}
-			noun := "problems"
-			if len(ps) == 1 {
-				noun = "problem"
-			}
-			return e.fail(fmt.Errorf("%s: %d %s", *path, len(ps), noun), "the reference of every key is in the README (Configuration)")
+			return e.fail(fmt.Errorf("%s: %s", *path, plural(len(ps), "problem")), "the reference of every key is in the README (Configuration)")
 		}
 		return e.fail(err, "pass the file with --config FILE")
 	}
-	fmt.Fprintf(e.stdout, "%s: ok (%d sites)\n", *path, len(cfg.Sites))
+	fmt.Fprintf(e.stdout, "%s: ok (%s)\n", *path, plural(len(cfg.Sites), "site"))
 	return exitOK
+}
+
+// plural writes "1 site", "2 sites".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
