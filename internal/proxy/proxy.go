@@ -73,8 +73,8 @@ func New(o Options) *Proxy {
 		// FlushInterval 0: ReverseProxy flushes at once for responses of
 		// unknown length and for text/event-stream, and otherwise lets a
 		// response with a known length go out in as few writes as it can.
-		ErrorLog:      slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn),
-		BufferPool:    bufferPool{},
+		ErrorLog:   slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn),
+		BufferPool: bufferPool{},
 	}
 	return p
 }
