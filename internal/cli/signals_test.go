@@ -48,6 +48,8 @@ func startRampart(t *testing.T, args ...string) *process {
 	}
 	p := &process{stateDir: t.TempDir(), logs: make(chan string, 1000), exited: make(chan error, 1)}
 	p.cmd = exec.Command(bin, append([]string{"serve", "--state-dir", p.stateDir}, args...)...)
+	// An empty working directory: no ./rampart.yaml is picked up.
+	p.cmd.Dir = t.TempDir()
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -261,5 +263,22 @@ func TestSIGTERMDrains(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("rampart did not exit after SIGTERM")
+	}
+}
+
+// TestServeWithoutConfigServesDemo is the README's first command: no
+// config, no upstream, the demo app behind Rampart with a local-CA
+// certificate. (Ports are picked by the test instead of 8443 and 8080.)
+func TestServeWithoutConfigServesDemo(t *testing.T) {
+	t.Parallel()
+	p := startRampart(t, "--https", "127.0.0.1:0", "--http", "off")
+	resp, err := p.client(t).Get("https://localhost/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "PROTECTED BY RAMPART") || !strings.Contains(string(page), "<code>https</code>") {
+		t.Errorf("demo page: %d %s", resp.StatusCode, page)
 	}
 }
