@@ -2,7 +2,6 @@ package certs
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"testing"
@@ -116,14 +115,7 @@ func TestFilesReloadOnChange(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := WriteFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := WriteFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o644); err != nil {
+		if err := WritePair(certPath, keyPath, c); err != nil {
 			t.Fatal(err)
 		}
 		return c.Leaf

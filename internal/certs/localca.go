@@ -118,16 +118,26 @@ func createRoot(dir, certPath, keyPath string) error {
 	if err != nil {
 		return err
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	return WritePair(certPath, keyPath, &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key})
+}
+
+// WritePair writes a certificate chain and its private key as PEM files,
+// each atomically. The key goes first and with mode 0600: a chain without
+// its key is useless, so a crash between the two writes leaves a state
+// that is recreated whole, and the key is never readable by others.
+func WritePair(certPath, keyPath string, c *tls.Certificate) error {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
 	if err != nil {
-		return err
+		return fmt.Errorf("encode private key: %w", err)
 	}
-	// The key goes first: a root without its key would be useless, and a
-	// crash between the two writes then leaves a state that recreates both.
 	if err := WriteFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return err
 	}
-	return WriteFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	var chain []byte
+	for _, der := range c.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	return WriteFileAtomic(certPath, chain, 0o644)
 }
 
 // WriteFileAtomic writes data to a temporary file in the same directory

@@ -3,7 +3,6 @@ package gateway
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"path/filepath"
 	"testing"
 
@@ -27,14 +26,7 @@ func TestFileCertificatesReloaded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := certs.WriteFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := certs.WriteFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o644); err != nil {
+		if err := certs.WritePair(certPath, keyPath, c); err != nil {
 			t.Fatal(err)
 		}
 		return c.Leaf
