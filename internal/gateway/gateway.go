@@ -175,7 +175,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	old := g.snap.Load()
-	if cfg.StateDir != old.cfg.StateDir && g.ca != nil {
+	if cfg.StateDir != old.cfg.StateDir && g.CA() != nil {
 		return fmt.Errorf("state_dir changed from %q to %q: restart rampart to move it", old.cfg.StateDir, cfg.StateDir)
 	}
 	s, err := build(cfg, old, g.caIn(cfg.StateDir), g.log)
