@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -349,7 +350,7 @@ func TestSlowAndHugeClients(t *testing.T) {
 			t.Fatal("a client that never finished its headers kept its connection")
 		}
 		var ne net.Error
-		if errorAs(err, &ne) && ne.Timeout() {
+		if errors.As(err, &ne) && ne.Timeout() {
 			t.Fatal("the server did not close the connection within 5s")
 		}
 	})

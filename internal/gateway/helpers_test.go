@@ -6,12 +6,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -105,18 +107,10 @@ func (r *recorder) serve(c net.Conn) {
 	}
 }
 
+// isClosed reports an error that only means the connection ended.
 func isClosed(err error) bool {
 	var ne net.Error
-	return strings.Contains(err.Error(), "use of closed") || strings.Contains(err.Error(), "connection reset") ||
-		(errorAs(err, &ne) && ne.Timeout())
-}
-
-func errorAs(err error, target *net.Error) bool {
-	ne, ok := err.(net.Error)
-	if ok {
-		*target = ne
-	}
-	return ok
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 func (r *recorder) requests() ([]recorded, []string) {
