@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -44,7 +45,10 @@ func FuzzRequestHead(f *testing.F) {
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(g.serveHTTPS), ReadHeaderTimeout: time.Second, MaxHeaderBytes: int(cfg.MaxHeaderSize)}
 	go func() { _ = srv.Serve(ln) }()
-	f.Cleanup(func() { srv.Close() })
+	f.Cleanup(func() {
+		srv.Close()
+		_ = g.Shutdown(context.Background()) // drops the idle upstream connections
+	})
 
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		c, err := net.Dial("tcp", ln.Addr().String())
