@@ -96,6 +96,17 @@ type Site struct {
 	// PUT, PATCH, DELETE, OPTIONS; any other method gets 405. CONNECT and
 	// TRACE are never allowed.
 	Methods []string `yaml:"methods"`
+
+	// Headers are the security headers of every response.
+	Headers Headers `yaml:"headers"`
+	// CSP is the Content-Security-Policy, with per-response nonces.
+	CSP CSP `yaml:"csp"`
+	// Cookies hardens the upstream's Set-Cookie headers.
+	Cookies Cookies `yaml:"cookies"`
+	// Guards configure sensitive paths and redirect checks.
+	Guards Guards `yaml:"guards"`
+	// Routes override the settings above for path prefixes.
+	Routes []Route `yaml:"routes"`
 }
 
 // TLS modes.
@@ -321,6 +332,7 @@ func (c *Config) applyDefaults() {
 		if s.TLS.Mode == "" {
 			s.TLS.Mode = DefaultTLSMode(s.Hosts)
 		}
+		s.ApplyHardeningDefaults()
 	}
 }
 
@@ -435,6 +447,7 @@ func (c *Config) validate() Problems {
 		if s.MaxBody < 0 {
 			bad(at+".max_body", "must not be negative")
 		}
+		s.validateHardening(at, bad)
 		for j, m := range s.Methods {
 			mp := fmt.Sprintf("%s.methods[%d]", at, j)
 			switch {

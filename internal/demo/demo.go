@@ -42,6 +42,9 @@ type Seen struct {
 	RealIP         string `json:"x_real_ip"`
 	RequestID      string `json:"x_request_id"`
 	Message        string `json:"message,omitempty"`
+	// Nonce is the CSP nonce Rampart passed in X-CSP-Nonce: the page's
+	// inline style carries it, as an app's templates would.
+	Nonce string `json:"-"`
 }
 
 func view(r *http.Request, msg string) Seen {
@@ -53,6 +56,7 @@ func view(r *http.Request, msg string) Seen {
 		RealIP:         r.Header.Get("X-Real-IP"),
 		RequestID:      r.Header.Get("X-Request-ID"),
 		Message:        msg,
+		Nonce:          r.Header.Get("X-CSP-Nonce"),
 	}
 }
 

@@ -20,12 +20,16 @@ import (
 
 	"github.com/rampartproxy/rampart/internal/certs"
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/guard/csp"
+	"github.com/rampartproxy/rampart/internal/reqinfo"
+	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
 // Gateway serves one config at a time, swapping it atomically on Reload.
 type Gateway struct {
-	log  *slog.Logger
-	snap atomic.Pointer[snapshot]
+	log     *slog.Logger
+	snap    atomic.Pointer[snapshot]
+	reports *csp.Reporter // outlives reloads: its counts are kept
 
 	caMu sync.Mutex
 	ca   *certs.LocalCA
@@ -42,6 +46,10 @@ type Gateway struct {
 // New compiles cfg. Nothing is bound until Start.
 func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	g := &Gateway{log: log, serveErr: make(chan error, 2)}
+	g.reports = csp.NewReporter(func(r *http.Request, v csp.Violation, count int64) {
+		telemetry.Event(log, "csp_violation", reqinfo.From(r.Context()), v.Directive,
+			fmt.Sprintf("%s blocked %q on %q (%s); seen %d times", v.Directive, v.BlockedURI, v.DocumentURI, v.Disposition, count))
+	})
 	s, err := build(cfg, nil, g.caIn(cfg.StateDir), log)
 	if err != nil {
 		return nil, err

@@ -5,17 +5,20 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/guard"
+	"github.com/rampartproxy/rampart/internal/guard/csp"
 	"github.com/rampartproxy/rampart/internal/pages"
+	"github.com/rampartproxy/rampart/internal/proxy"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
 	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
 // serveHTTPS is the request path of DESIGN.md: who is the client, which
-// site, the request guards, the body, then the proxy; one log line at the
-// end whatever happened.
+// site and route, the request guards, the body, then the proxy and the
+// response guards; one log line at the end whatever happened.
 func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	snap := g.snap.Load()
 	info := &reqinfo.Info{Start: time.Now(), Client: snap.clients.Resolve(r.RemoteAddr, r.Header)}
@@ -30,11 +33,25 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	defer g.recoverPanic(sw, info)
 
 	st := snap.lookup(hostOnly(r.Host))
+	rt := snap.fallback
+	if st != nil {
+		rt = st.route(r.URL.Path)
+	}
+	// Every response, Rampart's own pages included, gets the route's
+	// security headers just before it is written.
+	if rt.headers.CSP().UsesNonce() {
+		info.Nonce = csp.NewNonce()
+	}
+	sw.beforeWrite = func(h http.Header) { rt.headers.Apply(h, info.Nonce) }
 	if st == nil {
 		g.deny(sw, info, &guard.Denial{Status: http.StatusMisdirectedRequest, Reason: "unknown_host", Message: "This server does not serve that host name."})
 		return
 	}
 	info.Site = st.name
+	if r.URL.Path == csp.ReportPath {
+		g.serveReport(sw, r, info)
+		return
+	}
 	for _, gd := range st.guards {
 		if d := gd.Check(r); d != nil {
 			g.deny(sw, info, d)
@@ -50,7 +67,29 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	// The body is complete and Content-Length exact: an Expect would only
 	// make the upstream wait for a second go-ahead.
 	r.Header.Del("Expect")
-	st.proxy.ServeHTTP(sw, r.WithContext(reqinfo.With(r.Context(), info)))
+	if info.Nonce != "" {
+		// The nonce is written into HTML bodies on the way back, which
+		// Rampart can do for gzip and identity only.
+		limitEncodings(r.Header)
+	}
+	ctx := reqinfo.With(r.Context(), info)
+	ctx = proxy.WithResponseHook(ctx, g.responseGuards(st, rt, info))
+	st.proxy.ServeHTTP(sw, r.WithContext(ctx))
+}
+
+// limitEncodings narrows Accept-Encoding to gzip (if the client takes it)
+// or identity.
+func limitEncodings(h http.Header) {
+	for _, v := range h.Values("Accept-Encoding") {
+		for _, e := range strings.Split(v, ",") {
+			name, _, _ := strings.Cut(strings.TrimSpace(e), ";")
+			if strings.EqualFold(strings.TrimSpace(name), "gzip") && !strings.Contains(strings.ReplaceAll(e, " ", ""), "q=0") {
+				h.Set("Accept-Encoding", "gzip")
+				return
+			}
+		}
+	}
+	h.Del("Accept-Encoding")
 }
 
 // deny answers with Rampart's error page and logs the security event.
@@ -59,7 +98,16 @@ func (g *Gateway) deny(w http.ResponseWriter, info *reqinfo.Info, d *guard.Denia
 		w.Header()[k] = vs
 	}
 	telemetry.Event(g.log, "request_blocked", info, d.Reason, fmt.Sprintf("status %d", d.Status))
-	pages.Error(w, d.Status, d.Message, info.ID)
+	pages.Error(w, d.Status, d.Message, info.ID, info.Nonce)
+}
+
+// serveReport takes a CSP violation report.
+func (g *Gateway) serveReport(w http.ResponseWriter, r *http.Request, info *reqinfo.Info) {
+	status, reason := g.reports.Serve(w, r.WithContext(reqinfo.With(r.Context(), info)), info.Client.Client)
+	if reason != "" {
+		telemetry.Event(g.log, "csp_report_refused", info, reason, fmt.Sprintf("status %d", status))
+	}
+	w.WriteHeader(status)
 }
 
 // recoverPanic turns a bug in Rampart into a 500 page and a log line with
@@ -76,7 +124,7 @@ func (g *Gateway) recoverPanic(w *statusWriter, info *reqinfo.Info) {
 	}
 	g.log.Error("internal error", "request_id", info.ID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 	if w.status == 0 {
-		pages.Error(w, http.StatusInternalServerError, "Something went wrong in Rampart.", info.ID)
+		pages.Error(w, http.StatusInternalServerError, "Something went wrong in Rampart.", info.ID, info.Nonce)
 	}
 }
 
@@ -109,20 +157,26 @@ func (g *Gateway) serveRedirect(w http.ResponseWriter, r *http.Request) {
 // deadlines and the hijack that WebSocket upgrades need.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status int // the final status; 0 until it is written
 	bytes  int64
+	// beforeWrite, if set, sees the final header once, just before it
+	// is sent (not the header of a 1xx informational response).
+	beforeWrite func(http.Header)
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 || w.status < 200 {
+	if code >= 200 && w.status == 0 {
 		w.status = code
+		if w.beforeWrite != nil {
+			w.beforeWrite(w.Header())
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.WriteHeader(http.StatusOK)
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)

@@ -6,14 +6,22 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/rampartproxy/rampart/internal/certs"
 	"github.com/rampartproxy/rampart/internal/clientip"
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/guard/bodylimit"
+	"github.com/rampartproxy/rampart/internal/guard/cookies"
+	"github.com/rampartproxy/rampart/internal/guard/csp"
+	"github.com/rampartproxy/rampart/internal/guard/headers"
+	"github.com/rampartproxy/rampart/internal/guard/leaks"
 	"github.com/rampartproxy/rampart/internal/guard/methods"
+	"github.com/rampartproxy/rampart/internal/guard/paths"
+	"github.com/rampartproxy/rampart/internal/guard/redirects"
 	"github.com/rampartproxy/rampart/internal/proxy"
 )
 
@@ -25,6 +33,8 @@ type snapshot struct {
 	exact   map[string]*site // host → site
 	wild    map[string]*site // "example.com" for "*.example.com"
 	sites   []*site
+	// fallback answers for requests no site claims: the default headers.
+	fallback *route
 }
 
 // requestGuard is a guard that decides on the request alone, before its
@@ -35,13 +45,35 @@ type requestGuard interface {
 
 // site is one configured site, compiled.
 type site struct {
-	name   string // its first host, for logs
-	hosts  []string
-	cert   certs.Source
-	guards []requestGuard // run in order; the first denial answers
-	body   *bodylimit.Policy
-	proxy  *proxy.Proxy
-	key    string // identifies the proxy, so reloads can reuse it
+	name      string // its first host, for logs
+	hosts     []string
+	cert      certs.Source
+	guards    []requestGuard // run in order; the first denial answers
+	body      *bodylimit.Policy
+	redirects *redirects.Policy
+	proxy     *proxy.Proxy
+	key       string   // identifies the proxy, so reloads can reuse it
+	routes    []*route // longest match first; the last is the site itself ("/")
+}
+
+// route is one path prefix's response policy, compiled.
+type route struct {
+	match   string
+	headers *headers.Policy
+	cookies *cookies.Policy
+	// upgradeLogged is set once this route's app has been caught
+	// redirecting to its own http:// URL, so the hint is logged once.
+	upgradeLogged atomic.Bool
+}
+
+// route returns the route for a request path: the longest match.
+func (st *site) route(path string) *route {
+	for _, rt := range st.routes {
+		if strings.HasPrefix(path, rt.match) {
+			return rt
+		}
+	}
+	return st.routes[len(st.routes)-1]
 }
 
 // lookup finds the site for a host name (no port, lower case).
@@ -74,6 +106,9 @@ func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error)
 		}
 	}
 	s := &snapshot{cfg: cfg, clients: clientip.New(trusted), exact: map[string]*site{}, wild: map[string]*site{}}
+	var defaults config.Site
+	defaults.ApplyHardeningDefaults()
+	s.fallback = compileRoute(config.Route{Match: "/"}, defaults)
 	for i, sc := range cfg.Sites {
 		st, err := buildSite(cfg, sc, reuse, ca, log)
 		if err != nil {
@@ -132,8 +167,31 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 		st.proxy = proxy.New(proxy.Options{Upstream: up, HeaderTimeout: cfg.Timeouts.Upstream.Std(), Log: log})
 	}
 	st.body = &bodylimit.Policy{Max: int64(sc.MaxBody), ReadTimeout: cfg.Timeouts.ReadBody.Std()}
-	st.guards = []requestGuard{methods.New(sc.Methods), st.body}
+	st.redirects = redirects.New(st.hosts, sc.Guards.RedirectAllow)
+	// The order of DESIGN.md: cheap refusals first, the body last.
+	st.guards = []requestGuard{
+		methods.New(sc.Methods),
+		st.body,
+		paths.New(sc.Guards.SensitivePaths),
+		leaks.Guard{},
+		st.redirects,
+	}
+	for _, rc := range sc.Routes {
+		st.routes = append(st.routes, compileRoute(rc, sc))
+	}
+	slices.SortStableFunc(st.routes, func(a, b *route) int { return len(b.match) - len(a.match) })
+	st.routes = append(st.routes, compileRoute(config.Route{Match: "/"}, sc))
 	return st, nil
+}
+
+// compileRoute merges a route's overrides into its site's settings.
+func compileRoute(rc config.Route, sc config.Site) *route {
+	h, c, ck, download := rc.Merge(sc)
+	return &route{
+		match:   rc.Match,
+		headers: headers.New(h, csp.New(*c.Policy, *c.ReportOnly, *c.Nonce), download),
+		cookies: cookies.New(*ck.SameSite, ck.JSReadable),
+	}
 }
 
 // certificate picks the certificate for a handshake by SNI. A client that

@@ -22,26 +22,62 @@ type ErrorData struct {
 	Title     string
 	Message   string
 	RequestID string
+	// Nonce lets the page's inline style pass the response's CSP.
+	Nonce string
 }
 
 // Error writes Rampart's error page. The body never carries upstream
 // content or internal detail: that goes to the log under the request ID.
-func Error(w http.ResponseWriter, status int, message, requestID string) {
-	var buf bytes.Buffer
-	data := ErrorData{Status: status, Title: http.StatusText(status), Message: message, RequestID: requestID}
-	if err := tmpl.ExecuteTemplate(&buf, "error.html", data); err != nil {
-		// The template is compiled in and tested; this cannot happen
-		// short of a bug, and then plain text is still safe.
-		buf.Reset()
-		buf.WriteString(strconv.Itoa(status) + " " + http.StatusText(status) + "\n")
-	}
+func Error(w http.ResponseWriter, status int, message, requestID, nonce string) {
+	body := ErrorBody(status, message, requestID, nonce)
 	h := w.Header()
+	setPageHeaders(h, len(body))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// ErrorBody renders the error page, for callers that replace an upstream
+// response rather than write to a ResponseWriter.
+func ErrorBody(status int, message, requestID, nonce string) []byte {
+	return render("error.html", ErrorData{Status: status, Title: http.StatusText(status), Message: message, RequestID: requestID, Nonce: nonce},
+		strconv.Itoa(status)+" "+http.StatusText(status)+"\n")
+}
+
+// BlockedRedirectData fills the page shown instead of a redirect to a
+// host the site does not own.
+type BlockedRedirectData struct {
+	Target    string
+	RequestID string
+	Nonce     string
+}
+
+// BlockedRedirectBody renders that page.
+func BlockedRedirectBody(target, requestID, nonce string) []byte {
+	return render("blocked-redirect.html", BlockedRedirectData{Target: target, RequestID: requestID, Nonce: nonce}, "This site tried to send you elsewhere.\n")
+}
+
+// PageHeader returns the headers of one of Rampart's pages of n bytes.
+func PageHeader(n int) http.Header {
+	h := http.Header{}
+	setPageHeaders(h, n)
+	return h
+}
+
+func setPageHeaders(h http.Header, n int) {
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h.Set("Content-Length", strconv.Itoa(n))
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+}
+
+func render(name string, data any, fallback string) []byte {
+	var buf bytes.Buffer
+	if err := tmpl.ExecuteTemplate(&buf, name, data); err != nil {
+		// The templates are compiled in and tested; this cannot happen
+		// short of a bug, and then plain text is still safe.
+		return []byte(fallback)
+	}
+	return buf.Bytes()
 }
 
 // Render executes one of the named page templates into w with data.

@@ -40,7 +40,7 @@ type Proxy struct {
 
 // Headers that only Rampart may set on the way to the upstream. Rewrite
 // mode already removes Forwarded and X-Forwarded-{For,Host,Proto}.
-var strippedUpstream = []string{"X-Real-Ip", "X-Request-Id", "X-Forwarded-Port", "X-Forwarded-Server", "X-Forwarded-Ssl", "Front-End-Https", "X-Url-Scheme"}
+var strippedUpstream = []string{"X-Real-Ip", "X-Request-Id", "X-Csp-Nonce", "X-Forwarded-Port", "X-Forwarded-Server", "X-Forwarded-Ssl", "Front-End-Https", "X-Url-Scheme"}
 
 // Headers that tell the world what runs behind Rampart.
 var strippedDownstream = []string{"Server", "X-Powered-By", "X-Aspnet-Version", "X-Aspnet-Mvc-Version", "X-Request-Id"}
@@ -131,6 +131,9 @@ func Rewrite(out http.Header, in *http.Request, info *reqinfo.Info) {
 	if info.ID != "" {
 		out.Set("X-Request-ID", info.ID)
 	}
+	if info.Nonce != "" {
+		out.Set("X-CSP-Nonce", info.Nonce)
+	}
 }
 
 // validHost accepts what a Host header may hold: a name or address with an
@@ -170,10 +173,25 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 
+// ResponseHook inspects or rewrites an upstream response before it is
+// written: the response guards. An error becomes a 502.
+type ResponseHook func(*http.Response) error
+
+type hookKey struct{}
+
+// WithResponseHook returns ctx carrying the hook for one request.
+func WithResponseHook(ctx context.Context, hook ResponseHook) context.Context {
+	return context.WithValue(ctx, hookKey{}, hook)
+}
+
 func modifyResponse(resp *http.Response) error {
-	reqinfo.From(resp.Request.Context()).Upstream = upstreamSince(resp.Request.Context())
+	ctx := resp.Request.Context()
+	reqinfo.From(ctx).Upstream = upstreamSince(ctx)
 	for _, h := range strippedDownstream {
 		resp.Header.Del(h)
+	}
+	if hook, ok := ctx.Value(hookKey{}).(ResponseHook); ok && hook != nil {
+		return hook(resp)
 	}
 	return nil
 }
@@ -196,5 +214,5 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		status, msg = http.StatusGatewayTimeout, "The application took too long to answer."
 	}
 	p.log.Warn("upstream error", "request_id", info.ID, "status", status, "error", err.Error())
-	pages.Error(w, status, msg, info.ID)
+	pages.Error(w, status, msg, info.ID, info.Nonce)
 }

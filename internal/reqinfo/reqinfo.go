@@ -19,6 +19,8 @@ type Info struct {
 	Client clientip.Result
 	Site   string
 	Start  time.Time
+	// Nonce is the response's CSP nonce, "" when the route has none.
+	Nonce string
 	// Upstream is how long the upstream took to send its response
 	// headers; zero when the request never reached it.
 	Upstream time.Duration

@@ -1,0 +1,81 @@
+package gateway
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/rampartproxy/rampart/internal/guard/csp"
+	"github.com/rampartproxy/rampart/internal/guard/leaks"
+	"github.com/rampartproxy/rampart/internal/guard/redirects"
+	"github.com/rampartproxy/rampart/internal/pages"
+	"github.com/rampartproxy/rampart/internal/proxy"
+	"github.com/rampartproxy/rampart/internal/reqinfo"
+	"github.com/rampartproxy/rampart/internal/telemetry"
+)
+
+// responseGuards returns the response guards of one request, in the order
+// of DESIGN.md: debug leaks, redirects, cookies, then the nonce in the
+// body. The security headers come after, as the response is written (see
+// statusWriter), so that they cover Rampart's own pages too.
+func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) proxy.ResponseHook {
+	return func(resp *http.Response) error {
+		leak, sample, err := leaks.Inspect(resp)
+		if err != nil {
+			return err
+		}
+		if leak {
+			// The operator gets the start of it; the client, nothing.
+			telemetry.Event(g.log, "debug_leak_blocked", info, "traceback_in_response", sample)
+			replace(resp, http.StatusInternalServerError, pages.ErrorBody(http.StatusInternalServerError, "Something went wrong in the application.", info.ID, info.Nonce))
+			return nil
+		}
+		if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 {
+			switch verdict, target := st.redirects.Location(loc); verdict {
+			case redirects.Upgrade:
+				resp.Header.Set("Location", target)
+				if rt.upgradeLogged.CompareAndSwap(false, true) {
+					telemetry.Event(g.log, "insecure_redirect_upgraded", info, "http_location_to_own_host",
+						"the app redirected to http:// on its own host; Rampart sent https:// instead. In Flask, wrap the app in werkzeug.middleware.proxy_fix.ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1) so it knows it is behind HTTPS (logged once per route)")
+				}
+			case redirects.Block:
+				telemetry.Event(g.log, "open_redirect_blocked", info, "foreign_location", target)
+				replace(resp, http.StatusForbidden, pages.BlockedRedirectBody(target, info.ID, info.Nonce))
+				return nil
+			}
+		}
+		rt.cookies.Apply(resp.Header)
+		if info.Nonce != "" && isHTML(resp.Header.Get("Content-Type")) && resp.Body != http.NoBody {
+			body, err := csp.RewriteBody(resp.Body, resp.Header.Get("Content-Encoding"), info.Nonce)
+			if err != nil {
+				// An encoding Rampart did not ask for: pass it on as it
+				// is; its placeholders stay unreplaced.
+				g.log.Warn("csp nonce not written into the body", "request_id", info.ID, "error", err.Error())
+				return nil
+			}
+			resp.Body = body
+			resp.ContentLength = -1
+			resp.Header.Del("Content-Length")
+		}
+		return nil
+	}
+}
+
+// replace turns resp into one of Rampart's own pages. Nothing of the
+// upstream's response survives but what the headers guard adds later.
+func replace(resp *http.Response, status int, page []byte) {
+	_ = resp.Body.Close()
+	resp.StatusCode = status
+	resp.Status = http.StatusText(status)
+	resp.Header = pages.PageHeader(len(page))
+	resp.Body = io.NopCloser(bytes.NewReader(page))
+	resp.ContentLength = int64(len(page))
+	resp.TransferEncoding = nil
+	resp.Trailer = nil
+}
+
+func isHTML(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == "text/html" || mt == "application/xhtml+xml")
+}

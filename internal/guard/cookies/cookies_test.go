@@ -1,0 +1,54 @@
+package cookies
+
+import (
+	"net/http"
+	"testing"
+)
+
+func TestRewrite(t *testing.T) {
+	t.Parallel()
+	lax := New("Lax", []string{"csrf_token"})
+	strict := New("Strict", nil)
+	tests := []struct {
+		name string
+		p    *Policy
+		in   string
+		want string
+	}{
+		{"bare cookie", lax, "session=abc", "session=abc; Secure; HttpOnly; SameSite=Lax"},
+		{"flask session", lax, "session=eyJ.x-y_z; Path=/; Expires=Wed, 01 Jan 2031 00:00:00 GMT", "session=eyJ.x-y_z; Path=/; Expires=Wed, 01 Jan 2031 00:00:00 GMT; Secure; HttpOnly; SameSite=Lax"},
+		{"already hardened", lax, "s=1; Secure; HttpOnly; SameSite=Strict", "s=1; Secure; HttpOnly; SameSite=Strict"},
+		{"stricter samesite kept", lax, "s=1; SameSite=Strict", "s=1; SameSite=Strict; Secure; HttpOnly"},
+		{"looser samesite raised", strict, "s=1; samesite=lax; Path=/", "s=1; SameSite=Strict; Path=/; Secure; HttpOnly"},
+		{"none raised to lax", lax, "s=1; SameSite=None; Secure", "s=1; SameSite=Lax; Secure; HttpOnly"},
+		{"bogus samesite replaced", lax, "s=1; SameSite=Maybe", "s=1; SameSite=Lax; Secure; HttpOnly"},
+		{"js readable keeps script access", lax, "csrf_token=t; Path=/", "csrf_token=t; Path=/; Secure; SameSite=Lax"},
+		{"case-insensitive flags", lax, "s=1; SECURE; httponly", "s=1; SECURE; httponly; SameSite=Lax"},
+		{"value with equals signs", lax, "s=a=b==; Domain=example.test", "s=a=b==; Domain=example.test; Secure; HttpOnly; SameSite=Lax"},
+		{"deletion cookie", lax, "session=; Max-Age=0", "session=; Max-Age=0; Secure; HttpOnly; SameSite=Lax"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.p.Rewrite(tt.in); got != tt.want {
+				t.Errorf("Rewrite(%q)\n got %q\nwant %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestApplyKeepsEveryCookie(t *testing.T) {
+	t.Parallel()
+	h := http.Header{"Set-Cookie": {"a=1", "b=2; HttpOnly", "a=3"}}
+	New("Lax", nil).Apply(h)
+	got := h["Set-Cookie"]
+	if len(got) != 3 || got[0] != "a=1; Secure; HttpOnly; SameSite=Lax" || got[2] != "a=3; Secure; HttpOnly; SameSite=Lax" {
+		t.Errorf("got %q", got)
+	}
+	// What a browser parses back keeps name and value.
+	resp := http.Response{Header: h}
+	for i, c := range resp.Cookies() {
+		if want := []string{"a", "b", "a"}[i]; c.Name != want || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
+			t.Errorf("cookie %d parsed as %+v", i, c)
+		}
+	}
+}

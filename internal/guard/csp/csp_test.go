@@ -1,0 +1,138 @@
+package csp
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+func TestHeader(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		policy     string
+		reportOnly bool
+		nonce      bool
+		want       string
+	}{
+		{"default policy gets script and style from default-src", "default-src 'self'; object-src 'none'", false, true,
+			"default-src 'self'; object-src 'none'; script-src 'self' 'nonce-N'; style-src 'self' 'nonce-N'; report-uri /.rampart/csp-report; report-to rampart-csp"},
+		{"existing script-src is extended", "default-src 'none'; script-src 'self' https://cdn.test; style-src 'self'", false, true,
+			"default-src 'none'; script-src 'self' https://cdn.test 'nonce-N'; style-src 'self' 'nonce-N'; report-uri /.rampart/csp-report; report-to rampart-csp"},
+		{"'none' makes way for the nonce", "script-src 'none'", false, true,
+			"script-src 'nonce-N'; style-src 'self' 'nonce-N'; report-uri /.rampart/csp-report; report-to rampart-csp"},
+		{"no nonce", "default-src 'self'", false, false,
+			"default-src 'self'; report-uri /.rampart/csp-report; report-to rampart-csp"},
+		{"report only", "default-src 'self'", true, false,
+			"default-src 'self'; report-uri /.rampart/csp-report; report-to rampart-csp"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := New(tt.policy, tt.reportOnly, tt.nonce)
+			if got := p.Header("N"); got != tt.want {
+				t.Errorf("Header =\n%s\nwant\n%s", got, tt.want)
+			}
+			wantName := "Content-Security-Policy"
+			if tt.reportOnly {
+				wantName += "-Report-Only"
+			}
+			if p.HeaderName() != wantName {
+				t.Errorf("HeaderName = %s", p.HeaderName())
+			}
+		})
+	}
+	if New("  ", false, true) != nil {
+		t.Error("an empty policy made a header")
+	}
+}
+
+func TestNonceIsFreshAndLongEnough(t *testing.T) {
+	t.Parallel()
+	a, b := NewNonce(), NewNonce()
+	if a == b || len(a) != 24 {
+		t.Errorf("nonces %q %q", a, b)
+	}
+}
+
+func TestRewriteAcrossChunks(t *testing.T) {
+	t.Parallel()
+	in := "<script nonce=\"" + Placeholder + "\">x</script>" + Placeholder + "__RAMPART_CSP" + "_NONCE_" + Placeholder[:5]
+	want := strings.ReplaceAll(in, Placeholder, "NONCE")
+	for _, r := range []io.Reader{strings.NewReader(in), iotest.OneByteReader(strings.NewReader(in)), iotest.HalfReader(strings.NewReader(in))} {
+		got, err := io.ReadAll(NewRewriter(r, "NONCE"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != want {
+			t.Errorf("got %q\nwant %q", got, want)
+		}
+	}
+}
+
+func TestRewriteGzip(t *testing.T) {
+	t.Parallel()
+	page := strings.Repeat("<p>"+Placeholder+"</p>", 1000)
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	_, _ = zw.Write([]byte(page))
+	_ = zw.Close()
+	body, err := RewriteBody(io.NopCloser(&z), "gzip", "NONCE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer body.Close()
+	zr, err := gzip.NewReader(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != strings.ReplaceAll(page, Placeholder, "NONCE") {
+		t.Error("gzip body not rewritten")
+	}
+	if _, err := RewriteBody(io.NopCloser(&z), "br", "N"); err == nil {
+		t.Error("a brotli body was accepted")
+	}
+}
+
+// FuzzRewrite checks the streaming rewrite against the whole-body one, for
+// any body and any way of cutting it into reads.
+func FuzzRewrite(f *testing.F) {
+	f.Add([]byte("<script nonce=\""+Placeholder+"\"></script>"), uint8(1))
+	f.Add([]byte(Placeholder+Placeholder), uint8(3))
+	f.Add([]byte("__RAMPART_CSP___RAMPART_CSP_NONCE__"), uint8(7))
+	f.Add([]byte("no placeholder here, just bytes \x00\xff"), uint8(2))
+	f.Fuzz(func(t *testing.T, body []byte, step uint8) {
+		r := &stepReader{b: body, step: int(step%64) + 1}
+		got, err := io.ReadAll(NewRewriter(r, "n0nce"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := bytes.ReplaceAll(body, placeholder, []byte("n0nce")); !bytes.Equal(got, want) {
+			t.Fatalf("streamed %q, whole %q", got, want)
+		}
+		if !bytes.Contains(body, placeholder) && !bytes.Equal(got, body) {
+			t.Fatal("a body without the placeholder changed")
+		}
+	})
+}
+
+// stepReader hands out at most step bytes per Read.
+type stepReader struct {
+	b    []byte
+	step int
+}
+
+func (s *stepReader) Read(p []byte) (int, error) {
+	if len(s.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), s.step)], s.b)
+	s.b = s.b[n:]
+	return n, nil
+}

@@ -1,0 +1,131 @@
+package csp
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+)
+
+// rewriter replaces every Placeholder in a stream with the nonce. It holds
+// back at most len(Placeholder)-1 bytes, the most a placeholder split
+// across two reads can have shown so far, so nothing is buffered whole.
+type rewriter struct {
+	src   io.Reader
+	nonce []byte
+	data  []byte // read from src, not yet handed out
+	out   []byte // rewritten, ready to hand out
+	eof   bool
+	err   error
+	chunk []byte
+}
+
+var placeholder = []byte(Placeholder)
+
+// NewRewriter returns a Reader of src with every Placeholder replaced by
+// nonce.
+func NewRewriter(src io.Reader, nonce string) io.Reader {
+	return &rewriter{src: src, nonce: []byte(nonce), chunk: make([]byte, 32<<10)}
+}
+
+func (r *rewriter) Read(p []byte) (int, error) {
+	for len(r.out) == 0 {
+		if r.eof {
+			if r.err != nil {
+				return 0, r.err
+			}
+			return 0, io.EOF
+		}
+		n, err := r.src.Read(r.chunk)
+		r.data = append(r.data, r.chunk[:n]...)
+		if err != nil {
+			r.eof = true
+			if err != io.EOF {
+				r.err = err
+			}
+		}
+		r.rewrite()
+	}
+	n := copy(p, r.out)
+	r.out = r.out[n:]
+	return n, nil
+}
+
+// rewrite moves what is certain from data to out.
+func (r *rewriter) rewrite() {
+	d := r.data
+	out := r.out[:0]
+	for {
+		j := bytes.Index(d, placeholder)
+		if j < 0 {
+			end := len(d)
+			if !r.eof {
+				end -= partialSuffix(d)
+			}
+			out = append(out, d[:end]...)
+			d = d[end:]
+			break
+		}
+		out = append(out, d[:j]...)
+		out = append(out, r.nonce...)
+		d = d[j+len(placeholder):]
+	}
+	r.out = out
+	r.data = append(r.data[:0], d...)
+}
+
+// partialSuffix is the length of the longest end of b that is a proper
+// start of the placeholder.
+func partialSuffix(b []byte) int {
+	for k := min(len(placeholder)-1, len(b)); k > 0; k-- {
+		if bytes.HasSuffix(b, placeholder[:k]) {
+			return k
+		}
+	}
+	return 0
+}
+
+// RewriteBody wraps an upstream response body so that placeholders are
+// replaced, decoding and re-encoding gzip on the fly. Other encodings are
+// refused: the proxy asks upstreams for gzip or identity only, so one
+// arriving anyway is passed on untouched by the caller.
+func RewriteBody(body io.ReadCloser, contentEncoding, nonce string) (io.ReadCloser, error) {
+	switch contentEncoding {
+	case "", "identity":
+		return readCloser{NewRewriter(body, nonce), body}, nil
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return nil, fmt.Errorf("gzip body: %w", err)
+		}
+		pr, pw := io.Pipe()
+		go func() {
+			zw := gzip.NewWriter(pw)
+			_, err := io.Copy(zw, NewRewriter(zr, nonce))
+			if err == nil {
+				err = zw.Close()
+			}
+			pw.CloseWithError(err)
+		}()
+		return readCloser{pr, closers{pr, body}}, nil
+	default:
+		return nil, fmt.Errorf("cannot rewrite a body encoded as %q", contentEncoding)
+	}
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+type closers []io.Closer
+
+func (cs closers) Close() error {
+	var first error
+	for _, c := range cs {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}

@@ -1,0 +1,89 @@
+// Package headers sets the security headers of every HTTPS response:
+// HSTS, nosniff, frame, referrer, permissions and opener policies, the CSP
+// with its nonce, and attachment headers on download routes.
+package headers
+
+import (
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/guard/csp"
+)
+
+// Policy is one route's compiled header set. It is immutable.
+type Policy struct {
+	set       []field // headers Rampart sets
+	csp       *csp.Policy
+	preferCSP bool
+	download  bool
+}
+
+type field struct {
+	name, value    string
+	preferUpstream bool
+}
+
+// New compiles a route's headers. A header configured as "" is not set by
+// Rampart (an upstream's value, if any, passes).
+func New(h config.Headers, policy *csp.Policy, download bool) *Policy {
+	prefer := map[string]bool{}
+	for _, k := range h.PreferUpstream {
+		prefer[k] = true
+	}
+	p := &Policy{csp: policy, preferCSP: prefer["content_security_policy"], download: download}
+	values := h.Values()
+	for _, k := range config.HeaderKeys {
+		if v := values[k.Key]; v != nil && *v != "" {
+			p.set = append(p.set, field{name: k.Name, value: *v, preferUpstream: prefer[k.Key]})
+		}
+	}
+	if download {
+		// An attachment is never sniffed into HTML or script.
+		p.set = append(p.set, field{name: "X-Content-Type-Options", value: "nosniff"})
+	}
+	return p
+}
+
+// CSP returns the route's CSP, or nil.
+func (p *Policy) CSP() *csp.Policy { return p.csp }
+
+// Apply sets the headers on an HTTPS response's header h, just before it
+// is written. nonce is the response's CSP nonce.
+func (p *Policy) Apply(h http.Header, nonce string) {
+	for _, f := range p.set {
+		if f.preferUpstream && h.Get(f.name) != "" {
+			continue
+		}
+		h.Set(f.name, f.value)
+	}
+	if p.csp != nil && !(p.preferCSP && (h.Get("Content-Security-Policy") != "" || h.Get("Content-Security-Policy-Report-Only") != "")) {
+		h.Del("Content-Security-Policy")
+		h.Del("Content-Security-Policy-Report-Only")
+		h.Set(p.csp.HeaderName(), p.csp.Header(nonce))
+		h.Set("Reporting-Endpoints", csp.ReportingEndpoints())
+	}
+	if p.download {
+		h.Set("Content-Disposition", attachment(h.Get("Content-Disposition")))
+	}
+}
+
+// attachment turns a Content-Disposition into an attachment, keeping the
+// file name the upstream gave.
+func attachment(cd string) string {
+	if cd == "" {
+		return "attachment"
+	}
+	disp, params, err := mime.ParseMediaType(cd)
+	if err != nil {
+		return "attachment"
+	}
+	if strings.EqualFold(disp, "attachment") {
+		return cd
+	}
+	if name, ok := params["filename"]; ok {
+		return mime.FormatMediaType("attachment", map[string]string{"filename": name})
+	}
+	return "attachment"
+}

@@ -1,0 +1,115 @@
+package headers
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/guard/csp"
+)
+
+func defaults(t *testing.T, yaml string) config.Site {
+	t.Helper()
+	cfg, err := config.Parse("t.yaml", []byte("sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n"+yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Sites[0]
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	s := defaults(t, "")
+	p := New(s.Headers, csp.New(*s.CSP.Policy, *s.CSP.ReportOnly, *s.CSP.Nonce), false)
+	h := http.Header{}
+	h.Set("X-Frame-Options", "ALLOWALL") // the upstream's, overridden by default
+	p.Apply(h, "NONCE")
+	want := map[string]string{
+		"Strict-Transport-Security":  "max-age=31536000; includeSubDomains",
+		"X-Content-Type-Options":     "nosniff",
+		"X-Frame-Options":            "SAMEORIGIN",
+		"Referrer-Policy":            "strict-origin-when-cross-origin",
+		"Permissions-Policy":         "camera=(), microphone=(), geolocation=()",
+		"Cross-Origin-Opener-Policy": "same-origin",
+		"X-Xss-Protection":           "0",
+		"Content-Security-Policy":    "default-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'self'; form-action 'self'; script-src 'self' 'nonce-NONCE'; style-src 'self' 'nonce-NONCE'; report-uri /.rampart/csp-report; report-to rampart-csp",
+		"Reporting-Endpoints":        `rampart-csp="/.rampart/csp-report"`,
+	}
+	for k, v := range want {
+		if got := h.Values(k); len(got) != 1 || got[0] != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+	if h.Get("Content-Disposition") != "" {
+		t.Error("Content-Disposition on a normal route")
+	}
+}
+
+func TestOverrides(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		yaml     string
+		upstream map[string]string
+		want     map[string]string // "" means absent
+	}{
+		{"hsts preload opt-in", "    headers: {strict_transport_security: \"max-age=63072000; includeSubDomains; preload\"}\n", nil,
+			map[string]string{"Strict-Transport-Security": "max-age=63072000; includeSubDomains; preload"}},
+		{"empty drops the header", "    headers: {x_frame_options: \"\"}\n", nil, map[string]string{"X-Frame-Options": ""}},
+		{"empty lets the upstream's pass", "    headers: {x_frame_options: \"\"}\n", map[string]string{"X-Frame-Options": "DENY"}, map[string]string{"X-Frame-Options": "DENY"}},
+		{"prefer upstream", "    headers: {prefer_upstream: [x_frame_options]}\n", map[string]string{"X-Frame-Options": "DENY"}, map[string]string{"X-Frame-Options": "DENY"}},
+		{"prefer upstream, none sent", "    headers: {prefer_upstream: [x_frame_options]}\n", nil, map[string]string{"X-Frame-Options": "SAMEORIGIN"}},
+		{"prefer upstream csp", "    headers: {prefer_upstream: [content_security_policy]}\n", map[string]string{"Content-Security-Policy": "default-src 'none'"}, map[string]string{"Content-Security-Policy": "default-src 'none'"}},
+		{"rampart's csp replaces the upstream's", "", map[string]string{"Content-Security-Policy-Report-Only": "default-src *"}, map[string]string{"Content-Security-Policy-Report-Only": ""}},
+		{"report only", "    csp: {report_only: true, nonce: false, policy: \"default-src 'self'\"}\n", nil,
+			map[string]string{"Content-Security-Policy": "", "Content-Security-Policy-Report-Only": "default-src 'self'; report-uri /.rampart/csp-report; report-to rampart-csp"}},
+		{"no csp", "    csp: {policy: \"\"}\n", nil, map[string]string{"Content-Security-Policy": "", "Reporting-Endpoints": ""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := defaults(t, tt.yaml)
+			p := New(s.Headers, csp.New(*s.CSP.Policy, *s.CSP.ReportOnly, *s.CSP.Nonce), false)
+			h := http.Header{}
+			for k, v := range tt.upstream {
+				h.Set(k, v)
+			}
+			p.Apply(h, "N")
+			for k, v := range tt.want {
+				if got := h.Get(k); got != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+}
+
+func TestRouteOverridesAndDownload(t *testing.T) {
+	t.Parallel()
+	s := defaults(t, "    routes:\n      - match: /static/\n        csp: {policy: \"default-src 'self'\", nonce: false}\n        headers: {x_frame_options: DENY}\n      - match: /uploads/\n        download: true\n")
+	h, c, _, dl := s.Routes[0].Merge(s)
+	p := New(h, csp.New(*c.Policy, *c.ReportOnly, *c.Nonce), dl)
+	out := http.Header{}
+	p.Apply(out, "N")
+	if out.Get("X-Frame-Options") != "DENY" || out.Get("Content-Security-Policy") != "default-src 'self'; report-uri /.rampart/csp-report; report-to rampart-csp" || out.Get("Referrer-Policy") == "" {
+		t.Errorf("/static/ headers: %v", out)
+	}
+	h, c, _, dl = s.Routes[1].Merge(s)
+	p = New(h, csp.New(*c.Policy, *c.ReportOnly, *c.Nonce), dl)
+	for _, tt := range []struct{ upstream, want string }{
+		{"", "attachment"},
+		{"inline", "attachment"},
+		{`inline; filename="report.html"`, "attachment; filename=report.html"},
+		{`attachment; filename="a b.pdf"`, `attachment; filename="a b.pdf"`},
+	} {
+		out := http.Header{}
+		if tt.upstream != "" {
+			out.Set("Content-Disposition", tt.upstream)
+		}
+		out.Set("X-Content-Type-Options", "sniff-me")
+		p.Apply(out, "N")
+		if out.Get("Content-Disposition") != tt.want || out.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("upstream %q: got %q, nosniff %q", tt.upstream, out.Get("Content-Disposition"), out.Get("X-Content-Type-Options"))
+		}
+	}
+}

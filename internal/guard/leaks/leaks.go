@@ -1,0 +1,92 @@
+// Package leaks keeps debug output away from clients: requests for the
+// Werkzeug debugger's console and resources are answered 404 at the edge,
+// and a server error whose body is a Python traceback or the Werkzeug
+// debugger page is replaced by Rampart's own 500 page.
+//
+// The Werkzeug debugger runs arbitrary Python for whoever can reach it
+// (its PIN has been brute-forced and derived from leaked files before), so
+// reaching it from outside means remote code execution.
+package leaks
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/rampartproxy/rampart/internal/guard"
+	"github.com/rampartproxy/rampart/internal/guard/paths"
+)
+
+// Guard is stateless; its zero value is ready.
+type Guard struct{}
+
+var notFound = &guard.Denial{Status: http.StatusNotFound, Reason: "debugger_request", Message: "There is nothing here."}
+
+// Check refuses the Werkzeug console (/console) and any request for the
+// debugger's commands and resources (the __debugger__ query parameter).
+func (Guard) Check(r *http.Request) *guard.Denial {
+	if strings.Contains(strings.ToLower(r.URL.RawQuery), "__debugger__") {
+		return notFound
+	}
+	for _, p := range paths.Candidates(r.URL) {
+		if p == "/console" {
+			return notFound
+		}
+	}
+	return nil
+}
+
+// PeekLimit is how much of a server error's body is read to look for a
+// traceback. Tracebacks start near the top; a body longer than this is
+// passed on after the peeked part, unchanged.
+const PeekLimit = 64 << 10
+
+// markers are what a traceback or the debugger page contains: plain
+// Python tracebacks (gunicorn, Django, Flask's logging into a body), and
+// Werkzeug's HTML debugger page and its script.
+var markers = [][]byte{
+	[]byte("Traceback (most recent call last)"),
+	[]byte("Traceback <em>(most recent call last)</em>"),
+	[]byte("Werkzeug Debugger"),
+	[]byte("__debugger__"),
+	[]byte("werkzeug.debug"),
+}
+
+// Inspect reports whether resp is a leaking server error. It reads up to
+// PeekLimit bytes of a 5xx text, HTML or JSON body and puts them back, so
+// the body is intact when there is no leak. sample is the start of what
+// was found, for the operator's log.
+func Inspect(resp *http.Response) (leak bool, sample string, err error) {
+	if resp.StatusCode < 500 || !textual(resp.Header.Get("Content-Type")) || resp.Header.Get("Content-Encoding") != "" && resp.Header.Get("Content-Encoding") != "identity" {
+		return false, "", nil
+	}
+	peek, err := io.ReadAll(io.LimitReader(resp.Body, PeekLimit))
+	resp.Body = readCloser{io.MultiReader(bytes.NewReader(peek), resp.Body), resp.Body}
+	if err != nil {
+		return false, "", err
+	}
+	for _, m := range markers {
+		if bytes.Contains(peek, m) {
+			return true, string(peek[:min(len(peek), 2048)]), nil
+		}
+	}
+	return false, "", nil
+}
+
+func textual(ct string) bool {
+	if ct == "" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return true
+	}
+	return strings.HasPrefix(mt, "text/") || strings.HasSuffix(mt, "json") || strings.HasSuffix(mt, "xml")
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}

@@ -1,0 +1,124 @@
+// Package paths refuses requests for files that must never be served:
+// dotfiles and VCS metadata, backup and editor files, Python sources and
+// caches. The answer is 404 and the upstream never sees the request.
+package paths
+
+import (
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+
+	"github.com/rampartproxy/rampart/internal/guard"
+)
+
+// Defaults is the built-in list that "default" stands for. A pattern
+// without a slash is matched against each path segment; one that starts
+// with a slash against the whole path, as a prefix when it ends in one.
+var Defaults = []string{
+	".*", // dotfiles and dot-directories: .env, .git/, .svn/, .hg/, .DS_Store, .htpasswd
+	"*.bak", "*.swp", "*.swo", "*~", "*.orig", "*.old", "*.save",
+	"*.py", "*.pyc", "*.pyo", "__pycache__",
+}
+
+// Policy is one site's compiled list. It is immutable.
+type Policy struct {
+	segment []string // matched against each segment
+	whole   []string // matched against the whole path (glob)
+	prefix  []string // matched as path prefixes
+}
+
+// New compiles patterns; "default" expands to Defaults. Patterns are
+// lower-cased: the match is case-insensitive, because a case-insensitive
+// file system serves /.ENV as /.env.
+func New(patterns []string) *Policy {
+	p := &Policy{}
+	var add func(string)
+	add = func(pat string) {
+		pat = strings.ToLower(pat)
+		switch {
+		case pat == "default":
+			for _, d := range Defaults {
+				add(d)
+			}
+		case strings.HasPrefix(pat, "/") && strings.HasSuffix(pat, "/"):
+			p.prefix = append(p.prefix, pat)
+		case strings.HasPrefix(pat, "/"):
+			p.whole = append(p.whole, pat)
+		default:
+			p.segment = append(p.segment, pat)
+		}
+	}
+	for _, pat := range patterns {
+		add(pat)
+	}
+	return p
+}
+
+var notFound = &guard.Denial{Status: http.StatusNotFound, Reason: "sensitive_path", Message: "There is nothing here."}
+
+// Check refuses a request whose path matches, as the client sent it
+// decoded once or twice, cleaned, with backslashes taken for slashes.
+func (p *Policy) Check(r *http.Request) *guard.Denial {
+	for _, c := range Candidates(r.URL) {
+		if p.matches(c) {
+			return notFound
+		}
+	}
+	return nil
+}
+
+// Candidates returns the cleaned, lower-cased forms of a request path a
+// server or framework might act on: decoded once (as net/http did), and
+// decoded a second time, in case something downstream decodes again.
+func Candidates(u *url.URL) []string {
+	once := clean(u.Path)
+	out := []string{once}
+	if twice, err := url.PathUnescape(u.Path); err == nil {
+		if c := clean(twice); c != once {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func clean(p string) string {
+	p = strings.ReplaceAll(p, "\\", "/")
+	p = strings.ToLower(path.Clean("/" + p))
+	// Windows drops trailing dots and spaces from file names.
+	return strings.TrimRight(p, ". ")
+}
+
+func (p *Policy) matches(cleaned string) bool {
+	if cleaned == "/.well-known" || strings.HasPrefix(cleaned, "/.well-known/") {
+		// ACME challenges, security.txt and friends live here (RFC 8615).
+		return p.matchRest(strings.TrimPrefix(cleaned, "/.well-known"), cleaned)
+	}
+	return p.matchRest(cleaned, cleaned)
+}
+
+// matchRest checks segments of rest (the path minus an allowed prefix)
+// and the whole and prefix patterns against whole.
+func (p *Policy) matchRest(rest, whole string) bool {
+	for _, pre := range p.prefix {
+		if strings.HasPrefix(whole+"/", pre) {
+			return true
+		}
+	}
+	for _, w := range p.whole {
+		if ok, _ := path.Match(w, whole); ok {
+			return true
+		}
+	}
+	for _, seg := range strings.Split(rest, "/") {
+		if seg == "" {
+			continue
+		}
+		for _, s := range p.segment {
+			if ok, _ := path.Match(s, seg); ok {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,138 @@
+// Package redirects stops open redirects: a redirect from the upstream,
+// or a next= parameter on the way in, that would send a user to a host the
+// site does not own. It also upgrades the app's own http:// redirects to
+// https://, the usual symptom of a Flask app that does not know it is
+// behind a TLS proxy (no ProxyFix).
+package redirects
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/rampartproxy/rampart/internal/guard"
+)
+
+// Params are the query parameters that commonly carry a post-login or
+// post-action destination.
+var Params = []string{"next", "return_to", "continue", "redirect", "redirect_to", "return_url", "returnTo"}
+
+// Policy knows which hosts a site owns. It is immutable.
+type Policy struct {
+	exact map[string]bool
+	wild  []string // ".example.com" for "*.example.com"
+}
+
+// New builds a Policy from the site's hosts and its redirect_allow list.
+func New(siteHosts, allow []string) *Policy {
+	p := &Policy{exact: map[string]bool{}}
+	for _, h := range append(append([]string{}, siteHosts...), allow...) {
+		h = strings.ToLower(h)
+		if base, ok := strings.CutPrefix(h, "*."); ok {
+			p.wild = append(p.wild, "."+base)
+		} else {
+			p.exact[h] = true
+		}
+	}
+	return p
+}
+
+func (p *Policy) owns(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if p.exact[host] {
+		return true
+	}
+	for _, w := range p.wild {
+		if strings.HasSuffix(host, w) && !strings.Contains(strings.TrimSuffix(host, w), ".") {
+			return true
+		}
+	}
+	return false
+}
+
+// Target parses a redirect target the way a browser would, and returns
+// the host it leads to ("" for a same-origin relative URL), its scheme
+// ("" when relative), and whether it is safe at all. Browsers drop tabs and
+// newlines, read a backslash as a slash, take "//host" as a new host, and
+// take "https:host" as "https://host"; javascript: and data: are never
+// safe.
+func Target(raw string) (host, scheme string, ok bool) {
+	s := strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' {
+			return -1
+		}
+		if r == '\\' {
+			return '/'
+		}
+		return r
+	}, strings.TrimSpace(raw))
+	if strings.HasPrefix(s, "//") {
+		s = "https:" + s
+	}
+	if i := strings.IndexByte(s, ':'); i > 0 && !strings.ContainsAny(s[:i], "/?#") {
+		scheme = strings.ToLower(s[:i])
+		if scheme != "http" && scheme != "https" {
+			return "", scheme, false
+		}
+		rest := strings.TrimLeft(s[i+1:], "/")
+		u, err := url.Parse(scheme + "://" + rest)
+		if err != nil || u.Hostname() == "" {
+			return "", scheme, false
+		}
+		return u.Hostname(), scheme, true
+	}
+	return "", "", true
+}
+
+var foreignParam = &guard.Denial{Status: http.StatusBadRequest, Reason: "open_redirect_param", Message: "This link would send you to another site, so it was stopped."}
+
+// Check refuses a request whose destination parameter points off the site.
+func (p *Policy) Check(r *http.Request) *guard.Denial {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	q := r.URL.Query()
+	for _, name := range Params {
+		for _, v := range q[name] {
+			if host, _, ok := Target(v); !ok || host != "" && !p.owns(host) {
+				return foreignParam
+			}
+		}
+	}
+	return nil
+}
+
+// Verdict is what to do with a redirect's Location.
+type Verdict int
+
+// Verdicts.
+const (
+	Allow   Verdict = iota // leave it
+	Upgrade                // the site's own host over http://: use https://
+	Block                  // another host: do not follow
+)
+
+// Location decides on a Location header value. For Upgrade it returns the
+// https:// form; for Block, the target to show the user.
+func (p *Policy) Location(loc string) (Verdict, string) {
+	host, scheme, ok := Target(loc)
+	switch {
+	case !ok:
+		return Block, loc
+	case host == "":
+		return Allow, loc
+	case !p.owns(host):
+		return Block, loc
+	case scheme == "http":
+		u, err := url.Parse(strings.TrimSpace(loc))
+		if err != nil || !strings.EqualFold(u.Scheme, "http") {
+			return Block, loc
+		}
+		u.Scheme = "https"
+		if u.Port() == "80" {
+			u.Host = u.Hostname()
+		}
+		return Upgrade, u.String()
+	}
+	return Allow, loc
+}
