@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,14 +83,25 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 func limitEncodings(h http.Header) {
 	for _, v := range h.Values("Accept-Encoding") {
 		for _, e := range strings.Split(v, ",") {
-			name, _, _ := strings.Cut(strings.TrimSpace(e), ";")
-			if strings.EqualFold(strings.TrimSpace(name), "gzip") && !strings.Contains(strings.ReplaceAll(e, " ", ""), "q=0") {
+			name, params, _ := strings.Cut(strings.TrimSpace(e), ";")
+			if strings.EqualFold(strings.TrimSpace(name), "gzip") && !refused(params) {
 				h.Set("Accept-Encoding", "gzip")
 				return
 			}
 		}
 	}
 	h.Del("Accept-Encoding")
+}
+
+// refused reports whether content-coding parameters carry q=0 (RFC 9110,
+// section 12.4.2).
+func refused(params string) bool {
+	k, v, ok := strings.Cut(strings.TrimSpace(params), "=")
+	if !ok || !strings.EqualFold(strings.TrimSpace(k), "q") {
+		return false
+	}
+	q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	return err == nil && q == 0
 }
 
 // deny answers with Rampart's error page and logs the security event.

@@ -163,6 +163,7 @@ func FuzzRewrite(f *testing.F) {
 	f.Add("GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 1.2.3.4, 10.0.0.1\r\nX-Forwarded-Host: b.test\r\nX-Forwarded-Proto: http\r\n\r\n", "10.0.0.9:1")
 	f.Add("GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: nonsense,,\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=x\r\n\r\n", "[::1]:5")
 	f.Add("POST /x HTTP/1.1\r\nHost: [::1]:8443\r\nX-Forwarded-Host: a\r\n b\r\n\r\n", "10.0.0.1:1")
+	f.Add("GET / HTTP/1.1\r\nHost: a.test\r\nX-CSP-Nonce: chosen-by-client\r\n\r\n", "203.0.113.1:1")
 	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	res := clientip.New(trusted)
 	f.Fuzz(func(t *testing.T, raw, remote string) {
@@ -172,8 +173,14 @@ func FuzzRewrite(f *testing.F) {
 		}
 		in.TLS = &tls.ConnectionState{}
 		info := &reqinfo.Info{ID: reqinfo.NewID(), Client: res.Resolve(remote, in.Header)}
+		if len(raw)%2 == 0 { // half the inputs on a route with a nonce
+			info.Nonce = "rampart-nonce"
+		}
 		out := in.Header.Clone()
 		Rewrite(out, in, info)
+		if out.Get("X-Csp-Nonce") != info.Nonce {
+			t.Fatalf("X-CSP-Nonce %q is not Rampart's %q", out.Get("X-Csp-Nonce"), info.Nonce)
+		}
 		for _, k := range []string{"Forwarded", "X-Forwarded-Port"} {
 			if out.Get(k) != "" {
 				t.Fatalf("%s survived: %q", k, out.Get(k))

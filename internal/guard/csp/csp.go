@@ -126,11 +126,13 @@ func (p *Policy) Header(nonce string) string {
 	return strings.Join(p.parts, nonce)
 }
 
-// NewNonce returns 128 random bits, base64-encoded (24 characters).
+// NewNonce returns 128 random bits in unpadded URL-safe base64 (22
+// characters), which CSP accepts (CSP3 base64-value) and which no HTML or
+// template escaping ever changes, unlike '+' and '/'.
 func NewNonce() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // never fails: see crypto/rand.Read
-	return base64.StdEncoding.EncodeToString(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // ReportingEndpoints is the header value that names ReportGroup for the
