@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -27,7 +28,10 @@ type gunicorn struct {
 	out  *syncBuffer
 }
 
-func startGunicorn(t *testing.T) *gunicorn {
+func startGunicorn(t *testing.T) *gunicorn { return startGunicornApp(t, "app:app") }
+
+// startGunicornApp runs the WSGI app named as module:variable.
+func startGunicornApp(t *testing.T, wsgiApp string) *gunicorn {
 	t.Helper()
 	bin, err := exec.LookPath("gunicorn")
 	if err != nil {
@@ -45,7 +49,7 @@ func startGunicorn(t *testing.T) *gunicorn {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	g := &gunicorn{sock: filepath.Join(dir, "app.sock"), out: &syncBuffer{}}
 	g.cmd = exec.Command(bin, "--chdir", appDir, "--workers", "1", "--worker-class", "gthread", "--threads", "4",
-		"--bind", "unix:"+g.sock, "--graceful-timeout", "1", "app:app")
+		"--bind", "unix:"+g.sock, "--graceful-timeout", "1", wsgiApp)
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -200,4 +204,72 @@ func mustRequest(t *testing.T, method, url string) *http.Request {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// get fetches a path from gunicorn directly over its socket, to show
+// what the app itself would send a client.
+func (g *gunicorn) get(t *testing.T, target string) (int, string) {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", g.sock)
+	}}}
+	resp, err := c.Get("http://localhost" + target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestWerkzeugDebuggerNeverReachesClients runs a Flask app under the real
+// Werkzeug debugger in gunicorn. Straight from gunicorn, the traceback and
+// the console are there for anyone; through Rampart, neither is.
+func TestWerkzeugDebuggerNeverReachesClients(t *testing.T) {
+	t.Parallel()
+	app := startGunicornApp(t, "debugapp:application")
+
+	// The real thing, first: the detectors face Werkzeug's own output.
+	status, body := app.get(t, "/boom")
+	if status != 500 || !strings.Contains(body, "hunter2") || !strings.Contains(body, "Werkzeug") {
+		t.Fatalf("the debug app does not leak as expected: %d %.200s", status, body)
+	}
+	if status, body := app.get(t, "/console"); status != 200 || !strings.Contains(body, "console") {
+		t.Fatalf("the debug app has no console: %d %.200s", status, body)
+	}
+	if status, _ := app.get(t, "/?__debugger__=yes&cmd=resource&f=debugger.js"); status != 200 {
+		t.Fatalf("the debug app serves no debugger resources: %d", status)
+	}
+
+	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor("unix:" + app.sock)}})
+	for _, tt := range []struct {
+		target string
+		status int
+	}{
+		{"/boom", 500},
+		{"/console", 404},
+		{"/?__debugger__=yes&cmd=resource&f=debugger.js", 404},
+		{"/?__debugger__=yes&cmd=printpin&s=x", 404},
+		{"/", 200},
+	} {
+		t.Run(tt.target, func(t *testing.T) {
+			resp, err := tg.client(false).Get("https://localhost" + tt.target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Errorf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+			for _, leak := range []string{"hunter2", "Traceback", "Werkzeug", "__debugger__", "EVALEX"} {
+				if strings.Contains(string(body), leak) {
+					t.Errorf("%q reached the client: %.300s", leak, body)
+				}
+			}
+		})
+	}
+	if logs := tg.waitLog(t, "debug_leak_blocked"); !strings.Contains(logs, "debug_leak_blocked") {
+		t.Error("the blocked traceback was not logged for the operator")
+	}
 }
