@@ -3,8 +3,9 @@ package gateway
 import (
 	"bytes"
 	"io"
-	"mime"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/rampartproxy/rampart/internal/guard/csp"
 	"github.com/rampartproxy/rampart/internal/guard/leaks"
@@ -47,6 +48,9 @@ func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) proxy.
 		}
 		rt.cookies.Apply(resp.Header)
 		if info.Nonce != "" && isHTML(resp.Header.Get("Content-Type")) && resp.Body != http.NoBody {
+			if enc := resp.Header.Get("Content-Encoding"); (enc == "" || enc == "identity") && resp.ContentLength >= 0 && resp.ContentLength <= smallBody {
+				return rewriteSmall(resp, info.Nonce)
+			}
 			body, err := csp.RewriteBody(resp.Body, resp.Header.Get("Content-Encoding"), info.Nonce)
 			if err != nil {
 				// An encoding Rampart did not ask for: pass it on as it
@@ -62,6 +66,31 @@ func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) proxy.
 	}
 }
 
+// smallBody is the largest body rewritten in one piece: one read of the
+// streaming rewriter's size. Such a body keeps an exact Content-Length and
+// goes out in one write; a streamed one becomes chunked, and ReverseProxy
+// flushes every chunk of a body of unknown length.
+const smallBody = 32 << 10
+
+var placeholder = []byte(csp.Placeholder)
+
+// rewriteSmall writes the nonce into a body of known, small length.
+func rewriteSmall(resp *http.Response, nonce string) error {
+	body := make([]byte, resp.ContentLength)
+	_, err := io.ReadFull(resp.Body, body)
+	_ = resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if bytes.Contains(body, placeholder) {
+		body = bytes.ReplaceAll(body, placeholder, []byte(nonce))
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return nil
+}
+
 // replace turns resp into one of Rampart's own pages. Nothing of the
 // upstream's response survives but what the headers guard adds later.
 func replace(resp *http.Response, status int, page []byte) {
@@ -75,7 +104,10 @@ func replace(resp *http.Response, status int, page []byte) {
 	resp.Trailer = nil
 }
 
+// isHTML reports whether a Content-Type is HTML, without the allocations
+// of a full media type parse on every response.
 func isHTML(ct string) bool {
-	mt, _, err := mime.ParseMediaType(ct)
-	return err == nil && (mt == "text/html" || mt == "application/xhtml+xml")
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.TrimSpace(mt)
+	return strings.EqualFold(mt, "text/html") || strings.EqualFold(mt, "application/xhtml+xml")
 }

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // rewriter replaces every Placeholder in a stream with the nonce. It holds
@@ -13,31 +14,46 @@ import (
 type rewriter struct {
 	src   io.Reader
 	nonce []byte
-	data  []byte // read from src, not yet handed out
-	out   []byte // rewritten, ready to hand out
+	data  []byte // read from src, not yet rewritten
+	out   []byte // rewritten; out[off:] is not handed out yet
+	off   int
 	eof   bool
 	err   error
-	chunk []byte
+	bufs  *buffers // from pool; returned at the end of the stream
 }
 
 var placeholder = []byte(Placeholder)
 
+// buffers are a rewriter's working memory, recycled between responses.
+type buffers struct{ chunk, data, out []byte }
+
+var pool = sync.Pool{New: func() any { return &buffers{chunk: make([]byte, 32<<10)} }}
+
 // NewRewriter returns a Reader of src with every Placeholder replaced by
 // nonce.
 func NewRewriter(src io.Reader, nonce string) io.Reader {
-	return &rewriter{src: src, nonce: []byte(nonce), chunk: make([]byte, 32<<10)}
+	return &rewriter{src: src, nonce: []byte(nonce)}
 }
 
 func (r *rewriter) Read(p []byte) (int, error) {
-	for len(r.out) == 0 {
+	for r.off == len(r.out) {
 		if r.eof {
+			if r.bufs != nil {
+				r.bufs.data, r.bufs.out = r.data[:0], r.out[:0]
+				pool.Put(r.bufs)
+				r.bufs, r.data, r.out, r.off = nil, nil, nil, 0
+			}
 			if r.err != nil {
 				return 0, r.err
 			}
 			return 0, io.EOF
 		}
-		n, err := r.src.Read(r.chunk)
-		r.data = append(r.data, r.chunk[:n]...)
+		if r.bufs == nil {
+			r.bufs = pool.Get().(*buffers)
+			r.data, r.out = r.bufs.data[:0], r.bufs.out[:0]
+		}
+		n, err := r.src.Read(r.bufs.chunk)
+		r.data = append(r.data, r.bufs.chunk[:n]...)
 		if err != nil {
 			r.eof = true
 			if err != io.EOF {
@@ -46,15 +62,17 @@ func (r *rewriter) Read(p []byte) (int, error) {
 		}
 		r.rewrite()
 	}
-	n := copy(p, r.out)
-	r.out = r.out[n:]
+	n := copy(p, r.out[r.off:])
+	r.off += n
 	return n, nil
 }
 
-// rewrite moves what is certain from data to out.
+// rewrite moves what is certain from data to out, which has been handed
+// out whole, so its buffer is reused.
 func (r *rewriter) rewrite() {
 	d := r.data
 	out := r.out[:0]
+	r.off = 0
 	for {
 		j := bytes.Index(d, placeholder)
 		if j < 0 {

@@ -21,8 +21,13 @@ type Policy struct {
 }
 
 type field struct {
-	name, value    string
+	name           string   // canonical form, so the map is used directly
+	values         []string // shared by every response: see Apply
 	preferUpstream bool
+}
+
+func newField(name, value string, prefer bool) field {
+	return field{name: http.CanonicalHeaderKey(name), values: []string{value}, preferUpstream: prefer}
 }
 
 // New compiles a route's headers. A header configured as "" is not set by
@@ -36,12 +41,12 @@ func New(h config.Headers, policy *csp.Policy, download bool) *Policy {
 	values := h.Values()
 	for _, k := range config.HeaderKeys {
 		if v := values[k.Key]; v != nil && *v != "" {
-			p.set = append(p.set, field{name: k.Name, value: *v, preferUpstream: prefer[k.Key]})
+			p.set = append(p.set, newField(k.Name, *v, prefer[k.Key]))
 		}
 	}
 	if download {
 		// An attachment is never sniffed into HTML or script.
-		p.set = append(p.set, field{name: "X-Content-Type-Options", value: "nosniff"})
+		p.set = append(p.set, newField("X-Content-Type-Options", "nosniff", false))
 	}
 	return p
 }
@@ -51,23 +56,30 @@ func (p *Policy) CSP() *csp.Policy { return p.csp }
 
 // Apply sets the headers on an HTTPS response's header h, just before it
 // is written. nonce is the response's CSP nonce.
+//
+// The value slices are shared between responses rather than allocated for
+// each (this runs on every request): nothing after Apply changes a header
+// value in place, and an Add to one of these headers would copy the slice
+// before growing it.
 func (p *Policy) Apply(h http.Header, nonce string) {
 	for _, f := range p.set {
-		if f.preferUpstream && h.Get(f.name) != "" {
+		if f.preferUpstream && len(h[f.name]) > 0 {
 			continue
 		}
-		h.Set(f.name, f.value)
+		h[f.name] = f.values
 	}
-	if p.csp != nil && !(p.preferCSP && (h.Get("Content-Security-Policy") != "" || h.Get("Content-Security-Policy-Report-Only") != "")) {
-		h.Del("Content-Security-Policy")
-		h.Del("Content-Security-Policy-Report-Only")
-		h.Set(p.csp.HeaderName(), p.csp.Header(nonce))
-		h.Set("Reporting-Endpoints", csp.ReportingEndpoints())
+	if p.csp != nil && !(p.preferCSP && (len(h["Content-Security-Policy"]) > 0 || len(h["Content-Security-Policy-Report-Only"]) > 0)) {
+		delete(h, "Content-Security-Policy")
+		delete(h, "Content-Security-Policy-Report-Only")
+		h[p.csp.HeaderName()] = []string{p.csp.Header(nonce)}
+		h["Reporting-Endpoints"] = reportingEndpoints
 	}
 	if p.download {
 		h.Set("Content-Disposition", attachment(h.Get("Content-Disposition")))
 	}
 }
+
+var reportingEndpoints = []string{csp.ReportingEndpoints()}
 
 // attachment turns a Content-Disposition into an attachment, keeping the
 // file name the upstream gave.

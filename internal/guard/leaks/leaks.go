@@ -27,8 +27,11 @@ var notFound = &guard.Denial{Status: http.StatusNotFound, Reason: "debugger_requ
 // Check refuses the Werkzeug console (/console) and any request for the
 // debugger's commands and resources (the __debugger__ query parameter).
 func (Guard) Check(r *http.Request) *guard.Denial {
-	if strings.Contains(strings.ToLower(r.URL.RawQuery), "__debugger__") {
+	if containsFold(r.URL.RawQuery, "__debugger__") {
 		return notFound
+	}
+	if !containsFold(r.URL.Path, "console") && !strings.Contains(r.URL.Path, "%") {
+		return nil // the common case, without cleaning the path
 	}
 	for _, p := range paths.Candidates(r.URL) {
 		if p == "/console" {
@@ -89,4 +92,15 @@ func textual(ct string) bool {
 type readCloser struct {
 	io.Reader
 	io.Closer
+}
+
+// containsFold reports whether s contains the lower-case ASCII word sub,
+// in any case, without allocating.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }

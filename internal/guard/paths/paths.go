@@ -23,9 +23,44 @@ var Defaults = []string{
 
 // Policy is one site's compiled list. It is immutable.
 type Policy struct {
-	segment []string // matched against each segment
-	whole   []string // matched against the whole path (glob)
-	prefix  []string // matched as path prefixes
+	segment []matcher // matched against each segment
+	whole   []string  // matched against the whole path (glob)
+	prefix  []string  // matched as path prefixes
+}
+
+// matcher is a segment pattern compiled to the cheapest test that decides
+// it: most patterns are a plain suffix (*.bak), prefix (.*) or name
+// (__pycache__), and only the rest need path.Match. This runs on every
+// request.
+type matcher struct {
+	kind byte // '=' exact, '>' suffix, '<' prefix, '*' glob
+	text string
+}
+
+func compile(pat string) matcher {
+	const meta = "*?[\\"
+	switch {
+	case !strings.ContainsAny(pat, meta):
+		return matcher{'=', pat}
+	case strings.HasPrefix(pat, "*") && !strings.ContainsAny(pat[1:], meta):
+		return matcher{'>', pat[1:]}
+	case strings.HasSuffix(pat, "*") && !strings.ContainsAny(pat[:len(pat)-1], meta):
+		return matcher{'<', pat[:len(pat)-1]}
+	}
+	return matcher{'*', pat}
+}
+
+func (m matcher) match(seg string) bool {
+	switch m.kind {
+	case '=':
+		return seg == m.text
+	case '>':
+		return strings.HasSuffix(seg, m.text)
+	case '<':
+		return strings.HasPrefix(seg, m.text)
+	}
+	ok, _ := path.Match(m.text, seg)
+	return ok
 }
 
 // New compiles patterns; "default" expands to Defaults. Patterns are
@@ -46,7 +81,7 @@ func New(patterns []string) *Policy {
 		case strings.HasPrefix(pat, "/"):
 			p.whole = append(p.whole, pat)
 		default:
-			p.segment = append(p.segment, pat)
+			p.segment = append(p.segment, compile(pat))
 		}
 	}
 	for _, pat := range patterns {
@@ -114,8 +149,8 @@ func (p *Policy) matchRest(rest, whole string) bool {
 		if seg == "" {
 			continue
 		}
-		for _, s := range p.segment {
-			if ok, _ := path.Match(s, seg); ok {
+		for _, m := range p.segment {
+			if m.match(seg) {
 				return true
 			}
 		}
