@@ -52,6 +52,13 @@ func TestDefaults(t *testing.T) {
 		{"max_body", s.MaxBody, ByteSize(16 << 20)},
 		{"methods", strings.Join(s.Methods, ","), "GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS"},
 		{"tls mode", s.TLS.Mode, TLSInternal},
+		{"hsts", *s.Headers.StrictTransportSecurity, DefaultHSTS},
+		{"x-xss-protection", *s.Headers.XXSSProtection, "0"},
+		{"csp", *s.CSP.Policy, DefaultCSP},
+		{"csp nonce", *s.CSP.Nonce, true},
+		{"report only", *s.CSP.ReportOnly, false},
+		{"samesite", *s.Cookies.SameSite, "Lax"},
+		{"sensitive paths", strings.Join(s.Guards.SensitivePaths, ","), "default"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -105,6 +112,11 @@ func TestProblemsHaveLines(t *testing.T) {
 		{"host with port", "sites:\n  - hosts: [\"localhost:8443\"]\n    upstream: http://127.0.0.1:1\n", []string{"a host name has no port"}},
 		{"upstream with path", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1/app\n", []string{"without path"}},
 		{"yaml syntax", "sites: [\n", []string{"bad.yaml:"}},
+		{"hardening mistakes", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    cookies: {secure: false, samesite: lax}\n    csp: {policy: \"default-src 'self'; report-uri /x\"}\n    headers: {prefer_upstream: [server]}\n    guards: {sensitive_paths: [\"a/b\"]}\n    routes:\n      - match: static/\n      - match: /a/\n      - match: /a/\n",
+			[]string{"bad.yaml:4: sites[0].cookies.secure: only true", "bad.yaml:4: sites[0].cookies.samesite: \"lax\" is not Strict", "bad.yaml:5: sites[0].csp.policy: leave out report-uri",
+				"bad.yaml:6: sites[0].headers.prefer_upstream[0]", "bad.yaml:7: sites[0].guards.sensitive_paths[0]", "bad.yaml:9: sites[0].routes[0].match", "bad.yaml:11: sites[0].routes[2].match: \"/a/\" is matched by an earlier route"}},
+		{"sensitive paths cannot be emptied", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {sensitive_paths: []}\n", []string{"bad.yaml:4: sites[0].guards.sensitive_paths: list at least one"}},
+		{"sensitive paths scalar", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {sensitive_paths: none}\n", []string{"bad.yaml:4: sensitive_paths is \"default\" or a list"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
