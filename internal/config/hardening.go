@@ -127,17 +127,26 @@ var HeaderKeys = []struct{ Key, Name string }{
 	{"x_xss_protection", "X-XSS-Protection"},
 }
 
+// fields maps each header key to its field, so the keys are spelled once.
+func (h *Headers) fields() map[string]**string {
+	return map[string]**string{
+		"strict_transport_security":  &h.StrictTransportSecurity,
+		"x_content_type_options":     &h.XContentTypeOptions,
+		"x_frame_options":            &h.XFrameOptions,
+		"referrer_policy":            &h.ReferrerPolicy,
+		"permissions_policy":         &h.PermissionsPolicy,
+		"cross_origin_opener_policy": &h.CrossOriginOpenerPolicy,
+		"x_xss_protection":           &h.XXSSProtection,
+	}
+}
+
 // Values returns the configured value of every header key, nil for unset.
 func (h *Headers) Values() map[string]*string {
-	return map[string]*string{
-		"strict_transport_security":  h.StrictTransportSecurity,
-		"x_content_type_options":     h.XContentTypeOptions,
-		"x_frame_options":            h.XFrameOptions,
-		"referrer_policy":            h.ReferrerPolicy,
-		"permissions_policy":         h.PermissionsPolicy,
-		"cross_origin_opener_policy": h.CrossOriginOpenerPolicy,
-		"x_xss_protection":           h.XXSSProtection,
+	out := map[string]*string{}
+	for k, f := range h.fields() {
+		out[k] = *f
 	}
+	return out
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -165,59 +174,35 @@ func (s *Site) ApplyHardeningDefaults() {
 	setDefault(&s.Cookies.Secure, true)
 	setDefault(&s.Cookies.HTTPOnly, true)
 	setDefault(&s.Cookies.SameSite, "Lax")
-	if s.Guards.SensitivePaths == nil {
+	if s.Guards.SensitivePaths == nil { // an explicit [] stays, and validation refuses it
 		s.Guards.SensitivePaths = PathPatterns{"default"}
-	} else if len(s.Guards.SensitivePaths) == 0 {
-		s.Guards.SensitivePaths = nil // an explicit [] stays empty, and validation refuses it
 	}
 }
 
 // Merge returns the site's settings with the route's overrides applied.
 func (r Route) Merge(site Site) (Headers, CSP, Cookies, bool) {
 	h, csp, ck := site.Headers, site.CSP, site.Cookies
-	rv := r.Headers.Values()
-	for _, k := range HeaderKeys {
-		if v := rv[k.Key]; v != nil {
-			h.set(k.Key, *v)
-		}
+	hf := h.fields()
+	for k, v := range r.Headers.Values() {
+		override(hf[k], v)
 	}
 	if r.Headers.PreferUpstream != nil {
 		h.PreferUpstream = r.Headers.PreferUpstream
 	}
-	if r.CSP.Policy != nil {
-		csp.Policy = r.CSP.Policy
-	}
-	if r.CSP.ReportOnly != nil {
-		csp.ReportOnly = r.CSP.ReportOnly
-	}
-	if r.CSP.Nonce != nil {
-		csp.Nonce = r.CSP.Nonce
-	}
-	if r.Cookies.SameSite != nil {
-		ck.SameSite = r.Cookies.SameSite
-	}
+	override(&csp.Policy, r.CSP.Policy)
+	override(&csp.ReportOnly, r.CSP.ReportOnly)
+	override(&csp.Nonce, r.CSP.Nonce)
+	override(&ck.SameSite, r.Cookies.SameSite)
 	if r.Cookies.JSReadable != nil {
 		ck.JSReadable = r.Cookies.JSReadable
 	}
 	return h, csp, ck, r.Download != nil && *r.Download
 }
 
-func (h *Headers) set(key, v string) {
-	switch key {
-	case "strict_transport_security":
-		h.StrictTransportSecurity = &v
-	case "x_content_type_options":
-		h.XContentTypeOptions = &v
-	case "x_frame_options":
-		h.XFrameOptions = &v
-	case "referrer_policy":
-		h.ReferrerPolicy = &v
-	case "permissions_policy":
-		h.PermissionsPolicy = &v
-	case "cross_origin_opener_policy":
-		h.CrossOriginOpenerPolicy = &v
-	case "x_xss_protection":
-		h.XXSSProtection = &v
+// override sets *dst to v when the route set v.
+func override[T any](dst **T, v *T) {
+	if v != nil {
+		*dst = v
 	}
 }
 

@@ -96,7 +96,7 @@ func rewriteSmall(resp *http.Response, nonce string) error {
 func replace(resp *http.Response, status int, page []byte) {
 	_ = resp.Body.Close()
 	resp.StatusCode = status
-	resp.Status = http.StatusText(status)
+	resp.Status = strconv.Itoa(status) + " " + http.StatusText(status)
 	resp.Header = pages.PageHeader(len(page))
 	resp.Body = io.NopCloser(bytes.NewReader(page))
 	resp.ContentLength = int64(len(page))
