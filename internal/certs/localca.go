@@ -25,14 +25,15 @@ import (
 	"time"
 )
 
-// Lifetimes of local certificates. Leaves are short-lived, like the ones an
-// ACME CA issues, so renewal is exercised every week rather than once a
-// decade.
+// Lifetimes of local certificates. Leaves live 90 days and are renewed
+// with 30 left, as ACME clients do with Let's Encrypt's: a leaf never gets
+// close enough to expiry to worry a monitor (rampart audit warns at 14
+// days), and renewal is still exercised.
 const (
 	rootLifetime = 10 * 365 * 24 * time.Hour
-	leafLifetime = 7 * 24 * time.Hour
+	leafLifetime = 90 * 24 * time.Hour
 	// A leaf is renewed once less than this much of its life is left.
-	leafRenewBefore = leafLifetime / 3
+	leafRenewBefore = 30 * 24 * time.Hour
 )
 
 // LocalCA is a root certificate and key kept in a state directory, which

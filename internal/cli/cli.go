@@ -32,10 +32,12 @@ Examples:
   rampart serve --config rampart.yaml             # the full form
   rampart validate --config rampart.yaml          # check a config, with line numbers
   rampart ca root > rampart-ca.pem                # the local CA, to trust it
+  rampart audit https://app.example.com           # grade a deployment, A+ to F
 
 Commands:
   serve      run the proxy
   validate   check a config file
+  audit      check and grade running deployments
   ca root    print the local CA's root certificate
   version    print the version
 
@@ -79,6 +81,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return e.serve(rest)
 	case "validate":
 		return e.validate(rest)
+	case "audit":
+		return e.audit(rest)
 	case "ca":
 		return e.ca(rest)
 	case "version", "--version":

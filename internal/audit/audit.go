@@ -1,0 +1,135 @@
+// Package audit runs the checklist against deployments: `rampart audit`.
+// Each target is checked from outside, over the network, as a browser or
+// an attacker would see it; the checks are in package checks, the scoring
+// in package grade, and the renderers in package report.
+package audit
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/rampartproxy/rampart/internal/audit/checks"
+	"github.com/rampartproxy/rampart/internal/audit/grade"
+	"github.com/rampartproxy/rampart/internal/audit/scan"
+)
+
+// Report is one target's audit, as the JSON report has it.
+type Report struct {
+	Target     string        `json:"target"`
+	Grade      string        `json:"grade"`
+	Score      int           `json:"score"`
+	Started    time.Time     `json:"started"`
+	DurationMS int64         `json:"duration_ms"`
+	Trust      string        `json:"trust"` // how the certificate was checked
+	Active     bool          `json:"active"`
+	Checks     []scan.Result `json:"checks"`
+	// Unreachable is set when the target could not be reached at all;
+	// Checks is then empty and the grade is F.
+	Unreachable string `json:"unreachable,omitempty"`
+}
+
+// Options configure an audit.
+type Options struct {
+	scan.Options
+	// Active includes the checks that send POSTs or many requests.
+	Active bool
+	// Concurrency is how many targets are audited at once; 0 means 4.
+	Concurrency int
+	// Progress, if set, is told when a target is done.
+	Progress func(done, total int)
+}
+
+// Trust describes how certificates are checked, for the report.
+func (o Options) Trust() string {
+	switch {
+	case o.Insecure:
+		return "not verified (--insecure)"
+	case o.Roots != nil:
+		return "verified against --cacert"
+	}
+	return "verified against the system roots"
+}
+
+// Run audits every target, Concurrency at a time, and returns the reports
+// in the order of targets.
+func Run(ctx context.Context, targets []string, opts Options) []Report {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 4
+	}
+	out := make([]Report, len(targets))
+	sem := make(chan struct{}, opts.Concurrency)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	done := 0
+	for i, raw := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i] = One(ctx, raw, opts)
+			if opts.Progress != nil {
+				mu.Lock()
+				done++
+				opts.Progress(done, len(targets))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// One audits one target. Its checks run in parallel; the pages they need
+// are fetched once and shared.
+func One(ctx context.Context, raw string, opts Options) Report {
+	start := time.Now()
+	r := Report{Target: raw, Started: start.UTC(), Trust: opts.Trust(), Active: opts.Active}
+	t, err := scan.NewTarget(raw, opts.Options)
+	if err == nil {
+		// Reachability first: a target that does not answer at all gets
+		// one clear error, not thirty.
+		_, err = t.Get(ctx, "/")
+		var verr *tls.CertificateVerificationError
+		if errors.As(err, &verr) {
+			// A bad certificate is a finding (tls.certificate fails), not
+			// a reason to stop: look at everything else anyway.
+			t.FetchUnverified()
+			_, err = t.Get(ctx, "/")
+		}
+		if err != nil {
+			err = errors.New(scan.Describe(err))
+		}
+	}
+	if err != nil {
+		r.Unreachable = err.Error()
+		r.Grade, r.Score = "F", 0
+		r.DurationMS = time.Since(start).Milliseconds()
+		return r
+	}
+	all := checks.All()
+	var run []scan.Check
+	for _, c := range all {
+		if c.Active && !opts.Active {
+			continue
+		}
+		run = append(run, c)
+	}
+	results := make([]scan.Result, len(run))
+	var wg sync.WaitGroup
+	for i, c := range run {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = c.Result(ctx, t)
+		}()
+	}
+	wg.Wait()
+	r.Checks = results
+	r.Score, r.Grade = grade.Score(results)
+	r.DurationMS = time.Since(start).Milliseconds()
+	return r
+}

@@ -1,0 +1,55 @@
+// Package checks holds every audit check, one file per family. All lists
+// them in report order; each has a stable ID that reports, CI gates and
+// the grading table refer to.
+package checks
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+
+	"github.com/rampartproxy/rampart/internal/audit/scan"
+)
+
+// All is every check, in the order reports show them.
+func All() []scan.Check {
+	var all []scan.Check
+	for _, family := range [][]scan.Check{transport, headerChecks, cookieChecks, flaskChecks, exposure, active} {
+		all = append(all, family...)
+	}
+	return all
+}
+
+// randomName returns a name no real site serves, for soft-404 baselines
+// and made-up hosts.
+func randomName() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "rampart-audit-" + hex.EncodeToString(b[:])
+}
+
+// Guidance links.
+const (
+	refMozillaTLS   = "https://wiki.mozilla.org/Security/Server_Side_TLS"
+	refHSTS         = "https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Strict-Transport-Security"
+	refHSTSPreload  = "https://hstspreload.org/#submission-requirements"
+	refCSP          = "https://developer.mozilla.org/en-US/docs/Web/HTTP/CSP"
+	refStrictCSP    = "https://web.dev/articles/strict-csp"
+	refXCTO         = "https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/X-Content-Type-Options"
+	refFraming      = "https://cheatsheetseries.owasp.org/cheatsheets/Clickjacking_Defense_Cheat_Sheet.html"
+	refReferrer     = "https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Referrer-Policy"
+	refXXSS         = "https://cheatsheetseries.owasp.org/cheatsheets/HTTP_Headers_Cheat_Sheet.html#x-xss-protection"
+	refFingerprint  = "https://cheatsheetseries.owasp.org/cheatsheets/HTTP_Headers_Cheat_Sheet.html#server"
+	refCORS         = "https://portswigger.net/web-security/cors"
+	refSRI          = "https://developer.mozilla.org/en-US/docs/Web/Security/Subresource_Integrity"
+	refCookies      = "https://developer.mozilla.org/en-US/docs/Web/HTTP/Cookies#security"
+	refFlaskSession = "https://flask.palletsprojects.com/en/stable/config/#SECRET_KEY"
+	refWerkzeugDbg  = "https://werkzeug.palletsprojects.com/en/stable/debug/#debugger-pin"
+	refExposure     = "https://owasp.org/www-project-web-security-testing-guide/latest/4-Web_Application_Security_Testing/02-Configuration_and_Deployment_Management_Testing/04-Review_Old_Backup_and_Unreferenced_Files_for_Sensitive_Information"
+	refProxyFix     = "https://flask.palletsprojects.com/en/stable/deploying/proxy_fix/"
+	refMethods      = "https://owasp.org/www-community/attacks/Cross_Site_Tracing"
+	refHost         = "https://portswigger.net/web-security/host-header"
+	refOpenRedirect = "https://cheatsheetseries.owasp.org/cheatsheets/Unvalidated_Redirects_and_Forwards_Cheat_Sheet.html"
+	refCSRF         = "https://cheatsheetseries.owasp.org/cheatsheets/Cross-Site_Request_Forgery_Prevention_Cheat_Sheet.html"
+	refRateLimit    = "https://cheatsheetseries.owasp.org/cheatsheets/Authentication_Cheat_Sheet.html#login-throttling"
+	refBodyLimit    = "https://cheatsheetseries.owasp.org/cheatsheets/Denial_of_Service_Cheat_Sheet.html"
+)

@@ -1,0 +1,155 @@
+package checks
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/rampartproxy/rampart/internal/audit/scan"
+)
+
+var exposure = []scan.Check{
+	{
+		ID: "exposure.dotenv", Title: "/.env is not served", Severity: scan.Critical, Reference: refExposure,
+		Fix: "Never serve the project directory. Rampart answers 404 for dotfiles (guards.sensitive_paths: default); rotate every secret the file held.",
+		Run: exposed([]string{"/.env", "/.env.production", "/app/.env"}, looksLikeDotenv),
+	},
+	{
+		ID: "exposure.git", Title: "/.git is not served", Severity: scan.Critical, Reference: refExposure,
+		Fix: "Deploy without .git, or block it: Rampart answers 404 for /.git/ by default. The whole source and its history can be rebuilt from an exposed .git.",
+		Run: exposed([]string{"/.git/HEAD", "/.git/config"}, looksLikeGit),
+	},
+	{
+		ID: "exposure.source", Title: "Python sources are not served", Severity: scan.High, Reference: refExposure,
+		Fix: "Serve static files from a static directory only. Rampart answers 404 for *.py and __pycache__ by default.",
+		Run: exposed([]string{"/app.py", "/config.py", "/wsgi.py", "/settings.py"}, looksLikePython),
+	},
+	{
+		ID: "exposure.backup_files", Title: "Backup and editor files are not served", Severity: scan.High, Reference: refExposure,
+		Fix: "Remove them from the server, and block them: Rampart answers 404 for *.bak, *.swp, *~, *.orig and *.old by default.",
+		Run: exposed([]string{"/app.py.bak", "/app.py~", "/config.py.bak", "/config.py.old", "/app.py.orig", "/.app.py.swp"}, looksLikeBackup),
+	},
+	{
+		ID: "http.methods", Title: "TRACE is refused", Severity: scan.Low, Reference: refMethods,
+		Fix: "Refuse TRACE: it echoes requests, cookies included. Rampart never proxies TRACE.",
+		Run: checkTrace,
+	},
+	{
+		ID: "http.unknown_host", Title: "A made-up Host does not get the app", Severity: scan.Medium, Reference: refHost,
+		Fix: "Serve only the names you own, so Host-header tricks (password reset poisoning, cache poisoning) have nothing to aim at. Rampart answers 421 for any host no site lists.",
+		Run: checkUnknownHost,
+	},
+}
+
+var (
+	dotenvLine  = regexp.MustCompile(`(?m)^\s*(export\s+)?[A-Za-z_][A-Za-z0-9_]*\s*=`)
+	gitHead     = regexp.MustCompile(`^(ref: refs/|[0-9a-f]{40}\s*$)`)
+	pythonStart = regexp.MustCompile(`(?m)^\s*(import \w|from [\w.]+ import |def \w+\(|class \w+[(:]|#!/usr/bin/env python)`)
+)
+
+func looksLikeDotenv(b []byte) bool { return !looksLikeHTML(b) && dotenvLine.Match(b) }
+func looksLikeGit(b []byte) bool {
+	return gitHead.Match(bytes.TrimSpace(b)) || bytes.Contains(b, []byte("[core]")) && bytes.Contains(b, []byte("repositoryformatversion"))
+}
+func looksLikePython(b []byte) bool { return !looksLikeHTML(b) && pythonStart.Match(b) }
+func looksLikeBackup(b []byte) bool {
+	// A vim swap file starts with "b0VIM"; the rest are copies of sources.
+	return bytes.HasPrefix(b, []byte("b0VIM")) || looksLikePython(b)
+}
+
+func looksLikeHTML(b []byte) bool {
+	head := bytes.ToLower(b[:min(len(b), 512)])
+	return bytes.Contains(head, []byte("<html")) || bytes.Contains(head, []byte("<!doctype html"))
+}
+
+// baseline fetches a path that cannot exist, to recognise a soft-404 page
+// that answers 200 for everything.
+func baseline(ctx context.Context, t *scan.Target) *scan.Page {
+	page, err := t.Get(ctx, "/"+t.Nonce)
+	if err != nil {
+		return nil
+	}
+	return page
+}
+
+// sameAs reports whether a page is the soft-404 page again.
+func sameAs(page, base *scan.Page) bool {
+	if base == nil || base.Status != page.Status {
+		return false
+	}
+	if bytes.Equal(page.Body, base.Body) {
+		return true
+	}
+	// Pages that print the requested path differ by a few bytes.
+	d := len(page.Body) - len(base.Body)
+	return d > -64 && d < 64 && len(base.Body) > 256
+}
+
+func exposed(paths []string, looks func([]byte) bool) func(context.Context, *scan.Target) (scan.Status, string) {
+	return func(ctx context.Context, t *scan.Target) (scan.Status, string) {
+		base := baseline(ctx, t)
+		var found []string
+		reached := 0
+		for _, p := range paths {
+			page, err := t.Get(ctx, p)
+			if err != nil {
+				continue
+			}
+			reached++
+			if page.Status == http.StatusOK && looks(page.Body) && !sameAs(page, base) {
+				found = append(found, fmt.Sprintf("%s (%d bytes)", p, len(page.Body)))
+			}
+		}
+		if reached == 0 {
+			return scan.Error, "none of " + strings.Join(paths, ", ") + " could be fetched"
+		}
+		if len(found) > 0 {
+			return scan.Fail, "served: " + strings.Join(found, ", ")
+		}
+		note := ""
+		if base != nil && base.Status == http.StatusOK {
+			note = " (the site answers 200 for unknown paths; compared against that page)"
+		}
+		return scan.Pass, "not served: " + strings.Join(paths, ", ") + note
+	}
+}
+
+func checkTrace(ctx context.Context, t *scan.Target) (scan.Status, string) {
+	page, err := t.Do(ctx, "TRACE", "/", http.Header{"X-Rampart-Audit": {t.Nonce}}, nil)
+	if err != nil {
+		return scan.Error, "TRACE /: " + scan.Describe(err)
+	}
+	if page.Status == http.StatusOK && bytes.Contains(page.Body, []byte(t.Nonce)) {
+		return scan.Fail, "TRACE / answers 200 and echoes the request"
+	}
+	if page.Status >= 200 && page.Status < 300 {
+		return scan.Warn, fmt.Sprintf("TRACE / answers %d", page.Status)
+	}
+	return scan.Pass, fmt.Sprintf("TRACE / answers %d", page.Status)
+}
+
+func checkUnknownHost(ctx context.Context, t *scan.Target) (scan.Status, string) {
+	home, err := t.Get(ctx, "/")
+	if err != nil {
+		return scan.Error, "GET /: " + scan.Describe(err)
+	}
+	host := t.Nonce + ".invalid"
+	page, err := t.Do(ctx, "GET", "/", http.Header{"Host": {host}}, nil)
+	if err != nil {
+		return scan.Pass, "Host: " + host + " is refused: " + scan.Describe(err)
+	}
+	if page.Status == home.Status && page.Status < 300 && (bytes.Equal(page.Body, home.Body) || len(home.Body) > 0 && abs(len(page.Body)-len(home.Body)) < len(home.Body)/10) {
+		return scan.Fail, fmt.Sprintf("Host: %s gets %d and the same page as the real host", host, page.Status)
+	}
+	return scan.Pass, fmt.Sprintf("Host: %s gets %d", host, page.Status)
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}

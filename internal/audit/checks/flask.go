@@ -1,0 +1,190 @@
+package checks
+
+import (
+	"bytes"
+	"compress/zlib"
+	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/rampartproxy/rampart/internal/audit/scan"
+)
+
+var flaskChecks = []scan.Check{
+	{
+		ID: "flask.session_readable", Title: "No secrets in the readable Flask session", Severity: scan.High, Reference: refFlaskSession,
+		Fix: "Flask's session cookie is signed, not encrypted: anyone can read it. Keep passwords and tokens server-side (Flask-Session with Redis) and store only an ID in the cookie.",
+		Run: checkSessionReadable,
+	},
+	{
+		ID: "flask.weak_secret_key", Title: "The Flask SECRET_KEY is not a well-known one", Severity: scan.Critical, Reference: refFlaskSession,
+		Fix: `Anyone can forge sessions (log in as anyone) with this key. Generate one: python -c 'import secrets; print(secrets.token_hex(32))', load it from the environment, and rotate it now.`,
+		Run: checkWeakSecretKey,
+	},
+	{
+		ID: "flask.werkzeug_debugger", Title: "The Werkzeug debugger and tracebacks are not reachable", Severity: scan.Critical, Reference: refWerkzeugDbg,
+		Fix: "Never run with debug=True or FLASK_DEBUG=1 in production: the debugger runs Python for whoever reaches it. Rampart returns 404 for /console and __debugger__ and replaces traceback pages.",
+		Run: checkWerkzeugDebugger,
+	},
+}
+
+// flaskSession is a decoded itsdangerous session cookie.
+type flaskSession struct {
+	name    string
+	signed  string // what the signature covers: payload.timestamp
+	sig     []byte
+	payload map[string]any
+}
+
+// decodeSession reads a Flask (itsdangerous URLSafeTimedSerializer)
+// cookie: base64url(json) "." base64url(timestamp) "." base64url(sig), the
+// payload zlib-compressed when the value starts with ".".
+func decodeSession(c *http.Cookie) (*flaskSession, bool) {
+	v := c.Value
+	i := strings.LastIndexByte(v, '.')
+	if i <= 0 {
+		return nil, false
+	}
+	signed, sigB64 := v[:i], v[i+1:]
+	compressed := strings.HasPrefix(signed, ".")
+	parts := strings.Split(strings.TrimPrefix(signed, "."), ".")
+	if len(parts) != 2 {
+		return nil, false
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(sigB64)
+	if err != nil || len(sig) != sha1.Size {
+		return nil, false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil {
+		return nil, false
+	}
+	if compressed {
+		zr, err := zlib.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			return nil, false
+		}
+		raw, err = io.ReadAll(io.LimitReader(zr, 1<<20))
+		if err != nil {
+			return nil, false
+		}
+	}
+	var payload map[string]any
+	if json.Unmarshal(raw, &payload) != nil {
+		return nil, false
+	}
+	return &flaskSession{name: c.Name, signed: signed, sig: sig, payload: payload}, true
+}
+
+func sessions(ctx context.Context, t *scan.Target) []*flaskSession {
+	var out []*flaskSession
+	for _, c := range t.Cookies(ctx, cookiePages...) {
+		if s, ok := decodeSession(c); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+var secretish = regexp.MustCompile(`(?i)pass(word|wd)?|secret|token|api[_-]?key|private|credit|card|ssn|otp|totp`)
+
+func checkSessionReadable(ctx context.Context, t *scan.Target) (scan.Status, string) {
+	ss := sessions(ctx, t)
+	if len(ss) == 0 {
+		return scan.Skip, "no Flask session cookie on / or /login"
+	}
+	var flagged, keys []string
+	for _, s := range ss {
+		for k := range s.payload {
+			keys = append(keys, s.name+"."+k)
+			if secretish.MatchString(k) {
+				flagged = append(flagged, s.name+"."+k)
+			}
+		}
+	}
+	slices.Sort(keys)
+	slices.Sort(flagged)
+	if len(flagged) > 0 {
+		return scan.Fail, "anyone can read these from the cookie: " + strings.Join(flagged, ", ")
+	}
+	return scan.Pass, "readable by anyone, nothing secret-looking: keys " + strings.Join(keys, ", ")
+}
+
+// sign computes the itsdangerous signature Flask puts on a session cookie:
+// HMAC-SHA1 with a key derived as HMAC-SHA1(secret, "cookie-session").
+func sign(secret, signed string) []byte {
+	d := hmac.New(sha1.New, []byte(secret))
+	d.Write([]byte("cookie-session"))
+	m := hmac.New(sha1.New, d.Sum(nil))
+	m.Write([]byte(signed))
+	return m.Sum(nil)
+}
+
+func checkWeakSecretKey(ctx context.Context, t *scan.Target) (scan.Status, string) {
+	ss := sessions(ctx, t)
+	if len(ss) == 0 {
+		return scan.Skip, "no Flask session cookie on / or /login"
+	}
+	for _, s := range ss {
+		for _, key := range WeakSecretKeys {
+			if hmac.Equal(sign(key, s.signed), s.sig) {
+				return scan.Fail, fmt.Sprintf("cookie %s is signed with SECRET_KEY %q", s.name, key)
+			}
+		}
+	}
+	return scan.Pass, fmt.Sprintf("none of %d well-known keys signs the session", len(WeakSecretKeys))
+}
+
+// WeakSecretKeys are SECRET_KEYs from framework docs, tutorials, books,
+// generators' defaults and placeholders: what people paste and forget.
+var WeakSecretKeys = []string{
+	"dev", "development", "secret", "secret-key", "secret_key", "secretkey", "SECRET_KEY", "your-secret-key",
+	"your_secret_key", "your secret key", "yoursecretkey", "change-me", "change_me", "changeme", "CHANGE_ME",
+	"changethis", "change-this", "replace-me", "replaceme", "mysecret", "my-secret", "my-secret-key",
+	"my_secret_key", "mysecretkey", "supersecret", "super-secret", "super_secret", "super secret key",
+	"supersecretkey", "topsecret", "top secret", "top-secret", "s3cr3t", "secret123", "password", "key",
+	"default", "flask", "flask-secret", "flask_secret", "app-secret", "appsecret", "test", "testing",
+	"development key", "dev-key", "dev_key", "devkey", "insecure", "not-so-secret", "notsecret",
+	"thisisasecret", "ThisIsASecret", "This is a secret key", "keyboard cat", "123456", "abc123",
+	"hard to guess string", // Flask Web Development (Grinberg)
+	"you-will-never-guess", // the Flask Mega-Tutorial
+	"a really really really really long secret key",
+	"_5#y2L\"F4Q8z\n\xec]/",                                            // Flask's quickstart, before it said to generate one
+	"192b9bdd22ab9ed4d12e236c78afcb9a393ec15f71bbf5dc987d54727823bcbf", // Flask's config docs example
+	"my_precious", "secret!", "Secret", "SECRET", "s3cret", "pa55w0rd",
+}
+
+// debuggerMarkers show the Werkzeug debugger or a Python traceback.
+var debuggerMarkers = []string{"Werkzeug Debugger", "__debugger__", "Traceback (most recent call last)", "Traceback <em>(most recent call last)</em>", "EVALEX"}
+
+func checkWerkzeugDebugger(ctx context.Context, t *scan.Target) (scan.Status, string) {
+	for _, p := range []string{"/console", "/?__debugger__=yes&cmd=resource&f=debugger.js", "/"} {
+		page, err := t.Get(ctx, p)
+		if err != nil {
+			if p == "/" {
+				return scan.Error, "GET /: " + scan.Describe(err)
+			}
+			continue
+		}
+		if page.Status >= 400 && page.Status < 500 {
+			continue
+		}
+		for _, m := range debuggerMarkers {
+			if bytes.Contains(page.Body, []byte(m)) {
+				return scan.Fail, fmt.Sprintf("GET %s answers %d with %q", p, page.Status, m)
+			}
+		}
+		if p != "/" && page.Status == 200 && bytes.Contains(page.Body, []byte("debugger")) && strings.Contains(page.Header.Get("Content-Type"), "javascript") {
+			return scan.Fail, "GET " + p + " serves the debugger's script"
+		}
+	}
+	return scan.Pass, "/console and the debugger's resources are not served; / shows no traceback"
+}

@@ -1,0 +1,364 @@
+package checks
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"golang.org/x/net/html"
+
+	"github.com/rampartproxy/rampart/internal/audit/scan"
+)
+
+var headerChecks = []scan.Check{
+	{
+		ID: "csp.present", Title: "Content-Security-Policy is enforced", Severity: scan.High, Reference: refCSP,
+		Fix: "Send a Content-Security-Policy. Rampart sends a strict one with a fresh nonce per response by default (csp:); roll out with csp.report_only: true first.",
+		Run: checkCSPPresent,
+	},
+	{
+		ID: "csp.script_src", Title: "CSP scripts: no unsafe-inline without nonce or hash, no unsafe-eval, no wildcards", Severity: scan.High, Reference: refStrictCSP,
+		Fix: "Allow scripts by nonce: script-src 'self' 'nonce-…' (Rampart adds the nonce and passes it to the app as X-CSP-Nonce); drop 'unsafe-eval', '*', data: and scheme-only sources.",
+		Run: cspDirectiveCheck(checkScriptSrc),
+	},
+	{
+		ID: "csp.object_src", Title: "CSP blocks plugins: object-src 'none'", Severity: scan.Medium, Reference: refStrictCSP,
+		Fix: "Add object-src 'none' to the policy. Rampart's default policy has it.",
+		Run: cspDirectiveCheck(checkObjectSrc),
+	},
+	{
+		ID: "csp.base_uri", Title: "CSP restricts <base>: base-uri 'self' or 'none'", Severity: scan.Medium, Reference: refStrictCSP,
+		Fix: "Add base-uri 'self' (it does not fall back to default-src). Rampart's default policy has it.",
+		Run: cspDirectiveCheck(checkBaseURI),
+	},
+	{
+		ID: "csp.frame_ancestors", Title: "CSP says who may frame the site: frame-ancestors", Severity: scan.Low, Reference: refFraming,
+		Fix: "Add frame-ancestors 'self' (or 'none'). Rampart's default policy has it.",
+		Run: cspDirectiveCheck(checkFrameAncestors),
+	},
+	{
+		ID: "headers.x_content_type_options", Title: "X-Content-Type-Options: nosniff", Severity: scan.Low, Reference: refXCTO,
+		Fix: "Send X-Content-Type-Options: nosniff. Rampart does by default.",
+		Run: checkXCTO,
+	},
+	{
+		ID: "headers.frame_options", Title: "Framing is restricted (X-Frame-Options or frame-ancestors)", Severity: scan.Medium, Reference: refFraming,
+		Fix: "Send X-Frame-Options: SAMEORIGIN or a CSP frame-ancestors directive. Rampart sends both by default.",
+		Run: checkFrameOptions,
+	},
+	{
+		ID: "headers.referrer_policy", Title: "Referrer-Policy does not leak paths to other sites", Severity: scan.Low, Reference: refReferrer,
+		Fix: "Send Referrer-Policy: strict-origin-when-cross-origin (or stricter). Rampart does by default.",
+		Run: checkReferrerPolicy,
+	},
+	{
+		ID: "headers.x_xss_protection", Title: "X-XSS-Protection is absent or 0", Severity: scan.Low, Reference: refXXSS,
+		Fix: `Send X-XSS-Protection: 0 or nothing: the auditor "1; mode=block" switches on is gone from browsers and was abusable. Rampart sends 0.`,
+		Run: checkXXSS,
+	},
+	{
+		ID: "headers.server_version", Title: "No software version in Server or X-Powered-By", Severity: scan.Low, Reference: refFingerprint,
+		Fix: "Hide versions: nginx server_tokens off; gunicorn behind Rampart, which drops Server and X-Powered-By.",
+		Run: checkServerVersion,
+	},
+	{
+		ID: "cors.reflection", Title: "An arbitrary Origin is not reflected with credentials", Severity: scan.High, Reference: refCORS,
+		Fix: "Allow only the origins you trust (flask-cors origins=[…]); never echo the request's Origin together with Access-Control-Allow-Credentials: true.",
+		Run: checkCORS,
+	},
+	{
+		ID: "sri.external_scripts", Title: "Cross-origin scripts carry integrity", Severity: scan.Medium, Reference: refSRI,
+		Fix: `Add integrity="sha384-…" crossorigin="anonymous" to every <script src> from another origin, or serve the file yourself.`,
+		Run: checkSRI,
+	},
+}
+
+// policy is a parsed CSP: directive name → sources.
+type policy map[string][]string
+
+func parseCSP(v string) policy {
+	p := policy{}
+	for _, d := range strings.Split(v, ";") {
+		f := strings.Fields(d)
+		if len(f) == 0 {
+			continue
+		}
+		name := strings.ToLower(f[0])
+		if _, dup := p[name]; !dup { // the first of a repeated directive wins
+			p[name] = f[1:]
+		}
+	}
+	return p
+}
+
+// sources returns a directive's sources, falling back to default-src as
+// browsers do for fetch directives; ok is false when neither is set.
+func (p policy) sources(name string, fallback bool) (srcs []string, ok bool) {
+	if s, ok := p[name]; ok {
+		return s, true
+	}
+	if fallback {
+		s, ok := p["default-src"]
+		return s, ok
+	}
+	return nil, false
+}
+
+func has(srcs []string, tok string) bool {
+	for _, s := range srcs {
+		if strings.EqualFold(s, tok) {
+			return true
+		}
+	}
+	return false
+}
+
+func checkCSPPresent(ctx context.Context, t *scan.Target) (scan.Status, string) {
+	page, err := t.Get(ctx, "/")
+	if err != nil {
+		return scan.Error, "GET /: " + scan.Describe(err)
+	}
+	if v := page.Header.Get("Content-Security-Policy"); v != "" {
+		return scan.Pass, v
+	}
+	if v := page.Header.Get("Content-Security-Policy-Report-Only"); v != "" {
+		return scan.Warn, "report-only, nothing is blocked: " + v
+	}
+	return scan.Fail, "no Content-Security-Policy header on /"
+}
+
+// cspDirectiveCheck runs f on the enforced policy of /, and skips when
+// there is none (csp.present already fails for that).
+func cspDirectiveCheck(f func(policy) (scan.Status, string)) func(context.Context, *scan.Target) (scan.Status, string) {
+	return func(ctx context.Context, t *scan.Target) (scan.Status, string) {
+		page, err := t.Get(ctx, "/")
+		if err != nil {
+			return scan.Error, "GET /: " + scan.Describe(err)
+		}
+		v := page.Header.Get("Content-Security-Policy")
+		if v == "" {
+			return scan.Skip, "no enforced Content-Security-Policy (see csp.present)"
+		}
+		return f(parseCSP(v))
+	}
+}
+
+var nonceOrHash = regexp.MustCompile(`^'(nonce-|sha256-|sha384-|sha512-)`)
+
+func checkScriptSrc(p policy) (scan.Status, string) {
+	srcs, ok := p.sources("script-src", true)
+	if !ok {
+		return scan.Fail, "no script-src or default-src: scripts may come from anywhere"
+	}
+	var problems []string
+	hasNonce := false
+	for _, s := range srcs {
+		if nonceOrHash.MatchString(s) {
+			hasNonce = true
+		}
+	}
+	for _, s := range srcs {
+		ls := strings.ToLower(s)
+		switch {
+		case ls == "'unsafe-inline'" && !hasNonce:
+			problems = append(problems, "'unsafe-inline' without a nonce or hash")
+		case ls == "'unsafe-eval'":
+			problems = append(problems, "'unsafe-eval'")
+		case ls == "*" || strings.HasPrefix(ls, "*."):
+			problems = append(problems, "wildcard "+s)
+		case ls == "data:" || ls == "http:" || ls == "https:" || ls == "blob:":
+			problems = append(problems, "scheme source "+s)
+		}
+	}
+	if len(problems) > 0 {
+		return scan.Fail, "script-src " + strings.Join(srcs, " ") + ": " + strings.Join(problems, "; ")
+	}
+	return scan.Pass, "script-src " + strings.Join(srcs, " ")
+}
+
+func checkObjectSrc(p policy) (scan.Status, string) {
+	srcs, ok := p.sources("object-src", true)
+	if ok && len(srcs) == 1 && strings.EqualFold(srcs[0], "'none'") {
+		return scan.Pass, "object-src 'none'"
+	}
+	return scan.Fail, fmt.Sprintf("object-src (or default-src) is %q, not 'none'", strings.Join(srcs, " "))
+}
+
+func checkBaseURI(p policy) (scan.Status, string) {
+	srcs, ok := p.sources("base-uri", false)
+	if !ok {
+		return scan.Fail, "no base-uri: an injected <base> can redirect every relative script URL"
+	}
+	if len(srcs) == 1 && (strings.EqualFold(srcs[0], "'self'") || strings.EqualFold(srcs[0], "'none'")) {
+		return scan.Pass, "base-uri " + srcs[0]
+	}
+	return scan.Fail, "base-uri " + strings.Join(srcs, " ")
+}
+
+func checkFrameAncestors(p policy) (scan.Status, string) {
+	srcs, ok := p.sources("frame-ancestors", false)
+	if !ok {
+		return scan.Warn, "no frame-ancestors"
+	}
+	if has(srcs, "*") {
+		return scan.Fail, "frame-ancestors * lets any site frame this one"
+	}
+	return scan.Pass, "frame-ancestors " + strings.Join(srcs, " ")
+}
+
+func headerCheck(f func(h http.Header) (scan.Status, string)) func(context.Context, *scan.Target) (scan.Status, string) {
+	return func(ctx context.Context, t *scan.Target) (scan.Status, string) {
+		page, err := t.Get(ctx, "/")
+		if err != nil {
+			return scan.Error, "GET /: " + scan.Describe(err)
+		}
+		return f(page.Header)
+	}
+}
+
+var checkXCTO = headerCheck(func(h http.Header) (scan.Status, string) {
+	if v := h.Get("X-Content-Type-Options"); strings.EqualFold(strings.TrimSpace(v), "nosniff") {
+		return scan.Pass, "X-Content-Type-Options: " + v
+	} else if v != "" {
+		return scan.Fail, "X-Content-Type-Options: " + v
+	}
+	return scan.Fail, "no X-Content-Type-Options header"
+})
+
+var checkFrameOptions = headerCheck(func(h http.Header) (scan.Status, string) {
+	if fa, ok := parseCSP(h.Get("Content-Security-Policy"))["frame-ancestors"]; ok && !has(fa, "*") {
+		return scan.Pass, "frame-ancestors " + strings.Join(fa, " ")
+	}
+	switch v := strings.ToUpper(strings.TrimSpace(h.Get("X-Frame-Options"))); v {
+	case "DENY", "SAMEORIGIN":
+		return scan.Pass, "X-Frame-Options: " + v
+	case "":
+		return scan.Fail, "neither X-Frame-Options nor CSP frame-ancestors: any site can frame this one"
+	default:
+		return scan.Fail, "X-Frame-Options: " + v + " is not DENY or SAMEORIGIN"
+	}
+})
+
+var checkReferrerPolicy = headerCheck(func(h http.Header) (scan.Status, string) {
+	v := h.Get("Referrer-Policy")
+	if v == "" {
+		return scan.Warn, "no Referrer-Policy (current browsers default to strict-origin-when-cross-origin; older ones send full URLs)"
+	}
+	// The last recognised token wins (Referrer Policy, section 11.1).
+	vals := strings.Split(v, ",")
+	last := strings.ToLower(strings.TrimSpace(vals[len(vals)-1]))
+	switch last {
+	case "no-referrer", "same-origin", "strict-origin", "strict-origin-when-cross-origin":
+		return scan.Pass, "Referrer-Policy: " + v
+	case "unsafe-url", "origin-when-cross-origin", "no-referrer-when-downgrade":
+		return scan.Fail, "Referrer-Policy: " + v + " sends paths and queries to other sites"
+	}
+	return scan.Warn, "Referrer-Policy: " + v
+})
+
+var checkXXSS = headerCheck(func(h http.Header) (scan.Status, string) {
+	v := strings.TrimSpace(h.Get("X-XSS-Protection"))
+	switch {
+	case v == "":
+		return scan.Pass, "absent"
+	case v == "0":
+		return scan.Pass, "X-XSS-Protection: 0"
+	}
+	return scan.Warn, "X-XSS-Protection: " + v + " (obsolete; could be abused where it still existed)"
+})
+
+var versionish = regexp.MustCompile(`\d+\.\d+`)
+
+var checkServerVersion = headerCheck(func(h http.Header) (scan.Status, string) {
+	var leaks []string
+	for _, k := range []string{"Server", "X-Powered-By", "X-AspNet-Version"} {
+		if v := h.Get(k); v != "" && (versionish.MatchString(v) || k != "Server") {
+			leaks = append(leaks, k+": "+v)
+		}
+	}
+	if len(leaks) > 0 {
+		return scan.Fail, strings.Join(leaks, "; ")
+	}
+	if v := h.Get("Server"); v != "" {
+		return scan.Pass, "Server: " + v + " (no version)"
+	}
+	return scan.Pass, "no Server or X-Powered-By header"
+})
+
+func checkCORS(ctx context.Context, t *scan.Target) (scan.Status, string) {
+	origin := "https://" + randomName() + ".example"
+	page, err := t.Do(ctx, "GET", "/", http.Header{"Origin": {origin}}, nil)
+	if err != nil {
+		return scan.Error, "GET / with an Origin: " + scan.Describe(err)
+	}
+	acao := page.Header.Get("Access-Control-Allow-Origin")
+	creds := strings.EqualFold(page.Header.Get("Access-Control-Allow-Credentials"), "true")
+	switch {
+	case acao == origin && creds:
+		return scan.Fail, "Origin " + origin + " is echoed with Access-Control-Allow-Credentials: true: any site can read this one as the user"
+	case acao == origin:
+		return scan.Warn, "Origin " + origin + " is echoed in Access-Control-Allow-Origin (without credentials)"
+	case acao == "*" && creds:
+		return scan.Warn, "Access-Control-Allow-Origin: * with credentials (browsers refuse it, but it shows intent)"
+	}
+	if acao == "" {
+		return scan.Pass, "an arbitrary Origin gets no Access-Control-Allow-Origin"
+	}
+	return scan.Pass, "Access-Control-Allow-Origin: " + acao
+}
+
+func checkSRI(ctx context.Context, t *scan.Target) (scan.Status, string) {
+	page, err := t.Get(ctx, "/")
+	if err != nil {
+		return scan.Error, "GET /: " + scan.Describe(err)
+	}
+	if !strings.Contains(strings.ToLower(page.Header.Get("Content-Type")), "html") {
+		return scan.Skip, "/ is not HTML"
+	}
+	var external, missing []string
+	z := html.NewTokenizer(bytes.NewReader(page.Body))
+	for {
+		tt := z.Next()
+		if tt == html.ErrorToken {
+			break
+		}
+		if tt != html.StartTagToken && tt != html.SelfClosingTagToken {
+			continue
+		}
+		name, hasAttr := z.TagName()
+		if string(name) != "script" || !hasAttr {
+			continue
+		}
+		var src, integrity string
+		for {
+			k, v, more := z.TagAttr()
+			switch string(k) {
+			case "src":
+				src = string(v)
+			case "integrity":
+				integrity = string(v)
+			}
+			if !more {
+				break
+			}
+		}
+		u, err := page.URL.Parse(src)
+		if src == "" || err != nil || (u.Scheme == page.URL.Scheme && strings.EqualFold(u.Host, page.URL.Host)) {
+			continue
+		}
+		external = append(external, u.String())
+		if integrity == "" {
+			missing = append(missing, u.String())
+		}
+	}
+	switch {
+	case len(missing) > 0:
+		return scan.Fail, "without integrity: " + strings.Join(missing, ", ")
+	case len(external) > 0:
+		return scan.Pass, "every cross-origin script has integrity: " + strings.Join(external, ", ")
+	}
+	return scan.Pass, "no cross-origin scripts on /"
+}

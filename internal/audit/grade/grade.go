@@ -1,0 +1,120 @@
+// Package grade turns check results into a score and a letter. It is a
+// pure function, modelled on the MDN HTTP Observatory's scoring
+// (https://developer.mozilla.org/en-US/observatory/docs/scoring): start at
+// 100, subtract for each failure, and add bonuses only when the score
+// without them is already 90 or more, so a bonus can lift a good site to
+// A+ but never hide a real problem. Rampart adds checks the Observatory
+// does not have (TLS, exposure, Flask); their weights follow the same
+// scale, and any critical finding caps the grade at F.
+package grade
+
+import "github.com/rampartproxy/rampart/internal/audit/scan"
+
+// Modifier is what one check's status adds to the score.
+type Modifier struct {
+	Fail, Warn, Pass int
+}
+
+// Modifiers per check ID. Pass values are bonuses; a check not listed
+// counts nothing.
+var Modifiers = map[string]Modifier{
+	"tls.protocols":                  {Fail: -20},
+	"tls.ciphers":                    {Fail: -10},
+	"tls.certificate":                {Fail: -40, Warn: 0},
+	"tls.http2":                      {Fail: -5},
+	"http.redirect":                  {Fail: -20},
+	"http.insecure_redirect":         {Fail: -10},
+	"hsts.present":                   {Fail: -20},
+	"hsts.preload_ready":             {Pass: 5},
+	"csp.present":                    {Fail: -25, Warn: -20},
+	"csp.script_src":                 {Fail: -20, Pass: 10},
+	"csp.object_src":                 {Fail: -5},
+	"csp.base_uri":                   {Fail: -5},
+	"csp.frame_ancestors":            {Warn: 0, Fail: -10, Pass: 5},
+	"headers.x_content_type_options": {Fail: -5},
+	"headers.frame_options":          {Fail: -20},
+	"headers.referrer_policy":        {Fail: -5, Pass: 5},
+	"headers.x_xss_protection":       {Warn: -5},
+	"headers.server_version":         {Fail: -5},
+	"cors.reflection":                {Fail: -50, Warn: -10},
+	"sri.external_scripts":           {Fail: -5, Pass: 0},
+	"cookies.secure":                 {Fail: -40},
+	"cookies.httponly":               {Fail: -30},
+	"cookies.samesite":               {Fail: -10, Pass: 5},
+	"flask.session_readable":         {Fail: -30},
+	"flask.weak_secret_key":          {Fail: -100},
+	"flask.werkzeug_debugger":        {Fail: -100},
+	"exposure.dotenv":                {Fail: -100},
+	"exposure.git":                   {Fail: -100},
+	"exposure.source":                {Fail: -50},
+	"exposure.backup_files":          {Fail: -40},
+	"http.methods":                   {Fail: -5},
+	"http.unknown_host":              {Fail: -10},
+	"active.open_redirect":           {Fail: -20},
+	"active.csrf":                    {Fail: -30},
+	"active.rate_limit_login":        {Fail: -10},
+	"active.body_limit":              {Fail: -5},
+}
+
+// BonusFloor is the score without bonuses that bonuses need.
+const BonusFloor = 90
+
+// Grades are the letters and their lowest scores, best first: the
+// Observatory's scale.
+var Grades = []struct {
+	Letter string
+	Min    int
+}{
+	{"A+", 100}, {"A", 90}, {"A-", 85}, {"B+", 80}, {"B", 70}, {"B-", 65},
+	{"C+", 60}, {"C", 50}, {"C-", 45}, {"D+", 40}, {"D", 30}, {"D-", 25}, {"F", 0},
+}
+
+// Score grades results: the score (0 to 100 plus bonuses) and its letter.
+func Score(results []scan.Result) (int, string) {
+	score, bonus, critical := 100, 0, false
+	for _, r := range results {
+		m := Modifiers[r.ID]
+		switch r.Status {
+		case scan.Fail:
+			score += m.Fail
+			critical = critical || r.Severity == scan.Critical
+		case scan.Warn:
+			score += m.Warn
+		case scan.Pass:
+			bonus += m.Pass
+		}
+	}
+	if score >= BonusFloor {
+		score += bonus
+	}
+	if score < 0 {
+		score = 0
+	}
+	if critical && score >= 25 {
+		score = 24 // a critical finding is an F whatever else is right
+	}
+	return score, Letter(score)
+}
+
+// Letter is the grade of a score.
+func Letter(score int) string {
+	for _, g := range Grades {
+		if score >= g.Min {
+			return g.Letter
+		}
+	}
+	return "F"
+}
+
+// AtLeast reports whether letter is as good as min or better.
+func AtLeast(letter, min string) bool {
+	rank := func(l string) int {
+		for i, g := range Grades {
+			if g.Letter == l {
+				return i
+			}
+		}
+		return len(Grades)
+	}
+	return rank(letter) <= rank(min)
+}

@@ -1,0 +1,272 @@
+// Package scan is what every audit check works on: a Target that fetches
+// pages once and shares them, the Check type, and the Result each check
+// returns. The checks themselves live in package checks, one file per
+// family.
+package scan
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Status of one check.
+type Status string
+
+// Statuses, as in the JSON report.
+const (
+	Pass  Status = "pass"
+	Fail  Status = "fail"
+	Warn  Status = "warn"
+	Info  Status = "info"
+	Skip  Status = "skip"
+	Error Status = "error" // the check could not run: not a finding
+)
+
+// Severity of a failed check.
+type Severity string
+
+// Severities, worst first.
+const (
+	Critical Severity = "critical"
+	High     Severity = "high"
+	Medium   Severity = "medium"
+	Low      Severity = "low"
+	None     Severity = "info"
+)
+
+// Result is one check's outcome.
+type Result struct {
+	ID        string   `json:"id"`
+	Title     string   `json:"title"`
+	Status    Status   `json:"status"`
+	Severity  Severity `json:"severity"`
+	Evidence  string   `json:"evidence"`
+	Fix       string   `json:"fix,omitempty"`
+	Reference string   `json:"reference,omitempty"`
+}
+
+// Check is one audit check. Run must be safe to call concurrently with
+// other checks on the same Target, and must not fail the audit: problems
+// reaching the target are an Error result.
+type Check struct {
+	ID        string
+	Title     string
+	Severity  Severity // of a failure
+	Fix       string   // what to do, with the Rampart config that does it
+	Reference string   // a link to the guidance
+	Active    bool     // sends POSTs or many requests: only with --active
+	Run       func(ctx context.Context, t *Target) (Status, string)
+}
+
+// Result runs the check on t and fills in the result.
+func (c Check) Result(ctx context.Context, t *Target) Result {
+	status, evidence := c.Run(ctx, t)
+	r := Result{ID: c.ID, Title: c.Title, Status: status, Severity: None, Evidence: evidence, Reference: c.Reference}
+	if status == Fail || status == Warn {
+		r.Severity, r.Fix = c.Severity, c.Fix
+	}
+	return r
+}
+
+// Options configure how a target is reached.
+type Options struct {
+	// Roots verify the target's certificate; nil means the system pool.
+	Roots *x509.CertPool
+	// Insecure skips certificate verification for fetching pages (the
+	// tls.certificate check still reports what it found).
+	Insecure bool
+	// Timeout bounds each request.
+	Timeout time.Duration
+	// HTTPPort is where plain HTTP is expected; 0 means 80.
+	HTTPPort int
+}
+
+// Page is a fetched response, its body cut at MaxBody.
+type Page struct {
+	URL    *url.URL
+	Status int
+	Header http.Header
+	Body   []byte
+	TLS    *tls.ConnectionState
+}
+
+// MaxBody is how much of a body the audit reads.
+const MaxBody = 1 << 20
+
+// Target is one URL under audit. Pages are fetched once, whoever asks
+// first, and shared.
+type Target struct {
+	URL  *url.URL
+	Opts Options
+
+	client *http.Client
+	mu     sync.Mutex
+	pages  map[string]*fetch
+	// Nonce is a random name, made once per target, for paths and hosts
+	// that cannot exist (soft-404 baselines, made-up Host headers).
+	Nonce string
+}
+
+type fetch struct {
+	done chan struct{}
+	page *Page
+	err  error
+}
+
+// NewTarget prepares an audit of raw, which must be an https:// URL.
+func NewTarget(raw string, opts Options) (*Target, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("%q is not an https:// URL", raw)
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	t := &Target{URL: u, Opts: opts, pages: map[string]*fetch{}, Nonce: "rampart-audit-" + hex.EncodeToString(b[:])}
+	t.client = &http.Client{
+		Timeout:   opts.Timeout,
+		Transport: t.Transport(nil),
+		// The audit looks at redirects; it never follows them.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return t, nil
+}
+
+// FetchUnverified makes page fetches skip certificate verification from
+// now on and forgets the pages fetched so far. The audit calls it when the
+// certificate does not verify, so that the rest of the checklist is still
+// checked; tls.certificate verifies on its own and reports the failure.
+func (t *Target) FetchUnverified() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.client.Transport = t.Transport(func(c *tls.Config) { c.InsecureSkipVerify = true })
+	t.pages = map[string]*fetch{}
+}
+
+// TLSConfig is the client TLS configuration for the target, with changes
+// applied by tweak (nil for none).
+func (t *Target) TLSConfig(tweak func(*tls.Config)) *tls.Config {
+	c := &tls.Config{RootCAs: t.Opts.Roots, InsecureSkipVerify: t.Opts.Insecure, ServerName: t.URL.Hostname()}
+	if tweak != nil {
+		tweak(c)
+	}
+	return c
+}
+
+// Transport returns a fresh HTTP transport to the target.
+func (t *Target) Transport(tweak func(*tls.Config)) *http.Transport {
+	return &http.Transport{
+		TLSClientConfig:     t.TLSConfig(tweak),
+		ForceAttemptHTTP2:   true,
+		TLSHandshakeTimeout: t.Opts.Timeout,
+		DialContext:         (&net.Dialer{Timeout: t.Opts.Timeout}).DialContext,
+		DisableCompression:  true,
+	}
+}
+
+// HostPort is the target's host:port.
+func (t *Target) HostPort() string {
+	if t.URL.Port() != "" {
+		return t.URL.Host
+	}
+	return net.JoinHostPort(t.URL.Hostname(), "443")
+}
+
+// Get fetches path (with its query) over HTTPS, once per Target.
+func (t *Target) Get(ctx context.Context, path string) (*Page, error) {
+	t.mu.Lock()
+	f, ok := t.pages[path]
+	if !ok {
+		f = &fetch{done: make(chan struct{})}
+		t.pages[path] = f
+		t.mu.Unlock()
+		f.page, f.err = t.Do(ctx, "GET", path, nil, nil)
+		close(f.done)
+	} else {
+		t.mu.Unlock()
+	}
+	select {
+	case <-f.done:
+		return f.page, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Do sends one request to the target and reads the response, never
+// following redirects. header may be nil.
+func (t *Target) Do(ctx context.Context, method, path string, header http.Header, body io.Reader) (*Page, error) {
+	u := *t.URL
+	ref, err := url.Parse(path)
+	if err != nil {
+		return nil, err
+	}
+	full := u.ResolveReference(ref)
+	req, err := http.NewRequestWithContext(ctx, method, full.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	if s, ok := body.(interface{ Size() int64 }); ok {
+		req.ContentLength = s.Size() // a streamed body of known length
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	if h := header.Get("Host"); h != "" {
+		req.Host = h
+	}
+	req.Header.Set("User-Agent", "rampart-audit")
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody))
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, err
+	}
+	return &Page{URL: full, Status: resp.StatusCode, Header: resp.Header, Body: b, TLS: resp.TLS}, nil
+}
+
+// Cookies returns the Set-Cookie headers of the pages at paths that were
+// reachable, deduplicated by cookie name.
+func (t *Target) Cookies(ctx context.Context, paths ...string) []*http.Cookie {
+	seen := map[string]bool{}
+	var out []*http.Cookie
+	for _, p := range paths {
+		page, err := t.Get(ctx, p)
+		if err != nil {
+			continue
+		}
+		for _, c := range (&http.Response{Header: page.Header}).Cookies() {
+			if !seen[c.Name] {
+				seen[c.Name] = true
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// Describe shortens a network error for evidence.
+func Describe(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i > 0 && len(s) > 160 {
+		s = s[i+2:]
+	}
+	return s
+}

@@ -1,0 +1,140 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rampartproxy/rampart/internal/audit"
+	"github.com/rampartproxy/rampart/internal/audit/grade"
+	"github.com/rampartproxy/rampart/internal/audit/report"
+	"github.com/rampartproxy/rampart/internal/audit/scan"
+)
+
+const auditUsage = `Usage: rampart audit URL [URL...] [flags]
+
+Checks running deployments from outside against the production checklist
+(TLS, redirects, HSTS, CSP, headers, cookies, Flask sessions and debugger,
+exposed files), grades each from A+ to F, and says what to fix. Passive
+by default: GETs and TLS handshakes only.
+
+Examples:
+  rampart audit https://app.example.com
+  rampart audit https://staging.example.com --cacert staging-ca.pem --fail-under B
+  rampart audit https://localhost:8443 --cacert rampart-ca.pem --http-port 8080
+  rampart audit https://app.example.com --format html --out report.html
+  rampart audit https://app.example.com --active    # also POSTs: CSRF, rate limits, body limit
+
+Exit codes: 0 when every target grades at or above --fail-under (or none
+is given), 1 when one grades below, 2 when a target cannot be reached or
+the command line is wrong.
+`
+
+func (e env) audit(args []string) int {
+	fs := e.flags("audit", auditUsage)
+	format := fs.String("format", "text", "text, json, sarif or html")
+	out := fs.String("out", "", "write the report to FILE instead of stdout")
+	failUnder := fs.String("fail-under", "", "exit 1 when a target grades below A, B, C or D")
+	cacert := fs.String("cacert", "", "trust the CA certificates in this PEM file (staging, local CAs)")
+	insecure := fs.Bool("insecure", false, "do not verify certificates (the report says so)")
+	active := fs.Bool("active", false, "also run the checks that POST or send many requests")
+	concurrency := fs.Int("concurrency", 4, "targets audited at once")
+	httpPort := fs.Int("http-port", 80, "where plain HTTP is expected, for http.redirect")
+	timeout := fs.Duration("timeout", 10*time.Second, "timeout of each request")
+	// Flags may come before, between or after the URLs.
+	var targets []string
+	for rest := args; ; {
+		err := fs.Parse(rest)
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return exitOK
+		}
+		if err != nil {
+			return e.usageError(err.Error(), "run 'rampart audit --help' for its flags")
+		}
+		if rest = fs.Args(); len(rest) == 0 {
+			break
+		}
+		targets, rest = append(targets, rest[0]), rest[1:]
+	}
+	if len(targets) == 0 {
+		return e.usageError("no URL to audit", "rampart audit https://app.example.com")
+	}
+	if !slices.Contains(report.Formats, *format) {
+		return e.usageError(fmt.Sprintf("--format %q is not one of %s", *format, strings.Join(report.Formats, ", ")), "")
+	}
+	if *failUnder != "" && !slices.Contains([]string{"A+", "A", "B", "C", "D", "F"}, *failUnder) {
+		return e.usageError(fmt.Sprintf("--fail-under %q is not A+, A, B, C, D or F", *failUnder), "")
+	}
+	if *cacert != "" && *insecure {
+		return e.usageError("--cacert and --insecure do not go together", "use --cacert to trust a private CA; --insecure trusts anything")
+	}
+	for _, t := range targets {
+		if _, err := scan.NewTarget(t, scan.Options{}); err != nil {
+			return e.usageError(err.Error(), "give full URLs, such as https://app.example.com")
+		}
+	}
+	opts := audit.Options{Options: scan.Options{Insecure: *insecure, Timeout: *timeout, HTTPPort: *httpPort}, Active: *active, Concurrency: *concurrency}
+	if *cacert != "" {
+		pem, err := os.ReadFile(*cacert)
+		if err != nil {
+			return e.usageError(err.Error(), "")
+		}
+		opts.Roots = x509.NewCertPool()
+		if !opts.Roots.AppendCertsFromPEM(pem) {
+			return e.usageError(fmt.Sprintf("%s holds no PEM certificate", *cacert), "rampart ca root > rampart-ca.pem writes Rampart's local CA")
+		}
+	}
+	terminal := isTerminal(e.stderr)
+	if terminal && len(targets) > 1 {
+		opts.Progress = func(done, total int) { fmt.Fprintf(e.stderr, "\raudited %d of %d", done, total) }
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	reports := audit.Run(ctx, targets, opts)
+	if opts.Progress != nil {
+		fmt.Fprintln(e.stderr)
+	}
+	var buf bytes.Buffer
+	color := *out == "" && *format == "text" && isTerminal(e.stdout)
+	if err := report.Write(&buf, *format, reports, color); err != nil {
+		return e.fail(err, "")
+	}
+	if *out != "" {
+		if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
+			return e.fail(err, "")
+		}
+	} else if _, err := e.stdout.Write(buf.Bytes()); err != nil {
+		return e.fail(err, "")
+	}
+	code := exitOK
+	for _, r := range reports {
+		if r.Unreachable != "" {
+			fmt.Fprintf(e.stderr, "rampart: error: %s could not be reached: %s\n", r.Target, r.Unreachable)
+			code = exitUsage
+		} else if *failUnder != "" && !grade.AtLeast(r.Grade, *failUnder) && code == exitOK {
+			code = exitError
+		}
+	}
+	if code == exitError {
+		fmt.Fprintf(e.stderr, "rampart: error: a target grades below %s\n", *failUnder)
+	}
+	return code
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
