@@ -1,0 +1,164 @@
+package audit
+
+import (
+	"context"
+	"crypto/x509"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/rampartproxy/rampart/internal/audit/checks"
+	"github.com/rampartproxy/rampart/internal/audit/scan"
+)
+
+func find(t *testing.T, r Report, id string) scan.Result {
+	t.Helper()
+	for _, c := range r.Checks {
+		if c.ID == id {
+			return c
+		}
+	}
+	t.Fatalf("%s has no result for %s (unreachable: %q)", r.Target, id, r.Unreachable)
+	return scan.Result{}
+}
+
+// TestRampartDefaultGradesAPlus audits `rampart serve` with its default
+// config in front of the demo app: A+, and nothing to fix.
+func TestRampartDefaultGradesAPlus(t *testing.T) {
+	t.Parallel()
+	s := startRampart(t, "")
+	r := One(context.Background(), s.url, s.opts(false))
+	if r.Grade != "A+" {
+		t.Errorf("grade %s (score %d), want A+", r.Grade, r.Score)
+	}
+	for _, c := range r.Checks {
+		if c.Status == scan.Fail || c.Status == scan.Warn || c.Status == scan.Error {
+			t.Errorf("%s: %s: %s", c.ID, c.Status, c.Evidence)
+		}
+	}
+}
+
+// fixtures audits each kind of real server once, shared by the table.
+type fixtures struct {
+	once    sync.Once
+	reports map[string]Report
+}
+
+var shared fixtures
+
+func (f *fixtures) get(t *testing.T) map[string]Report {
+	f.once.Do(func() {
+		ctx := context.Background()
+		f.reports = map[string]Report{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		run := func(name string, s server, active bool, tweak func(*Options)) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				o := s.opts(active)
+				if tweak != nil {
+					tweak(&o)
+				}
+				r := One(ctx, s.url, o)
+				mu.Lock()
+				f.reports[name] = r
+				mu.Unlock()
+			}()
+		}
+		nginx := startBadNginx(t)
+		run("nginx-bad", nginx, false, nil)
+		run("nginx-untrusted", nginx, false, func(o *Options) { o.Roots = x509.NewCertPool() })
+		run("rampart", startRampart(t, ""), false, nil)
+		flaskBad, _ := startFlask(t, flaskEnv{secretKey: "dev", leaky: true, debug: true}, true)
+		run("flask-bad", flaskBad, true, nil)
+		_, upstream := startFlask(t, flaskEnv{secretKey: "7d1f0c53a3c44e6e9b0f8d2a51c6e0a4b1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6"}, false)
+		run("rampart+flask", startRampart(t, upstream), true, nil)
+		run("guarded", startGuarded(t), true, nil)
+		run("soft404", startSoft404(t), false, nil)
+		wg.Wait()
+	})
+	return f.reports
+}
+
+// TestEveryCheckFailsAndPasses runs each check against a real server that
+// gets it wrong and one that gets it right.
+func TestEveryCheckFailsAndPasses(t *testing.T) {
+	reports := shared.get(t)
+	tests := []struct {
+		id             string
+		bad            string
+		badStatus      scan.Status
+		good           string
+		goodStatus     scan.Status
+		evidenceOnFail string
+	}{
+		{"tls.protocols", "nginx-bad", scan.Fail, "rampart", scan.Pass, "TLS 1.0"},
+		{"tls.ciphers", "nginx-bad", scan.Fail, "rampart", scan.Pass, "CBC"},
+		{"tls.certificate", "nginx-untrusted", scan.Fail, "rampart", scan.Pass, "does not verify"},
+		{"tls.http2", "nginx-bad", scan.Fail, "rampart", scan.Pass, "http/1.1"},
+		{"http.redirect", "nginx-bad", scan.Fail, "rampart", scan.Pass, "not a redirect"},
+		{"http.insecure_redirect", "nginx-bad", scan.Fail, "rampart", scan.Pass, "http://"},
+		{"hsts.present", "nginx-bad", scan.Fail, "rampart", scan.Pass, "no Strict-Transport-Security"},
+		{"hsts.preload_ready", "rampart", scan.Info, "", "", "preload"},
+		{"csp.present", "flask-bad", scan.Fail, "rampart", scan.Pass, "no Content-Security-Policy"},
+		{"csp.script_src", "nginx-bad", scan.Fail, "rampart", scan.Pass, "'unsafe-eval'"},
+		{"csp.object_src", "nginx-bad", scan.Fail, "rampart", scan.Pass, "not 'none'"},
+		{"csp.base_uri", "nginx-bad", scan.Fail, "rampart", scan.Pass, "no base-uri"},
+		{"csp.frame_ancestors", "nginx-bad", scan.Warn, "rampart", scan.Pass, "no frame-ancestors"},
+		{"headers.x_content_type_options", "nginx-bad", scan.Fail, "rampart", scan.Pass, "no X-Content-Type-Options"},
+		{"headers.frame_options", "nginx-bad", scan.Fail, "rampart", scan.Pass, "any site can frame"},
+		{"headers.referrer_policy", "nginx-bad", scan.Fail, "rampart", scan.Pass, "unsafe-url"},
+		{"headers.x_xss_protection", "nginx-bad", scan.Warn, "rampart", scan.Pass, "1; mode=block"},
+		{"headers.server_version", "nginx-bad", scan.Fail, "rampart", scan.Pass, "nginx/"},
+		{"cors.reflection", "nginx-bad", scan.Fail, "rampart", scan.Pass, "Access-Control-Allow-Credentials"},
+		{"sri.external_scripts", "nginx-bad", scan.Fail, "rampart", scan.Pass, "cdn.example.net"},
+		{"cookies.secure", "nginx-bad", scan.Fail, "rampart+flask", scan.Pass, "sid"},
+		{"cookies.httponly", "nginx-bad", scan.Fail, "rampart+flask", scan.Pass, "sid"},
+		{"cookies.samesite", "nginx-bad", scan.Fail, "rampart+flask", scan.Pass, "sid"},
+		{"flask.session_readable", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "session.password"},
+		{"flask.weak_secret_key", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, `SECRET_KEY "dev"`},
+		{"flask.werkzeug_debugger", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "/console"},
+		{"exposure.dotenv", "nginx-bad", scan.Fail, "rampart", scan.Pass, "/.env"},
+		{"exposure.git", "nginx-bad", scan.Fail, "rampart", scan.Pass, "/.git/HEAD"},
+		{"exposure.source", "nginx-bad", scan.Fail, "rampart", scan.Pass, "/app.py"},
+		{"exposure.backup_files", "nginx-bad", scan.Fail, "rampart", scan.Pass, "/app.py.bak"},
+		{"exposure.dotenv", "nginx-bad", scan.Fail, "soft404", scan.Pass, "/.env"},
+		{"exposure.source", "nginx-bad", scan.Fail, "soft404", scan.Pass, "/app.py"},
+		{"http.methods", "flask-bad", scan.Fail, "rampart", scan.Pass, "echoes"},
+		{"http.unknown_host", "nginx-bad", scan.Fail, "rampart", scan.Pass, "same page"},
+		{"active.open_redirect", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "redirects there"},
+		{"active.csrf", "flask-bad", scan.Fail, "guarded", scan.Pass, "cross-site form POST"},
+		{"active.rate_limit_login", "flask-bad", scan.Fail, "guarded", scan.Pass, "none refused"},
+		{"active.body_limit", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "not 413"},
+	}
+	covered := map[string]bool{}
+	for _, tt := range tests {
+		covered[tt.id] = true
+		t.Run(tt.id+"/"+tt.bad+"/"+tt.good, func(t *testing.T) {
+			bad := find(t, reports[tt.bad], tt.id)
+			if bad.Status != tt.badStatus || !strings.Contains(bad.Evidence, tt.evidenceOnFail) {
+				t.Errorf("against %s: %s %q, want %s with %q", tt.bad, bad.Status, bad.Evidence, tt.badStatus, tt.evidenceOnFail)
+			}
+			if tt.badStatus == scan.Fail && (bad.Fix == "" || bad.Severity == scan.None) {
+				t.Errorf("a failure without fix or severity: %+v", bad)
+			}
+			if tt.good != "" {
+				if good := find(t, reports[tt.good], tt.id); good.Status != tt.goodStatus {
+					t.Errorf("against %s: %s %q, want %s", tt.good, good.Status, good.Evidence, tt.goodStatus)
+				}
+			}
+		})
+	}
+	for _, c := range checks.All() {
+		if !covered[c.ID] {
+			t.Errorf("check %s has no test against real servers", c.ID)
+		}
+	}
+	for name, r := range reports {
+		t.Logf("%-16s %-3s %4d  %d ms", name, r.Grade, r.Score, r.DurationMS)
+	}
+	if g := reports["nginx-bad"].Grade; g != "F" {
+		t.Errorf("the bad nginx grades %s", g)
+	}
+}

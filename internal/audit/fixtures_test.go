@@ -1,0 +1,273 @@
+package audit
+
+import (
+	"context"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/rampartproxy/rampart/internal/certs"
+	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/demo"
+	"github.com/rampartproxy/rampart/internal/gateway"
+)
+
+// server is a running fixture: where to audit it and which CA to trust.
+type server struct {
+	url      string
+	httpPort int
+	roots    *x509.CertPool
+}
+
+func (s server) opts(active bool) Options {
+	o := Options{Active: active}
+	o.Roots, o.HTTPPort, o.Timeout = s.roots, s.httpPort, 5*time.Second
+	return o
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startRampart runs a whole Rampart gateway with its default config in
+// front of upstream (the demo app when ""), on loopback.
+func startRampart(t *testing.T, upstream string) server {
+	t.Helper()
+	if upstream == "" {
+		app, err := demo.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { app.Close(context.Background()) })
+		upstream = app.URL()
+	}
+	cfg, err := config.Build(config.Config{
+		Listen:   config.Listen{HTTPS: "127.0.0.1:0", HTTP: "127.0.0.1:0"},
+		StateDir: t.TempDir(),
+		Sites:    []config.Site{{Hosts: []string{"localhost", "127.0.0.1"}, Upstream: upstream}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Shutdown(context.Background()) })
+	httpsAddr, httpAddr := g.Addrs()
+	_, hp, _ := net.SplitHostPort(httpAddr)
+	_, sp, _ := net.SplitHostPort(httpsAddr)
+	port, _ := strconv.Atoi(hp)
+	roots := x509.NewCertPool()
+	roots.AddCert(g.CA().Root)
+	return server{url: "https://localhost:" + sp, httpPort: port, roots: roots}
+}
+
+// localCert writes a certificate for localhost from a fresh local CA into
+// dir as cert.pem and key.pem, and returns the CA's pool.
+func localCert(t *testing.T, dir string) *x509.CertPool {
+	t.Helper()
+	ca, err := certs.OpenLocalCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Leaf([]string{"localhost", "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := certs.WritePair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), leaf); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Root)
+	return roots
+}
+
+// startBadNginx runs Debian's nginx with testdata/nginx/bad.conf: every
+// TLS and header mistake, and a web root holding .env, .git, sources and
+// backups.
+func startBadNginx(t *testing.T) server {
+	t.Helper()
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		t.Fatal("nginx is not installed: apt-get install nginx (.ci/run does this)")
+	}
+	dir := t.TempDir()
+	roots := localCert(t, dir)
+	www := filepath.Join(dir, "www")
+	if err := os.CopyFS(www, os.DirFS("testdata/nginx/www")); err != nil {
+		t.Fatal(err)
+	}
+	// Made here, not kept in the repository: git would take it for a
+	// nested repository.
+	if err := os.MkdirAll(filepath.Join(www, ".git"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(www, ".git", "HEAD"), []byte("ref: refs/heads/main\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	httpsPort, httpPort := freePort(t), freePort(t)
+	tmpl, err := os.ReadFile("testdata/nginx/bad.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.NewReplacer("@DIR@", dir, "@WWW@", www, "@HTTPS@", strconv.Itoa(httpsPort), "@HTTP@", strconv.Itoa(httpPort)).Replace(string(tmpl))
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")
+	out := startGroup(t, cmd)
+	waitTCP(t, "127.0.0.1:"+strconv.Itoa(httpsPort), out)
+	return server{url: "https://localhost:" + strconv.Itoa(httpsPort), httpPort: httpPort, roots: roots}
+}
+
+// startGroup starts cmd in its own process group and kills the whole
+// group at cleanup: nginx and gunicorn fork workers, which would outlive a
+// killed master and keep its output pipe open.
+func startGroup(t *testing.T, cmd *exec.Cmd) func() string {
+	t.Helper()
+	var mu sync.Mutex
+	var out strings.Builder
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(p) })
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	return func() string { mu.Lock(); defer mu.Unlock(); return out.String() }
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func waitTCP(t *testing.T, addr string, logs func() string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not come up: %s", addr, logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// flaskEnv configures testdata/flaskapp/auditapp.py.
+type flaskEnv struct {
+	secretKey string
+	leaky     bool // secrets in the session
+	debug     bool // under the Werkzeug debugger
+}
+
+// startFlask runs auditapp under a real gunicorn. With tlsDirect it serves
+// HTTPS itself (no proxy in front); otherwise plain HTTP on loopback, for
+// Rampart to front, and the returned URL is the upstream's.
+func startFlask(t *testing.T, env flaskEnv, tlsDirect bool) (server, string) {
+	t.Helper()
+	bin, err := exec.LookPath("gunicorn")
+	if err != nil {
+		t.Fatal("gunicorn is not installed: apt-get install gunicorn python3-flask (.ci/run does this)")
+	}
+	appDir, err := filepath.Abs("testdata/flaskapp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	port := freePort(t)
+	args := []string{"--chdir", appDir, "--workers", "1", "--worker-class", "gthread", "--threads", "8",
+		"--bind", "127.0.0.1:" + strconv.Itoa(port), "--graceful-timeout", "1"}
+	var roots *x509.CertPool
+	if tlsDirect {
+		roots = localCert(t, dir)
+		args = append(args, "--certfile", filepath.Join(dir, "cert.pem"), "--keyfile", filepath.Join(dir, "key.pem"))
+	}
+	cmd := exec.Command(bin, append(args, "auditapp:application")...)
+	cmd.Env = append(os.Environ(), "AUDIT_SECRET_KEY="+env.secretKey, "AUDIT_LEAKY="+b(env.leaky), "AUDIT_DEBUG="+b(env.debug))
+	out := startGroup(t, cmd)
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	waitTCP(t, addr, out)
+	return server{url: "https://localhost:" + strconv.Itoa(port), httpPort: freePort(t), roots: roots}, "http://" + addr
+}
+
+func b(v bool) string {
+	if v {
+		return "1"
+	}
+	return "0"
+}
+
+// startGuarded is the passing side of the CSRF and login rate limit
+// checks until Rampart has its own (the request-protection issue): Go's
+// http.CrossOriginProtection and a token bucket from x/time/rate, over
+// TLS.
+func startGuarded(t *testing.T) server {
+	t.Helper()
+	limiter := rate.NewLimiter(1, 10)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && !limiter.Allow() {
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+			return
+		}
+		io.WriteString(w, "login")
+	})
+	srv := httptest.NewUnstartedServer(http.NewCrossOriginProtection().Handler(mux))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	return server{url: "https://127.0.0.1:" + port, roots: roots}
+}
+
+// startSoft404 answers 200 with the same page for every path, as many
+// single-page apps do: the exposure checks must not take that for a leak.
+func startSoft404(t *testing.T) server {
+	t.Helper()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, "<!doctype html><html><body><div id=app></div>"+strings.Repeat("<!-- padding -->", 40)+"</body></html>")
+	}))
+	t.Cleanup(srv.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	return server{url: "https://127.0.0.1:" + port, roots: roots}
+}

@@ -1,0 +1,44 @@
+"""A Flask app for the audit's tests, configured by the environment to be
+careless or careful. Run under gunicorn."""
+import os
+
+from flask import Flask, redirect, request, session
+from werkzeug.debug import DebuggedApplication
+
+app = Flask(__name__)
+app.secret_key = os.environ["AUDIT_SECRET_KEY"]
+
+
+@app.route("/", methods=["GET", "TRACE"])
+def index():
+    if request.method == "TRACE":
+        # What TRACE does where it is not refused: echo the request.
+        head = f"TRACE {request.full_path} HTTP/1.1\n" + "".join(f"{k}: {v}\n" for k, v in request.headers.items())
+        return head, 200, {"Content-Type": "message/http"}
+    session["user"] = "alice"
+    if os.environ.get("AUDIT_LEAKY") == "1":
+        session["password"] = "hunter2"
+        session["api_token"] = "tok_live_123"
+    return "<!doctype html><html><body><h1>audit app</h1></body></html>"
+
+
+@app.route("/login", methods=["GET", "POST"])
+def login():
+    nxt = request.values.get("next") or request.values.get("url")
+    if nxt:
+        return redirect(nxt)  # the classic open redirect
+    if request.method == "POST":
+        return "wrong password", 200
+    return "<form method=post><input name=username><input name=password type=password></form>"
+
+
+@app.route("/boom")
+def boom():
+    raise RuntimeError("DATABASE_PASSWORD=hunter2")
+
+
+if os.environ.get("AUDIT_DEBUG") == "1":
+    app.debug = True
+    application = DebuggedApplication(app, evalex=True)
+else:
+    application = app
