@@ -1,12 +1,10 @@
 package gateway
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -15,42 +13,8 @@ import (
 
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
+	"github.com/rampartproxy/rampart/internal/headless"
 )
-
-// browser starts a headless Debian Chromium for one test.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatal("chromium is not installed: apt-get install chromium (.ci/run does this)")
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox, // CI runs as root
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		// The gateway's certificate comes from a throwaway local CA that
-		// this Chromium has no way to trust; CSP is enforced all the same.
-		chromedp.Flag("ignore-certificate-errors", true),
-		// Deliver Reporting API reports in 100 ms, not up to a minute:
-		// the flag the web-platform tests use.
-		chromedp.Flag("short-reporting-delay", true),
-	}
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel2 := chromedp.NewContext(actx)
-	t.Cleanup(cancel2)
-	ctx, cancel3 := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(cancel3)
-	return ctx
-}
 
 // TestBrowserEnforcesNonceCSP loads a page through Rampart in a real
 // browser: the inline script that carries the nonce runs, the injected one
@@ -70,7 +34,7 @@ func TestBrowserEnforcesNonceCSP(t *testing.T) {
 	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor(app.URL)}})
 	_, port, _ := net.SplitHostPort(tg.httpsAddr)
 
-	ctx := browser(t)
+	ctx := headless.Browser(t)
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate("https://localhost:"+port+"/"),
 		chromedp.WaitReady(chromedp.ID("out")),

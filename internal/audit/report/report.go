@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/rampartproxy/rampart/internal/audit"
@@ -43,18 +44,18 @@ func JSON(w io.Writer, reports []audit.Report) error {
 	return enc.Encode(reports)
 }
 
-// order puts findings first: failures, then warnings, then the rest, each
-// in check order.
+// order puts findings first: failures, then errors, then warnings, the
+// worst severity first within each, then the rest in check order.
 func order(checks []scan.Result) []scan.Result {
 	rank := map[scan.Status]int{scan.Fail: 0, scan.Error: 1, scan.Warn: 2, scan.Info: 3, scan.Pass: 4, scan.Skip: 5}
-	out := make([]scan.Result, 0, len(checks))
-	for r := 0; r <= 5; r++ {
-		for _, c := range checks {
-			if rank[c.Status] == r {
-				out = append(out, c)
-			}
+	sev := map[scan.Severity]int{scan.Critical: 0, scan.High: 1, scan.Medium: 2, scan.Low: 3, scan.None: 4}
+	out := slices.Clone(checks)
+	slices.SortStableFunc(out, func(a, b scan.Result) int {
+		if d := rank[a.Status] - rank[b.Status]; d != 0 {
+			return d
 		}
-	}
+		return sev[a.Severity] - sev[b.Severity]
+	})
 	return out
 }
 
@@ -103,6 +104,9 @@ func Text(w io.Writer, reports []audit.Report, color bool) error {
 		for _, c := range order(r.Checks) {
 			label := strings.ToUpper(string(c.Status))
 			fmt.Fprintf(&b, "  %s %-32s %s\n", paint(statusColor[c.Status], fmt.Sprintf("%-5s", label)), c.ID, c.Title)
+			if c.Status == scan.Info {
+				fmt.Fprintf(&b, "        found: %s\n", c.Evidence)
+			}
 			if c.Status == scan.Fail || c.Status == scan.Warn || c.Status == scan.Error {
 				if c.Status != scan.Error {
 					fmt.Fprintf(&b, "        severity: %s\n", c.Severity)
