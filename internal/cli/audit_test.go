@@ -1,0 +1,50 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rampartproxy/rampart/internal/certs"
+)
+
+// TestAuditGatesCI audits a running `rampart serve` (A+) and a bare TLS
+// server without any hardening (F) through the command line, and checks
+// the exit codes --fail-under gives.
+func TestAuditGatesCI(t *testing.T) {
+	t.Parallel()
+	p := startRampart(t, "--https", "127.0.0.1:0", "--http", "off")
+	ca, err := certs.OpenLocalCA(p.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, ca.RootPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bare := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello")) }))
+	t.Cleanup(bare.Close)
+	_, port, _ := strings.Cut(p.httpsAddr, ":")
+
+	var out, errs bytes.Buffer
+	code := Main([]string{"audit", "https://localhost:" + port, "--cacert", caFile, "--fail-under", "A+", "--format", "json"}, &out, &errs)
+	var r struct{ Grade, Trust string }
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("%v: %s %s", err, out.String(), errs.String())
+	}
+	if code != 0 || r.Grade != "A+" || r.Trust != "verified against --cacert" {
+		t.Errorf("rampart serve: exit %d, grade %s, trust %q; stderr %s", code, r.Grade, r.Trust, errs.String())
+	}
+
+	out.Reset()
+	errs.Reset()
+	code = Main([]string{"audit", bare.URL, "--insecure", "--fail-under", "D"}, &out, &errs)
+	if code != 1 || !strings.Contains(errs.String(), "grades below D") || !strings.Contains(out.String(), "  F  score") {
+		t.Errorf("bare server: exit %d; stdout %s; stderr %s", code, out.String(), errs.String())
+	}
+}
