@@ -1,6 +1,9 @@
 package grade
 
 import (
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/rampartproxy/rampart/internal/audit/scan"
@@ -62,6 +65,30 @@ func TestEveryCheckIsWeighed(t *testing.T) {
 	for id, m := range Modifiers {
 		if id == "" || m == (Modifier{}) {
 			t.Errorf("modifier %q is empty", id)
+		}
+	}
+}
+
+// TestREADMEWeights keeps the README's weights table true to Modifiers.
+func TestREADMEWeights(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, m := range Modifiers {
+		cell := func(v int, plus bool) string {
+			switch {
+			case v == 0:
+				return ""
+			case plus:
+				return fmt.Sprintf("+%d", v)
+			}
+			return fmt.Sprint(v)
+		}
+		row := fmt.Sprintf("| `%s` | %s | %s | %s |", id, cell(m.Fail, false), cell(m.Warn, false), cell(m.Pass, true))
+		if !strings.Contains(string(readme), row) {
+			t.Errorf("README.md lacks the row %s", row)
 		}
 	}
 }
