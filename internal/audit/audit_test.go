@@ -9,6 +9,7 @@ import (
 
 	"github.com/rampartproxy/rampart/internal/audit/checks"
 	"github.com/rampartproxy/rampart/internal/audit/scan"
+	"github.com/rampartproxy/rampart/internal/config"
 )
 
 func find(t *testing.T, r Report, id string) scan.Result {
@@ -75,6 +76,8 @@ func (f *fixtures) get(t *testing.T) map[string]Report {
 		_, upstream := startFlask(t, flaskEnv{secretKey: "7d1f0c53a3c44e6e9b0f8d2a51c6e0a4b1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6"}, false)
 		run("rampart+flask", startRampart(t, upstream), true, nil)
 		run("guarded", startGuarded(t), true, nil)
+		preload := "max-age=63072000; includeSubDomains; preload"
+		run("rampart-preload", startRampart(t, "", func(s *config.Site) { s.Headers.StrictTransportSecurity = &preload }), false, nil)
 		run("soft404", startSoft404(t), false, nil)
 		wg.Wait()
 	})
@@ -100,7 +103,7 @@ func TestEveryCheckFailsAndPasses(t *testing.T) {
 		{"http.redirect", "nginx-bad", scan.Fail, "rampart", scan.Pass, "not a redirect"},
 		{"http.insecure_redirect", "nginx-bad", scan.Fail, "rampart", scan.Pass, "http://"},
 		{"hsts.present", "nginx-bad", scan.Fail, "rampart", scan.Pass, "no Strict-Transport-Security"},
-		{"hsts.preload_ready", "rampart", scan.Info, "", "", "preload"},
+		{"hsts.preload_ready", "rampart", scan.Info, "rampart-preload", scan.Pass, "lacks preload"},
 		{"csp.present", "flask-bad", scan.Fail, "rampart", scan.Pass, "no Content-Security-Policy"},
 		{"csp.script_src", "nginx-bad", scan.Fail, "rampart", scan.Pass, "'unsafe-eval'"},
 		{"csp.object_src", "nginx-bad", scan.Fail, "rampart", scan.Pass, "not 'none'"},

@@ -51,7 +51,7 @@ func freePort(t *testing.T) int {
 
 // startRampart runs a whole Rampart gateway with its default config in
 // front of upstream (the demo app when ""), on loopback.
-func startRampart(t *testing.T, upstream string) server {
+func startRampart(t *testing.T, upstream string, tweaks ...func(*config.Site)) server {
 	t.Helper()
 	if upstream == "" {
 		app, err := demo.Start()
@@ -61,10 +61,14 @@ func startRampart(t *testing.T, upstream string) server {
 		t.Cleanup(func() { app.Close(context.Background()) })
 		upstream = app.URL()
 	}
+	site := config.Site{Hosts: []string{"localhost", "127.0.0.1"}, Upstream: upstream}
+	for _, tweak := range tweaks {
+		tweak(&site)
+	}
 	cfg, err := config.Build(config.Config{
 		Listen:   config.Listen{HTTPS: "127.0.0.1:0", HTTP: "127.0.0.1:0"},
 		StateDir: t.TempDir(),
-		Sites:    []config.Site{{Hosts: []string{"localhost", "127.0.0.1"}, Upstream: upstream}},
+		Sites:    []config.Site{site},
 	})
 	if err != nil {
 		t.Fatal(err)
