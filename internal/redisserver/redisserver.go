@@ -1,0 +1,80 @@
+// Package redisserver runs a real redis-server on loopback for tests:
+// started, killed and restarted on the same port, with no persistence.
+package redisserver
+
+import (
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Server is one redis-server process on 127.0.0.1.
+type Server struct {
+	t    testing.TB
+	port int
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	out  strings.Builder
+}
+
+// Start runs redis-server on a free port, stopped at cleanup. The test
+// fails, not skips, when redis-server is missing: .ci/run installs it.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal("redis-server is not installed: apt-get install redis-server (.ci/run does this)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, port: ln.Addr().(*net.TCPAddr).Port}
+	ln.Close()
+	s.Restart()
+	t.Cleanup(s.Kill)
+	return s
+}
+
+// URL is the redis:// URL of the server.
+func (s *Server) URL() string { return "redis://127.0.0.1:" + strconv.Itoa(s.port) + "/0" }
+
+// Kill stops the server at once, as a crash would.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// Restart starts the server again on the same port, empty, and waits
+// until it accepts connections.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--protected-mode", "no")
+	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(s.port))
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("redis-server did not start: %s", s.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

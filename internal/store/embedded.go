@@ -1,0 +1,253 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Embedded keeps rate-limit buckets and locks in memory, and values in a
+// bbolt file, so they survive a restart. It serves one process: a second
+// Rampart on the same state directory is refused rather than sharing the
+// file behind the first one's back.
+type Embedded struct {
+	db     *bolt.DB
+	shards [64]bucketShard
+	seed   maphash.Seed
+	locks  sync.Map // key → *lease
+	now    func() time.Time
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+var _ Store = (*Embedded)(nil)
+
+type bucketShard struct {
+	mu   sync.Mutex
+	tat  map[string]int64 // GCRA theoretical arrival time, unix nanoseconds
+	peak int              // the most buckets held since the map was made
+}
+
+var kvBucket = []byte("kv")
+
+// sweepEvery is how often expired buckets and values are dropped. A
+// bucket whose arrival time has passed is full, the same as no bucket, so
+// dropping it changes nothing but memory: under a flood of distinct keys
+// memory holds only the buckets still within their window.
+const sweepEvery = time.Second
+
+// OpenEmbedded opens (or creates) the store file state.db in stateDir.
+func OpenEmbedded(stateDir string) (*Embedded, error) {
+	path := filepath.Join(stateDir, "state.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("%s is in use by another rampart; give each instance its own state_dir, or share state through store: redis://", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(kvBucket)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	e := &Embedded{db: db, seed: maphash.MakeSeed(), now: time.Now, stop: make(chan struct{}), done: make(chan struct{})}
+	for i := range e.shards {
+		e.shards[i].tat = map[string]int64{}
+	}
+	go e.sweep()
+	return e, nil
+}
+
+func (e *Embedded) sweep() {
+	defer close(e.done)
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			e.Sweep()
+		}
+	}
+}
+
+// Sweep drops full rate-limit buckets and expired values now.
+func (e *Embedded) Sweep() {
+	now := e.now().UnixNano()
+	for i := range e.shards {
+		s := &e.shards[i]
+		s.mu.Lock()
+		s.peak = max(s.peak, len(s.tat))
+		for k, tat := range s.tat {
+			if tat <= now {
+				delete(s.tat, k)
+			}
+		}
+		// Go maps never give back the memory of deleted entries: after a
+		// flood, copy what is left into a map of its present size.
+		if s.peak > 1024 && len(s.tat) < s.peak/4 {
+			fresh := make(map[string]int64, len(s.tat))
+			for k, v := range s.tat {
+				fresh[k] = v
+			}
+			s.tat, s.peak = fresh, len(fresh)
+		}
+		s.mu.Unlock()
+	}
+	_ = e.db.Update(func(tx *bolt.Tx) error {
+		c := tx.Bucket(kvBucket).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if expired(v, now) {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// Buckets is how many rate-limit buckets are held, for tests and metrics.
+func (e *Embedded) Buckets() int {
+	n := 0
+	for i := range e.shards {
+		e.shards[i].mu.Lock()
+		n += len(e.shards[i].tat)
+		e.shards[i].mu.Unlock()
+	}
+	return n
+}
+
+// Allow implements Store, exactly: one mutex per shard orders the events
+// of each bucket.
+func (e *Embedded) Allow(ctx context.Context, key string, l Limit) (Decision, error) {
+	if err := ctx.Err(); err != nil {
+		return Decision{}, err
+	}
+	s := &e.shards[maphash.String(e.seed, key)%uint64(len(e.shards))]
+	now := e.now().UnixNano()
+	s.mu.Lock()
+	d, tat := gcra(s.tat[key], now, l)
+	if d.Allowed {
+		s.tat[key] = tat
+	}
+	s.peak = max(s.peak, len(s.tat))
+	s.mu.Unlock()
+	return d, nil
+}
+
+// Values are stored as 8 bytes of expiry (unix nanoseconds, 0 for none)
+// followed by the value.
+func expired(v []byte, now int64) bool {
+	exp := int64(binary.BigEndian.Uint64(v[:8]))
+	return exp != 0 && exp <= now
+}
+
+// Get implements Store.
+func (e *Embedded) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []byte
+	err := e.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(kvBucket).Get([]byte(key))
+		if v == nil || expired(v, e.now().UnixNano()) {
+			return ErrNotFound
+		}
+		out = append([]byte(nil), v[8:]...)
+		return nil
+	})
+	return out, err
+}
+
+// Set implements Store.
+func (e *Embedded) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	v := make([]byte, 8+len(value))
+	if ttl > 0 {
+		binary.BigEndian.PutUint64(v, uint64(e.now().Add(ttl).UnixNano()))
+	}
+	copy(v[8:], value)
+	return e.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(kvBucket).Put([]byte(key), v) })
+}
+
+// Delete implements Store.
+func (e *Embedded) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return e.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(kvBucket).Delete([]byte(key)) })
+}
+
+// lease is one in-process lock.
+type lease struct {
+	mu      sync.Mutex
+	holder  uint64
+	expires time.Time
+	free    chan struct{} // closed and replaced when the lock is released
+}
+
+var lockTokens struct {
+	sync.Mutex
+	n uint64
+}
+
+func nextToken() uint64 {
+	lockTokens.Lock()
+	defer lockTokens.Unlock()
+	lockTokens.n++
+	return lockTokens.n
+}
+
+// Lock implements Store within this process.
+func (e *Embedded) Lock(ctx context.Context, key string, d time.Duration) (func(context.Context) error, error) {
+	v, _ := e.locks.LoadOrStore(key, &lease{free: make(chan struct{})})
+	l := v.(*lease)
+	token := nextToken()
+	for {
+		l.mu.Lock()
+		now := e.now()
+		if l.holder == 0 || now.After(l.expires) {
+			l.holder, l.expires = token, now.Add(d)
+			l.mu.Unlock()
+			return func(context.Context) error {
+				l.mu.Lock()
+				defer l.mu.Unlock()
+				if l.holder == token {
+					l.holder = 0
+					close(l.free)
+					l.free = make(chan struct{})
+				}
+				return nil
+			}, nil
+		}
+		free, wait := l.free, time.Until(l.expires)
+		l.mu.Unlock()
+		select {
+		case <-free:
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Close implements Store.
+func (e *Embedded) Close() error {
+	close(e.stop)
+	<-e.done
+	return e.db.Close()
+}

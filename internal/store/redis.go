@@ -1,0 +1,177 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis shares state between Rampart instances through a Redis server,
+// with go-redis. Rate limits are decided by redis_rate's GCRA script, one
+// atomic round trip per decision, so instances together admit exactly the
+// configured rate.
+//
+// Redis can go away. No call waits more than Timeout for it; after a
+// failure, calls return ErrUnavailable at once, except one probe every
+// probeEvery, until Redis answers again. OnChange hears about each outage
+// and recovery once.
+type Redis struct {
+	client  *redis.Client
+	limiter *redis_rate.Limiter
+	prefix  string
+	// OnChange, if set, is told when Redis becomes unreachable (err set)
+	// and when it is back (err nil). Set it before the store is used.
+	OnChange func(err error)
+
+	down      atomic.Bool
+	nextProbe atomic.Int64 // unix nanoseconds
+	mu        sync.Mutex   // orders OnChange calls
+}
+
+var _ Store = (*Redis)(nil)
+
+// Timeout is the longest any request waits on Redis.
+const Timeout = 100 * time.Millisecond
+
+// probeEvery is how often a call tries Redis again during an outage.
+const probeEvery = 250 * time.Millisecond
+
+// OpenRedis connects to url ("redis://host:6379/0"). It does not wait for
+// Redis: Rampart starts, and limits fail as configured, if Redis is down.
+func OpenRedis(url string) (*Redis, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("store %q: %w", url, err)
+	}
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = Timeout, Timeout, Timeout, Timeout
+	opts.MaxRetries = -1 // a retry would double the wait; the next request tries again
+	opts.ContextTimeoutEnabled = true
+	c := redis.NewClient(opts)
+	return &Redis{client: c, limiter: redis_rate.NewLimiter(c), prefix: "rampart:"}, nil
+}
+
+// call runs f against Redis within Timeout, turning connection trouble
+// into ErrUnavailable and keeping track of the outage.
+func (r *Redis) call(ctx context.Context, f func(ctx context.Context) error) error {
+	if r.down.Load() {
+		next := r.nextProbe.Load()
+		if time.Now().UnixNano() < next || !r.nextProbe.CompareAndSwap(next, time.Now().Add(probeEvery).UnixNano()) {
+			return ErrUnavailable
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	err := f(ctx)
+	switch {
+	case err == nil || errors.Is(err, redis.Nil):
+		if r.down.Load() {
+			r.changed(nil)
+		}
+		return err
+	case errors.Is(err, context.Canceled):
+		return err // the caller gave up; says nothing about Redis
+	}
+	if !r.down.Load() {
+		r.nextProbe.Store(time.Now().Add(probeEvery).UnixNano())
+		r.changed(err)
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+func (r *Redis) changed(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if (err != nil) == r.down.Load() {
+		return // someone else reported it already
+	}
+	r.down.Store(err != nil)
+	if r.OnChange != nil {
+		r.OnChange(err)
+	}
+}
+
+// Get implements Store.
+func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
+	var v []byte
+	err := r.call(ctx, func(ctx context.Context) error {
+		var err error
+		v, err = r.client.Get(ctx, r.prefix+key).Bytes()
+		return err
+	})
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	return v, err
+}
+
+// Set implements Store.
+func (r *Redis) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	return r.call(ctx, func(ctx context.Context) error { return r.client.Set(ctx, r.prefix+key, value, ttl).Err() })
+}
+
+// Delete implements Store.
+func (r *Redis) Delete(ctx context.Context, key string) error {
+	return r.call(ctx, func(ctx context.Context) error { return r.client.Del(ctx, r.prefix+key).Err() })
+}
+
+// unlockScript deletes the lock only if this holder still has it.
+var unlockScript = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) end return 0`)
+
+// Lock implements Store with SET NX PX and a random token, polled every
+// 50 ms until ctx ends.
+func (r *Redis) Lock(ctx context.Context, key string, lease time.Duration) (func(context.Context) error, error) {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	token := hex.EncodeToString(b[:])
+	k := r.prefix + "lock:" + key
+	for {
+		var ok bool
+		err := r.call(ctx, func(ctx context.Context) error {
+			var err error
+			ok, err = r.client.SetNX(ctx, k, token, lease).Result()
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return func(ctx context.Context) error {
+				return r.call(ctx, func(ctx context.Context) error { return unlockScript.Run(ctx, r.client, []string{k}, token).Err() })
+			}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Allow implements Store with redis_rate's GCRA script.
+func (r *Redis) Allow(ctx context.Context, key string, l Limit) (Decision, error) {
+	var res *redis_rate.Result
+	err := r.call(ctx, func(ctx context.Context) error {
+		var err error
+		res, err = r.limiter.Allow(ctx, r.prefix+"rl:"+key, redis_rate.Limit{Rate: l.Rate, Burst: l.Burst, Period: l.Period})
+		return err
+	})
+	if err != nil {
+		return Decision{}, err
+	}
+	d := Decision{Allowed: res.Allowed > 0, Remaining: res.Remaining, ResetAfter: res.ResetAfter}
+	if !d.Allowed {
+		d.RetryAfter = res.RetryAfter
+	}
+	return d, nil
+}
+
+// Close implements Store.
+func (r *Redis) Close() error { return r.client.Close() }

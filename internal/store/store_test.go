@@ -1,0 +1,287 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rampartproxy/rampart/internal/redisserver"
+)
+
+// contract runs the same tests against every implementation.
+func contract(t *testing.T, name string, open func(t *testing.T) Store) {
+	ctx := context.Background()
+	t.Run(name+"/get set delete", func(t *testing.T) {
+		t.Parallel()
+		s := open(t)
+		if _, err := s.Get(ctx, "missing"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get(missing) = %v, want ErrNotFound", err)
+		}
+		if err := s.Set(ctx, "k", []byte("v1"), 0); err != nil {
+			t.Fatal(err)
+		}
+		v, err := s.Get(ctx, "k")
+		if err != nil || string(v) != "v1" {
+			t.Fatalf("Get = %q, %v", v, err)
+		}
+		v[0] = 'X' // a copy: changing it changes nothing stored
+		if v2, _ := s.Get(ctx, "k"); string(v2) != "v1" {
+			t.Fatal("Get returned the stored slice itself")
+		}
+		if err := s.Delete(ctx, "k"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Delete(ctx, "k"); err != nil {
+			t.Fatalf("deleting a missing key: %v", err)
+		}
+		if _, err := s.Get(ctx, "k"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get after Delete = %v", err)
+		}
+	})
+	t.Run(name+"/ttl", func(t *testing.T) {
+		t.Parallel()
+		s := open(t)
+		if err := s.Set(ctx, "short", []byte("v"), 50*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(120 * time.Millisecond)
+		if _, err := s.Get(ctx, "short"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("an expired key: %v", err)
+		}
+	})
+	t.Run(name+"/lock", func(t *testing.T) {
+		t.Parallel()
+		s := open(t)
+		unlock, err := s.Lock(ctx, "l", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitCtx, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
+		defer cancel()
+		if _, err := s.Lock(waitCtx, "l", time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a held lock was taken: %v", err)
+		}
+		if err := unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		unlock2, err := s.Lock(ctx, "l", 100*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The lease runs out without unlock: the lock is free again.
+		start := time.Now()
+		unlock3, err := s.Lock(ctx, "l", time.Minute)
+		if err != nil || time.Since(start) > 2*time.Second {
+			t.Fatalf("an expired lease was not released: %v", err)
+		}
+		_ = unlock2(ctx) // too late: must not free the new holder's lock
+		quick, cancel2 := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel2()
+		if _, err := s.Lock(quick, "l", time.Minute); err == nil {
+			t.Fatal("a stale unlock freed someone else's lock")
+		}
+		_ = unlock3(ctx)
+	})
+	t.Run(name+"/allow", func(t *testing.T) {
+		t.Parallel()
+		s := open(t)
+		l := Limit{Rate: 10, Period: time.Second, Burst: 5}
+		allowed := 0
+		var last Decision
+		for range 8 {
+			d, err := s.Allow(ctx, "ip:192.0.2.1", l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Allowed {
+				allowed++
+			}
+			last = d
+		}
+		if allowed != 5 || last.Allowed || last.RetryAfter <= 0 || last.RetryAfter > 200*time.Millisecond {
+			t.Fatalf("burst 5: allowed %d, last %+v", allowed, last)
+		}
+		time.Sleep(110 * time.Millisecond) // one interval: one more
+		if d, _ := s.Allow(ctx, "ip:192.0.2.1", l); !d.Allowed {
+			t.Fatalf("after an interval: %+v", d)
+		}
+		// Redis's script rounds time to microseconds: remaining may be one
+		// lower than the exact 4.
+		if d, _ := s.Allow(ctx, "ip:192.0.2.2", l); !d.Allowed || d.Remaining < 3 || d.Remaining > 4 {
+			t.Fatalf("another key shares the bucket: %+v", d)
+		}
+	})
+	t.Run(name+"/cancelled", func(t *testing.T) {
+		t.Parallel()
+		s := open(t)
+		c, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := s.Get(c, "k"); err == nil {
+			t.Fatal("Get ignored a cancelled context")
+		}
+		if _, err := s.Allow(c, "k", Limit{Rate: 1, Period: time.Second, Burst: 1}); err == nil {
+			t.Fatal("Allow ignored a cancelled context")
+		}
+	})
+}
+
+func openEmbedded(t *testing.T) Store {
+	s, err := OpenEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestContract(t *testing.T) {
+	t.Parallel()
+	contract(t, "embedded", openEmbedded)
+	srv := redisserver.Start(t)
+	contract(t, "redis", func(t *testing.T) Store {
+		s, err := OpenRedis(srv.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Each test its own key space on the shared server.
+		s.prefix = fmt.Sprintf("test:%s:", t.Name())
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestEmbeddedSurvivesRestartAndIsExclusive(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := OpenEmbedded(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(context.Background(), "session:abc", []byte("alice"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenEmbedded(dir); err == nil {
+		t.Fatal("a second store opened the same state dir")
+	}
+	s.Close()
+	s2, err := OpenEmbedded(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if v, err := s2.Get(context.Background(), "session:abc"); err != nil || string(v) != "alice" {
+		t.Fatalf("after restart: %q %v", v, err)
+	}
+}
+
+// TestRedisOutage kills Redis under a store: calls fail fast with
+// ErrUnavailable, the outage is reported once, and the store recovers by
+// itself when Redis is back.
+func TestRedisOutage(t *testing.T) {
+	t.Parallel()
+	srv := redisserver.Start(t)
+	s, err := OpenRedis(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var downs, ups atomic.Int32
+	s.OnChange = func(err error) {
+		if err != nil {
+			downs.Add(1)
+		} else {
+			ups.Add(1)
+		}
+	}
+	ctx := context.Background()
+	l := Limit{Rate: 1000, Period: time.Second, Burst: 1000}
+	if _, err := s.Allow(ctx, "k", l); err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	var wg sync.WaitGroup
+	var slowest atomic.Int64
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			_, err := s.Allow(ctx, "k", l)
+			if !errors.Is(err, ErrUnavailable) {
+				t.Errorf("during the outage: %v", err)
+			}
+			if d := time.Since(start).Nanoseconds(); d > slowest.Load() {
+				slowest.Store(d)
+			}
+		}()
+	}
+	wg.Wait()
+	if d := time.Duration(slowest.Load()); d > 3*Timeout {
+		t.Errorf("a call waited %v on a dead Redis", d)
+	}
+	if downs.Load() != 1 {
+		t.Errorf("outage reported %d times, want once", downs.Load())
+	}
+	srv.Restart()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := s.Allow(ctx, "k", l); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the store did not recover after Redis came back")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ups.Load() != 1 {
+		t.Errorf("recovery reported %d times, want once", ups.Load())
+	}
+}
+
+// TestEmbeddedMemoryBounded floods the embedded limiter with a million
+// distinct keys (source addresses) and checks that what it holds is
+// dropped once their window has passed. Run with -v for the figures.
+func TestEmbeddedMemoryBounded(t *testing.T) {
+	s, err := OpenEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Unix(1_000_000, 0)
+	s.now = func() time.Time { return now }
+	l := Limit{Rate: 10, Period: time.Second, Burst: 20} // window: 100 ms per event
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	ctx := context.Background()
+	for i := range 1_000_000 {
+		key := fmt.Sprintf("ip:10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+		if _, err := s.Allow(ctx, key, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := heap()
+	if s.Buckets() != 1_000_000 {
+		t.Fatalf("%d buckets after 1M keys", s.Buckets())
+	}
+	now = now.Add(time.Second) // past every bucket's window
+	s.Sweep()
+	after := heap()
+	t.Logf("1M distinct keys: heap %.1f MiB while within their window (%.0f bytes per key), %.1f MiB after the sweep",
+		float64(full-before)/(1<<20), float64(full-before)/1e6, float64(int64(after)-int64(before))/(1<<20))
+	if s.Buckets() != 0 {
+		t.Fatalf("%d buckets left after their window", s.Buckets())
+	}
+	if after > before+16<<20 {
+		t.Errorf("heap %d MiB above the start after the sweep", (after-before)>>20)
+	}
+}
