@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/rampartproxy/rampart/internal/certs"
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/demo"
@@ -234,31 +232,6 @@ func b(v bool) string {
 		return "1"
 	}
 	return "0"
-}
-
-// startGuarded is the passing side of the CSRF and login rate limit
-// checks until Rampart has its own (the request-protection issue): Go's
-// http.CrossOriginProtection and a token bucket from x/time/rate, over
-// TLS.
-func startGuarded(t *testing.T) server {
-	t.Helper()
-	limiter := rate.NewLimiter(1, 10)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && !limiter.Allow() {
-			http.Error(w, "slow down", http.StatusTooManyRequests)
-			return
-		}
-		io.WriteString(w, "login")
-	})
-	srv := httptest.NewUnstartedServer(http.NewCrossOriginProtection().Handler(mux))
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	roots := x509.NewCertPool()
-	roots.AddCert(srv.Certificate())
-	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	return server{url: "https://127.0.0.1:" + port, roots: roots}
 }
 
 // startSoft404 answers 200 with the same page for every path, as many

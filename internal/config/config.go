@@ -48,6 +48,17 @@ type Config struct {
 	// and headers). Default 32KiB; a larger header block gets 431.
 	MaxHeaderSize ByteSize `yaml:"max_header_size"`
 
+	// Store is where shared state lives: "embedded" (memory, plus a bbolt
+	// file in state_dir; the default, for one instance) or a Redis URL
+	// such as redis://127.0.0.1:6379/0, shared by several instances so
+	// that their rate limits add up. Changing it needs a restart.
+	Store string `yaml:"store"`
+
+	// StoreFailure is what rate limiting does while the store cannot be
+	// reached: "open" (the default: requests pass, unlimited) or "closed"
+	// (requests get 503). No request waits more than about 100 ms on it.
+	StoreFailure string `yaml:"store_failure"`
+
 	// Sites are the applications served. Each host name belongs to exactly
 	// one site; a name no site lists is refused during the TLS handshake.
 	Sites []Site `yaml:"sites"`
@@ -107,6 +118,10 @@ type Site struct {
 	Guards Guards `yaml:"guards"`
 	// Routes override the settings above for path prefixes.
 	Routes []Route `yaml:"routes"`
+	// CSRF refuses cross-site state-changing requests.
+	CSRF CSRF `yaml:"csrf"`
+	// RateLimits limit requests per client.
+	RateLimits []RateLimit `yaml:"rate_limits"`
 }
 
 // TLS modes.
@@ -318,6 +333,7 @@ func (c *Config) applyDefaults() {
 	setDuration(&c.Timeouts.ReadBody, DefaultReadBody)
 	setDuration(&c.Timeouts.Idle, DefaultIdle)
 	setDuration(&c.Timeouts.Upstream, DefaultUpstream)
+	c.applyProtectionDefaults()
 	for i := range c.Sites {
 		s := &c.Sites[i]
 		for j, h := range s.Hosts {
@@ -405,6 +421,7 @@ func (c *Config) validate() Problems {
 	if len(c.Sites) == 0 {
 		bad("sites", "at least one site is needed")
 	}
+	c.validateProtection(bad)
 	owner := map[string]int{}
 	for i, s := range c.Sites {
 		at := fmt.Sprintf("sites[%d]", i)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
+	"github.com/rampartproxy/rampart/internal/store"
 	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
@@ -30,6 +32,7 @@ type Gateway struct {
 	log     *slog.Logger
 	snap    atomic.Pointer[snapshot]
 	reports *csp.Reporter // outlives reloads: its counts are kept
+	store   store.Store   // opened once; a reload cannot move it
 
 	caMu sync.Mutex
 	ca   *certs.LocalCA
@@ -50,12 +53,41 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		telemetry.Event(log, "csp_violation", reqinfo.From(r.Context()), v.Directive,
 			fmt.Sprintf("%s blocked %q on %q (%s); seen %d times", v.Directive, v.BlockedURI, v.DocumentURI, v.Disposition, count))
 	})
-	s, err := build(cfg, nil, g.caIn(cfg.StateDir), log)
+	st, err := openStore(cfg, log)
 	if err != nil {
+		return nil, err
+	}
+	g.store = st
+	s, err := build(cfg, nil, g.caIn(cfg.StateDir), g.store, log)
+	if err != nil {
+		st.Close()
 		return nil, err
 	}
 	g.snap.Store(s)
 	return g, nil
+}
+
+// openStore opens the configured store. Redis is not waited for: if it
+// is down, Rampart starts and rate limits fail as store_failure says.
+func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
+	if cfg.Store == config.StoreEmbedded {
+		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("state_dir: %w", err)
+		}
+		return store.OpenEmbedded(cfg.StateDir)
+	}
+	r, err := store.OpenRedis(cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	r.OnChange = func(err error) {
+		if err != nil {
+			log.Error("store unreachable: rate limits fail "+cfg.StoreFailure+" until it is back", "kind", "store_down", "error", err.Error())
+		} else {
+			log.Info("store reachable again", "kind", "store_up")
+		}
+	}
+	return r, nil
 }
 
 // caIn opens the CA in stateDir on first need, so a config with only file
@@ -186,7 +218,10 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	if cfg.StateDir != old.cfg.StateDir && g.CA() != nil {
 		return fmt.Errorf("state_dir changed from %q to %q: restart rampart to move it", old.cfg.StateDir, cfg.StateDir)
 	}
-	s, err := build(cfg, old, g.caIn(cfg.StateDir), g.log)
+	if cfg.Store != old.cfg.Store {
+		return fmt.Errorf("store changed from %q to %q: restart rampart to move its state", old.cfg.Store, cfg.Store)
+	}
+	s, err := build(cfg, old, g.caIn(cfg.StateDir), g.store, g.log)
 	if err != nil {
 		return err
 	}
@@ -224,6 +259,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	for _, st := range g.snap.Load().sites {
 		st.proxy.Close()
 	}
+	errs = append(errs, g.store.Close())
 	return errors.Join(errs...)
 }
 

@@ -28,6 +28,7 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	} else {
 		info.ID = reqinfo.NewID()
 	}
+	r = r.WithContext(reqinfo.With(r.Context(), info)) // guards ask it who the client is
 	sw := &statusWriter{ResponseWriter: w}
 	sw.Header().Set("X-Request-ID", info.ID)
 	defer func() { telemetry.Request(g.log, r, info, sw.statusOr200(), sw.bytes) }()
@@ -73,8 +74,7 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		// Rampart can do for gzip and identity only.
 		limitEncodings(r.Header)
 	}
-	ctx := reqinfo.With(r.Context(), info)
-	ctx = proxy.WithResponseHook(ctx, g.responseGuards(st, rt, info))
+	ctx := proxy.WithResponseHook(r.Context(), g.responseGuards(st, rt, info))
 	st.proxy.ServeHTTP(sw, r.WithContext(ctx))
 }
 
@@ -115,7 +115,7 @@ func (g *Gateway) deny(w http.ResponseWriter, info *reqinfo.Info, d *guard.Denia
 
 // serveReport takes a CSP violation report.
 func (g *Gateway) serveReport(w http.ResponseWriter, r *http.Request, info *reqinfo.Info) {
-	status, reason := g.reports.Serve(w, r.WithContext(reqinfo.With(r.Context(), info)), info.Client.Client)
+	status, reason := g.reports.Serve(w, r, info.Client.Client)
 	if reason != "" {
 		telemetry.Event(g.log, "csp_report_refused", info, reason, fmt.Sprintf("status %d", status))
 	}

@@ -17,12 +17,15 @@ import (
 	"github.com/rampartproxy/rampart/internal/guard/bodylimit"
 	"github.com/rampartproxy/rampart/internal/guard/cookies"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
+	"github.com/rampartproxy/rampart/internal/guard/csrf"
 	"github.com/rampartproxy/rampart/internal/guard/headers"
 	"github.com/rampartproxy/rampart/internal/guard/leaks"
 	"github.com/rampartproxy/rampart/internal/guard/methods"
 	"github.com/rampartproxy/rampart/internal/guard/paths"
+	"github.com/rampartproxy/rampart/internal/guard/ratelimit"
 	"github.com/rampartproxy/rampart/internal/guard/redirects"
 	"github.com/rampartproxy/rampart/internal/proxy"
+	"github.com/rampartproxy/rampart/internal/store"
 )
 
 // snapshot is one loaded config, compiled: immutable once built, read by
@@ -90,7 +93,7 @@ func (s *snapshot) lookup(host string) *site {
 // build compiles cfg. Everything that can fail happens here, so a config
 // either loads whole or not at all. Proxies of prev whose upstream and
 // timeout did not change are reused, keeping their warm connections.
-func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error), log *slog.Logger) (*snapshot, error) {
+func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error), st store.Store, log *slog.Logger) (*snapshot, error) {
 	var trusted []netip.Prefix
 	for _, p := range cfg.TrustedProxies {
 		pfx, err := config.ParsePrefix(p)
@@ -110,23 +113,23 @@ func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error)
 	defaults.ApplyHardeningDefaults()
 	s.fallback = compileRoute(config.Route{Match: "/"}, defaults)
 	for i, sc := range cfg.Sites {
-		st, err := buildSite(cfg, sc, reuse, ca, log)
+		site, err := buildSite(cfg, sc, reuse, ca, st, log)
 		if err != nil {
 			return nil, fmt.Errorf("sites[%d] (%s): %w", i, strings.Join(sc.Hosts, ", "), err)
 		}
-		s.sites = append(s.sites, st)
-		for _, h := range st.hosts {
+		s.sites = append(s.sites, site)
+		for _, h := range site.hosts {
 			if base, ok := strings.CutPrefix(h, "*."); ok {
-				s.wild[base] = st
+				s.wild[base] = site
 			} else {
-				s.exact[h] = st
+				s.exact[h] = site
 			}
 		}
 	}
 	return s, nil
 }
 
-func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy, ca func() (*certs.LocalCA, error), log *slog.Logger) (*site, error) {
+func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy, ca func() (*certs.LocalCA, error), shared store.Store, log *slog.Logger) (*site, error) {
 	st := &site{name: sc.Hosts[0]}
 	for _, h := range sc.Hosts {
 		if a, err := netip.ParseAddr(h); err == nil {
@@ -175,6 +178,20 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 		paths.New(sc.Guards.SensitivePaths),
 		leaks.Guard{},
 		st.redirects,
+	}
+	if !sc.CSRF.InsecureDisable {
+		c, err := csrf.New(sc.CSRF.TrustedOrigins, sc.CSRF.InsecureExempt)
+		if err != nil {
+			return nil, err
+		}
+		st.guards = append(st.guards, c)
+	}
+	limits, err := ratelimit.New(st.name, sc.RateLimits, shared, cfg.StoreFailure == config.FailClosed)
+	if err != nil {
+		return nil, err
+	}
+	if !limits.Empty() {
+		st.guards = append(st.guards, limits)
 	}
 	for _, rc := range sc.Routes {
 		st.routes = append(st.routes, compileRoute(rc, sc))

@@ -25,6 +25,7 @@ type Embedded struct {
 	now    func() time.Time
 	stop   chan struct{}
 	done   chan struct{}
+	closed sync.Once
 }
 
 var _ Store = (*Embedded)(nil)
@@ -245,9 +246,13 @@ func (e *Embedded) Lock(ctx context.Context, key string, d time.Duration) (func(
 	}
 }
 
-// Close implements Store.
+// Close implements Store. Closing twice is harmless.
 func (e *Embedded) Close() error {
-	close(e.stop)
-	<-e.done
-	return e.db.Close()
+	var err error
+	e.closed.Do(func() {
+		close(e.stop)
+		<-e.done
+		err = e.db.Close()
+	})
+	return err
 }

@@ -47,6 +47,7 @@ const probeEvery = 250 * time.Millisecond
 // OpenRedis connects to url ("redis://host:6379/0"). It does not wait for
 // Redis: Rampart starts, and limits fail as configured, if Redis is down.
 func OpenRedis(url string) (*Redis, error) {
+	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("store %q: %w", url, err)
@@ -54,6 +55,9 @@ func OpenRedis(url string) (*Redis, error) {
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = Timeout, Timeout, Timeout, Timeout
 	opts.MaxRetries = -1 // a retry would double the wait; the next request tries again
 	opts.ContextTimeoutEnabled = true
+	// Every request in flight may need a connection at once; waiting for
+	// one would eat the 100 ms budget and read as an outage.
+	opts.PoolSize, opts.MinIdleConns = 256, 8
 	c := redis.NewClient(opts)
 	return &Redis{client: c, limiter: redis_rate.NewLimiter(c), prefix: "rampart:"}, nil
 }
@@ -97,6 +101,14 @@ func (r *Redis) changed(err error) {
 		r.OnChange(err)
 	}
 }
+
+// quiet drops go-redis's own log lines (dial failures, to stderr, one per
+// attempt): Rampart reports an outage once, through OnChange.
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+var quietOnce sync.Once
 
 // Get implements Store.
 func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {

@@ -1,0 +1,147 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// CSRF refuses state-changing requests (POST, PUT, PATCH, DELETE) that a
+// browser marks cross-site (Sec-Fetch-Site) or whose Origin is neither the
+// site's own nor trusted. Requests with neither header (curl, server to
+// server) pass: they carry no browser's cookies by accident. It is Go's
+// net/http.CrossOriginProtection.
+type CSRF struct {
+	// Enabled is true by default, and only true is accepted: turning the
+	// protection off takes insecure_disable.
+	Enabled *bool `yaml:"enabled"`
+	// TrustedOrigins may send state-changing requests, as
+	// "https://partner.example.com" (scheme, host and port only).
+	TrustedOrigins []string `yaml:"trusted_origins"`
+	// InsecureExempt lists path prefixes that skip the check, such as
+	// webhook endpoints that authenticate by signature. Anything there is
+	// open to cross-site requests.
+	InsecureExempt []string `yaml:"insecure_exempt"`
+	// InsecureDisable turns the check off for the whole site: only for a
+	// site no browser with cookies ever talks to.
+	InsecureDisable bool `yaml:"insecure_disable"`
+}
+
+// RateLimit limits requests to a path prefix per client. Every rule that
+// matches a request counts it, and the first that is exhausted answers
+// 429 with Retry-After and RateLimit headers.
+type RateLimit struct {
+	// Match is the path prefix, such as /login.
+	Match string `yaml:"match"`
+	// Methods limits the rule to these methods; default all.
+	Methods []string `yaml:"methods"`
+	// Rate is "10/s", "5/m" or "100/h".
+	Rate string `yaml:"rate"`
+	// Burst is how many requests may come at once; default: the rate's
+	// count.
+	Burst int `yaml:"burst"`
+	// Key says who a bucket belongs to: ip (the real client address after
+	// trusted_proxies; IPv6 clients by their /64), ip+path, header:NAME or
+	// cookie:NAME (falling back to ip when absent). Default ip.
+	Key string `yaml:"key"`
+}
+
+// DefaultRateLimits apply to a site that has no rate_limits key: the
+// seed checklists' nginx limit on logins (10/s, burst 20 per client). An
+// explicit rate_limits: [] has none.
+var DefaultRateLimits = []RateLimit{{Match: "/login", Methods: []string{"POST"}, Rate: "10/s", Burst: 20, Key: "ip"}}
+
+// Store values.
+const (
+	StoreEmbedded = "embedded"
+	FailOpen      = "open"
+	FailClosed    = "closed"
+)
+
+// ParseRate parses "10/s", "5/m", "100/h" (also /sec, /min, /hour).
+func ParseRate(s string) (count int, period time.Duration, err error) {
+	n, unit, ok := strings.Cut(strings.ReplaceAll(s, " ", ""), "/")
+	count, cerr := strconv.Atoi(n)
+	periods := map[string]time.Duration{"s": time.Second, "sec": time.Second, "m": time.Minute, "min": time.Minute, "h": time.Hour, "hour": time.Hour}
+	period, pok := periods[unit]
+	if !ok || cerr != nil || count < 1 || !pok {
+		return 0, 0, fmt.Errorf("%q is not a rate such as 10/s, 5/m or 100/h", s)
+	}
+	return count, period, nil
+}
+
+func (c *Config) applyProtectionDefaults() {
+	if c.Store == "" {
+		c.Store = StoreEmbedded
+	}
+	if c.StoreFailure == "" {
+		c.StoreFailure = FailOpen
+	}
+	for i := range c.Sites {
+		s := &c.Sites[i]
+		setDefault(&s.CSRF.Enabled, true)
+		if s.RateLimits == nil {
+			s.RateLimits = slices.Clone(DefaultRateLimits)
+		}
+		for j := range s.RateLimits {
+			r := &s.RateLimits[j]
+			if r.Key == "" {
+				r.Key = "ip"
+			}
+			if n, _, err := ParseRate(r.Rate); err == nil && r.Burst == 0 {
+				r.Burst = n
+			}
+		}
+	}
+}
+
+func (c *Config) validateProtection(bad func(path, format string, args ...any)) {
+	if c.Store != StoreEmbedded {
+		if u, err := url.Parse(c.Store); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			bad("store", "%q is neither embedded nor a redis:// URL", c.Store)
+		}
+	}
+	if c.StoreFailure != FailOpen && c.StoreFailure != FailClosed {
+		bad("store_failure", "%q is not open or closed", c.StoreFailure)
+	}
+	for i, s := range c.Sites {
+		at := fmt.Sprintf("sites[%d]", i)
+		if s.CSRF.Enabled != nil && !*s.CSRF.Enabled {
+			bad(at+".csrf.enabled", "only true is accepted; to turn CSRF protection off, set insecure_disable: true (or exempt paths with insecure_exempt)")
+		}
+		for j, o := range s.CSRF.TrustedOrigins {
+			u, err := url.Parse(o)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+				bad(fmt.Sprintf("%s.csrf.trusted_origins[%d]", at, j), "%q is not an origin such as https://partner.example.com", o)
+			}
+		}
+		for j, p := range s.CSRF.InsecureExempt {
+			if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, " {}\t") {
+				bad(fmt.Sprintf("%s.csrf.insecure_exempt[%d]", at, j), "%q: an exempt path is a prefix starting with /, without spaces or braces", p)
+			}
+		}
+		for j, r := range s.RateLimits {
+			rp := fmt.Sprintf("%s.rate_limits[%d]", at, j)
+			if !strings.HasPrefix(r.Match, "/") {
+				bad(rp+".match", "%q: a rule matches a path prefix starting with /", r.Match)
+			}
+			if _, _, err := ParseRate(r.Rate); err != nil {
+				bad(rp+".rate", "%v", err)
+			}
+			if r.Burst < 0 {
+				bad(rp+".burst", "must be at least 1")
+			}
+			if k := r.Key; k != "ip" && k != "ip+path" && !(strings.HasPrefix(k, "header:") && len(k) > 7) && !(strings.HasPrefix(k, "cookie:") && len(k) > 7) {
+				bad(rp+".key", "%q is not ip, ip+path, header:NAME or cookie:NAME", k)
+			}
+			for m, method := range r.Methods {
+				if !slices.Contains([]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}, method) {
+					bad(fmt.Sprintf("%s.methods[%d]", rp, m), "%q is not an upper-case method name", method)
+				}
+			}
+		}
+	}
+}

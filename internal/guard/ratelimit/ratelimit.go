@@ -1,0 +1,148 @@
+// Package ratelimit limits requests per client with the shared store's
+// atomic bucket decisions (GCRA), so that one instance or several behind
+// a load balancer admit the configured rate.
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/guard"
+	"github.com/rampartproxy/rampart/internal/reqinfo"
+	"github.com/rampartproxy/rampart/internal/store"
+)
+
+// Rule is one compiled rate limit.
+type Rule struct {
+	name    string // for RateLimit-Policy and bucket keys: "r0", "r1", ...
+	match   string
+	methods map[string]bool // nil: every method
+	limit   store.Limit
+	key     string // ip, ip+path, header:NAME, cookie:NAME
+	policy  string // the RateLimit-Policy value
+}
+
+// Policy is one site's rules. It is immutable.
+type Policy struct {
+	site       string
+	rules      []Rule
+	store      store.Store
+	failClosed bool
+}
+
+// New compiles a site's rules over st. site namespaces the buckets.
+func New(site string, rules []config.RateLimit, st store.Store, failClosed bool) (*Policy, error) {
+	p := &Policy{site: site, store: st, failClosed: failClosed}
+	for i, rc := range rules {
+		n, period, err := config.ParseRate(rc.Rate)
+		if err != nil {
+			return nil, err
+		}
+		r := Rule{name: "r" + strconv.Itoa(i), match: rc.Match, key: rc.Key,
+			limit: store.Limit{Rate: n, Period: period, Burst: max(rc.Burst, 1)}}
+		if len(rc.Methods) > 0 {
+			r.methods = map[string]bool{}
+			for _, m := range rc.Methods {
+				r.methods[m] = true
+			}
+		}
+		// draft-ietf-httpapi-ratelimit-headers: a quota of q units per w
+		// seconds. A burst of b at r per period refills fully in b/r
+		// periods.
+		window := int(math.Ceil(float64(r.limit.Burst) * period.Seconds() / float64(n)))
+		r.policy = fmt.Sprintf(`%q;q=%d;w=%d`, r.name, r.limit.Burst, max(window, 1))
+		p.rules = append(p.rules, r)
+	}
+	return p, nil
+}
+
+// Empty reports whether the site has no rules, so the gateway can skip it.
+func (p *Policy) Empty() bool { return len(p.rules) == 0 }
+
+// ClientKey is the bucket owner for an address: IPv4 as it is, IPv6 by
+// its /64, the block one customer usually holds.
+func ClientKey(a netip.Addr) string {
+	if a.Is6() && !a.Is4In6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.Unmap().String()
+}
+
+func (r *Rule) bucket(req *http.Request, client netip.Addr) string {
+	who := ClientKey(client)
+	switch {
+	case r.key == "ip+path":
+		who += "|" + req.URL.Path
+	case strings.HasPrefix(r.key, "header:"):
+		if v := req.Header.Get(r.key[7:]); v != "" {
+			who = "h=" + v
+		}
+	case strings.HasPrefix(r.key, "cookie:"):
+		if c, err := req.Cookie(r.key[7:]); err == nil && c.Value != "" {
+			who = "c=" + c.Value
+		}
+	}
+	return r.name + "|" + who
+}
+
+// Outcome tells the caller what happened beyond the denial, for logs.
+type Outcome struct {
+	// StoreErr is set when the store could not decide.
+	StoreErr error
+}
+
+// Check counts r against every rule that matches it and refuses it with
+// 429 when one is exhausted.
+func (p *Policy) Check(r *http.Request) *guard.Denial {
+	d, _ := p.Decide(r)
+	return d
+}
+
+// Decide is Check with the store's failure reported.
+func (p *Policy) Decide(r *http.Request) (*guard.Denial, Outcome) {
+	client := reqinfo.From(r.Context()).Client.Client
+	for i := range p.rules {
+		rule := &p.rules[i]
+		if !strings.HasPrefix(r.URL.Path, rule.match) || rule.methods != nil && !rule.methods[r.Method] {
+			continue
+		}
+		dec, err := p.store.Allow(r.Context(), "ratelimit:"+p.site+"|"+rule.bucket(r, client), rule.limit)
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return nil, Outcome{}
+			}
+			if p.failClosed {
+				return unavailable, Outcome{StoreErr: err}
+			}
+			return nil, Outcome{StoreErr: err}
+		}
+		if !dec.Allowed {
+			retry := int(math.Ceil(dec.RetryAfter.Seconds()))
+			return &guard.Denial{
+				Status:  http.StatusTooManyRequests,
+				Reason:  "rate_limited",
+				Message: "Too many requests. Wait a moment and try again.",
+				Header: http.Header{
+					"Retry-After":      {strconv.Itoa(max(retry, 1))},
+					"Ratelimit-Policy": {rule.policy},
+					"Ratelimit":        {fmt.Sprintf(`%q;r=0;t=%d`, rule.name, max(int(math.Ceil(dec.ResetAfter.Seconds())), 1))},
+				},
+			}, Outcome{}
+		}
+	}
+	return nil, Outcome{}
+}
+
+var unavailable = &guard.Denial{
+	Status: http.StatusServiceUnavailable, Reason: "rate_limit_store_down",
+	Message: "This service is briefly unavailable. Try again in a moment.",
+	Header:  http.Header{"Retry-After": {"1"}},
+}
