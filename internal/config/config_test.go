@@ -3,6 +3,7 @@ package config
 import (
 	_ "embed"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -59,6 +60,10 @@ func TestDefaults(t *testing.T) {
 		{"report only", *s.CSP.ReportOnly, false},
 		{"samesite", *s.Cookies.SameSite, "Lax"},
 		{"sensitive paths", strings.Join(s.Guards.SensitivePaths, ","), "default"},
+		{"store", cfg.Store, "embedded"},
+		{"store failure", cfg.StoreFailure, "open"},
+		{"csrf", *s.CSRF.Enabled, true},
+		{"default login limit", fmt.Sprint(s.RateLimits), "[{/login [POST] 10/s 20 ip}]"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -116,6 +121,8 @@ func TestProblemsHaveLines(t *testing.T) {
 			[]string{"bad.yaml:4: sites[0].cookies.secure: only true", "bad.yaml:4: sites[0].cookies.samesite: \"lax\" is not Strict", "bad.yaml:5: sites[0].csp.policy: leave out report-uri",
 				"bad.yaml:6: sites[0].headers.prefer_upstream[0]", "bad.yaml:7: sites[0].guards.sensitive_paths[0]", "bad.yaml:9: sites[0].routes[0].match", "bad.yaml:11: sites[0].routes[2].match: \"/a/\" is matched by an earlier route"}},
 		{"sensitive paths cannot be emptied", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {sensitive_paths: []}\n", []string{"bad.yaml:4: sites[0].guards.sensitive_paths: list at least one"}},
+		{"protection mistakes", "store: mysql://db\nstore_failure: maybe\nsites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    csrf: {enabled: false, trusted_origins: [partner.test], insecure_exempt: [hooks]}\n    rate_limits:\n      - {match: login, rate: 10/day, key: mac}\n",
+			[]string{"bad.yaml:1: store:", "bad.yaml:2: store_failure:", "bad.yaml:6: sites[0].csrf.enabled: only true is accepted; to turn CSRF protection off, set insecure_disable", "sites[0].csrf.trusted_origins[0]", "sites[0].csrf.insecure_exempt[0]", "bad.yaml:8: sites[0].rate_limits[0].match", "sites[0].rate_limits[0].rate: \"10/day\" is not a rate", "sites[0].rate_limits[0].key"}},
 		{"sensitive paths scalar", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {sensitive_paths: none}\n", []string{"bad.yaml:4: sensitive_paths is \"default\" or a list"}},
 	}
 	for _, tt := range tests {
@@ -213,4 +220,30 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("error is not Problems: %v", err)
 		}
 	})
+}
+
+func TestParseRate(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{"10/s": "10 1s", "5/m": "5 1m0s", "100/h": "100 1h0m0s", "3/min": "3 1m0s", "1 / sec": "1 1s"} {
+		n, p, err := ParseRate(in)
+		if err != nil || fmt.Sprint(n, " ", p) != want {
+			t.Errorf("ParseRate(%q) = %d %v %v, want %s", in, n, p, err, want)
+		}
+	}
+	for _, bad := range []string{"", "10", "0/s", "-1/s", "10/day", "x/s"} {
+		if _, _, err := ParseRate(bad); err == nil {
+			t.Errorf("ParseRate(%q) accepted", bad)
+		}
+	}
+}
+
+func TestExplicitEmptyRateLimits(t *testing.T) {
+	t.Parallel()
+	cfg, err := Parse("t.yaml", []byte("sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    rate_limits: []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Sites[0].RateLimits) != 0 {
+		t.Errorf("rate_limits: [] got %v", cfg.Sites[0].RateLimits)
+	}
 }
