@@ -11,6 +11,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/guard/cookies"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
 	"github.com/rampartproxy/rampart/internal/guard/headers"
+	"github.com/rampartproxy/rampart/internal/redisserver"
 )
 
 // BenchmarkProxy measures what Rampart adds to a request: the same 1 KiB
@@ -73,5 +74,53 @@ func stripHardening(g *Gateway) {
 	for _, st := range g.snap.Load().sites {
 		st.guards = st.guards[:2]
 		st.routes = []*route{bare}
+	}
+}
+
+// BenchmarkRateLimit measures what a rate-limit decision adds per request:
+// the same request through Rampart with no limits, with a limit on every
+// request in the embedded store, and with the same limit in a real Redis.
+// The limit is high enough never to refuse, so every request pays for a
+// decision and none is cut short.
+func BenchmarkRateLimit(b *testing.B) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, strings.Repeat("x", 1024))
+	}))
+	b.Cleanup(up.Close)
+	redis := redisserver.Start(b)
+	every := []config.RateLimit{{Match: "/", Rate: "1000000000/s", Burst: 1000000000}}
+	for _, tt := range []struct {
+		name   string
+		store  string
+		limits []config.RateLimit
+	}{
+		{"none", "", []config.RateLimit{}},
+		{"embedded", "", every},
+		{"redis", redis.URL(), every},
+	} {
+		site := siteFor(up.URL)
+		site.RateLimits = tt.limits
+		tg := startGateway(b, config.Config{Store: tt.store, Sites: []config.Site{site}})
+		tg.Gateway.log = discardLogger()
+		c := tg.client(false)
+		c.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := c.Get("https://localhost/")
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+				}
+			})
+		})
 	}
 }
