@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/config"
@@ -82,7 +84,38 @@ func New(o Options) *Proxy {
 }
 
 // ServeHTTP forwards r. The request's reqinfo.Info must be set.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.rp.ServeHTTP(w, r) }
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, done := untilWritten(r.Context())
+	defer done()
+	p.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// untilWritten returns a context for the upstream request that a client
+// going away cannot cancel until the request has been written whole.
+// Otherwise a client that disconnects (or only half-closes) right after
+// sending would make the transport cut the upstream request off in the
+// middle of its body: not a smuggling risk, since the connection closes,
+// but the upstream must only ever see whole requests. Once the request is
+// written, the client's cancellation passes through as before, so a long
+// poll for a client that left is not kept waiting.
+func untilWritten(client context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(client))
+	var written atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) {
+			written.Store(true)
+			if client.Err() != nil {
+				cancel()
+			}
+		},
+	})
+	stop := context.AfterFunc(client, func() {
+		if written.Load() {
+			cancel()
+		}
+	})
+	return ctx, func() { stop(); cancel() }
+}
 
 // Close drops idle upstream connections, once a reload has replaced p.
 func (p *Proxy) Close() { p.transport.CloseIdleConnections() }

@@ -214,3 +214,45 @@ func FuzzRewrite(f *testing.F) {
 		}
 	})
 }
+
+// TestClientGoneMidRequestStillSendsWholeRequest cancels the client's
+// context while the upstream is still reading the request body: the
+// upstream must get the whole body, never a request cut off in the middle.
+func TestClientGoneMidRequestStillSendsWholeRequest(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{}, 1)
+	got := make(chan int64, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		var n int64
+		buf := make([]byte, 64<<10)
+		for {
+			time.Sleep(2 * time.Millisecond) // a slow reader: the proxy is still writing
+			m, err := r.Body.Read(buf)
+			n += int64(m)
+			if err == io.EOF {
+				got <- n
+				return
+			}
+			if err != nil {
+				got <- -n
+				return
+			}
+		}
+	}))
+	t.Cleanup(up.Close)
+	p := newProxy(t, up.URL, 10*time.Second)
+	body := strings.Repeat("x", 8<<20)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := httptest.NewRequest("POST", "https://app.test/upload", strings.NewReader(body)).WithContext(ctx)
+	go func() { <-started; cancel() }()
+	serve(p, r, "127.0.0.1:1", nil)
+	select {
+	case n := <-got:
+		if n != int64(len(body)) {
+			t.Fatalf("the upstream got %d of %d body bytes (negative: the body broke off)", n, len(body))
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the upstream never finished reading")
+	}
+}
