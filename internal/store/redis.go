@@ -57,7 +57,7 @@ func OpenRedis(url string) (*Redis, error) {
 	opts.ContextTimeoutEnabled = true
 	// Every request in flight may need a connection at once; waiting for
 	// one would eat the 100 ms budget and read as an outage.
-	opts.PoolSize, opts.MinIdleConns = 256, 8
+	opts.PoolSize, opts.MinIdleConns = 256, 16
 	c := redis.NewClient(opts)
 	return &Redis{client: c, limiter: redis_rate.NewLimiter(c), prefix: "rampart:"}, nil
 }
