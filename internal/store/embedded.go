@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -28,7 +29,10 @@ type Embedded struct {
 	closed sync.Once
 }
 
-var _ Store = (*Embedded)(nil)
+var (
+	_ Store  = (*Embedded)(nil)
+	_ Lister = (*Embedded)(nil)
+)
 
 type bucketShard struct {
 	mu   sync.Mutex
@@ -191,6 +195,26 @@ func (e *Embedded) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	return e.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(kvBucket).Delete([]byte(key)) })
+}
+
+// List implements Lister with a prefix scan of the bbolt file.
+func (e *Embedded) List(ctx context.Context, prefix string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var keys []string
+	now := e.now().UnixNano()
+	err := e.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(kvBucket).Cursor()
+		p := []byte(prefix)
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			if !expired(v, now) {
+				keys = append(keys, string(k))
+			}
+		}
+		return nil
+	})
+	return keys, err
 }
 
 // lease is one in-process lock.

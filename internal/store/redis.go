@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +37,10 @@ type Redis struct {
 	mu        sync.Mutex   // orders OnChange calls
 }
 
-var _ Store = (*Redis)(nil)
+var (
+	_ Store  = (*Redis)(nil)
+	_ Lister = (*Redis)(nil)
+)
 
 // Timeout is the longest any request waits on Redis.
 const Timeout = 100 * time.Millisecond
@@ -183,6 +187,43 @@ func (r *Redis) Allow(ctx context.Context, key string, l Limit) (Decision, error
 		d.RetryAfter = res.RetryAfter
 	}
 	return d, nil
+}
+
+// List implements Lister with SCAN, which does not block Redis the way
+// KEYS would.
+func (r *Redis) List(ctx context.Context, prefix string) ([]string, error) {
+	var keys []string
+	pattern := globEscape(r.prefix+prefix) + "*"
+	var cursor uint64
+	for {
+		var batch []string
+		err := r.call(ctx, func(ctx context.Context) error {
+			var err error
+			batch, cursor, err = r.client.Scan(ctx, cursor, pattern, 1000).Result()
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range batch {
+			keys = append(keys, strings.TrimPrefix(k, r.prefix))
+		}
+		if cursor == 0 {
+			return keys, nil
+		}
+	}
+}
+
+// globEscape quotes the characters SCAN's MATCH treats as a pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[]\^`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 // Close implements Store.

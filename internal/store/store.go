@@ -45,6 +45,13 @@ type Store interface {
 	Close() error
 }
 
+// Lister is an optional ability: listing keys by prefix, for callers
+// that keep trees in the store (ACME certificates). Keys are returned
+// whole, in no particular order; expired keys are left out.
+type Lister interface {
+	List(ctx context.Context, prefix string) ([]string, error)
+}
+
 // Limit is a rate: Rate events per Period, with up to Burst at once. It
 // is a token bucket, decided as GCRA (the generic cell rate algorithm).
 type Limit struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -114,6 +115,30 @@ func contract(t *testing.T, name string, open func(t *testing.T) Store) {
 		// lower than the exact 4.
 		if d, _ := s.Allow(ctx, "ip:192.0.2.2", l); !d.Allowed || d.Remaining < 3 || d.Remaining > 4 {
 			t.Fatalf("another key shares the bucket: %+v", d)
+		}
+	})
+	t.Run(name+"/list", func(t *testing.T) {
+		t.Parallel()
+		s := open(t)
+		for _, k := range []string{"certs/a.test/crt", "certs/a.test/key", "certs/b*[x]/crt", "other/x"} {
+			if err := s.Set(ctx, k, []byte("v"), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Set(ctx, "certs/gone", []byte("v"), time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		keys, err := s.(Lister).List(ctx, "certs/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(keys)
+		if want := []string{"certs/a.test/crt", "certs/a.test/key", "certs/b*[x]/crt"}; !slices.Equal(keys, want) {
+			t.Errorf("List = %q, want %q", keys, want)
+		}
+		if keys, _ := s.(Lister).List(ctx, "certs/b*"); len(keys) != 1 {
+			t.Errorf("a glob character in the prefix matched as a pattern: %q", keys)
 		}
 	})
 	t.Run(name+"/cancelled", func(t *testing.T) {
