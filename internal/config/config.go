@@ -59,6 +59,9 @@ type Config struct {
 	// (requests get 503). No request waits more than about 100 ms on it.
 	StoreFailure string `yaml:"store_failure"`
 
+	// ACME configures automatic certificates (sites in tls mode acme).
+	ACME ACME `yaml:"acme"`
+
 	// Sites are the applications served. Each host name belongs to exactly
 	// one site; a name no site lists is refused during the TLS handshake.
 	Sites []Site `yaml:"sites"`
@@ -334,6 +337,7 @@ func (c *Config) applyDefaults() {
 	setDuration(&c.Timeouts.Idle, DefaultIdle)
 	setDuration(&c.Timeouts.Upstream, DefaultUpstream)
 	c.applyProtectionDefaults()
+	c.applyACMEDefaults()
 	for i := range c.Sites {
 		s := &c.Sites[i]
 		for j, h := range s.Hosts {
@@ -422,6 +426,7 @@ func (c *Config) validate() Problems {
 		bad("sites", "at least one site is needed")
 	}
 	c.validateProtection(bad)
+	c.validateACME(bad)
 	owner := map[string]int{}
 	for i, s := range c.Sites {
 		at := fmt.Sprintf("sites[%d]", i)
@@ -457,7 +462,14 @@ func (c *Config) validate() Problems {
 				bad(at+".tls.key", "mode files needs key (a PEM private key)")
 			}
 		case TLSACME:
-			bad(at+".tls.mode", "acme certificates are not available in this version; use mode: files with a certificate you have, or mode: internal for local names")
+			if s.TLS.Cert != "" || s.TLS.Key != "" {
+				bad(at+".tls", "cert and key are only used with mode: files")
+			}
+			for j, h := range s.Hosts {
+				if _, err := netip.ParseAddr(h); err == nil {
+					bad(fmt.Sprintf("%s.hosts[%d]", at, j), "%q: ACME certificates are for DNS names, not IP addresses", h)
+				}
+			}
 		default:
 			bad(at+".tls.mode", "%q is not one of internal, files, acme", s.TLS.Mode)
 		}

@@ -12,12 +12,16 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/caddyserver/certmagic"
 
 	"github.com/rampartproxy/rampart/internal/certs"
 	"github.com/rampartproxy/rampart/internal/config"
@@ -33,6 +37,10 @@ type Gateway struct {
 	snap    atomic.Pointer[snapshot]
 	reports *csp.Reporter // outlives reloads: its counts are kept
 	store   store.Store   // opened once; a reload cannot move it
+	acme    atomic.Pointer[certs.ACME]
+	// acmeRenewCheck and acmeExpiryCheck shorten certmagic's intervals
+	// in tests; zero means the defaults.
+	acmeRenewCheck, acmeExpiryCheck time.Duration
 
 	caMu sync.Mutex
 	ca   *certs.LocalCA
@@ -128,14 +136,66 @@ var cipherSuites = []uint16{
 }
 
 func (g *Gateway) tlsConfig() *tls.Config {
+	protos := []string{"h2", "http/1.1"}
+	if cfg := g.snap.Load().cfg; usesACME(cfg) && slices.Contains(cfg.ACME.Challenges, config.ChallengeTLSALPN) {
+		protos = append(protos, "acme-tls/1") // TLS-ALPN-01 (RFC 8737)
+	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		CipherSuites: cipherSuites,
-		NextProtos:   []string{"h2", "http/1.1"},
+		NextProtos:   protos,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return g.snap.Load().certificate(hello)
+			return g.snap.Load().certificate(hello, g.acme.Load())
 		},
 	}
+}
+
+func usesACME(cfg *config.Config) bool {
+	for _, s := range cfg.Sites {
+		if s.TLS.Mode == config.TLSACME {
+			return true
+		}
+	}
+	return false
+}
+
+// startACME creates the ACME manager once the listeners are bound (the CA
+// must be told nothing, but certmagic must know the ports), and has it
+// manage every ACME site's names. On reload it adds new names.
+func (g *Gateway) startACME(cfg *config.Config) error {
+	if !usesACME(cfg) {
+		return nil
+	}
+	a := g.acme.Load()
+	if a == nil {
+		var storage certmagic.Storage = &certmagic.FileStorage{Path: filepath.Join(cfg.StateDir, "acme")}
+		if cfg.Store != config.StoreEmbedded {
+			shared, err := certs.NewSharedStorage(g.store)
+			if err != nil {
+				return err
+			}
+			storage = shared
+		}
+		httpPort, httpsPort := 0, 0
+		if g.httpLn != nil {
+			httpPort = g.httpLn.Addr().(*net.TCPAddr).Port
+		}
+		httpsPort = g.httpsLn.Addr().(*net.TCPAddr).Port
+		var err error
+		a, err = certs.NewACME(certs.ACMEOptions{Config: cfg.ACME, Storage: storage, HTTPPort: httpPort, HTTPSPort: httpsPort,
+			Log: g.log, RenewCheck: g.acmeRenewCheck, ExpiryCheck: g.acmeExpiryCheck})
+		if err != nil {
+			return err
+		}
+		g.acme.Store(a)
+	}
+	var names []string
+	for _, s := range cfg.Sites {
+		if s.TLS.Mode == config.TLSACME {
+			names = append(names, s.Hosts...)
+		}
+	}
+	return a.Manage(names)
 }
 
 // Start binds the listeners and serves in the background. It returns once
@@ -171,6 +231,13 @@ func (g *Gateway) Start() error {
 			ErrorLog:          errLog,
 		}
 		go func() { g.serveErr <- ignoreClosed(g.http.Serve(g.httpLn)) }()
+	}
+	if err := g.startACME(cfg); err != nil {
+		g.httpsLn.Close()
+		if g.httpLn != nil {
+			g.httpLn.Close()
+		}
+		return fmt.Errorf("acme: %w", err)
 	}
 	go func() { g.serveErr <- ignoreClosed(g.https.ServeTLS(g.httpsLn, "", "")) }()
 	return nil
@@ -230,6 +297,11 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 		g.log.Warn("listen addresses, read_header, idle and max_header_size apply at start only; restart rampart to change them")
 	}
 	g.snap.Store(s)
+	if g.https != nil {
+		if err := g.startACME(cfg); err != nil {
+			g.log.Error("acme: new names not managed", "error", err.Error())
+		}
+	}
 	// Proxies no longer in use drop their idle connections now; busy ones
 	// finish their requests first.
 	kept := map[string]bool{}
@@ -258,6 +330,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	for _, st := range g.snap.Load().sites {
 		st.proxy.Close()
+	}
+	if a := g.acme.Load(); a != nil {
+		a.Stop()
 	}
 	errs = append(errs, g.store.Close())
 	return errors.Join(errs...)

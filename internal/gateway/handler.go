@@ -144,6 +144,9 @@ func (g *Gateway) recoverPanic(w *statusWriter, info *reqinfo.Info) {
 // HTTPS (301 for GET and HEAD; 308 otherwise, so a POST stays a POST), and
 // anything else is refused. It serves no content.
 func (g *Gateway) serveRedirect(w http.ResponseWriter, r *http.Request) {
+	if a := g.acme.Load(); a != nil && a.HandleHTTPChallenge(w, r) {
+		return // an HTTP-01 challenge (RFC 8555, section 8.3)
+	}
 	snap := g.snap.Load()
 	info := &reqinfo.Info{Start: time.Now(), ID: reqinfo.NewID(), Client: snap.clients.Resolve(r.RemoteAddr, nil)}
 	sw := &statusWriter{ResponseWriter: w}

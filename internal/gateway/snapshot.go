@@ -50,7 +50,8 @@ type requestGuard interface {
 type site struct {
 	name      string // its first host, for logs
 	hosts     []string
-	cert      certs.Source
+	cert      certs.Source // nil for ACME sites, whose certificates certmagic holds
+	acme      bool
 	guards    []requestGuard // run in order; the first denial answers
 	body      *bodylimit.Policy
 	redirects *redirects.Policy
@@ -157,6 +158,8 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 			log.Error("certificate reload failed; serving the previous one", "site", st.name, "error", err.Error())
 		}
 		st.cert = src
+	case config.TLSACME:
+		st.acme = true
 	default:
 		return nil, fmt.Errorf("tls mode %q is not available", sc.TLS.Mode)
 	}
@@ -214,7 +217,7 @@ func compileRoute(rc config.Route, sc config.Site) *route {
 // certificate picks the certificate for a handshake by SNI. A client that
 // connects to an IP address sends no SNI; then the address it connected to
 // is the name. A name no site lists fails the handshake.
-func (s *snapshot) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (s *snapshot) certificate(hello *tls.ClientHelloInfo, acme *certs.ACME) (*tls.Certificate, error) {
 	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
 	if name == "" && hello.Conn != nil {
 		name = clientip.ParseAddr(hello.Conn.LocalAddr().String()).String()
@@ -222,6 +225,12 @@ func (s *snapshot) certificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 	st := s.lookup(name)
 	if st == nil {
 		return nil, fmt.Errorf("no site serves %q", name)
+	}
+	if st.acme {
+		if acme == nil {
+			return nil, fmt.Errorf("no ACME certificate for %q yet", name)
+		}
+		return acme.GetCertificate(hello) // TLS-ALPN-01 challenges included
 	}
 	return st.cert.Certificate()
 }
