@@ -53,8 +53,17 @@ type ACMEOptions struct {
 }
 
 // ExpiryAlarm is how close to expiry an unrenewed certificate raises a
-// security event.
+// security event. For certificates shorter-lived than 42 days, whose
+// renewal (with a third of the lifetime left) comes later than that, the
+// alarm waits until a quarter of the lifetime is left: renewal should
+// have happened by then.
 const ExpiryAlarm = 14 * 24 * time.Hour
+
+// overdue reports whether a certificate should have been renewed by now.
+func overdue(c *x509.Certificate, now time.Time) bool {
+	left := c.NotAfter.Sub(now)
+	return left < ExpiryAlarm && left < c.NotAfter.Sub(c.NotBefore)/4
+}
 
 // NewACME prepares a manager; Manage starts obtaining certificates.
 func NewACME(o ACMEOptions) (*ACME, error) {
@@ -181,7 +190,7 @@ func (a *ACME) expiryAlarm(every time.Duration) {
 			if c.Leaf == nil {
 				continue
 			}
-			if left := time.Until(c.Leaf.NotAfter); left < ExpiryAlarm {
+			if left := time.Until(c.Leaf.NotAfter); overdue(c.Leaf, time.Now()) {
 				a.log.Warn("security_event", "kind", "cert_expiring", "reason", "not_renewed",
 					"detail", fmt.Sprintf("%v expires in %s (%s) and has not been renewed", c.Names, left.Round(time.Minute), c.Leaf.NotAfter.UTC().Format(time.RFC3339)))
 			}

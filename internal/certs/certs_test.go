@@ -157,3 +157,25 @@ func TestLoadFilesRefusesMismatch(t *testing.T) {
 		t.Fatal("loaded missing files")
 	}
 }
+
+func TestOverdue(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	day := 24 * time.Hour
+	for _, tt := range []struct {
+		name          string
+		lifetime, age time.Duration
+		want          bool
+	}{
+		{"90 days, 60 in: renewal time, not alarm", 90 * day, 60 * day, false},
+		{"90 days, 77 in: 13 left", 90 * day, 77 * day, true},
+		{"6 days, 4 in: due for renewal, not overdue", 6 * day, 4 * day, false},
+		{"6 days, 5 in: a quarter left", 6 * day, 5*day - time.Hour, true},
+		{"fresh", 90 * day, 0, false},
+	} {
+		c := &x509.Certificate{NotBefore: now.Add(-tt.age), NotAfter: now.Add(tt.lifetime - tt.age)}
+		if got := overdue(c, now); got != tt.want {
+			t.Errorf("%s: overdue = %v", tt.name, got)
+		}
+	}
+}

@@ -168,10 +168,20 @@ func startGateway(t testing.TB, c config.Config) *testGateway {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startBuilt(t, cfg, nil)
+}
+
+// startBuilt starts a gateway for a built config; tweak, if set, changes
+// the gateway before it starts.
+func startBuilt(t testing.TB, cfg *config.Config, tweak func(*Gateway)) *testGateway {
+	t.Helper()
 	logs := &syncBuffer{}
 	g, err := New(cfg, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tweak != nil {
+		tweak(g)
 	}
 	if err := g.Start(); err != nil {
 		t.Fatal(err)

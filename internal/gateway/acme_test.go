@@ -1,0 +1,280 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/letsencrypt/pebble/v2/ca"
+	"github.com/letsencrypt/pebble/v2/db"
+	"github.com/letsencrypt/pebble/v2/va"
+	"github.com/letsencrypt/pebble/v2/wfe"
+
+	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/redisserver"
+)
+
+// pebble is Let's Encrypt's ACME test server, run in-process on
+// 127.0.0.1. Its validation authority really connects to Rampart's
+// listeners for HTTP-01 and TLS-ALPN-01 (on httpPort and httpsPort).
+type pebble struct {
+	srv      *httptest.Server
+	dir      string       // the ACME directory URL
+	rootFile string       // the PEM of Pebble's own TLS certificate, for acme.ca_root
+	ca       *ca.CAImpl   // issues; its root verifies what Rampart serves
+	orders   atomic.Int32 // new-order requests received
+	mu       sync.Mutex
+}
+
+var pebbleEnv sync.Once
+
+func startPebble(t *testing.T, httpPort, httpsPort int, validity time.Duration) *pebble {
+	t.Helper()
+	pebbleEnv.Do(func() {
+		// No random validation delays, and no deliberately rejected
+		// nonces: the tests must not take minutes.
+		os.Setenv("PEBBLE_VA_NOSLEEP", "1")
+		os.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
+	})
+	logger := log.New(io.Discard, "", 0)
+	mdb := db.NewMemoryStore()
+	p := &pebble{}
+	p.ca = ca.New(logger, mdb, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "test", ValidityPeriod: uint64(validity.Seconds())}})
+	v := va.New(logger, httpPort, httpsPort, false, "", mdb)
+	w := wfe.New(logger, mdb, v, p.ca, []string{"pebble.letsencrypt.org"}, false, false, 1, 1)
+	h := w.Handler()
+	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
+			p.orders.Add(1)
+		}
+		h.ServeHTTP(rw, r)
+	}))
+	p.srv.StartTLS()
+	t.Cleanup(p.srv.Close)
+	p.dir = p.srv.URL + wfe.DirectoryPath
+	p.rootFile = filepath.Join(t.TempDir(), "pebble-tls.pem")
+	if err := os.WriteFile(p.rootFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// roots trusts what Pebble issues.
+func (p *pebble) roots() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(p.ca.GetRootCert(0).Cert)
+	return pool
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// acmeGateway starts Rampart with one ACME site, localhost, on fixed
+// ports that Pebble was told about.
+func acmeGateway(t *testing.T, p *pebble, httpsPort, httpPort int, challenges []string, stateDir, store string) *testGateway {
+	t.Helper()
+	site := siteFor(newRecorder(t).URL())
+	site.Hosts = []string{"localhost"}
+	site.TLS = config.TLS{Mode: config.TLSACME}
+	if stateDir == "" {
+		stateDir = t.TempDir()
+	}
+	g := startGateway(t, config.Config{
+		Listen:   config.Listen{HTTPS: "127.0.0.1:" + strconv.Itoa(httpsPort), HTTP: "127.0.0.1:" + strconv.Itoa(httpPort)},
+		StateDir: stateDir,
+		Store:    store,
+		ACME:     config.ACME{CA: p.dir, CARoot: p.rootFile, Email: "ops@example.test", Challenges: challenges},
+		Sites:    []config.Site{site},
+	})
+	return g
+}
+
+// served waits until the HTTPS listener presents a certificate for
+// localhost that verifies against roots, and returns it.
+func served(t *testing.T, addr string, roots *x509.CertPool, accept func(*x509.Certificate) bool) *x509.Certificate {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+		if err == nil {
+			leaf := c.ConnectionState().PeerCertificates[0]
+			c.Close()
+			if accept == nil || accept(leaf) {
+				return leaf
+			}
+			last = nil
+		} else {
+			last = err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("no certificate from the ACME CA was served at %s: %v", addr, last)
+	return nil
+}
+
+func TestACMEObtainsAndServes(t *testing.T) {
+	t.Parallel()
+	for _, challenge := range []string{config.ChallengeHTTP, config.ChallengeTLSALPN} {
+		t.Run(challenge, func(t *testing.T) {
+			t.Parallel()
+			httpsPort, httpPort := freeTCPPort(t), freeTCPPort(t)
+			p := startPebble(t, httpPort, httpsPort, 90*24*time.Hour)
+			g := acmeGateway(t, p, httpsPort, httpPort, []string{challenge}, "", "")
+			leaf := served(t, g.httpsAddr, p.roots(), nil)
+			if leaf.Subject.CommonName != "localhost" && (len(leaf.DNSNames) == 0 || leaf.DNSNames[0] != "localhost") {
+				t.Errorf("served a certificate for %v", leaf.DNSNames)
+			}
+			if n := p.orders.Load(); n != 1 {
+				t.Errorf("%d orders placed, want 1", n)
+			}
+			if !strings.Contains(g.waitLog(t, "acme_cert_obtained"), "acme_cert_obtained") {
+				t.Error("no acme_cert_obtained event in the log")
+			}
+		})
+	}
+}
+
+func TestACMERenews(t *testing.T) {
+	t.Parallel()
+	httpsPort, httpPort := freeTCPPort(t), freeTCPPort(t)
+	// Short-lived certificates: certmagic renews when a third of the
+	// lifetime is left, and looks every second here.
+	p := startPebble(t, httpPort, httpsPort, 30*time.Second)
+	g := acmeGatewayWithIntervals(t, p, httpsPort, httpPort)
+	first := served(t, g.httpsAddr, p.roots(), nil)
+	renewed := served(t, g.httpsAddr, p.roots(), func(c *x509.Certificate) bool { return c.SerialNumber.Cmp(first.SerialNumber) != 0 })
+	if !renewed.NotAfter.After(first.NotAfter) {
+		t.Errorf("the renewed certificate ends %v, not after the first's %v", renewed.NotAfter, first.NotAfter)
+	}
+	if n := p.orders.Load(); n < 2 {
+		t.Errorf("%d orders, want a renewal order", n)
+	}
+}
+
+// acmeGatewayWithIntervals is acmeGateway with renewal checked every
+// second; the interval is set before Start, which is when the ACME
+// manager is made.
+func acmeGatewayWithIntervals(t *testing.T, p *pebble, httpsPort, httpPort int) *testGateway {
+	t.Helper()
+	site := siteFor(newRecorder(t).URL())
+	site.Hosts = []string{"localhost"}
+	site.TLS = config.TLS{Mode: config.TLSACME}
+	cfg, err := config.Build(config.Config{
+		Listen:   config.Listen{HTTPS: "127.0.0.1:" + strconv.Itoa(httpsPort), HTTP: "127.0.0.1:" + strconv.Itoa(httpPort)},
+		StateDir: t.TempDir(),
+		ACME:     config.ACME{CA: p.dir, CARoot: p.rootFile},
+		Sites:    []config.Site{site},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startBuilt(t, cfg, func(g *Gateway) { g.acmeRenewCheck = time.Second })
+}
+
+// TestACMESharedThroughRedis starts two instances at the same moment on
+// one Redis: one order is placed, and both serve the certificate. Each
+// instance has its own ports; Pebble validates at the first's, and the
+// challenge token, stored in Redis, is answered whichever solved it.
+func TestACMESharedThroughRedis(t *testing.T) {
+	t.Parallel()
+	redis := redisserver.Start(t)
+	httpsA, httpA, httpsB, httpB := freeTCPPort(t), freeTCPPort(t), freeTCPPort(t), freeTCPPort(t)
+	p := startPebble(t, httpA, httpsA, 90*24*time.Hour)
+	var a, b *testGateway
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		a = acmeGateway(t, p, httpsA, httpA, []string{config.ChallengeHTTP}, "", redis.URL())
+	}()
+	go func() {
+		defer wg.Done()
+		b = acmeGateway(t, p, httpsB, httpB, []string{config.ChallengeHTTP}, "", redis.URL())
+	}()
+	wg.Wait()
+	leafA := served(t, a.httpsAddr, p.roots(), nil)
+	leafB := served(t, b.httpsAddr, p.roots(), nil)
+	if leafA.SerialNumber.Cmp(leafB.SerialNumber) != 0 {
+		t.Errorf("the instances serve different certificates (%v, %v)", leafA.SerialNumber, leafB.SerialNumber)
+	}
+	if n := p.orders.Load(); n != 1 {
+		t.Errorf("%d orders placed by two instances, want exactly 1", n)
+	}
+}
+
+// TestACMECADownAtStart obtains a certificate, then stops the CA and
+// starts Rampart again on the same state: it starts, and serves the
+// certificate it has.
+func TestACMECADownAtStart(t *testing.T) {
+	t.Parallel()
+	httpsPort, httpPort := freeTCPPort(t), freeTCPPort(t)
+	p := startPebble(t, httpPort, httpsPort, 90*24*time.Hour)
+	state := t.TempDir()
+	first := acmeGateway(t, p, httpsPort, httpPort, nil, state, "")
+	leaf := served(t, first.httpsAddr, p.roots(), nil)
+	if err := first.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	p.srv.Close() // the CA is gone
+	again := acmeGateway(t, p, httpsPort, httpPort, nil, state, "")
+	if got := served(t, again.httpsAddr, p.roots(), nil); got.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+		t.Errorf("after a restart without the CA, served serial %v, want %v", got.SerialNumber, leaf.SerialNumber)
+	}
+	// With nothing stored and no CA, Rampart still starts, and says it is
+	// trying.
+	fresh := acmeGateway(t, p, freeTCPPort(t), freeTCPPort(t), nil, "", "")
+	if !strings.Contains(fresh.waitLog(t, "acme_cert_obtaining"), "acme_cert_obtaining") {
+		t.Error("no acme_cert_obtaining event while the CA is down")
+	}
+}
+
+// TestACMEExpiryAlarm lets a short-lived certificate run out with the CA
+// gone, so renewal fails: the expiry alarm logs a security event.
+func TestACMEExpiryAlarm(t *testing.T) {
+	t.Parallel()
+	httpsPort, httpPort := freeTCPPort(t), freeTCPPort(t)
+	p := startPebble(t, httpPort, httpsPort, 20*time.Second)
+	site := siteFor(newRecorder(t).URL())
+	site.Hosts = []string{"localhost"}
+	site.TLS = config.TLS{Mode: config.TLSACME}
+	cfg, err := config.Build(config.Config{
+		Listen:   config.Listen{HTTPS: "127.0.0.1:" + strconv.Itoa(httpsPort), HTTP: "127.0.0.1:" + strconv.Itoa(httpPort)},
+		StateDir: t.TempDir(),
+		ACME:     config.ACME{CA: p.dir, CARoot: p.rootFile},
+		Sites:    []config.Site{site},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startBuilt(t, cfg, func(g *Gateway) { g.acmeRenewCheck, g.acmeExpiryCheck = time.Second, 300*time.Millisecond })
+	served(t, g.httpsAddr, p.roots(), nil)
+	p.srv.Close() // renewal will fail
+	deadline := time.Now().Add(40 * time.Second)
+	for !strings.Contains(g.logs.String(), `"kind":"cert_expiring"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no cert_expiring event; log:\n%s", g.logs.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
