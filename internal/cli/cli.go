@@ -38,6 +38,7 @@ Commands:
   serve      run the proxy
   validate   check a config file
   audit      check and grade running deployments
+  certs      list the certificates Rampart manages
   ca root    print the local CA's root certificate
   version    print the version
 
@@ -83,6 +84,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return e.validate(rest)
 	case "audit":
 		return e.audit(rest)
+	case "certs":
+		return e.certs(rest)
 	case "ca":
 		return e.ca(rest)
 	case "version", "--version":
@@ -136,6 +139,8 @@ func (e env) parse(fs *flag.FlagSet, args []string) (ok bool, code int) {
 	}
 	return true, exitOK
 }
+
+func readFile(path string) ([]byte, error) { return os.ReadFile(path) }
 
 func fileExists(path string) bool {
 	fi, err := os.Stat(path)
