@@ -33,6 +33,9 @@ type ACME struct {
 	names   []string
 	stop    chan struct{}
 	stopped sync.Once
+	// ctx ends certmagic's background work (obtaining, retrying) on Stop.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // ACMEOptions configure an ACME manager.
@@ -79,6 +82,7 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 		}
 	}
 	a := &ACME{log: o.Log, stop: make(chan struct{})}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return a.magic, nil },
 		RenewCheckInterval: o.RenewCheck,
@@ -149,7 +153,7 @@ func (a *ACME) Manage(names []string) error {
 	if len(fresh) == 0 {
 		return nil
 	}
-	return a.magic.ManageAsync(context.Background(), fresh)
+	return a.magic.ManageAsync(a.ctx, fresh)
 }
 
 // GetCertificate serves a handshake, TLS-ALPN-01 challenges included.
@@ -201,6 +205,7 @@ func (a *ACME) expiryAlarm(every time.Duration) {
 // Stop ends renewals and the expiry alarm.
 func (a *ACME) Stop() {
 	a.stopped.Do(func() {
+		a.cancel() // obtain and retry loops for a CA that is down end here
 		close(a.stop)
 		a.cache.Stop()
 	})

@@ -27,6 +27,12 @@ import (
 	"github.com/rampartproxy/rampart/internal/redisserver"
 )
 
+// The ACME tests do not run in parallel with each other: they all ask for
+// "localhost" (the one name Pebble's validation can resolve to this
+// machine), and certmagic coordinates work on a name across the whole
+// process, so one test's retries against a stopped CA would hold up
+// another's renewal. In production one process has one ACME manager.
+
 // pebble is Let's Encrypt's ACME test server, run in-process on
 // 127.0.0.1. Its validation authority really connects to Rampart's
 // listeners for HTTP-01 and TLS-ALPN-01 (on httpPort and httpsPort).
@@ -134,10 +140,8 @@ func served(t *testing.T, addr string, roots *x509.CertPool, accept func(*x509.C
 }
 
 func TestACMEObtainsAndServes(t *testing.T) {
-	t.Parallel()
 	for _, challenge := range []string{config.ChallengeHTTP, config.ChallengeTLSALPN} {
 		t.Run(challenge, func(t *testing.T) {
-			t.Parallel()
 			httpsPort, httpPort := freeTCPPort(t), freeTCPPort(t)
 			p := startPebble(t, httpPort, httpsPort, 90*24*time.Hour)
 			g := acmeGateway(t, p, httpsPort, httpPort, []string{challenge}, "", "")
@@ -156,13 +160,17 @@ func TestACMEObtainsAndServes(t *testing.T) {
 }
 
 func TestACMERenews(t *testing.T) {
-	t.Parallel()
 	httpsPort, httpPort := freeTCPPort(t), freeTCPPort(t)
 	// Short-lived certificates: certmagic renews when a third of the
 	// lifetime is left, and looks every second here.
 	p := startPebble(t, httpPort, httpsPort, 30*time.Second)
 	g := acmeGatewayWithIntervals(t, p, httpsPort, httpPort)
 	first := served(t, g.httpsAddr, p.roots(), nil)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", g.logs.String())
+		}
+	})
 	renewed := served(t, g.httpsAddr, p.roots(), func(c *x509.Certificate) bool { return c.SerialNumber.Cmp(first.SerialNumber) != 0 })
 	if !renewed.NotAfter.After(first.NotAfter) {
 		t.Errorf("the renewed certificate ends %v, not after the first's %v", renewed.NotAfter, first.NotAfter)
@@ -197,7 +205,6 @@ func acmeGatewayWithIntervals(t *testing.T, p *pebble, httpsPort, httpPort int) 
 // instance has its own ports; Pebble validates at the first's, and the
 // challenge token, stored in Redis, is answered whichever solved it.
 func TestACMESharedThroughRedis(t *testing.T) {
-	t.Parallel()
 	redis := redisserver.Start(t)
 	httpsA, httpA, httpsB, httpB := freeTCPPort(t), freeTCPPort(t), freeTCPPort(t), freeTCPPort(t)
 	p := startPebble(t, httpA, httpsA, 90*24*time.Hour)
@@ -227,7 +234,6 @@ func TestACMESharedThroughRedis(t *testing.T) {
 // starts Rampart again on the same state: it starts, and serves the
 // certificate it has.
 func TestACMECADownAtStart(t *testing.T) {
-	t.Parallel()
 	httpsPort, httpPort := freeTCPPort(t), freeTCPPort(t)
 	p := startPebble(t, httpPort, httpsPort, 90*24*time.Hour)
 	state := t.TempDir()
@@ -247,12 +253,14 @@ func TestACMECADownAtStart(t *testing.T) {
 	if !strings.Contains(fresh.waitLog(t, "acme_cert_obtaining"), "acme_cert_obtaining") {
 		t.Error("no acme_cert_obtaining event while the CA is down")
 	}
+	if err := fresh.Shutdown(t.Context()); err != nil { // ends its retries
+		t.Fatal(err)
+	}
 }
 
 // TestACMEExpiryAlarm lets a short-lived certificate run out with the CA
 // gone, so renewal fails: the expiry alarm logs a security event.
 func TestACMEExpiryAlarm(t *testing.T) {
-	t.Parallel()
 	httpsPort, httpPort := freeTCPPort(t), freeTCPPort(t)
 	p := startPebble(t, httpPort, httpsPort, 20*time.Second)
 	site := siteFor(newRecorder(t).URL())
