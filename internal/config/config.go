@@ -59,6 +59,11 @@ type Config struct {
 	// (requests get 503). No request waits more than about 100 ms on it.
 	StoreFailure string `yaml:"store_failure"`
 
+	// StoreTimeout is the longest a request waits on a Redis store before
+	// its decision counts as failed (and store_failure applies). Default
+	// 100ms; raise it only for a Redis across a slow network.
+	StoreTimeout Duration `yaml:"store_timeout"`
+
 	// ACME configures automatic certificates (sites in tls mode acme).
 	ACME ACME `yaml:"acme"`
 

@@ -54,6 +54,9 @@ type RateLimit struct {
 // explicit rate_limits: [] has none.
 var DefaultRateLimits = []RateLimit{{Match: "/login", Methods: []string{"POST"}, Rate: "10/s", Burst: 20, Key: "ip"}}
 
+// DefaultStoreTimeout bounds each wait on Redis.
+const DefaultStoreTimeout = 100 * time.Millisecond
+
 // Store values.
 const (
 	StoreEmbedded = "embedded"
@@ -80,6 +83,7 @@ func (c *Config) applyProtectionDefaults() {
 	if c.StoreFailure == "" {
 		c.StoreFailure = FailOpen
 	}
+	setDuration(&c.StoreTimeout, DefaultStoreTimeout)
 	for i := range c.Sites {
 		s := &c.Sites[i]
 		setDefault(&s.CSRF.Enabled, true)
@@ -103,6 +107,9 @@ func (c *Config) validateProtection(bad func(path, format string, args ...any)) 
 		if u, err := url.Parse(c.Store); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 			bad("store", "%q is neither embedded nor a redis:// URL", c.Store)
 		}
+	}
+	if c.StoreTimeout.Std() > 5*time.Second {
+		bad("store_timeout", "at most 5s: every rate-limited request may wait this long")
 	}
 	if c.StoreFailure != FailOpen && c.StoreFailure != FailClosed {
 		bad("store_failure", "%q is not open or closed", c.StoreFailure)

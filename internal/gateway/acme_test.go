@@ -239,6 +239,22 @@ func TestACMECADownAtStart(t *testing.T) {
 	state := t.TempDir()
 	first := acmeGateway(t, p, httpsPort, httpPort, nil, state, "")
 	leaf := served(t, first.httpsAddr, p.roots(), nil)
+	keys := 0
+	err := filepath.WalkDir(filepath.Join(state, "acme"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if strings.HasSuffix(path, ".key") {
+			keys++
+		}
+		if fi, err := d.Info(); err == nil && fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", path, fi.Mode().Perm())
+		}
+		return nil
+	})
+	if err != nil || keys == 0 {
+		t.Errorf("no key files under state_dir/acme (%v)", err)
+	}
 	if err := first.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
 	}

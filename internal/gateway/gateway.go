@@ -84,7 +84,7 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 		}
 		return store.OpenEmbedded(cfg.StateDir)
 	}
-	r, err := store.OpenRedis(cfg.Store)
+	r, err := store.OpenRedisTimeout(cfg.Store, cfg.StoreTimeout.Std())
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,11 +67,17 @@ func TestRateLimitEmbedded(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder(t)
 	site := siteFor(rec.URL())
-	site.RateLimits = []config.RateLimit{{Match: "/login", Methods: []string{"POST"}, Rate: "10/s", Burst: 20}}
+	site.RateLimits = []config.RateLimit{
+		// 10 per hour with a burst of 20: nothing refills during the test,
+		// so the count admitted is exactly the burst however slow the run.
+		{Match: "/login", Methods: []string{"POST"}, Rate: "10/h", Burst: 20},
+		{Match: "/refill", Rate: "1/s", Burst: 1},
+	}
 	tg := startGateway(t, config.Config{Sites: []config.Site{site}})
 	c := tg.client(false)
-	post := func() *http.Response {
-		resp, err := c.Post("https://localhost/login", "application/x-www-form-urlencoded", strings.NewReader("u=a&p=b"))
+	do := func(method, path string) *http.Response {
+		req, _ := http.NewRequest(method, "https://localhost"+path, strings.NewReader("u=a&p=b"))
+		resp, err := c.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,30 +88,34 @@ func TestRateLimitEmbedded(t *testing.T) {
 	admitted := 0
 	var refused *http.Response
 	for range 30 {
-		if r := post(); r.StatusCode == 200 {
+		if r := do("POST", "/login"); r.StatusCode == 200 {
 			admitted++
 		} else if r.StatusCode == 429 && refused == nil {
 			refused = r
 		}
 	}
-	// A burst of 20, plus what 10/s refills while 30 requests go by.
-	if admitted < 20 || admitted > 23 || refused == nil {
-		t.Fatalf("admitted %d of 30 (want 20 plus a refill or two), refused %v", admitted, refused)
+	if admitted != 20 || refused == nil {
+		t.Fatalf("admitted %d of 30, want the burst of 20", admitted)
 	}
-	for k, want := range map[string]string{"Retry-After": "1", "Ratelimit-Policy": `"r0";q=20;w=2`} {
-		if got := refused.Header.Get(k); got != want {
-			t.Errorf("%s = %q, want %q", k, got, want)
-		}
+	if got := refused.Header.Get("Ratelimit-Policy"); got != `"r0";q=20;w=7200` {
+		t.Errorf("RateLimit-Policy = %q", got)
+	}
+	if ra, _ := strconv.Atoi(refused.Header.Get("Retry-After")); ra < 300 || ra > 360 {
+		t.Errorf("Retry-After = %q, want about 6 minutes (one token of 10/h)", refused.Header.Get("Retry-After"))
 	}
 	if !strings.HasPrefix(refused.Header.Get("Ratelimit"), `"r0";r=0;t=`) {
 		t.Errorf("RateLimit = %q", refused.Header.Get("Ratelimit"))
 	}
-	// Other methods and paths are not limited by this rule.
-	if resp, err := c.Get("https://localhost/login"); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("GET /login: %v %v", resp.Status, err)
+	// Other methods and paths are not limited by the rule.
+	if r := do("GET", "/login"); r.StatusCode != 200 {
+		t.Fatalf("GET /login: %d", r.StatusCode)
 	}
-	time.Sleep(200 * time.Millisecond)
-	if post().StatusCode != 200 {
+	// A bucket refills: 1/s with a burst of 1.
+	if do("GET", "/refill").StatusCode != 200 || do("GET", "/refill").StatusCode != 429 {
+		t.Fatal("1/s burst 1 did not refuse a second request at once")
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if do("GET", "/refill").StatusCode != 200 {
 		t.Error("no request admitted after the bucket refilled")
 	}
 }
@@ -123,7 +134,10 @@ func TestRateLimitSharedThroughRedis(t *testing.T) {
 		// 30 per hour: nothing refills during the test, so the count
 		// admitted is exactly the burst.
 		site.RateLimits = []config.RateLimit{{Match: "/api/", Rate: "30/h", Burst: 30}, {Match: "/warm/", Rate: "1000000/s"}}
-		return startGateway(t, config.Config{Store: redis.URL(), StoreFailure: failure, Sites: []config.Site{site}})
+		// This test is about exact counts, not the 100 ms bound: under a
+		// loaded -race run a decision can take longer, and would then fail
+		// open. The outage half still checks that nothing waits long.
+		return startGateway(t, config.Config{Store: redis.URL(), StoreFailure: failure, StoreTimeout: config.Duration(2 * time.Second), Sites: []config.Site{site}})
 	}
 	a, b := mk("open"), mk("open")
 	// Open the Redis connections first, with requests no limit refuses:
@@ -194,7 +208,7 @@ func TestRateLimitSharedThroughRedis(t *testing.T) {
 	if admitted.Load() != 40 || other.Load() != 0 {
 		t.Fatalf("with Redis down and store_failure open: %d admitted, %d refused, %d other", admitted.Load(), refused.Load(), other.Load())
 	}
-	if d := time.Duration(slowest.Load()); d > 2*time.Second {
+	if d := time.Duration(slowest.Load()); d > 4*time.Second {
 		t.Errorf("a request took %v with Redis down", d)
 	}
 	for _, g := range []*testGateway{a, b} {

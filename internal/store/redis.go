@@ -32,6 +32,7 @@ type Redis struct {
 	// and when it is back (err nil). Set it before the store is used.
 	OnChange func(err error)
 
+	timeout   time.Duration
 	down      atomic.Bool
 	nextProbe atomic.Int64 // unix nanoseconds
 	mu        sync.Mutex   // orders OnChange calls
@@ -42,28 +43,32 @@ var (
 	_ Lister = (*Redis)(nil)
 )
 
-// Timeout is the longest any request waits on Redis.
+// Timeout is the default longest wait on Redis.
 const Timeout = 100 * time.Millisecond
 
 // probeEvery is how often a call tries Redis again during an outage.
 const probeEvery = 250 * time.Millisecond
 
-// OpenRedis connects to url ("redis://host:6379/0"). It does not wait for
-// Redis: Rampart starts, and limits fail as configured, if Redis is down.
-func OpenRedis(url string) (*Redis, error) {
+// OpenRedis connects to url ("redis://host:6379/0") with the default
+// Timeout. It does not wait for Redis: Rampart starts, and limits fail as
+// configured, if Redis is down.
+func OpenRedis(url string) (*Redis, error) { return OpenRedisTimeout(url, Timeout) }
+
+// OpenRedisTimeout is OpenRedis with its own bound on every wait.
+func OpenRedisTimeout(url string, timeout time.Duration) (*Redis, error) {
 	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("store %q: %w", url, err)
 	}
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = Timeout, Timeout, Timeout, Timeout
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = timeout, timeout, timeout, timeout
 	opts.MaxRetries = -1 // a retry would double the wait; the next request tries again
 	opts.ContextTimeoutEnabled = true
 	// Every request in flight may need a connection at once; waiting for
 	// one would eat the 100 ms budget and read as an outage.
 	opts.PoolSize, opts.MinIdleConns = 256, 16
 	c := redis.NewClient(opts)
-	return &Redis{client: c, limiter: redis_rate.NewLimiter(c), prefix: "rampart:"}, nil
+	return &Redis{client: c, limiter: redis_rate.NewLimiter(c), prefix: "rampart:", timeout: timeout}, nil
 }
 
 // call runs f against Redis within Timeout, turning connection trouble
@@ -75,7 +80,7 @@ func (r *Redis) call(ctx context.Context, f func(ctx context.Context) error) err
 			return ErrUnavailable
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	err := f(ctx)
 	switch {
