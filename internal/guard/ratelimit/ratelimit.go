@@ -93,21 +93,11 @@ func (r *Rule) bucket(req *http.Request, client netip.Addr) string {
 	return r.name + "|" + who
 }
 
-// Outcome tells the caller what happened beyond the denial, for logs.
-type Outcome struct {
-	// StoreErr is set when the store could not decide.
-	StoreErr error
-}
-
 // Check counts r against every rule that matches it and refuses it with
-// 429 when one is exhausted.
+// 429 when one is exhausted. When the store cannot decide, the request
+// passes (fail open) or gets 503 (fail closed); the store reports the
+// outage once.
 func (p *Policy) Check(r *http.Request) *guard.Denial {
-	d, _ := p.Decide(r)
-	return d
-}
-
-// Decide is Check with the store's failure reported.
-func (p *Policy) Decide(r *http.Request) (*guard.Denial, Outcome) {
 	client := reqinfo.From(r.Context()).Client.Client
 	for i := range p.rules {
 		rule := &p.rules[i]
@@ -116,13 +106,10 @@ func (p *Policy) Decide(r *http.Request) (*guard.Denial, Outcome) {
 		}
 		dec, err := p.store.Allow(r.Context(), "ratelimit:"+p.site+"|"+rule.bucket(r, client), rule.limit)
 		if err != nil {
-			if errors.Is(err, context.Canceled) {
-				return nil, Outcome{}
+			if errors.Is(err, context.Canceled) || !p.failClosed {
+				return nil
 			}
-			if p.failClosed {
-				return unavailable, Outcome{StoreErr: err}
-			}
-			return nil, Outcome{StoreErr: err}
+			return unavailable
 		}
 		if !dec.Allowed {
 			retry := int(math.Ceil(dec.RetryAfter.Seconds()))
@@ -135,10 +122,10 @@ func (p *Policy) Decide(r *http.Request) (*guard.Denial, Outcome) {
 					"Ratelimit-Policy": {rule.policy},
 					"Ratelimit":        {fmt.Sprintf(`%q;r=0;t=%d`, rule.name, max(int(math.Ceil(dec.ResetAfter.Seconds())), 1))},
 				},
-			}, Outcome{}
+			}
 		}
 	}
-	return nil, Outcome{}
+	return nil
 }
 
 var unavailable = &guard.Denial{
