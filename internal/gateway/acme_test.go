@@ -96,8 +96,9 @@ func freeTCPPort(t *testing.T) int {
 }
 
 // acmeGateway starts Rampart with one ACME site, localhost, on fixed
-// ports that Pebble was told about.
-func acmeGateway(t *testing.T, p *pebble, httpsPort, httpPort int, challenges []string, stateDir, store string) *testGateway {
+// ports that Pebble was told about. tweak, if set, changes the gateway
+// before it starts (when the ACME manager is made).
+func acmeGateway(t *testing.T, p *pebble, httpsPort, httpPort int, challenges []string, stateDir, store string, tweak ...func(*Gateway)) *testGateway {
 	t.Helper()
 	site := siteFor(newRecorder(t).URL())
 	site.Hosts = []string{"localhost"}
@@ -105,14 +106,21 @@ func acmeGateway(t *testing.T, p *pebble, httpsPort, httpPort int, challenges []
 	if stateDir == "" {
 		stateDir = t.TempDir()
 	}
-	g := startGateway(t, config.Config{
+	cfg, err := config.Build(config.Config{
 		Listen:   config.Listen{HTTPS: "127.0.0.1:" + strconv.Itoa(httpsPort), HTTP: "127.0.0.1:" + strconv.Itoa(httpPort)},
 		StateDir: stateDir,
 		Store:    store,
 		ACME:     config.ACME{CA: p.dir, CARoot: p.rootFile, Email: "ops@example.test", Challenges: challenges},
 		Sites:    []config.Site{site},
 	})
-	return g
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startBuilt(t, cfg, func(g *Gateway) {
+		for _, f := range tweak {
+			f(g)
+		}
+	})
 }
 
 // served waits until the HTTPS listener presents a certificate for
@@ -164,7 +172,7 @@ func TestACMERenews(t *testing.T) {
 	// Short-lived certificates: certmagic renews when a third of the
 	// lifetime is left, and looks every second here.
 	p := startPebble(t, httpPort, httpsPort, 30*time.Second)
-	g := acmeGatewayWithIntervals(t, p, httpsPort, httpPort)
+	g := acmeGateway(t, p, httpsPort, httpPort, nil, "", "", func(g *Gateway) { g.acmeRenewCheck = time.Second })
 	first := served(t, g.httpsAddr, p.roots(), nil)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -178,26 +186,6 @@ func TestACMERenews(t *testing.T) {
 	if n := p.orders.Load(); n < 2 {
 		t.Errorf("%d orders, want a renewal order", n)
 	}
-}
-
-// acmeGatewayWithIntervals is acmeGateway with renewal checked every
-// second; the interval is set before Start, which is when the ACME
-// manager is made.
-func acmeGatewayWithIntervals(t *testing.T, p *pebble, httpsPort, httpPort int) *testGateway {
-	t.Helper()
-	site := siteFor(newRecorder(t).URL())
-	site.Hosts = []string{"localhost"}
-	site.TLS = config.TLS{Mode: config.TLSACME}
-	cfg, err := config.Build(config.Config{
-		Listen:   config.Listen{HTTPS: "127.0.0.1:" + strconv.Itoa(httpsPort), HTTP: "127.0.0.1:" + strconv.Itoa(httpPort)},
-		StateDir: t.TempDir(),
-		ACME:     config.ACME{CA: p.dir, CARoot: p.rootFile},
-		Sites:    []config.Site{site},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return startBuilt(t, cfg, func(g *Gateway) { g.acmeRenewCheck = time.Second })
 }
 
 // TestACMESharedThroughRedis starts two instances at the same moment on
@@ -279,19 +267,7 @@ func TestACMECADownAtStart(t *testing.T) {
 func TestACMEExpiryAlarm(t *testing.T) {
 	httpsPort, httpPort := freeTCPPort(t), freeTCPPort(t)
 	p := startPebble(t, httpPort, httpsPort, 20*time.Second)
-	site := siteFor(newRecorder(t).URL())
-	site.Hosts = []string{"localhost"}
-	site.TLS = config.TLS{Mode: config.TLSACME}
-	cfg, err := config.Build(config.Config{
-		Listen:   config.Listen{HTTPS: "127.0.0.1:" + strconv.Itoa(httpsPort), HTTP: "127.0.0.1:" + strconv.Itoa(httpPort)},
-		StateDir: t.TempDir(),
-		ACME:     config.ACME{CA: p.dir, CARoot: p.rootFile},
-		Sites:    []config.Site{site},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := startBuilt(t, cfg, func(g *Gateway) { g.acmeRenewCheck, g.acmeExpiryCheck = time.Second, 300*time.Millisecond })
+	g := acmeGateway(t, p, httpsPort, httpPort, nil, "", "", func(g *Gateway) { g.acmeRenewCheck, g.acmeExpiryCheck = time.Second, 300*time.Millisecond })
 	served(t, g.httpsAddr, p.roots(), nil)
 	p.srv.Close() // renewal will fail
 	deadline := time.Now().Add(40 * time.Second)
