@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -127,7 +128,7 @@ func row(leaf *x509.Certificate, source, where string) certRow {
 }
 
 func readLeaf(path string) (*x509.Certificate, error) {
-	data, err := readFile(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}

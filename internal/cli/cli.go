@@ -140,8 +140,6 @@ func (e env) parse(fs *flag.FlagSet, args []string) (ok bool, code int) {
 	return true, exitOK
 }
 
-func readFile(path string) ([]byte, error) { return os.ReadFile(path) }
-
 func fileExists(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && !fi.IsDir()

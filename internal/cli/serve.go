@@ -125,7 +125,8 @@ func (e env) serve(args []string) int {
 		log.Warn("running as root: run rampart as its own user, with cap_net_bind_service for ports below 1024 (see the README)")
 	}
 	e.banner(g, cfg, *cfgPath, app)
-	log.Info("started", "https", addrOf(g, true), "http", addrOf(g, false), "sites", len(cfg.Sites), "config", *cfgPath)
+	boundHTTPS, boundHTTP := g.Addrs()
+	log.Info("started", "https", boundHTTPS, "http", boundHTTP, "sites", len(cfg.Sites), "config", *cfgPath)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
@@ -167,14 +168,6 @@ func reload(g *gateway.Gateway, load func() (*config.Config, error)) error {
 		return err
 	}
 	return g.Reload(cfg)
-}
-
-func addrOf(g *gateway.Gateway, https bool) string {
-	a, b := g.Addrs()
-	if https {
-		return a
-	}
-	return b
 }
 
 // banner tells a person what is being served and how to trust the CA.

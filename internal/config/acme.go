@@ -66,12 +66,13 @@ func (c *Config) validateACME(bad func(path, format string, args ...any)) {
 			bad(fmt.Sprintf("acme.challenges[%d]", i), "%q is not http-01 or tls-alpn-01", ch)
 		}
 	}
-	if slices.Contains(c.ACME.Challenges, ChallengeHTTP) && len(c.ACME.Challenges) == 1 && c.Listen.HTTP == "off" && c.usesACME() {
+	if slices.Contains(c.ACME.Challenges, ChallengeHTTP) && len(c.ACME.Challenges) == 1 && c.Listen.HTTP == "off" && c.UsesACME() {
 		bad("acme.challenges", "http-01 alone needs the http listener, which is off")
 	}
 }
 
-func (c *Config) usesACME() bool {
+// UsesACME reports whether any site takes its certificate from ACME.
+func (c *Config) UsesACME() bool {
 	for _, s := range c.Sites {
 		if s.TLS.Mode == TLSACME {
 			return true

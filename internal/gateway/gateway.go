@@ -137,7 +137,7 @@ var cipherSuites = []uint16{
 
 func (g *Gateway) tlsConfig() *tls.Config {
 	protos := []string{"h2", "http/1.1"}
-	if cfg := g.snap.Load().cfg; usesACME(cfg) && slices.Contains(cfg.ACME.Challenges, config.ChallengeTLSALPN) {
+	if cfg := g.snap.Load().cfg; cfg.UsesACME() && slices.Contains(cfg.ACME.Challenges, config.ChallengeTLSALPN) {
 		protos = append(protos, "acme-tls/1") // TLS-ALPN-01 (RFC 8737)
 	}
 	return &tls.Config{
@@ -150,20 +150,11 @@ func (g *Gateway) tlsConfig() *tls.Config {
 	}
 }
 
-func usesACME(cfg *config.Config) bool {
-	for _, s := range cfg.Sites {
-		if s.TLS.Mode == config.TLSACME {
-			return true
-		}
-	}
-	return false
-}
-
 // startACME creates the ACME manager once the listeners are bound (the CA
 // must be told nothing, but certmagic must know the ports), and has it
 // manage every ACME site's names. On reload it adds new names.
 func (g *Gateway) startACME(cfg *config.Config) error {
-	if !usesACME(cfg) {
+	if !cfg.UsesACME() {
 		return nil
 	}
 	a := g.acme.Load()

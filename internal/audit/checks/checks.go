@@ -3,12 +3,7 @@
 // the grading table refer to.
 package checks
 
-import (
-	"crypto/rand"
-	"encoding/hex"
-
-	"github.com/rampartproxy/rampart/internal/audit/scan"
-)
+import "github.com/rampartproxy/rampart/internal/audit/scan"
 
 // All is every check, in the order reports show them.
 func All() []scan.Check {
@@ -17,14 +12,6 @@ func All() []scan.Check {
 		all = append(all, family...)
 	}
 	return all
-}
-
-// randomName returns a name no real site serves, for soft-404 baselines
-// and made-up hosts.
-func randomName() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return "rampart-audit-" + hex.EncodeToString(b[:])
 }
 
 // Guidance links.

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/rampartproxy/rampart/internal/audit/scan"
+	"github.com/rampartproxy/rampart/internal/guard/leaks"
 )
 
 var flaskChecks = []scan.Check{
@@ -162,9 +163,6 @@ var WeakSecretKeys = []string{
 	"my_precious", "secret!", "Secret", "SECRET", "s3cret", "pa55w0rd",
 }
 
-// debuggerMarkers show the Werkzeug debugger or a Python traceback.
-var debuggerMarkers = []string{"Werkzeug Debugger", "__debugger__", "Traceback (most recent call last)", "Traceback <em>(most recent call last)</em>", "EVALEX"}
-
 func checkWerkzeugDebugger(ctx context.Context, t *scan.Target) (scan.Status, string) {
 	for _, p := range []string{"/console", "/?__debugger__=yes&cmd=resource&f=debugger.js", "/"} {
 		page, err := t.Get(ctx, p)
@@ -177,8 +175,8 @@ func checkWerkzeugDebugger(ctx context.Context, t *scan.Target) (scan.Status, st
 		if page.Status >= 400 && page.Status < 500 {
 			continue
 		}
-		for _, m := range debuggerMarkers {
-			if bytes.Contains(page.Body, []byte(m)) {
+		for _, m := range leaks.Markers {
+			if bytes.Contains(page.Body, m) {
 				return scan.Fail, fmt.Sprintf("GET %s answers %d with %q", p, page.Status, m)
 			}
 		}

@@ -289,7 +289,7 @@ var checkServerVersion = headerCheck(func(h http.Header) (scan.Status, string) {
 })
 
 func checkCORS(ctx context.Context, t *scan.Target) (scan.Status, string) {
-	origin := "https://" + randomName() + ".example"
+	origin := "https://" + t.Nonce + ".example"
 	page, err := t.Do(ctx, "GET", "/", http.Header{"Origin": {origin}}, nil)
 	if err != nil {
 		return scan.Error, "GET / with an Origin: " + scan.Describe(err)

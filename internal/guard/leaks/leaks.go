@@ -46,15 +46,17 @@ func (Guard) Check(r *http.Request) *guard.Denial {
 // passed on after the peeked part, unchanged.
 const PeekLimit = 64 << 10
 
-// markers are what a traceback or the debugger page contains: plain
+// Markers are what a traceback or the debugger page contains: plain
 // Python tracebacks (gunicorn, Django, Flask's logging into a body), and
-// Werkzeug's HTML debugger page and its script.
-var markers = [][]byte{
+// Werkzeug's HTML debugger page and its script. rampart audit looks for
+// the same ones from outside.
+var Markers = [][]byte{
 	[]byte("Traceback (most recent call last)"),
 	[]byte("Traceback <em>(most recent call last)</em>"),
 	[]byte("Werkzeug Debugger"),
 	[]byte("__debugger__"),
 	[]byte("werkzeug.debug"),
+	[]byte("EVALEX"),
 }
 
 // Inspect reports whether resp is a leaking server error. It reads up to
@@ -70,7 +72,7 @@ func Inspect(resp *http.Response) (leak bool, sample string, err error) {
 	if err != nil {
 		return false, "", err
 	}
-	for _, m := range markers {
+	for _, m := range Markers {
 		if bytes.Contains(peek, m) {
 			return true, string(peek[:min(len(peek), 2048)]), nil
 		}
