@@ -72,8 +72,6 @@ func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) proxy.
 // flushes every chunk of a body of unknown length.
 const smallBody = 32 << 10
 
-var placeholder = []byte(csp.Placeholder)
-
 // rewriteSmall writes the nonce into a body of known, small length.
 func rewriteSmall(resp *http.Response, nonce string) error {
 	body := make([]byte, resp.ContentLength)
@@ -82,9 +80,7 @@ func rewriteSmall(resp *http.Response, nonce string) error {
 	if err != nil {
 		return err
 	}
-	if bytes.Contains(body, placeholder) {
-		body = bytes.ReplaceAll(body, placeholder, []byte(nonce))
-	}
+	body = csp.RewriteWhole(body, nonce)
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))

@@ -119,6 +119,9 @@ func FuzzRewrite(f *testing.F) {
 		if !bytes.Contains(body, placeholder) && !bytes.Equal(got, body) {
 			t.Fatal("a body without the placeholder changed")
 		}
+		if whole := RewriteWhole(bytes.Clone(body), "n0nce"); !bytes.Equal(whole, got) {
+			t.Fatalf("RewriteWhole %q, streamed %q", whole, got)
+		}
 	})
 }
 

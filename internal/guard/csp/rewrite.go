@@ -92,6 +92,15 @@ func (r *rewriter) rewrite() {
 	r.data = append(r.data[:0], d...)
 }
 
+// RewriteWhole replaces every Placeholder in a body held in memory,
+// returning body itself when there is none.
+func RewriteWhole(body []byte, nonce string) []byte {
+	if !bytes.Contains(body, placeholder) {
+		return body
+	}
+	return bytes.ReplaceAll(body, placeholder, []byte(nonce))
+}
+
 // partialSuffix is the length of the longest end of b that is a proper
 // start of the placeholder.
 func partialSuffix(b []byte) int {
