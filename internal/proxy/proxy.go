@@ -128,7 +128,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = pr.In.Host
 	Rewrite(pr.Out.Header, pr.In, info)
 	pr.Out.Header.Del("Connection") // belt and braces: ReverseProxy already drops hop-by-hop headers
-	pr.Out = pr.Out.WithContext(withUpstreamStart(pr.Out.Context()))
+	info.UpstreamStart = time.Now()
 }
 
 // Rewrite sets the forwarding headers on out, the upstream request's
@@ -184,17 +184,12 @@ func validHost(h string) bool {
 	return true
 }
 
-type upstreamStartKey struct{}
-
-func withUpstreamStart(ctx context.Context) context.Context {
-	return context.WithValue(ctx, upstreamStartKey{}, time.Now())
-}
-
-func upstreamSince(ctx context.Context) time.Duration {
-	if t, ok := ctx.Value(upstreamStartKey{}).(time.Time); ok {
-		return time.Since(t)
+// upstreamSince is how long the upstream has had the request.
+func upstreamSince(info *reqinfo.Info) time.Duration {
+	if info.UpstreamStart.IsZero() {
+		return 0
 	}
-	return 0
+	return time.Since(info.UpstreamStart)
 }
 
 // bufferPool recycles the 32 KiB copy buffers ReverseProxy would otherwise
@@ -219,7 +214,8 @@ func WithResponseHook(ctx context.Context, hook ResponseHook) context.Context {
 
 func modifyResponse(resp *http.Response) error {
 	ctx := resp.Request.Context()
-	reqinfo.From(ctx).Upstream = upstreamSince(ctx)
+	info := reqinfo.From(ctx)
+	info.Upstream = upstreamSince(info)
 	for _, h := range strippedDownstream {
 		resp.Header.Del(h)
 	}
@@ -234,7 +230,7 @@ func modifyResponse(resp *http.Response) error {
 // the cause only in the log.
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	info := reqinfo.From(r.Context())
-	info.Upstream = upstreamSince(r.Context())
+	info.Upstream = upstreamSince(info)
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away; nobody is left to answer.
 		p.log.Info("client closed request", "request_id", info.ID)

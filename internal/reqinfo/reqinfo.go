@@ -21,6 +21,9 @@ type Info struct {
 	Start  time.Time
 	// Nonce is the response's CSP nonce, "" when the route has none.
 	Nonce string
+	// UpstreamStart is when the request went to the upstream; zero when
+	// it never did.
+	UpstreamStart time.Time
 	// Upstream is how long the upstream took to send its response
 	// headers; zero when the request never reached it.
 	Upstream time.Duration
