@@ -5,6 +5,8 @@ package ratelimit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -83,14 +85,21 @@ func (r *Rule) bucket(req *http.Request, client netip.Addr) string {
 		who += "|" + req.URL.Path
 	case strings.HasPrefix(r.key, "header:"):
 		if v := req.Header.Get(r.key[7:]); v != "" {
-			who = "h=" + v
+			who = "h=" + digest(v)
 		}
 	case strings.HasPrefix(r.key, "cookie:"):
 		if c, err := req.Cookie(r.key[7:]); err == nil && c.Value != "" {
-			who = "c=" + c.Value
+			who = "c=" + digest(c.Value)
 		}
 	}
 	return r.name + "|" + who
+}
+
+// digest names a bucket after a header or cookie value without keeping
+// the value: API keys and session cookies must not sit in Redis as keys.
+func digest(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(sum[:16])
 }
 
 // Check counts r against every rule that matches it and refuses it with

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/rampartproxy/rampart/internal/clientip"
@@ -99,5 +100,16 @@ func TestMethodsAndPrefix(t *testing.T) {
 	}
 	if p.Check(request("POST", "/login", "192.0.2.1")) != nil || p.Check(request("POST", "/login/x", "192.0.2.1")) == nil {
 		t.Error("the rule did not limit POST /login and below")
+	}
+}
+
+func TestBucketKeysHoldNoSecrets(t *testing.T) {
+	t.Parallel()
+	r := Rule{name: "r0", key: "header:X-Api-Key"}
+	k := r.bucket(request("GET", "/", "192.0.2.1", "X-Api-Key", "sk_live_SECRET"), netip.MustParseAddr("192.0.2.1"))
+	c := Rule{name: "r0", key: "cookie:sid"}
+	kc := c.bucket(request("GET", "/", "192.0.2.1", "Cookie", "sid=SESSION_SECRET"), netip.MustParseAddr("192.0.2.1"))
+	if strings.Contains(k, "SECRET") || strings.Contains(kc, "SECRET") {
+		t.Errorf("bucket keys carry the secret: %q %q", k, kc)
 	}
 }
