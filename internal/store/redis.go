@@ -23,7 +23,9 @@ import (
 // Redis can go away. No call waits more than Timeout for it; after a
 // failure, calls return ErrUnavailable at once, except one probe every
 // probeEvery, until Redis answers again. OnChange hears about each outage
-// and recovery once.
+// and recovery once. Only Timeout running out or a connection failing
+// counts as an outage: a caller whose own context is cancelled or past
+// its deadline gets its context's error, and Redis stays up.
 type Redis struct {
 	client  *redis.Client
 	limiter *redis_rate.Limiter
@@ -80,23 +82,43 @@ func (r *Redis) call(ctx context.Context, f func(ctx context.Context) error) err
 			return ErrUnavailable
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	if err := ctx.Err(); err != nil {
+		return err // the caller gave up before asking
+	}
+	callCtx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	err := f(ctx)
+	err := f(callCtx)
 	switch {
 	case err == nil || errors.Is(err, redis.Nil):
 		if r.down.Load() {
 			r.changed(nil)
 		}
 		return err
-	case errors.Is(err, context.Canceled):
-		return err // the caller gave up; says nothing about Redis
+	case callerGaveUp(ctx):
+		// The caller's own cancellation or deadline cut the call short:
+		// that says nothing about Redis. Only Rampart's timeout counts.
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		return context.DeadlineExceeded
 	}
 	if !r.down.Load() {
 		r.nextProbe.Store(time.Now().Add(probeEvery).UnixNano())
 		r.changed(err)
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// callerGaveUp reports whether ctx, the caller's context, has ended. Its
+// deadline is compared with the clock too: go-redis sets the connection's
+// deadline from the context, so the read can time out a moment before the
+// context's own timer marks it done.
+func callerGaveUp(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 func (r *Redis) changed(err error) {

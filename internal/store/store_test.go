@@ -47,12 +47,24 @@ func contract(t *testing.T, name string, open func(t *testing.T) Store) {
 	t.Run(name+"/ttl", func(t *testing.T) {
 		t.Parallel()
 		s := open(t)
-		if err := s.Set(ctx, "short", []byte("v"), 50*time.Millisecond); err != nil {
+		set := time.Now()
+		if err := s.Set(ctx, "short", []byte("v"), 100*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(120 * time.Millisecond)
-		if _, err := s.Get(ctx, "short"); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("an expired key: %v", err)
+		if err := s.Set(ctx, "kept", []byte("v"), 0); err != nil {
+			t.Fatal(err)
+		}
+		// Wait for the key to expire, however slow the machine is.
+		waitFor(t, "the key with a 100ms ttl to expire", func() bool {
+			_, err := s.Get(ctx, "short")
+			return errors.Is(err, ErrNotFound)
+		})
+		// Redis keeps expiry times in whole milliseconds: one of slack.
+		if waited := time.Since(set); waited < 99*time.Millisecond {
+			t.Fatalf("a key with a 100ms ttl was gone after %v", waited)
+		}
+		if _, err := s.Get(ctx, "kept"); err != nil {
+			t.Fatalf("a key without ttl: %v", err)
 		}
 	})
 	t.Run(name+"/lock", func(t *testing.T) {
@@ -75,9 +87,10 @@ func contract(t *testing.T, name string, open func(t *testing.T) Store) {
 			t.Fatal(err)
 		}
 		// The lease runs out without unlock: the lock is free again.
-		start := time.Now()
-		unlock3, err := s.Lock(ctx, "l", time.Minute)
-		if err != nil || time.Since(start) > 2*time.Second {
+		leaseCtx, cancel3 := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel3()
+		unlock3, err := s.Lock(leaseCtx, "l", time.Minute)
+		if err != nil {
 			t.Fatalf("an expired lease was not released: %v", err)
 		}
 		_ = unlock2(ctx) // too late: must not free the new holder's lock
@@ -107,9 +120,19 @@ func contract(t *testing.T, name string, open func(t *testing.T) Store) {
 		if allowed != 5 || last.Allowed || last.RetryAfter <= 0 || last.RetryAfter > 200*time.Millisecond {
 			t.Fatalf("burst 5: allowed %d, last %+v", allowed, last)
 		}
-		time.Sleep(110 * time.Millisecond) // one interval: one more
-		if d, _ := s.Allow(ctx, "ip:192.0.2.1", l); !d.Allowed {
-			t.Fatalf("after an interval: %+v", d)
+		// The bucket refills one event per interval (100 ms): not before
+		// RetryAfter, and then by itself. A refused event takes nothing.
+		refused := time.Now()
+		waitFor(t, "the bucket to refill one event", func() bool {
+			d, err := s.Allow(ctx, "ip:192.0.2.1", l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d.Allowed
+		})
+		// Redis's script counts in microseconds: allow one of slack.
+		if waited := time.Since(refused); waited < last.RetryAfter-time.Millisecond {
+			t.Fatalf("an event was allowed %v after the refusal, before RetryAfter %v", waited, last.RetryAfter)
 		}
 		// Redis's script rounds time to microseconds: remaining may be one
 		// lower than the exact 4.
@@ -128,7 +151,10 @@ func contract(t *testing.T, name string, open func(t *testing.T) Store) {
 		if err := s.Set(ctx, "certs/gone", []byte("v"), time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		waitFor(t, "certs/gone to expire", func() bool {
+			_, err := s.Get(ctx, "certs/gone")
+			return errors.Is(err, ErrNotFound)
+		})
 		keys, err := s.(Lister).List(ctx, "certs/")
 		if err != nil {
 			t.Fatal(err)
@@ -151,6 +177,16 @@ func contract(t *testing.T, name string, open func(t *testing.T) Store) {
 		}
 		if _, err := s.Allow(c, "k", Limit{Rate: 1, Period: time.Second, Burst: 1}); err == nil {
 			t.Fatal("Allow ignored a cancelled context")
+		}
+		// A caller's deadline that has passed is the caller's business:
+		// the next call with a live context works.
+		past, cancel2 := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+		defer cancel2()
+		if _, err := s.Get(past, "k"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Get with an expired deadline = %v, want context.DeadlineExceeded", err)
+		}
+		if _, err := s.Get(ctx, "k"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get after another caller's expired deadline = %v, want ErrNotFound", err)
 		}
 	})
 }
@@ -253,16 +289,10 @@ func TestRedisOutage(t *testing.T) {
 		t.Errorf("outage reported %d times, want once", downs.Load())
 	}
 	srv.Restart()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := s.Allow(ctx, "k", l); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the store did not recover after Redis came back")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitFor(t, "the store to recover after Redis came back", func() bool {
+		_, err := s.Allow(ctx, "k", l)
+		return err == nil
+	})
 	if ups.Load() != 1 {
 		t.Errorf("recovery reported %d times, want once", ups.Load())
 	}
@@ -308,5 +338,69 @@ func TestEmbeddedMemoryBounded(t *testing.T) {
 	}
 	if after > before+16<<20 {
 		t.Errorf("heap %d MiB above the start after the sweep", (after-before)>>20)
+	}
+}
+
+// TestRedisCallerDeadlineIsNotAnOutage: a caller whose own deadline runs
+// out, before or during a call, says nothing about Redis. Only Rampart's
+// own per-call timeout expiring counts as an outage.
+func TestRedisCallerDeadlineIsNotAnOutage(t *testing.T) {
+	t.Parallel()
+	srv := redisserver.Start(t)
+	s, err := OpenRedis(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var downs atomic.Int32
+	s.OnChange = func(err error) {
+		if err != nil {
+			downs.Add(1)
+		}
+	}
+	ctx := context.Background()
+	if err := s.Set(ctx, "k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	expired, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+	defer cancel()
+	if _, err := s.Get(expired, "k"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Get with an expired context = %v, want context.DeadlineExceeded", err)
+	}
+	if v, err := s.Get(ctx, "k"); err != nil || string(v) != "v" {
+		t.Fatalf("a healthy Redis after a caller's expired context: Get = %q, %v", v, err)
+	}
+	// The caller's deadline runs out while Redis is still working on the
+	// call: BLPOP on an empty list blocks until the deadline.
+	short, cancel2 := context.WithTimeout(ctx, Timeout/5)
+	defer cancel2()
+	err = s.call(short, func(ctx context.Context) error { return s.client.BLPop(ctx, 0, s.prefix+"empty").Err() })
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a call cut off by the caller's deadline = %v, want the caller's error, not ErrUnavailable", err)
+	}
+	if _, err := s.Get(ctx, "k"); err != nil {
+		t.Fatalf("a healthy Redis after a caller's deadline ran out mid-call: %v", err)
+	}
+	if n := downs.Load(); n != 0 {
+		t.Fatalf("an outage was reported %d times against a healthy Redis", n)
+	}
+	// Rampart's own timeout running out is an outage: the same blocked
+	// call with no deadline of the caller's.
+	err = s.call(ctx, func(ctx context.Context) error { return s.client.BLPop(ctx, 0, s.prefix+"empty").Err() })
+	if !errors.Is(err, ErrUnavailable) || downs.Load() != 1 {
+		t.Fatalf("a call that outlived Timeout = %v with %d outages, want ErrUnavailable and one outage", err, downs.Load())
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 seconds:
+// tests wait for the condition itself, never for a guessed time.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
