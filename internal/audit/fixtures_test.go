@@ -22,6 +22,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/demo"
 	"github.com/rampartproxy/rampart/internal/gateway"
+	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
 // server is a running fixture: where to audit it and which CA to trust.
@@ -113,10 +114,7 @@ func localCert(t *testing.T, dir string) *x509.CertPool {
 // backups.
 func startBadNginx(t *testing.T) server {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		t.Fatal("nginx is not installed: apt-get install nginx (.ci/run does this)")
-	}
+	bin := testutil.Need(t, "nginx", "nginx")
 	dir := t.TempDir()
 	roots := localCert(t, dir)
 	www := filepath.Join(dir, "www")
@@ -202,10 +200,7 @@ type flaskEnv struct {
 // Rampart to front, and the returned URL is the upstream's.
 func startFlask(t *testing.T, env flaskEnv, tlsDirect bool) (server, string) {
 	t.Helper()
-	bin, err := exec.LookPath("gunicorn")
-	if err != nil {
-		t.Fatal("gunicorn is not installed: apt-get install gunicorn python3-flask (.ci/run does this)")
-	}
+	bin := testutil.Need(t, "gunicorn", "gunicorn python3-flask")
 	appDir, err := filepath.Abs("testdata/flaskapp")
 	if err != nil {
 		t.Fatal(err)

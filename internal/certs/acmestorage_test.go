@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartproxy/rampart/internal/redisserver"
 	"github.com/rampartproxy/rampart/internal/store"
+	"github.com/rampartproxy/rampart/internal/testutil/redisserver"
 )
 
 func TestSharedStorage(t *testing.T) {

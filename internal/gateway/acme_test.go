@@ -24,7 +24,7 @@ import (
 	"github.com/letsencrypt/pebble/v2/wfe"
 
 	"github.com/rampartproxy/rampart/internal/config"
-	"github.com/rampartproxy/rampart/internal/redisserver"
+	"github.com/rampartproxy/rampart/internal/testutil/redisserver"
 )
 
 // The ACME tests do not run in parallel with each other: they all ask for

@@ -11,7 +11,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/guard/cookies"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
 	"github.com/rampartproxy/rampart/internal/guard/headers"
-	"github.com/rampartproxy/rampart/internal/redisserver"
+	"github.com/rampartproxy/rampart/internal/testutil/redisserver"
 )
 
 // BenchmarkProxy measures what Rampart adds to a request: the same 1 KiB

@@ -13,7 +13,7 @@ import (
 
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
-	"github.com/rampartproxy/rampart/internal/headless"
+	"github.com/rampartproxy/rampart/internal/testutil/headless"
 )
 
 // TestBrowserEnforcesNonceCSP loads a page through Rampart in a real

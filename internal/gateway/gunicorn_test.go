@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
 // gunicorn runs testdata/flaskapp under a real gunicorn on a unix socket.
@@ -33,10 +34,7 @@ func startGunicorn(t *testing.T) *gunicorn { return startGunicornApp(t, "app:app
 // startGunicornApp runs the WSGI app named as module:variable.
 func startGunicornApp(t *testing.T, wsgiApp string) *gunicorn {
 	t.Helper()
-	bin, err := exec.LookPath("gunicorn")
-	if err != nil {
-		t.Fatal("gunicorn is not installed: apt-get install gunicorn python3-flask (.ci/run does this)")
-	}
+	bin := testutil.Need(t, "gunicorn", "gunicorn python3-flask")
 	appDir, err := filepath.Abs("testdata/flaskapp")
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/config"
-	"github.com/rampartproxy/rampart/internal/redisserver"
+	"github.com/rampartproxy/rampart/internal/testutil/redisserver"
 )
 
 func TestCSRFAtTheEdge(t *testing.T) {

@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rampartproxy/rampart/internal/redisserver"
+	"github.com/rampartproxy/rampart/internal/testutil"
+	"github.com/rampartproxy/rampart/internal/testutil/redisserver"
 )
 
 // contract runs the same tests against every implementation.
@@ -55,7 +56,7 @@ func contract(t *testing.T, name string, open func(t *testing.T) Store) {
 			t.Fatal(err)
 		}
 		// Wait for the key to expire, however slow the machine is.
-		waitFor(t, "the key with a 100ms ttl to expire", func() bool {
+		testutil.WaitFor(t, "the key with a 100ms ttl to expire", func() bool {
 			_, err := s.Get(ctx, "short")
 			return errors.Is(err, ErrNotFound)
 		})
@@ -123,7 +124,7 @@ func contract(t *testing.T, name string, open func(t *testing.T) Store) {
 		// The bucket refills one event per interval (100 ms): not before
 		// RetryAfter, and then by itself. A refused event takes nothing.
 		refused := time.Now()
-		waitFor(t, "the bucket to refill one event", func() bool {
+		testutil.WaitFor(t, "the bucket to refill one event", func() bool {
 			d, err := s.Allow(ctx, "ip:192.0.2.1", l)
 			if err != nil {
 				t.Fatal(err)
@@ -151,7 +152,7 @@ func contract(t *testing.T, name string, open func(t *testing.T) Store) {
 		if err := s.Set(ctx, "certs/gone", []byte("v"), time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "certs/gone to expire", func() bool {
+		testutil.WaitFor(t, "certs/gone to expire", func() bool {
 			_, err := s.Get(ctx, "certs/gone")
 			return errors.Is(err, ErrNotFound)
 		})
@@ -289,7 +290,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Errorf("outage reported %d times, want once", downs.Load())
 	}
 	srv.Restart()
-	waitFor(t, "the store to recover after Redis came back", func() bool {
+	testutil.WaitFor(t, "the store to recover after Redis came back", func() bool {
 		_, err := s.Allow(ctx, "k", l)
 		return err == nil
 	})
@@ -389,18 +390,5 @@ func TestRedisCallerDeadlineIsNotAnOutage(t *testing.T) {
 	err = s.call(ctx, func(ctx context.Context) error { return s.client.BLPop(ctx, 0, s.prefix+"empty").Err() })
 	if !errors.Is(err, ErrUnavailable) || downs.Load() != 1 {
 		t.Fatalf("a call that outlived Timeout = %v with %d outages, want ErrUnavailable and one outage", err, downs.Load())
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after 10 seconds:
-// tests wait for the condition itself, never for a guessed time.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

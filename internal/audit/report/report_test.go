@@ -15,7 +15,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/audit"
 	"github.com/rampartproxy/rampart/internal/audit/checks"
 	"github.com/rampartproxy/rampart/internal/audit/scan"
-	"github.com/rampartproxy/rampart/internal/headless"
+	"github.com/rampartproxy/rampart/internal/testutil/headless"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden with what the renderers write now")

@@ -4,22 +4,20 @@ package headless
 
 import (
 	"context"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
 // Browser starts a headless Chromium for one test and returns a context
 // for chromedp actions; it is stopped at the test's cleanup. The test
-// fails, not skips, when Chromium is missing: .ci/run installs it.
+// is skipped when Chromium is missing, or fails under CI (testutil.Need).
 func Browser(t testing.TB) context.Context {
 	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatal("chromium is not installed: apt-get install chromium (.ci/run does this)")
-	}
+	path := testutil.Need(t, "chromium", "chromium")
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Headless,

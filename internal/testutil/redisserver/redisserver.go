@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
 // Server is one redis-server process on 127.0.0.1.
@@ -21,13 +23,11 @@ type Server struct {
 	out  strings.Builder
 }
 
-// Start runs redis-server on a free port, stopped at cleanup. The test
-// fails, not skips, when redis-server is missing: .ci/run installs it.
+// Start runs redis-server on a free port, stopped at cleanup. Without
+// redis-server the test is skipped, or fails under CI (testutil.Need).
 func Start(t testing.TB) *Server {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Fatal("redis-server is not installed: apt-get install redis-server (.ci/run does this)")
-	}
+	testutil.Need(t, "redis-server", "redis-server")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

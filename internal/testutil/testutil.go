@@ -1,0 +1,49 @@
+// Package testutil holds what Rampart's tests share: waiting for a
+// condition instead of sleeping, and finding the real servers the tests
+// run against. Production code never imports it (nor its subpackages
+// redisserver and headless).
+package testutil
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// WaitTimeout is the longest WaitFor waits. It is far above what any
+// condition needs on an idle machine, so that a loaded CI machine passes
+// too; it only bounds how long a broken test hangs.
+const WaitTimeout = 20 * time.Second
+
+// WaitFor polls cond until it holds and fails the test, naming what it
+// waited for, if it does not within WaitTimeout. Tests wait for the
+// condition itself, never for a guessed time.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(WaitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", WaitTimeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Need returns the path of the command name, which Debian's packages pkgs
+// provide. When it is missing the test is skipped, naming what to install;
+// under CI=true it fails instead, because .ci/run installs every tool the
+// tests need and a skip there would hide a test that never ran.
+func Need(t testing.TB, name, pkgs string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	msg := name + " is not installed: apt-get install " + pkgs + " (.ci/run does this)"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
