@@ -174,17 +174,15 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func waitTCP(t *testing.T, addr string, logs func() string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	up := testutil.Eventually(testutil.WaitTimeout, func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not come up: %s", addr, logs())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	})
+	if !up {
+		t.Fatalf("%s did not come up: %s", addr, logs())
 	}
 }
 

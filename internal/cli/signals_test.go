@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/certs"
+	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
 // process is `rampart serve` running as its own process, so that the
@@ -123,35 +125,73 @@ func writeConfig(t *testing.T, path, upstream string) {
 	}
 }
 
-func named(name string) *httptest.Server {
-	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// app is an upstream that answers with its name. Requests for /slow are
+// held, counted in held, until release: tests know they are in flight.
+type app struct {
+	*httptest.Server
+	held        atomic.Int32
+	hold        chan struct{}
+	releaseOnce sync.Once
+}
+
+func named(t *testing.T, name string) *app {
+	a := &app{hold: make(chan struct{})}
+	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
-			time.Sleep(time.Second)
+			a.held.Add(1)
+			<-a.hold
 		}
 		io.WriteString(w, name)
 	}))
+	t.Cleanup(func() { a.release(); a.Close() })
+	return a
+}
+
+// release answers every held request, and later ones at once.
+func (a *app) release() { a.releaseOnce.Do(func() { close(a.hold) }) }
+
+// slowRequests sends n requests for /slow and returns a channel with one
+// result each (the body, or what went wrong).
+func (p *process) slowRequests(t *testing.T, n int) <-chan string {
+	results := make(chan string, n)
+	for range n {
+		go func() {
+			resp, err := p.client(t).Get("https://localhost/slow")
+			if err != nil {
+				results <- err.Error()
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			results <- fmt.Sprintf("%d %s", resp.StatusCode, body)
+		}()
+	}
+	return results
 }
 
 // TestSIGHUPReloadDropsNothing keeps 20 clients sending requests on
 // keep-alive connections across two SIGHUPs: one with a new upstream, one
-// with a broken config. No request may fail; the new upstream takes over;
-// the broken config is refused and logged.
+// with a broken config. No request may fail; requests in flight at the
+// reload finish on the old upstream; keep-alive connections opened before
+// it carry requests after it; the new upstream takes over; the broken
+// config is refused and logged.
 func TestSIGHUPReloadDropsNothing(t *testing.T) {
 	t.Parallel()
-	a, b := named("A"), named("B")
-	defer a.Close()
-	defer b.Close()
+	a, b := named(t, "A"), named(t, "B")
 	cfgPath := filepath.Join(t.TempDir(), "rampart.yaml")
 	writeConfig(t, cfgPath, a.URL)
 	p := startRampart(t, "--config", cfgPath)
 
 	const clients = 20
 	var (
-		stop     atomic.Bool
-		wg       sync.WaitGroup
-		failures atomic.Int64
-		firstErr atomic.Value
-		seen     sync.Map // body → count
+		stop         atomic.Bool
+		reloaded     atomic.Bool
+		wg           sync.WaitGroup
+		failures     atomic.Int64
+		firstErr     atomic.Value
+		seen         sync.Map // body → count
+		connsBefore  sync.Map // local address of a connection used before the reload
+		reusedAcross atomic.Int64
 	)
 	for range clients {
 		wg.Add(1)
@@ -159,7 +199,11 @@ func TestSIGHUPReloadDropsNothing(t *testing.T) {
 			defer wg.Done()
 			c := p.client(t)
 			for !stop.Load() {
-				resp, err := c.Get("https://localhost/")
+				after := reloaded.Load()
+				var local string
+				trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { local = info.Conn.LocalAddr().String() }}
+				req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", "https://localhost/", nil)
+				resp, err := c.Do(req)
 				if err != nil {
 					failures.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
@@ -174,29 +218,13 @@ func TestSIGHUPReloadDropsNothing(t *testing.T) {
 				}
 				n, _ := seen.LoadOrStore(string(body), new(atomic.Int64))
 				n.(*atomic.Int64).Add(1)
+				if !after {
+					connsBefore.Store(local, true)
+				} else if _, ok := connsBefore.Load(local); ok {
+					reusedAcross.Add(1)
+				}
 			}
 		}()
-	}
-	time.Sleep(500 * time.Millisecond)
-	writeConfig(t, cfgPath, b.URL)
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	p.waitLog(t, `"msg":"reloaded"`)
-	time.Sleep(500 * time.Millisecond)
-	if err := os.WriteFile(cfgPath, []byte("sites: [{hosts: [localhost], upstream: ftp://nope}]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	refused := p.waitLog(t, `reload refused`)
-	time.Sleep(300 * time.Millisecond)
-	stop.Store(true)
-	wg.Wait()
-
-	if n := failures.Load(); n > 0 {
-		t.Fatalf("%d requests failed across the reloads; first: %v", n, firstErr.Load())
 	}
 	count := func(name string) int64 {
 		if v, ok := seen.Load(name); ok {
@@ -204,10 +232,43 @@ func TestSIGHUPReloadDropsNothing(t *testing.T) {
 		}
 		return 0
 	}
-	if count("A") == 0 || count("B") == 0 {
-		t.Fatalf("requests by upstream: A=%d B=%d; want both", count("A"), count("B"))
+	held := p.slowRequests(t, 5)
+	testutil.WaitFor(t, "traffic to A and 5 requests held there", func() bool { return count("A") >= 10*clients && a.held.Load() == 5 })
+
+	writeConfig(t, cfgPath, b.URL)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("%d requests to A, %d to B, none failed", count("A"), count("B"))
+	p.waitLog(t, `"msg":"reloaded"`)
+	reloaded.Store(true)
+	testutil.WaitFor(t, "B to take over", func() bool { return count("B") >= 10*clients })
+	a.release()
+	for range 5 {
+		if r := <-held; r != "200 A" {
+			t.Errorf("a request in flight at the reload: %s, want 200 A", r)
+		}
+	}
+
+	if err := os.WriteFile(cfgPath, []byte("sites: [{hosts: [localhost], upstream: ftp://nope}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	refused := p.waitLog(t, `reload refused`)
+	afterRefused := count("B")
+	testutil.WaitFor(t, "traffic to B after the refused reload", func() bool { return count("B") >= afterRefused+10*clients })
+	stop.Store(true)
+	wg.Wait()
+
+	if n := failures.Load(); n > 0 {
+		t.Fatalf("%d requests failed across the reloads; first: %v", n, firstErr.Load())
+	}
+	t.Logf("%d requests to A, %d to B, %d of them after the reload on connections opened before it; none failed",
+		count("A"), count("B"), reusedAcross.Load())
+	if reusedAcross.Load() == 0 {
+		t.Error("no keep-alive connection opened before the reload carried a request after it")
+	}
 	if !strings.Contains(refused, "ftp://nope") {
 		t.Errorf("the refused reload does not say why: %s", refused)
 	}
@@ -222,46 +283,43 @@ func TestSIGHUPReloadDropsNothing(t *testing.T) {
 	}
 }
 
-// TestSIGTERMDrains sends SIGTERM while requests are in flight: they
-// complete, and rampart exits 0.
+// TestSIGTERMDrains sends SIGTERM while requests are in flight (held at
+// the upstream): rampart stops accepting but does not exit until they
+// complete, then exits 0.
 func TestSIGTERMDrains(t *testing.T) {
 	t.Parallel()
-	up := named("done")
-	defer up.Close()
+	up := named(t, "done")
 	p := startRampart(t, "--upstream", up.URL, "--https", "127.0.0.1:0", "--http", "off")
-	var wg sync.WaitGroup
-	errs := make(chan string, 5)
-	for range 5 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := p.client(t).Get("https://localhost/slow")
-			if err != nil {
-				errs <- err.Error()
-				return
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if string(body) != "done" {
-				errs <- fmt.Sprintf("%d %s", resp.StatusCode, body)
-			}
-		}()
-	}
-	time.Sleep(300 * time.Millisecond)
+	results := p.slowRequests(t, 5)
+	testutil.WaitFor(t, "5 requests held at the upstream", func() bool { return up.held.Load() == 5 })
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Errorf("in-flight request failed: %s", e)
+	p.waitLog(t, `"msg":"shutting down"`)
+	testutil.WaitFor(t, "the listener to stop accepting", func() bool {
+		c, err := net.Dial("tcp", p.httpsAddr)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	select {
+	case err := <-p.exited:
+		t.Fatalf("rampart exited (%v) with 5 requests in flight", err)
+	default:
+	}
+	up.release()
+	for range 5 {
+		if r := <-results; r != "200 done" {
+			t.Errorf("in-flight request: %s, want 200 done", r)
+		}
 	}
 	select {
 	case err := <-p.exited:
 		if err != nil {
 			t.Errorf("rampart exited with %v, want 0", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testutil.WaitTimeout):
 		t.Fatal("rampart did not exit after SIGTERM")
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/letsencrypt/pebble/v2/wfe"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/testutil"
 	"github.com/rampartproxy/rampart/internal/testutil/redisserver"
 )
 
@@ -127,24 +128,22 @@ func acmeGateway(t *testing.T, p *pebble, httpsPort, httpPort int, challenges []
 // localhost that verifies against roots, and returns it.
 func served(t *testing.T, addr string, roots *x509.CertPool, accept func(*x509.Certificate) bool) *x509.Certificate {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	var leaf *x509.Certificate
 	var last error
-	for time.Now().Before(deadline) {
+	ok := testutil.Eventually(60*time.Second, func() bool {
 		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "localhost"})
-		if err == nil {
-			leaf := c.ConnectionState().PeerCertificates[0]
-			c.Close()
-			if accept == nil || accept(leaf) {
-				return leaf
-			}
-			last = nil
-		} else {
-			last = err
+		last = err
+		if err != nil {
+			return false
 		}
-		time.Sleep(200 * time.Millisecond)
+		leaf = c.ConnectionState().PeerCertificates[0]
+		c.Close()
+		return accept == nil || accept(leaf)
+	})
+	if !ok {
+		t.Fatalf("no certificate from the ACME CA was served at %s: %v", addr, last)
 	}
-	t.Fatalf("no certificate from the ACME CA was served at %s: %v", addr, last)
-	return nil
+	return leaf
 }
 
 func TestACMEObtainsAndServes(t *testing.T) {
@@ -270,11 +269,7 @@ func TestACMEExpiryAlarm(t *testing.T) {
 	g := acmeGateway(t, p, httpsPort, httpPort, nil, "", "", func(g *Gateway) { g.acmeRenewCheck, g.acmeExpiryCheck = time.Second, 300*time.Millisecond })
 	served(t, g.httpsAddr, p.roots(), nil)
 	p.srv.Close() // renewal will fail
-	deadline := time.Now().Add(40 * time.Second)
-	for !strings.Contains(g.logs.String(), `"kind":"cert_expiring"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no cert_expiring event; log:\n%s", g.logs.String())
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !testutil.Eventually(40*time.Second, func() bool { return strings.Contains(g.logs.String(), `"kind":"cert_expiring"`) }) {
+		t.Fatalf("no cert_expiring event; log:\n%s", g.logs.String())
 	}
 }

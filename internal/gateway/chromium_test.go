@@ -7,12 +7,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
+	"github.com/rampartproxy/rampart/internal/testutil"
 	"github.com/rampartproxy/rampart/internal/testutil/headless"
 )
 
@@ -56,20 +56,15 @@ func TestBrowserEnforcesNonceCSP(t *testing.T) {
 		t.Errorf("the injected script without the nonce ran: %q", out)
 	}
 
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var found bool
+	reported := testutil.Eventually(testutil.WaitTimeout, func() bool {
 		for v, n := range tg.reports.Counts() {
 			if strings.HasPrefix(v.Directive, "script-src") && v.BlockedURI == "inline" && n > 0 {
-				found = true
+				return true
 			}
 		}
-		if found {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no violation report reached %s; counts %v", csp.ReportPath, tg.reports.Counts())
-		}
-		time.Sleep(100 * time.Millisecond)
+		return false
+	})
+	if !reported {
+		t.Fatalf("no violation report reached %s; counts %v", csp.ReportPath, tg.reports.Counts())
 	}
 }

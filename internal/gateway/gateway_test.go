@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
 func TestTLSPolicy(t *testing.T) {
@@ -450,16 +451,32 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond) // let the requests reach the slow upstream
-	if err := tg.Shutdown(t.Context()); err != nil {
-		t.Fatal(err)
+	// The five requests are at the upstream, which holds them.
+	testutil.WaitFor(t, "5 requests held at the upstream", func() bool {
+		got, _ := rec.requests()
+		return len(got) == 5
+	})
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- tg.Shutdown(t.Context()) }()
+	testutil.WaitFor(t, "the listener to stop accepting", func() bool {
+		c, err := net.Dial("tcp", tg.httpsAddr)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	select {
+	case err := <-shutdown:
+		t.Fatalf("Shutdown returned (%v) with 5 requests still in flight", err)
+	default:
 	}
+	rec.release()
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Errorf("in-flight request failed during shutdown: %v", err)
 	}
-	if _, err := net.Dial("tcp", tg.httpsAddr); err == nil {
-		t.Error("still accepting after shutdown")
+	if err := <-shutdown; err != nil {
+		t.Fatal(err)
 	}
 }

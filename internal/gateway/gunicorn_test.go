@@ -53,18 +53,17 @@ func startGunicornApp(t *testing.T, wsgiApp string) *gunicorn {
 		t.Fatal(err)
 	}
 	t.Cleanup(g.stop)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	up := testutil.Eventually(testutil.WaitTimeout, func() bool {
 		c, err := net.Dial("unix", g.sock)
 		if err == nil {
 			c.Close()
-			return g
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gunicorn did not start: %s", g.out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	})
+	if !up {
+		t.Fatalf("gunicorn did not start: %s", g.out.String())
 	}
+	return g
 }
 
 func (g *gunicorn) stop() {

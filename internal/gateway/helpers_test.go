@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
 // recorder is a raw TCP upstream that records every request exactly as it
@@ -31,6 +32,10 @@ type recorder struct {
 	stray  [][]byte // bytes left after the last whole request
 	reply  string
 	closed chan struct{}
+	// hold keeps requests for /slow... at the upstream, recorded but not
+	// answered, until release: tests decide when a slow app answers.
+	hold        chan struct{}
+	releaseOnce sync.Once
 }
 
 type recorded struct {
@@ -47,11 +52,15 @@ func newRecorder(t testing.TB) *recorder {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &recorder{ln: ln, reply: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nServer: gunicorn\r\nX-Powered-By: Flask\r\nContent-Length: 2\r\n\r\nok", closed: make(chan struct{})}
+	r := &recorder{ln: ln, reply: "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nServer: gunicorn\r\nX-Powered-By: Flask\r\nContent-Length: 2\r\n\r\nok",
+		closed: make(chan struct{}), hold: make(chan struct{})}
 	go r.accept()
-	t.Cleanup(func() { ln.Close(); <-r.closed })
+	t.Cleanup(func() { r.release(); ln.Close(); <-r.closed })
 	return r
 }
+
+// release lets every held /slow request, now and later, be answered.
+func (r *recorder) release() { r.releaseOnce.Do(func() { close(r.hold) }) }
 
 func (r *recorder) URL() string { return "http://" + r.ln.Addr().String() }
 
@@ -99,7 +108,7 @@ func (r *recorder) serve(c net.Conn) {
 			return
 		}
 		if strings.HasPrefix(req.URL.Path, "/slow") {
-			time.Sleep(300 * time.Millisecond)
+			<-r.hold
 		}
 		if _, err := io.WriteString(c, r.reply); err != nil {
 			return
@@ -223,17 +232,12 @@ func (tg *testGateway) rawTLS(t testing.TB) *tls.Conn {
 	return c
 }
 
-// waitLog waits for a log line containing substr and returns the log.
+// waitLog waits for a log line containing substr and returns the log;
+// the caller checks it (a missing line leaves the log as it was).
 func (tg *testGateway) waitLog(t testing.TB, substr string) string {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		logs := tg.logs.String()
-		if strings.Contains(logs, substr) || time.Now().After(deadline) {
-			return logs
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(testutil.WaitTimeout, func() bool { return strings.Contains(tg.logs.String(), substr) })
+	return tg.logs.String()
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/testutil"
 	"github.com/rampartproxy/rampart/internal/testutil/redisserver"
 )
 
@@ -110,13 +111,15 @@ func TestRateLimitEmbedded(t *testing.T) {
 	if r := do("GET", "/login"); r.StatusCode != 200 {
 		t.Fatalf("GET /login: %d", r.StatusCode)
 	}
-	// A bucket refills: 1/s with a burst of 1.
+	// A bucket refills: 1/s with a burst of 1. Refused requests take
+	// nothing from it, so polling finds the moment it refills.
+	start := time.Now()
 	if do("GET", "/refill").StatusCode != 200 || do("GET", "/refill").StatusCode != 429 {
 		t.Fatal("1/s burst 1 did not refuse a second request at once")
 	}
-	time.Sleep(1100 * time.Millisecond)
-	if do("GET", "/refill").StatusCode != 200 {
-		t.Error("no request admitted after the bucket refilled")
+	testutil.WaitFor(t, "the bucket to refill", func() bool { return do("GET", "/refill").StatusCode == 200 })
+	if waited := time.Since(start); waited < time.Second {
+		t.Errorf("a 1/s bucket admitted a second request after %v", waited)
 	}
 }
 
@@ -218,19 +221,12 @@ func TestRateLimitSharedThroughRedis(t *testing.T) {
 	}
 
 	redis.Restart() // empty: the buckets start full again
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.WaitFor(t, "the limits to come back after Redis restarted", func() bool {
 		admitted.Store(0)
 		refused.Store(0)
 		send(a, 40)
-		if refused.Load() > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the limits did not come back after Redis restarted")
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
+		return refused.Load() > 0
+	})
 	if !strings.Contains(a.waitLog(t, "store_up"), "store_up") {
 		t.Error("the recovery was not logged")
 	}

@@ -221,13 +221,21 @@ func FuzzRewrite(f *testing.F) {
 func TestClientGoneMidRequestStillSendsWholeRequest(t *testing.T) {
 	t.Parallel()
 	started := make(chan struct{}, 1)
+	cancelled := make(chan struct{})
 	got := make(chan int64, 1)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		started <- struct{}{}
-		var n int64
 		buf := make([]byte, 64<<10)
+		first, err := io.ReadFull(r.Body, buf)
+		n := int64(first)
+		if err != nil {
+			got <- -n
+			return
+		}
+		// Part of the body is read and the rest cannot all be in flight
+		// (8 MiB): the client leaves now, while the proxy is still writing.
+		started <- struct{}{}
+		<-cancelled
 		for {
-			time.Sleep(2 * time.Millisecond) // a slow reader: the proxy is still writing
 			m, err := r.Body.Read(buf)
 			n += int64(m)
 			if err == io.EOF {
@@ -245,7 +253,7 @@ func TestClientGoneMidRequestStillSendsWholeRequest(t *testing.T) {
 	body := strings.Repeat("x", 8<<20)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := httptest.NewRequest("POST", "https://app.test/upload", strings.NewReader(body)).WithContext(ctx)
-	go func() { <-started; cancel() }()
+	go func() { <-started; cancel(); close(cancelled) }()
 	serve(p, r, "127.0.0.1:1", nil)
 	select {
 	case n := <-got:

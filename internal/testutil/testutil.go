@@ -21,13 +21,23 @@ const WaitTimeout = 20 * time.Second
 // condition itself, never for a guessed time.
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(WaitTimeout)
+	if !Eventually(WaitTimeout, cond) {
+		t.Fatalf("timed out after %v waiting for %s", WaitTimeout, what)
+	}
+}
+
+// Eventually polls cond until it holds or d has passed, and reports
+// whether it held: for a test that says more than WaitFor when it fails
+// (a server's output), or that waits longer (an ACME order).
+func Eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", WaitTimeout, what)
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }
 
 // Need returns the path of the command name, which Debian's packages pkgs

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/rampartproxy/rampart/internal/testutil"
 )
@@ -65,16 +64,14 @@ func (s *Server) Restart() {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	up := testutil.Eventually(testutil.WaitTimeout, func() bool {
 		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(s.port))
 		if err == nil {
 			c.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("redis-server did not start: %s", s.out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err == nil
+	})
+	if !up {
+		s.t.Fatalf("redis-server did not start: %s", s.out.String())
 	}
 }
