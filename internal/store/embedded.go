@@ -49,7 +49,11 @@ var kvBucket = []byte("kv")
 const sweepEvery = time.Second
 
 // OpenEmbedded opens (or creates) the store file state.db in stateDir.
-func OpenEmbedded(stateDir string) (*Embedded, error) {
+func OpenEmbedded(stateDir string) (*Embedded, error) { return openEmbeddedClock(stateDir, time.Now) }
+
+// openEmbeddedClock is OpenEmbedded on the clock now, which tests set before
+// the sweeper starts reading it.
+func openEmbeddedClock(stateDir string, now func() time.Time) (*Embedded, error) {
 	path := filepath.Join(stateDir, "state.db")
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if errors.Is(err, bolt.ErrTimeout) {
@@ -65,7 +69,7 @@ func OpenEmbedded(stateDir string) (*Embedded, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	e := &Embedded{db: db, seed: maphash.MakeSeed(), now: time.Now, stop: make(chan struct{}), done: make(chan struct{})}
+	e := &Embedded{db: db, seed: maphash.MakeSeed(), now: now, stop: make(chan struct{}), done: make(chan struct{})}
 	for i := range e.shards {
 		e.shards[i].tat = map[string]int64{}
 	}

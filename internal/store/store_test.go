@@ -303,13 +303,14 @@ func TestRedisOutage(t *testing.T) {
 // distinct keys (source addresses) and checks that what it holds is
 // dropped once their window has passed. Run with -v for the figures.
 func TestEmbeddedMemoryBounded(t *testing.T) {
-	s, err := OpenEmbedded(t.TempDir())
+	// A clock the test moves; the sweeper reads it from its own goroutine.
+	var clock atomic.Int64
+	clock.Store(time.Unix(1_000_000, 0).UnixNano())
+	s, err := openEmbeddedClock(t.TempDir(), func() time.Time { return time.Unix(0, clock.Load()) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	now := time.Unix(1_000_000, 0)
-	s.now = func() time.Time { return now }
 	l := Limit{Rate: 10, Period: time.Second, Burst: 20} // window: 100 ms per event
 	heap := func() uint64 {
 		runtime.GC()
@@ -329,7 +330,7 @@ func TestEmbeddedMemoryBounded(t *testing.T) {
 	if s.Buckets() != 1_000_000 {
 		t.Fatalf("%d buckets after 1M keys", s.Buckets())
 	}
-	now = now.Add(time.Second) // past every bucket's window
+	clock.Add(int64(time.Second)) // past every bucket's window
 	s.Sweep()
 	after := heap()
 	t.Logf("1M distinct keys: heap %.1f MiB while within their window (%.0f bytes per key), %.1f MiB after the sweep",
