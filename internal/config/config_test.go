@@ -124,6 +124,10 @@ func TestProblemsHaveLines(t *testing.T) {
 		{"sensitive paths cannot be emptied", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {sensitive_paths: []}\n", []string{"bad.yaml:4: sites[0].guards.sensitive_paths: list at least one"}},
 		{"protection mistakes", "store: mysql://db\nstore_failure: maybe\nsites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    csrf: {enabled: false, trusted_origins: [partner.test], insecure_exempt: [hooks]}\n    rate_limits:\n      - {match: login, rate: 10/day, key: mac}\n",
 			[]string{"bad.yaml:1: store:", "bad.yaml:2: store_failure:", "bad.yaml:6: sites[0].csrf.enabled: only true is accepted; to turn CSRF protection off, set insecure_disable", "sites[0].csrf.trusted_origins[0]", "sites[0].csrf.insecure_exempt[0]", "bad.yaml:8: sites[0].rate_limits[0].match", "sites[0].rate_limits[0].rate: \"10/day\" is not a rate", "sites[0].rate_limits[0].key"}},
+		{"paths that never match a canonical path", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    routes:\n      - match: //admin/\n    rate_limits:\n      - {match: /a/../login, rate: 1/s}\n",
+			[]string{"bad.yaml:5: sites[0].routes[0].match: \"//admin/\" never matches", `write "/admin/"`, "bad.yaml:7: sites[0].rate_limits[0].match: \"/a/../login\" never matches"}},
+		{"underscore headers", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {insecure_underscore_headers: [X_Forwarded_For]}\n",
+			[]string{"bad.yaml:4: sites[0].guards.insecure_underscore_headers: \"X_Forwarded_For\" reaches the app as HTTP_X_FORWARDED_FOR, which only Rampart may set"}},
 		{"sensitive paths scalar", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {sensitive_paths: none}\n", []string{"bad.yaml:4: sensitive_paths is \"default\" or a list"}},
 	}
 	for _, tt := range tests {

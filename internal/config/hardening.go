@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/rampartproxy/rampart/internal/guard/normalize"
 )
 
 // Headers are the security headers set on every HTTPS response, Rampart's
@@ -88,6 +90,13 @@ type Guards struct {
 	// RedirectAllow lists extra hosts that redirects and next= parameters
 	// may point to. The site's own hosts are always allowed.
 	RedirectAllow []string `yaml:"redirect_allow"`
+	// InsecureUnderscoreHeaders lets request headers through whose names
+	// contain '_', which are otherwise dropped (as nginx drops them): a
+	// WSGI server files X_Forwarded_For under the same key as
+	// X-Forwarded-For, and gunicorn cuts the path by a Script_Name
+	// header. Name only headers the app really reads; a name that would
+	// pose as a header Rampart sets or drops is refused. Default none.
+	InsecureUnderscoreHeaders []string `yaml:"insecure_underscore_headers"`
 }
 
 // Route overrides a site's settings for a path prefix. The longest
@@ -258,6 +267,9 @@ func (s *Site) validateHardening(at string, bad func(path, format string, args .
 			bad(fmt.Sprintf("%s.guards.sensitive_paths[%d]", at, i), "%q is not a valid pattern", p)
 		}
 	}
+	if _, err := normalize.New(s.Guards.InsecureUnderscoreHeaders); err != nil {
+		bad(at+".guards.insecure_underscore_headers", "%v", strings.TrimPrefix(err.Error(), "insecure_underscore_headers: "))
+	}
 	for i, h := range s.Guards.RedirectAllow {
 		if err := checkHost(strings.ToLower(h)); err != nil {
 			bad(fmt.Sprintf("%s.guards.redirect_allow[%d]", at, i), "%v", err)
@@ -268,6 +280,8 @@ func (s *Site) validateHardening(at string, bad func(path, format string, args .
 		rp := fmt.Sprintf("%s.routes[%d]", at, i)
 		if !strings.HasPrefix(r.Match, "/") {
 			bad(rp+".match", "%q: a route matches a path prefix starting with /", r.Match)
+		} else if c, ok := normalize.CleanPath(r.Match); !ok || c != r.Match {
+			bad(rp+".match", "%q never matches: requests are matched by their canonical path; write %q", r.Match, c)
 		}
 		if seen[r.Match] {
 			bad(rp+".match", "%q is matched by an earlier route already", r.Match)

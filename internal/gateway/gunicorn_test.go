@@ -34,6 +34,14 @@ func startGunicorn(t *testing.T) *gunicorn { return startGunicornApp(t, "app:app
 // startGunicornApp runs the WSGI app named as module:variable.
 func startGunicornApp(t *testing.T, wsgiApp string) *gunicorn {
 	t.Helper()
+	return runGunicorn(t, wsgiApp, "gthread")
+}
+
+// runGunicorn runs wsgiApp with one worker of the given class (gthread
+// keeps connections alive; sync, gunicorn's default, closes each one), and
+// env added to the environment.
+func runGunicorn(t *testing.T, wsgiApp, worker string, env ...string) *gunicorn {
+	t.Helper()
 	bin := testutil.Need(t, "gunicorn", "gunicorn python3-flask")
 	appDir, err := filepath.Abs("testdata/flaskapp")
 	if err != nil {
@@ -46,8 +54,9 @@ func startGunicornApp(t *testing.T, wsgiApp string) *gunicorn {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	g := &gunicorn{sock: filepath.Join(dir, "app.sock"), out: &syncBuffer{}}
-	g.cmd = exec.Command(bin, "--chdir", appDir, "--workers", "1", "--worker-class", "gthread", "--threads", "4",
+	g.cmd = exec.Command(bin, "--chdir", appDir, "--workers", "1", "--worker-class", worker, "--threads", "4",
 		"--bind", "unix:"+g.sock, "--graceful-timeout", "1", wsgiApp)
+	g.cmd.Env = append(os.Environ(), env...)
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)

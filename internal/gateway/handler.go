@@ -36,8 +36,14 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 
 	st := snap.lookup(hostOnly(r.Host))
 	rt := snap.fallback
+	var dropped []string
+	var badRequest *guard.Denial
 	if st != nil {
-		rt = st.route(r.URL.Path)
+		// From here on the request is the one the app will get: every
+		// guard, the route and the upstream see the same path and headers.
+		if dropped, badRequest = st.inbound.Normalize(r); badRequest == nil {
+			rt = st.route(r.URL.Path)
+		}
 	}
 	// Every response, Rampart's own pages included, gets the route's
 	// security headers just before it is written.
@@ -50,6 +56,15 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info.Site = st.name
+	if badRequest != nil {
+		g.deny(sw, info, badRequest)
+		return
+	}
+	if len(dropped) > 0 {
+		// Names only, never values; a flood of names is cut short.
+		names := strings.Join(dropped, ",")
+		telemetry.Event(g.log, "header_dropped", info, "ambiguous_request_header", names[:min(len(names), 512)])
+	}
 	if r.URL.Path == csp.ReportPath {
 		g.serveReport(sw, r, info)
 		return

@@ -46,6 +46,17 @@ func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) proxy.
 				return nil
 			}
 		}
+		// A browser follows Refresh like a redirect, whatever the status.
+		for i, v := range resp.Header["Refresh"] {
+			switch verdict, target := st.redirects.Refresh(v); verdict {
+			case redirects.Upgrade:
+				resp.Header["Refresh"][i] = target
+			case redirects.Block:
+				telemetry.Event(g.log, "open_redirect_blocked", info, "foreign_refresh", target)
+				replace(resp, http.StatusForbidden, pages.BlockedRedirectBody(target, info.ID, info.Nonce))
+				return nil
+			}
+		}
 		rt.cookies.Apply(resp.Header)
 		if info.Nonce != "" && isHTML(resp.Header.Get("Content-Type")) && resp.Body != http.NoBody {
 			if enc := resp.Header.Get("Content-Encoding"); (enc == "" || enc == "identity") && resp.ContentLength >= 0 && resp.ContentLength <= smallBody {

@@ -21,6 +21,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/guard/headers"
 	"github.com/rampartproxy/rampart/internal/guard/leaks"
 	"github.com/rampartproxy/rampart/internal/guard/methods"
+	"github.com/rampartproxy/rampart/internal/guard/normalize"
 	"github.com/rampartproxy/rampart/internal/guard/paths"
 	"github.com/rampartproxy/rampart/internal/guard/ratelimit"
 	"github.com/rampartproxy/rampart/internal/guard/redirects"
@@ -56,6 +57,7 @@ type site struct {
 	body      *bodylimit.Policy
 	redirects *redirects.Policy
 	proxy     *proxy.Proxy
+	inbound   *normalize.Policy
 	key       string   // identifies the proxy, so reloads can reuse it
 	routes    []*route // longest match first; the last is the site itself ("/")
 }
@@ -174,6 +176,9 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 	}
 	st.body = &bodylimit.Policy{Max: int64(sc.MaxBody), ReadTimeout: cfg.Timeouts.ReadBody.Std()}
 	st.redirects = redirects.New(st.hosts, sc.Guards.RedirectAllow)
+	if st.inbound, err = normalize.New(sc.Guards.InsecureUnderscoreHeaders); err != nil {
+		return nil, err
+	}
 	// The order of DESIGN.md: cheap refusals first, the body last.
 	st.guards = []requestGuard{
 		methods.New(sc.Methods),

@@ -40,9 +40,11 @@ type Proxy struct {
 	log       *slog.Logger
 }
 
-// Headers that only Rampart may set on the way to the upstream. Rewrite
-// mode already removes Forwarded and X-Forwarded-{For,Host,Proto}.
-var strippedUpstream = []string{"X-Real-Ip", "X-Request-Id", "X-Csp-Nonce", "X-Forwarded-Port", "X-Forwarded-Server", "X-Forwarded-Ssl", "Front-End-Https", "X-Url-Scheme"}
+// Headers that only Rampart sets on the way to the upstream. Rewrite mode
+// already removes Forwarded and X-Forwarded-{For,Host,Proto}; the rest of
+// the forwarding family, and names with '_', the gateway's normaliser
+// (package normalize) has dropped before any guard ran.
+var strippedUpstream = []string{"X-Real-Ip", "X-Request-Id", "X-Csp-Nonce"}
 
 // Headers that tell the world what runs behind Rampart.
 var strippedDownstream = []string{"Server", "X-Powered-By", "X-Aspnet-Version", "X-Aspnet-Mvc-Version", "X-Request-Id"}

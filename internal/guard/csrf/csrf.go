@@ -15,7 +15,8 @@ import (
 
 // Policy is one site's compiled check. It is immutable once built.
 type Policy struct {
-	cop *http.CrossOriginProtection
+	cop     *http.CrossOriginProtection
+	trusted map[string]bool
 }
 
 // New builds a Policy. trusted are origins ("https://partner.example")
@@ -23,10 +24,13 @@ type Policy struct {
 // skip the check.
 func New(trusted, exempt []string) (p *Policy, err error) {
 	cop := http.NewCrossOriginProtection()
+	p = &Policy{cop: cop, trusted: map[string]bool{}}
 	for _, o := range trusted {
-		if err := cop.AddTrustedOrigin(strings.TrimSuffix(o, "/")); err != nil {
+		o = strings.TrimSuffix(o, "/")
+		if err := cop.AddTrustedOrigin(o); err != nil {
 			return nil, fmt.Errorf("csrf trusted origin %q: %w", o, err)
 		}
+		p.trusted[o] = true
 	}
 	// AddInsecureBypassPattern registers a ServeMux pattern, which panics
 	// on one it cannot parse; config validation refuses those, and this
@@ -44,16 +48,36 @@ func New(trusted, exempt []string) (p *Policy, err error) {
 		}
 		cop.AddInsecureBypassPattern(pattern)
 	}
-	return &Policy{cop: cop}, nil
+	return p, nil
 }
 
 var refused = &guard.Denial{Status: http.StatusForbidden, Reason: "csrf_cross_origin", Message: "This request came from another site, so it was refused."}
 
 // Check refuses a cross-origin state-changing request. GET, HEAD and
 // OPTIONS always pass: they must not change anything.
+//
+// Go's check compares an Origin's host with the request's Host and not
+// its scheme, so a page on http://app.example could post to
+// https://app.example: a network attacker who can inject into plain HTTP
+// traffic would have a way in. The site is served over HTTPS only, so a
+// state-changing request whose Origin is not https:// (and not trusted) is
+// refused too.
 func (p *Policy) Check(r *http.Request) *guard.Denial {
 	if err := p.cop.Check(r); err != nil {
 		return refused
 	}
+	if o := r.Header.Get("Origin"); o != "" && o != "null" && !safeMethod(r.Method) && !strings.HasPrefix(o, "https://") && !p.trusted[o] && !p.exempt(r) {
+		return refused
+	}
 	return nil
+}
+
+func safeMethod(m string) bool { return m == "GET" || m == "HEAD" || m == "OPTIONS" }
+
+// exempt reports whether an insecure_exempt prefix covers r: Go's check
+// passed it without looking at the Origin.
+func (p *Policy) exempt(r *http.Request) bool {
+	probe := r.Clone(r.Context())
+	probe.Header = http.Header{"Sec-Fetch-Site": {"cross-site"}}
+	return p.cop.Check(probe) == nil
 }

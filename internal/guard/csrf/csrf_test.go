@@ -30,6 +30,14 @@ func TestMatrix(t *testing.T) {
 		{"old browser: Origin only, own", "DELETE", "/transfer", "", "https://app.example.com", false},
 		{"user typed the URL", "POST", "/transfer", "none", "", false},
 		{"cross-site PATCH", "PATCH", "/transfer", "cross-site", "https://evil.example.net", true},
+		// Go compares hosts only; the site is HTTPS-only, so its own host
+		// over plain HTTP is another origin (a network attacker's page).
+		{"old browser: own host over http://", "POST", "/transfer", "", "http://app.example.com", true},
+		{"own host over http:// with a port", "POST", "/transfer", "", "http://app.example.com:80", true},
+		{"Sec-Fetch-Site same-origin but an http:// Origin", "POST", "/transfer", "same-origin", "http://app.example.com", true},
+		{"http:// origin, GET", "GET", "/transfer", "", "http://app.example.com", false},
+		{"http:// origin on an exempt prefix", "POST", "/api/webhooks/x", "", "http://app.example.com", false},
+		{"opaque origin is Go's call: with same-origin", "POST", "/transfer", "same-origin", "null", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

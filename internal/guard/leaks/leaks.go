@@ -17,6 +17,7 @@ import (
 
 	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/guard/paths"
+	"github.com/rampartproxy/rampart/internal/wsgi"
 )
 
 // Guard is stateless; its zero value is ready.
@@ -25,11 +26,17 @@ type Guard struct{}
 var notFound = &guard.Denial{Status: http.StatusNotFound, Reason: "debugger_request", Message: "There is nothing here."}
 
 // Check refuses the Werkzeug console (/console) and any request for the
-// debugger's commands and resources (the __debugger__ query parameter).
+// debugger's commands and resources: a query whose parameters, decoded as
+// Werkzeug decodes them (and once more, in case something decodes again),
+// hold __debugger__ in any case. The debugger acts only on
+// __debugger__=yes; the parameters it reads with it (cmd, f, s, frm, pin)
+// do nothing alone, and are common names in apps, so they pass.
 func (Guard) Check(r *http.Request) *guard.Denial {
-	if containsFold(r.URL.RawQuery, "__debugger__") {
+	if q := r.URL.RawQuery; q != "" && (containsFold(q, "__debugger__") || strings.ContainsAny(q, "%+") && debuggerParam(q)) {
 		return notFound
 	}
+	// The path is canonical (package normalize): what Werkzeug's
+	// Request.path will be.
 	if !containsFold(r.URL.Path, "console") && !strings.Contains(r.URL.Path, "%") {
 		return nil // the common case, without cleaning the path
 	}
@@ -39,6 +46,19 @@ func (Guard) Check(r *http.Request) *guard.Denial {
 		}
 	}
 	return nil
+}
+
+// debuggerParam reports whether a decoded parameter of the raw query q
+// names the debugger.
+func debuggerParam(q string) bool {
+	for _, p := range wsgi.Query(q) {
+		for _, s := range [...]string{p.Key, p.Value, wsgi.Unquote(p.Key), wsgi.Unquote(p.Value)} {
+			if containsFold(s, "__debugger__") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // PeekLimit is how much of a server error's body is read to look for a

@@ -16,6 +16,12 @@ func TestCheck(t *testing.T) {
 	}{
 		{"/console", true}, {"/CONSOLE", true}, {"/x/../console", true}, {"/?__debugger__=yes&cmd=resource&f=style.css", true},
 		{"/?__DEBUGGER__=yes", true}, {"/consoles", false}, {"/admin/console", false}, {"/", false},
+		// Werkzeug decodes query keys: every spelling of the name is the
+		// debugger's command endpoint.
+		{"/?%5F%5Fdebugger%5F%5F=yes&cmd=exec", true}, {"/?%5f%5fdebugger%5f%5f=yes", true},
+		{"/?_%5Fdebugger_%5F=yes", true}, {"/?__deb%75gger__=yes", true}, {"/?x=1&%5F%5FDEBUGGER%5F%5F=yes", true},
+		{"/?%255F%255Fdebugger%255F%255F=yes", true}, // decoded twice
+		{"/?q=debugger&cmd=ls&f=x&s=y&frm=1", false}, // the names the debugger reads with it do nothing alone
 	} {
 		if d := (Guard{}).Check(httptest.NewRequest("GET", "https://a.test"+tt.target, nil)); (d != nil) != tt.deny {
 			t.Errorf("Check(%s) = %v, want deny=%v", tt.target, d, tt.deny)

@@ -8,9 +8,11 @@ package redirects
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/rampartproxy/rampart/internal/guard"
+	"github.com/rampartproxy/rampart/internal/wsgi"
 )
 
 // Params are the query parameters that commonly carry a post-login or
@@ -50,12 +52,13 @@ func (p *Policy) owns(host string) bool {
 	return false
 }
 
-// Target parses a redirect target the way a browser would, and returns
-// the host it leads to ("" for a same-origin relative URL), its scheme
-// ("" when relative), and whether it is safe at all. Browsers drop tabs and
-// newlines, read a backslash as a slash, take "//host" as a new host, and
-// take "https:host" as "https://host"; javascript: and data: are never
-// safe.
+// Target parses a redirect target the way a browser would (the WHATWG URL
+// parser), and returns the host it leads to ("" for a same-origin relative
+// URL), its scheme ("" when relative), and whether it is safe at all.
+// Browsers strip C0 control characters and spaces from both ends, drop
+// tabs and newlines anywhere, read a backslash as a slash, take "//host"
+// as a new host, and take "https:host" as "https://host"; javascript: and
+// data: are never safe.
 func Target(raw string) (host, scheme string, ok bool) {
 	s := strings.Map(func(r rune) rune {
 		if r == '\t' || r == '\n' || r == '\r' {
@@ -65,7 +68,7 @@ func Target(raw string) (host, scheme string, ok bool) {
 			return '/'
 		}
 		return r
-	}, strings.TrimSpace(raw))
+	}, strings.TrimFunc(raw, func(r rune) bool { return r <= ' ' }))
 	if strings.HasPrefix(s, "//") {
 		s = "https:" + s
 	}
@@ -87,16 +90,19 @@ func Target(raw string) (host, scheme string, ok bool) {
 var foreignParam = &guard.Denial{Status: http.StatusBadRequest, Reason: "open_redirect_param", Message: "This link would send you to another site, so it was stopped."}
 
 // Check refuses a request whose destination parameter points off the site.
+// The query is read as Werkzeug reads it (wsgi.Query), not as Go's
+// url.ParseQuery, which drops a whole pair over one bad escape that
+// Werkzeug keeps: next=//evil.test/%zz.
 func (p *Policy) Check(r *http.Request) *guard.Denial {
 	if r.URL.RawQuery == "" {
 		return nil
 	}
-	q := r.URL.Query()
-	for _, name := range Params {
-		for _, v := range q[name] {
-			if host, _, ok := Target(v); !ok || host != "" && !p.owns(host) {
-				return foreignParam
-			}
+	for _, param := range wsgi.Query(r.URL.RawQuery) {
+		if !slices.Contains(Params, param.Key) {
+			continue
+		}
+		if host, _, ok := Target(param.Value); !ok || host != "" && !p.owns(host) {
+			return foreignParam
 		}
 	}
 	return nil
@@ -135,4 +141,50 @@ func (p *Policy) Location(loc string) (Verdict, string) {
 		return Upgrade, u.String()
 	}
 	return Allow, loc
+}
+
+// RefreshURL returns the URL a Refresh header value ("5; url=/next")
+// sends the browser to, parsed as the HTML standard's shared declarative
+// refresh steps do: a time, then ';' or ',', then an optional "url=" and
+// the URL, quoted or not. ok is false when it only reloads the page.
+func RefreshURL(v string) (target string, ok bool) {
+	s := strings.TrimLeft(v, " \t\n\f\r")
+	s = strings.TrimLeft(s, "0123456789.")
+	s = strings.TrimLeft(s, " \t\n\f\r")
+	if s == "" {
+		return "", false
+	}
+	if s[0] == ';' || s[0] == ',' {
+		s = strings.TrimLeft(s[1:], " \t\n\f\r")
+	}
+	if len(s) >= 3 && strings.EqualFold(s[:3], "url") {
+		rest := strings.TrimLeft(s[3:], " \t\n\f\r")
+		if strings.HasPrefix(rest, "=") {
+			s = strings.TrimLeft(rest[1:], " \t\n\f\r")
+		}
+	}
+	if s != "" && (s[0] == '"' || s[0] == '\'') {
+		q := s[0]
+		s = s[1:]
+		if i := strings.IndexByte(s, q); i >= 0 {
+			s = s[:i]
+		}
+	}
+	return s, s != ""
+}
+
+// Refresh decides on a Refresh header value as Location does on a
+// redirect: a browser follows it like one. For Upgrade it returns the
+// value with the https:// URL.
+func (p *Policy) Refresh(v string) (Verdict, string) {
+	target, ok := RefreshURL(v)
+	if !ok {
+		return Allow, v
+	}
+	verdict, to := p.Location(target)
+	if verdict == Upgrade {
+		delay, _, _ := strings.Cut(v, ";")
+		return Upgrade, strings.TrimSpace(delay) + ";url=" + to
+	}
+	return verdict, to
 }

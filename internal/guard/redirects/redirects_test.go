@@ -45,6 +45,59 @@ func TestLocation(t *testing.T) {
 	}
 }
 
+// TestNextParamAsWerkzeugReadsIt: the query is decoded as Werkzeug does,
+// not as Go's url.ParseQuery, which drops a pair with a bad escape.
+func TestNextParamAsWerkzeugReadsIt(t *testing.T) {
+	t.Parallel()
+	p := New([]string{"app.test"}, nil)
+	for _, tt := range []struct {
+		query string
+		deny  bool
+	}{
+		{"next=//evil.test/%zz", true},
+		{"next=%01//evil.test", true},
+		{"%6Eext=//evil.test", true},
+		{"next=%2F%2Fevil.test", true},
+		{"x=1&next=https:%2F%2Fevil.test&y=%", true},
+		{"next=/ok%zz", false},
+		{"nextx=//evil.test", false},
+	} {
+		r := httptest.NewRequest("GET", "https://app.test/login", nil)
+		r.URL.RawQuery = tt.query
+		if d := p.Check(r); (d != nil) != tt.deny {
+			t.Errorf("?%s: denial %v, want deny=%v", tt.query, d, tt.deny)
+		}
+	}
+}
+
+func TestRefresh(t *testing.T) {
+	t.Parallel()
+	p := New([]string{"app.test"}, nil)
+	for _, tt := range []struct {
+		value   string
+		verdict Verdict
+	}{
+		{"0; url=https://evil.test/", Block},
+		{"0;URL=https://evil.test/", Block},
+		{"5, url='https://evil.test/'", Block},
+		{"0; url=\"//evil.test\"", Block},
+		{"0; https://evil.test/", Block},
+		{"0;url=\x01//evil.test", Block},
+		{"1.5 ; url = //evil.test", Block},
+		{"0; url=/next", Allow},
+		{"30", Allow},
+		{"0; url=https://app.test/x", Allow},
+		{"0; url=http://app.test/x", Upgrade},
+	} {
+		if v, _ := p.Refresh(tt.value); v != tt.verdict {
+			t.Errorf("Refresh(%q) = %v, want %v", tt.value, v, tt.verdict)
+		}
+	}
+	if _, got := p.Refresh("3; url=http://app.test/x"); got != "3;url=https://app.test/x" {
+		t.Errorf("upgraded Refresh = %q", got)
+	}
+}
+
 func TestNextParam(t *testing.T) {
 	t.Parallel()
 	p := New([]string{"app.test"}, nil)
@@ -54,6 +107,9 @@ func TestNextParam(t *testing.T) {
 	}{
 		{"/account", false}, {"https://app.test/account", false}, {"https://evil.test/", true}, {"//evil.test", true},
 		{"https:evil.test", true}, {"javascript:alert(1)", true}, {"/\\evil.test", true}, {"account", false},
+		// Browsers strip C0 controls and spaces at both ends (WHATWG URL).
+		{"\x01//evil.test", true}, {" \x1f//evil.test", true}, {"\x00https://evil.test", true}, {"//evil.test\x01", true},
+		{"/\n/evil.test", true}, {"\x01/account", false},
 	} {
 		for _, param := range []string{"next", "return_to", "continue", "redirect"} {
 			r := httptest.NewRequest("GET", "https://app.test/login?"+param+"="+url.QueryEscape(tt.next), nil)

@@ -1,0 +1,253 @@
+package gateway
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/rampartproxy/rampart/internal/config"
+)
+
+// These tests attack what the app behind Rampart acts on, not what
+// Rampart sees: each sends a request straight to a real gunicorn first,
+// to prove the app really reads it the dangerous way, then through
+// Rampart, where the guard must hold. The app is careless.py: the
+// Werkzeug debugger on, its static root holding a .env, ProxyFix trusting
+// every forwarding header.
+
+const carelessSecret = "SECRET_KEY=careless-5b0e"
+
+// startCareless runs careless.py under gunicorn and Rampart in front of it,
+// with site changed by configure.
+func startCareless(t *testing.T, worker string, configure func(*config.Site)) (*gunicorn, *testGateway) {
+	t.Helper()
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, ".env"), []byte(carelessSecret+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	app := runGunicorn(t, "careless:application", worker, "CARELESS_ROOT="+root)
+	site := siteFor("unix:" + app.sock)
+	if configure != nil {
+		configure(&site)
+	}
+	return app, startGateway(t, config.Config{Sites: []config.Site{site}})
+}
+
+type rawResponse struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// exchange writes one raw request on c and reads the response.
+func exchange(t *testing.T, c net.Conn, req string) rawResponse {
+	t.Helper()
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("%q: %v", req, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return rawResponse{resp.StatusCode, resp.Header, string(body)}
+}
+
+// request is a raw HTTP/1.1 request for target with extra header lines.
+func request(method, target string, headers ...string) string {
+	h := ""
+	for _, l := range headers {
+		h += l + "\r\n"
+	}
+	return fmt.Sprintf("%s %s HTTP/1.1\r\nHost: localhost\r\n%sContent-Length: 0\r\nConnection: close\r\n\r\n", method, target, h)
+}
+
+// direct sends a raw request straight to gunicorn.
+func (g *gunicorn) direct(t *testing.T, req string) rawResponse {
+	t.Helper()
+	c, err := net.Dial("unix", g.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return exchange(t, c, req)
+}
+
+// through sends a raw request to Rampart, over TLS.
+func (tg *testGateway) through(t *testing.T, req string) rawResponse {
+	t.Helper()
+	return exchange(t, tg.rawTLS(t), req)
+}
+
+// TestAppViewHeaders: request headers that WSGI folds or gunicorn and
+// ProxyFix act on never reach the app through Rampart.
+func TestAppViewHeaders(t *testing.T) {
+	t.Parallel()
+	app, tg := startCareless(t, "gthread", nil)
+
+	t.Run("Script_Name cuts the path: .env", func(t *testing.T) {
+		for _, name := range []string{"Script_Name", "SCRIPT_NAME", "script_name", "Script_name"} {
+			req := request("GET", "/zz.env", name+": /zz")
+			if r := app.direct(t, req); !strings.Contains(r.body, carelessSecret) {
+				t.Fatalf("gunicorn does not honour %s (the premise): %d %.200s", name, r.status, r.body)
+			}
+			if r := tg.through(t, req); strings.Contains(r.body, carelessSecret) {
+				t.Errorf("%s: the .env reached the client through Rampart", name)
+			}
+		}
+	})
+	t.Run("Script_Name cuts the path: the debugger console", func(t *testing.T) {
+		req := request("GET", "/zzconsole", "Script_Name: /zz")
+		if r := app.direct(t, req); !strings.Contains(r.body, "EVALEX") {
+			t.Fatalf("the console is not reached this way (the premise): %d %.200s", r.status, r.body)
+		}
+		if r := tg.through(t, req); strings.Contains(r.body, "EVALEX") || strings.Contains(r.body, "__debugger__") {
+			t.Errorf("the Werkzeug console reached the client through Rampart: %d", r.status)
+		}
+	})
+	t.Run("forwarding headers with underscores or from the family", func(t *testing.T) {
+		req := request("GET", "/whoami",
+			"X_Forwarded_For: 6.6.6.6", "X_Forwarded_Host: evil.test", "X_Forwarded_Proto: http",
+			"X-Forwarded-Prefix: /evil", "X-Forwarded-Protocol: ssl", "X-Original-URL: /admin/x",
+			"X-Rewrite-URL: /admin/x", "X-HTTP-Method-Override: DELETE", "True-Client-IP: 6.6.6.7", "X_Custom: 1")
+		r := tg.through(t, req)
+		var got struct {
+			RemoteAddr  string   `json:"remote_addr"`
+			Host        string   `json:"host"`
+			Scheme      string   `json:"scheme"`
+			ScriptRoot  string   `json:"script_root"`
+			EnvironKeys []string `json:"environ_keys"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &got); err != nil {
+			t.Fatalf("%d %s: %v", r.status, r.body, err)
+		}
+		if got.RemoteAddr != "127.0.0.1" || got.Host != "localhost" || got.Scheme != "https" || got.ScriptRoot != "" {
+			t.Errorf("the app saw client %q host %q scheme %q script root %q", got.RemoteAddr, got.Host, got.Scheme, got.ScriptRoot)
+		}
+		for _, k := range []string{"HTTP_X_FORWARDED_PREFIX", "HTTP_X_FORWARDED_PROTOCOL", "HTTP_X_ORIGINAL_URL", "HTTP_X_REWRITE_URL",
+			"HTTP_X_HTTP_METHOD_OVERRIDE", "HTTP_TRUE_CLIENT_IP", "HTTP_X_CUSTOM"} {
+			if slices.Contains(got.EnvironKeys, k) {
+				t.Errorf("%s reached the app", k)
+			}
+		}
+		if logs := tg.waitLog(t, "header_dropped"); !strings.Contains(logs, "X_forwarded_for") {
+			t.Errorf("the dropped headers were not logged: %s", logs)
+		}
+	})
+}
+
+// TestAppViewDebuggerQuery: Werkzeug decodes query keys, so every
+// spelling of __debugger__ is the debugger's command endpoint.
+func TestAppViewDebuggerQuery(t *testing.T) {
+	t.Parallel()
+	app, tg := startCareless(t, "gthread", nil)
+	for _, q := range []string{
+		"__debugger__=yes&cmd=resource&f=style.css",
+		"%5F%5Fdebugger%5F%5F=yes&cmd=resource&f=style.css",
+		"%5f%5fdebugger%5f%5f=yes&cmd=resource&f=style.css",
+		"_%5Fdebugger_%5F=yes&cmd=resource&f=style.css",
+		"__deb%75gger__=yes&cmd=resource&f=style.css",
+		"x=1&%5F%5Fdebugger%5F%5F=y%65s&cmd=resource&f=style.css",
+	} {
+		req := request("GET", "/?"+q)
+		if r := app.direct(t, req); r.status != 200 || !strings.Contains(r.body, "{") {
+			t.Fatalf("?%s does not reach the debugger straight from gunicorn (the premise): %d", q, r.status)
+		}
+		if r := tg.through(t, req); r.status != 404 {
+			t.Errorf("?%s through Rampart: %d, want 404", q, r.status)
+		}
+	}
+}
+
+// TestAppViewPaths: the route policy and rate limits apply to every
+// spelling of a path the app serves as that path. For each spelling,
+// gunicorn answers first; whenever it serves the admin view, Rampart's
+// answer must carry the /admin/ route's policy (a download route here).
+func TestAppViewPaths(t *testing.T) {
+	t.Parallel()
+	download := true
+	app, tg := startCareless(t, "gthread", func(s *config.Site) {
+		s.Routes = []config.Route{{Match: "/admin/", Download: &download}}
+		s.RateLimits = []config.RateLimit{{Match: "/login", Methods: []string{"POST"}, Rate: "1/h", Burst: 1}}
+	})
+	servedDirect := 0
+	for _, target := range []string{
+		"/admin/x", "//admin/x", "///admin/x", "/%2Fadmin/x", "/%2fadmin/x", "/./admin/x", "/zz/../admin/x",
+		"/admin//x", "/admin/./x", "/%61dmin/x", "//admin//x", "/admin/x/", "/admin%2Fx", "/%2E/admin/x",
+	} {
+		req := request("GET", target)
+		d := app.direct(t, req)
+		if d.status != 200 || d.body != "admin view" {
+			continue
+		}
+		servedDirect++
+		r := tg.through(t, req)
+		if r.status == 200 && !strings.HasPrefix(r.header.Get("Content-Disposition"), "attachment") {
+			t.Errorf("%s: the app served the admin view, and Rampart did not apply the /admin/ route to it", target)
+		}
+	}
+	if servedDirect < 5 {
+		t.Fatalf("gunicorn served the admin view for only %d spellings: the table tests nothing", servedDirect)
+	}
+
+	if r := tg.through(t, request("POST", "/login")); r.status != 200 {
+		t.Fatalf("the first POST /login: %d", r.status)
+	}
+	for _, target := range []string{"//login", "/./login", "/x/../login", "/%6Cogin", "/%2Flogin"} {
+		if d := app.direct(t, request("POST", target)); d.body != "login view" {
+			continue // the app does not read it as /login
+		}
+		if r := tg.through(t, request("POST", target)); r.status != 429 {
+			t.Errorf("POST %s, which the app serves as /login: %d, want 429", target, r.status)
+		}
+	}
+}
+
+// TestAppViewRedirects: Refresh is followed like Location, and a next=
+// parameter is read as the browser and Werkzeug read it.
+func TestAppViewRedirects(t *testing.T) {
+	t.Parallel()
+	app, tg := startCareless(t, "gthread", nil)
+	if d := app.direct(t, request("GET", "/refresh?to=https://evil.test/")); d.header.Get("Refresh") == "" {
+		t.Fatal("the app sets no Refresh header (the premise)")
+	}
+	for _, tt := range []struct {
+		target string
+		status int
+	}{
+		{"/refresh?to=https://evil.test/", 403},
+		{"/refresh?to=//evil.test/", 403},
+		{"/refresh?to=/home", 200},
+		{"/go?next=%01//evil.test/", 400},
+		{"/go?next=%20%1F//evil.test/", 400},
+		{"/go?next=//evil.test/%zz", 400},
+		{"/go?%6Eext=//evil.test/", 400},
+		{"/go?next=/home", 302},
+	} {
+		if r := tg.through(t, request("GET", tt.target)); r.status != tt.status {
+			t.Errorf("%s: %d, want %d", tt.target, r.status, tt.status)
+		}
+	}
+}
+
+// TestAppViewCSRFScheme: the site's own host over plain http:// is
+// another origin.
+func TestAppViewCSRFScheme(t *testing.T) {
+	t.Parallel()
+	_, tg := startCareless(t, "gthread", nil)
+	if r := tg.through(t, request("POST", "/whoami", "Origin: http://localhost")); r.status != 403 {
+		t.Errorf("POST with Origin http://localhost: %d, want 403", r.status)
+	}
+	if r := tg.through(t, request("POST", "/whoami", "Origin: https://localhost")); r.status != 200 {
+		t.Errorf("POST with Origin https://localhost: %d, want 200", r.status)
+	}
+}

@@ -1,0 +1,57 @@
+"""A deliberately careless Flask app, as an outside security test ran one:
+the Werkzeug debugger on, the app's folder served as the static root (so
+its .env is a file anyone may fetch), and ProxyFix believing every
+forwarding header. Straight from gunicorn it gives all of that away; the
+tests check that through Rampart none of it is reachable.
+"""
+import os
+
+from flask import Flask, jsonify, make_response, redirect, request
+from werkzeug.debug import DebuggedApplication
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+app = Flask(__name__, static_folder=os.environ["CARELESS_ROOT"], static_url_path="")
+app.debug = True
+
+
+@app.route("/whoami", methods=["GET", "POST"])
+def whoami():
+    return jsonify(
+        remote_addr=request.remote_addr,
+        host=request.host,
+        scheme=request.scheme,
+        script_root=request.script_root,
+        path=request.path,
+        method=request.method,
+        environ_keys=sorted(k for k in request.environ if k.startswith("HTTP_")),
+    )
+
+
+@app.route("/admin/x")
+def admin():
+    return "admin view"
+
+
+@app.route("/login", methods=["GET", "POST"])
+def login():
+    return "login view"
+
+
+@app.route("/refresh")
+def refresh():
+    resp = make_response("moving on")
+    resp.headers["Refresh"] = "0; url=" + request.args.get("to", "/")
+    return resp
+
+
+@app.route("/go")
+def go():
+    return redirect(request.args.get("next", "/"))
+
+
+@app.route("/get-only")
+def get_only():
+    return "only GET"
+
+
+application = DebuggedApplication(ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1), evalex=True)
