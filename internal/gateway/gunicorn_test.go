@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,8 @@ import (
 // gunicorn runs testdata/flaskapp under a real gunicorn on a unix socket.
 // One gthread worker, so the app's record of what it saw is complete.
 type gunicorn struct {
-	sock string
+	sock string // or a TCP address, host:port
+	tcp  bool
 	cmd  *exec.Cmd
 	out  *syncBuffer
 }
@@ -34,13 +36,26 @@ func startGunicorn(t *testing.T) *gunicorn { return startGunicornApp(t, "app:app
 // startGunicornApp runs the WSGI app named as module:variable.
 func startGunicornApp(t *testing.T, wsgiApp string) *gunicorn {
 	t.Helper()
-	return runGunicorn(t, wsgiApp, "gthread")
+	return runGunicorn(t, wsgiApp, gunicornOptions{worker: "gthread"})
 }
 
-// runGunicorn runs wsgiApp with one worker of the given class (gthread
-// keeps connections alive; sync, gunicorn's default, closes each one), and
-// env added to the environment.
-func runGunicorn(t *testing.T, wsgiApp, worker string, env ...string) *gunicorn {
+// gunicornOptions are how a test runs gunicorn.
+type gunicornOptions struct {
+	worker string   // gthread keeps connections alive; sync, gunicorn's default, closes each one
+	tcp    bool     // listen on 127.0.0.1 instead of a unix socket
+	env    []string // added to the environment
+}
+
+// upstream is the address Rampart's config names for g.
+func (g *gunicorn) upstream() string {
+	if g.tcp {
+		return "http://" + g.sock
+	}
+	return "unix:" + g.sock
+}
+
+// runGunicorn runs wsgiApp with one worker.
+func runGunicorn(t *testing.T, wsgiApp string, o gunicornOptions) *gunicorn {
 	t.Helper()
 	bin := testutil.Need(t, "gunicorn", "gunicorn python3-flask")
 	appDir, err := filepath.Abs("testdata/flaskapp")
@@ -53,17 +68,22 @@ func runGunicorn(t *testing.T, wsgiApp, worker string, env ...string) *gunicorn 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	g := &gunicorn{sock: filepath.Join(dir, "app.sock"), out: &syncBuffer{}}
-	g.cmd = exec.Command(bin, "--chdir", appDir, "--workers", "1", "--worker-class", worker, "--threads", "4",
-		"--bind", "unix:"+g.sock, "--graceful-timeout", "1", wsgiApp)
-	g.cmd.Env = append(os.Environ(), env...)
+	g := &gunicorn{sock: filepath.Join(dir, "app.sock"), tcp: o.tcp, out: &syncBuffer{}}
+	bind := "unix:" + g.sock
+	if o.tcp {
+		g.sock = "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
+		bind = g.sock
+	}
+	g.cmd = exec.Command(bin, "--chdir", appDir, "--workers", "1", "--worker-class", o.worker, "--threads", "4",
+		"--bind", bind, "--graceful-timeout", "1", wsgiApp)
+	g.cmd.Env = append(os.Environ(), o.env...)
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(g.stop)
 	up := testutil.Eventually(testutil.WaitTimeout, func() bool {
-		c, err := net.Dial("unix", g.sock)
+		c, err := g.dial()
 		if err == nil {
 			c.Close()
 		}
@@ -73,6 +93,13 @@ func runGunicorn(t *testing.T, wsgiApp, worker string, env ...string) *gunicorn 
 		t.Fatalf("gunicorn did not start: %s", g.out.String())
 	}
 	return g
+}
+
+func (g *gunicorn) dial() (net.Conn, error) {
+	if g.tcp {
+		return net.Dial("tcp", g.sock)
+	}
+	return net.Dial("unix", g.sock)
 }
 
 func (g *gunicorn) stop() {

@@ -53,8 +53,21 @@ var strippedDownstream = []string{"Server", "X-Powered-By", "X-Aspnet-Version", 
 // config was parsed, and connecting happens per request.
 func New(o Options) *Proxy {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	network, address := "tcp", ""
+	if sock := o.Upstream.Socket; sock != "" {
+		network, address = "unix", sock
+	}
 	t := &http.Transport{
-		DialContext:           dialer.DialContext,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			if address != "" {
+				addr = address
+			}
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &upstreamConn{Conn: c}, nil
+		},
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
@@ -62,11 +75,6 @@ func New(o Options) *Proxy {
 		ExpectContinueTimeout: time.Second,
 		// Pass bodies through as the upstream encoded them.
 		DisableCompression: true,
-	}
-	if sock := o.Upstream.Socket; sock != "" {
-		t.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return dialer.DialContext(ctx, "unix", sock)
-		}
 	}
 	p := &Proxy{transport: t, target: o.Upstream.URL, log: o.Log}
 	p.rp = &httputil.ReverseProxy{
@@ -99,12 +107,23 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // middle of its body: not a smuggling risk, since the connection closes,
 // but the upstream must only ever see whole requests. Once the request is
 // written, the client's cancellation passes through as before, so a long
-// poll for a client that left is not kept waiting.
+// poll for a client that left is not kept waiting. The same trace tells
+// the upstream connection when a request begins and ends (upstreamConn).
 func untilWritten(client context.Context) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(client))
 	var written atomic.Bool
+	var conn *upstreamConn
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			if c, ok := info.Conn.(*upstreamConn); ok {
+				conn = c
+				c.begin()
+			}
+		},
 		WroteRequest: func(httptrace.WroteRequestInfo) {
+			if conn != nil {
+				conn.end()
+			}
 			written.Store(true)
 			if client.Err() != nil {
 				cancel()

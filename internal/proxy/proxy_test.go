@@ -6,10 +6,12 @@ import (
 	"crypto/tls"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -262,5 +264,56 @@ func TestClientGoneMidRequestStillSendsWholeRequest(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the upstream never finished reading")
+	}
+}
+
+// TestEarlyAnswerReachesTheClient: an upstream that answers 405 after the
+// request head and resets the connection without reading the body (as
+// gunicorn's sync worker does) must have its answer passed on, not a 502.
+// Half its answers do not say Connection: close, so the Transport would
+// keep that connection: it must not carry another request.
+func TestEarlyAnswerReachesTheClient(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var answered atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					c.Close()
+					return
+				}
+				closing := ""
+				if answered.Add(1)%2 == 0 {
+					closing = "Connection: close\r\n"
+				}
+				io.WriteString(c, "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 7\r\n"+closing+"\r\nnot you")
+				if req.ContentLength > 0 {
+					c.(*net.TCPConn).SetLinger(0) // a reset, with the unread body still queued
+				}
+				c.Close()
+			}()
+		}
+	}()
+	p := newProxy(t, "http://"+ln.Addr().String(), 10*time.Second)
+	body := strings.Repeat("x", 4<<20)
+	got := map[int]int{}
+	for range 30 {
+		r := httptest.NewRequest("POST", "https://app.test/upload", strings.NewReader(body))
+		// As the gateway's body buffer does: the body can be sent again.
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
+		got[serve(p, r, "127.0.0.1:1", nil).Code]++
+	}
+	if got[405] != 30 {
+		t.Errorf("statuses %v, want the upstream's 405 every time", got)
 	}
 }

@@ -108,8 +108,17 @@ func (p *Policy) Buffer(w http.ResponseWriter, r *http.Request) (release func(),
 	return release, nil
 }
 
-func setBody(r *http.Request, body io.Reader, n int64) {
+// setBody makes body, read from its start, the request's body. GetBody
+// lets the upstream Transport send it again on a fresh connection when a
+// kept-alive one turns out dead before a byte of it went out.
+func setBody(r *http.Request, body io.ReadSeeker, n int64) {
 	r.Body = io.NopCloser(body)
+	r.GetBody = func() (io.ReadCloser, error) {
+		if _, err := body.Seek(0, io.SeekStart); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(body), nil
+	}
 	r.ContentLength = n
 	r.TransferEncoding = nil
 	r.Header.Del("Transfer-Encoding")
