@@ -293,3 +293,28 @@ func TestUpstreamAnswersBeforeReadingTheBody(t *testing.T) {
 		t.Errorf("a request after the early answers: %d", resp.StatusCode)
 	}
 }
+
+// TestAppViewEncodedTracebacks: a traceback compressed by the app (or a
+// middleware) is decoded and caught like a plain one.
+func TestAppViewEncodedTracebacks(t *testing.T) {
+	t.Parallel()
+	app, tg := startCareless(t, gunicornOptions{worker: "gthread"}, nil)
+	for _, tt := range []struct {
+		query  string
+		status int
+	}{
+		{"coding=gzip", 500},
+		{"coding=deflate", 500},
+		{"coding=gzip&status=400", 400},
+		{"coding=gzip&status=503&prefix=2000000", 503}, // past the inspection limit: a 5xx is not passed on unread
+	} {
+		req := request("GET", "/crash-encoded?"+tt.query, "Accept-Encoding: gzip, deflate")
+		if d := app.direct(t, req); d.status != tt.status || d.header.Get("Content-Encoding") == "" {
+			t.Fatalf("%s: the app did not send an encoded error (the premise): %d", tt.query, d.status)
+		}
+		r := tg.through(t, req)
+		if r.status != tt.status || r.header.Get("Content-Encoding") != "" || strings.Contains(r.body, "hunter2") || !strings.Contains(r.body, r.header.Get("X-Request-ID")) {
+			t.Errorf("%s: %d, Content-Encoding %q: the app's error page was not replaced by Rampart's", tt.query, r.status, r.header.Get("Content-Encoding"))
+		}
+	}
+}

@@ -22,14 +22,20 @@ import (
 // statusWriter), so that they cover Rampart's own pages too.
 func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) proxy.ResponseHook {
 	return func(resp *http.Response) error {
-		leak, sample, err := leaks.Inspect(resp)
+		v, err := leaks.Inspect(resp)
 		if err != nil {
 			return err
 		}
-		if leak {
+		if v.Leak {
 			// The operator gets the start of it; the client, nothing.
-			telemetry.Event(g.log, "debug_leak_blocked", info, "traceback_in_response", sample)
-			replace(resp, http.StatusInternalServerError, pages.ErrorBody(http.StatusInternalServerError, "Something went wrong in the application.", info.ID, info.Nonce))
+			telemetry.Event(g.log, "debug_leak_blocked", info, v.Reason, v.Sample)
+			// The status keeps its meaning (a 503 still says "try later");
+			// the body is Rampart's.
+			status, msg := resp.StatusCode, "Something went wrong in the application."
+			if status < 500 {
+				msg = "The application could not handle this request."
+			}
+			replace(resp, status, pages.ErrorBody(status, msg, info.ID, info.Nonce))
 			return nil
 		}
 		if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 {

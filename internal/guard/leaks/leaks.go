@@ -1,7 +1,8 @@
 // Package leaks keeps debug output away from clients: requests for the
 // Werkzeug debugger's console and resources are answered 404 at the edge,
-// and a server error whose body is a Python traceback or the Werkzeug
-// debugger page is replaced by Rampart's own 500 page.
+// and an error response whose body is a Python traceback or the Werkzeug
+// debugger page, in whatever content coding, is replaced by Rampart's own
+// page.
 //
 // The Werkzeug debugger runs arbitrary Python for whoever can reach it
 // (its PIN has been brute-forced and derived from leaked files before), so
@@ -10,10 +11,17 @@ package leaks
 
 import (
 	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/guard/paths"
@@ -61,10 +69,10 @@ func debuggerParam(q string) bool {
 	return false
 }
 
-// PeekLimit is how much of a server error's body is read to look for a
-// traceback. Tracebacks start near the top; a body longer than this is
-// passed on after the peeked part, unchanged.
-const PeekLimit = 64 << 10
+// InspectLimit is how much of an error response's body, decoded, is
+// searched for a traceback. An error page is small; a 5xx body longer
+// than this is not passed on uninspected but replaced (see Inspect).
+const InspectLimit = 1 << 20
 
 // Markers are what a traceback or the debugger page contains: plain
 // Python tracebacks (gunicorn, Django, Flask's logging into a body), and
@@ -79,25 +87,98 @@ var Markers = [][]byte{
 	[]byte("EVALEX"),
 }
 
-// Inspect reports whether resp is a leaking server error. It reads up to
-// PeekLimit bytes of a 5xx text, HTML or JSON body and puts them back, so
-// the body is intact when there is no leak. sample is the start of what
-// was found, for the operator's log.
-func Inspect(resp *http.Response) (leak bool, sample string, err error) {
-	if resp.StatusCode < 500 || !textual(resp.Header.Get("Content-Type")) || resp.Header.Get("Content-Encoding") != "" && resp.Header.Get("Content-Encoding") != "identity" {
-		return false, "", nil
+// Verdict is what Inspect found.
+type Verdict struct {
+	// Leak is set when the response must not reach the client.
+	Leak bool
+	// Reason names why, for the security event: traceback_in_response,
+	// or uninspectable_server_error for a 5xx body Rampart could not read
+	// whole (too large, an encoding it cannot decode, a broken stream).
+	Reason string
+	// Sample is the start of what was found, decoded, for the operator's
+	// log.
+	Sample string
+}
+
+// Inspect decides on an error response (status 400 and up) with a text,
+// HTML, JSON or XML body: it reads up to InspectLimit bytes, decodes them
+// (gzip, deflate, br, zstd) and looks for Markers, then puts the body
+// back as the upstream sent it, so it is intact when nothing is found.
+//
+// A 5xx that cannot be read whole is a Leak: an app's error page has no
+// reason to be large or oddly encoded, and passing it on unread is how
+// the outside test got a gzipped traceback through. A 4xx is inspected as
+// far as it can be and otherwise passed on. Responses below 400 are not
+// inspected: pages that teach Python show tracebacks on purpose, and the
+// debugger's own endpoints are refused on the way in (Check).
+func Inspect(resp *http.Response) (Verdict, error) {
+	if resp.StatusCode < 400 || !textual(resp.Header.Get("Content-Type")) || resp.Body == nil || resp.Body == http.NoBody {
+		return Verdict{}, nil
 	}
-	peek, err := io.ReadAll(io.LimitReader(resp.Body, PeekLimit))
-	resp.Body = readCloser{io.MultiReader(bytes.NewReader(peek), resp.Body), resp.Body}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, InspectLimit+1))
+	resp.Body = readCloser{io.MultiReader(bytes.NewReader(raw), resp.Body), resp.Body}
 	if err != nil {
-		return false, "", err
+		return Verdict{}, err
 	}
+	serverError := resp.StatusCode >= 500
+	decoded, whole := decode(raw, resp.Header.Values("Content-Encoding"))
 	for _, m := range Markers {
-		if bytes.Contains(peek, m) {
-			return true, string(peek[:min(len(peek), 2048)]), nil
+		if bytes.Contains(decoded, m) {
+			return Verdict{Leak: true, Reason: "traceback_in_response", Sample: string(decoded[:min(len(decoded), 2048)])}, nil
 		}
 	}
-	return false, "", nil
+	if serverError && (!whole || len(raw) > InspectLimit) {
+		return Verdict{Leak: true, Reason: "uninspectable_server_error", Sample: fmt.Sprintf("%d bytes or more, Content-Encoding %q", len(raw), resp.Header.Values("Content-Encoding"))}, nil
+	}
+	return Verdict{}, nil
+}
+
+// decode undoes the content codings of body, last applied first, up to
+// InspectLimit bytes. whole is false when a coding is unknown, the stream
+// is broken or cut short, or the result is longer than the limit; what
+// could be decoded is returned all the same.
+func decode(body []byte, codings []string) (out []byte, whole bool) {
+	var names []string
+	for _, v := range codings {
+		for _, c := range strings.Split(v, ",") {
+			if c = strings.ToLower(strings.TrimSpace(c)); c != "" && c != "identity" {
+				names = append(names, c)
+			}
+		}
+	}
+	out, whole = body, true
+	for i := len(names) - 1; i >= 0; i-- {
+		var r io.Reader
+		var err error
+		switch names[i] {
+		case "gzip", "x-gzip":
+			r, err = gzip.NewReader(bytes.NewReader(out))
+		case "deflate":
+			// RFC 9110 says zlib-wrapped; some servers send raw deflate.
+			if r, err = zlib.NewReader(bytes.NewReader(out)); err != nil {
+				r, err = flate.NewReader(bytes.NewReader(out)), nil
+			}
+		case "br":
+			r = brotli.NewReader(bytes.NewReader(out))
+		case "zstd":
+			var d *zstd.Decoder
+			if d, err = zstd.NewReader(bytes.NewReader(out), zstd.WithDecoderMaxMemory(4*InspectLimit)); err == nil {
+				defer d.Close()
+				r = d
+			}
+		default:
+			return out, false
+		}
+		if err != nil {
+			return out, false
+		}
+		next, err := io.ReadAll(io.LimitReader(r, InspectLimit+1))
+		out = next
+		if err != nil || len(next) > InspectLimit {
+			whole = false
+		}
+	}
+	return out, whole
 }
 
 func textual(ct string) bool {

@@ -1,11 +1,18 @@
 package leaks
 
 import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
 )
 
 func TestCheck(t *testing.T) {
@@ -29,27 +36,75 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// encode applies content codings in order, as an upstream would.
+func encode(t *testing.T, body string, codings ...string) string {
+	t.Helper()
+	b := []byte(body)
+	for _, c := range codings {
+		var buf bytes.Buffer
+		var w io.WriteCloser
+		switch c {
+		case "gzip":
+			w = gzip.NewWriter(&buf)
+		case "deflate":
+			w = zlib.NewWriter(&buf)
+		case "raw-deflate":
+			w, _ = flate.NewWriter(&buf, flate.DefaultCompression)
+		case "br":
+			w = brotli.NewWriter(&buf)
+		case "zstd":
+			w, _ = zstd.NewWriter(&buf)
+		}
+		if _, err := w.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		b = buf.Bytes()
+	}
+	return string(b)
+}
+
 // The detectors are proven against the real Werkzeug debugger in the
 // gateway's gunicorn test; this table covers the decision's edges.
 func TestInspect(t *testing.T) {
 	t.Parallel()
 	tb := "Traceback (most recent call last):\n  File \"app.py\", line 3\nRuntimeError: boom"
+	long := strings.Repeat("x", InspectLimit)
 	for _, tt := range []struct {
 		name   string
 		status int
 		ct, ce string
 		body   string
 		leak   bool
+		reason string
 	}{
-		{"plain traceback", 500, "text/plain", "", tb, true},
-		{"html traceback", 500, "text/html; charset=utf-8", "", "<html>" + tb, true},
-		{"no content type", 502, "", "", tb, true},
-		{"json", 500, "application/json", "", `{"error": "` + tb + `"}`, true},
-		{"ok page mentioning nothing", 500, "text/html", "", "<h1>Internal Server Error</h1>", false},
-		{"a 200 is not inspected", 200, "text/plain", "", tb, false},
-		{"an image is not inspected", 500, "image/png", "", tb, false},
-		{"gzip is not inspected", 500, "text/html", "gzip", tb, false},
-		{"traceback past the peek limit", 500, "text/plain", "", strings.Repeat("x", PeekLimit) + tb, false},
+		{"plain traceback", 500, "text/plain", "", tb, true, "traceback_in_response"},
+		{"html traceback", 500, "text/html; charset=utf-8", "", "<html>" + tb, true, "traceback_in_response"},
+		{"no content type", 502, "", "", tb, true, "traceback_in_response"},
+		{"json", 500, "application/json", "", `{"error": "` + tb + `"}`, true, "traceback_in_response"},
+		{"a 4xx with a traceback", 400, "text/html", "", tb, true, "traceback_in_response"},
+		{"ok page mentioning nothing", 500, "text/html", "", "<h1>Internal Server Error</h1>", false, ""},
+		{"a 200 is not inspected", 200, "text/plain", "", tb, false, ""},
+		{"a 302 is not inspected", 302, "text/plain", "", tb, false, ""},
+		{"an image is not inspected", 500, "image/png", "", tb, false, ""},
+		{"gzip", 500, "text/html", "gzip", encode(t, tb, "gzip"), true, "traceback_in_response"},
+		{"x-gzip", 500, "text/html", "x-gzip", encode(t, tb, "gzip"), true, "traceback_in_response"},
+		{"deflate (zlib)", 500, "text/html", "deflate", encode(t, tb, "deflate"), true, "traceback_in_response"},
+		{"deflate (raw)", 500, "text/html", "deflate", encode(t, tb, "raw-deflate"), true, "traceback_in_response"},
+		{"br", 500, "text/html", "br", encode(t, tb, "br"), true, "traceback_in_response"},
+		{"zstd", 500, "text/html", "zstd", encode(t, tb, "zstd"), true, "traceback_in_response"},
+		{"gzip then br", 500, "text/html", "gzip, br", encode(t, tb, "gzip", "br"), true, "traceback_in_response"},
+		{"a gzipped 404 with a traceback", 404, "text/html", "GZIP", encode(t, tb, "gzip"), true, "traceback_in_response"},
+		{"a clean gzipped 500 passes", 500, "text/html", "gzip", encode(t, "<h1>Sorry</h1>", "gzip"), false, ""},
+		{"an unknown coding on a 5xx is not passed unread", 500, "text/html", "compress", "\x1f\x9d...", true, "uninspectable_server_error"},
+		{"a broken gzip stream on a 5xx", 500, "text/html", "gzip", "not gzip at all", true, "uninspectable_server_error"},
+		{"an unknown coding on a 4xx passes", 404, "text/html", "compress", "\x1f\x9d...", false, ""},
+		{"a traceback after a long prefix, 5xx", 500, "text/plain", "", long + tb, true, "uninspectable_server_error"},
+		{"a traceback after a long gzipped prefix, 5xx", 500, "text/plain", "gzip", encode(t, long+tb, "gzip"), true, "uninspectable_server_error"},
+		{"a long clean 4xx passes", 404, "text/plain", "", long + "x", false, ""},
+		{"a traceback within the limit after a prefix", 503, "text/plain", "", strings.Repeat("x", InspectLimit/2) + tb, true, "traceback_in_response"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			resp := &http.Response{StatusCode: tt.status, Header: http.Header{}, Body: io.NopCloser(strings.NewReader(tt.body))}
@@ -59,13 +114,24 @@ func TestInspect(t *testing.T) {
 			if tt.ce != "" {
 				resp.Header.Set("Content-Encoding", tt.ce)
 			}
-			leak, _, err := Inspect(resp)
-			if err != nil || leak != tt.leak {
-				t.Fatalf("Inspect = %v, %v; want %v", leak, err, tt.leak)
+			v, err := Inspect(resp)
+			if err != nil || v.Leak != tt.leak || v.Reason != tt.reason {
+				t.Fatalf("Inspect = %+v, %v; want leak %v, reason %q", v, err, tt.leak, tt.reason)
 			}
 			if body, _ := io.ReadAll(resp.Body); string(body) != tt.body {
 				t.Error("the body was not put back whole")
 			}
 		})
+	}
+}
+
+// TestDecodeBomb: a small compressed body that inflates beyond the limit
+// is cut at the limit, not inflated whole.
+func TestDecodeBomb(t *testing.T) {
+	t.Parallel()
+	bomb := encode(t, strings.Repeat("\x00", 64<<20), "gzip")
+	out, whole := decode([]byte(bomb), []string{"gzip"})
+	if whole || len(out) > InspectLimit+1 {
+		t.Errorf("decoded %d bytes, whole %v", len(out), whole)
 	}
 }

@@ -4,9 +4,12 @@ its .env is a file anyone may fetch), and ProxyFix believing every
 forwarding header. Straight from gunicorn it gives all of that away; the
 tests check that through Rampart none of it is reachable.
 """
+import gzip
 import os
+import traceback
+import zlib
 
-from flask import Flask, jsonify, make_response, redirect, request
+from flask import Flask, Response, jsonify, make_response, redirect, request
 from werkzeug.debug import DebuggedApplication
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -47,6 +50,19 @@ def refresh():
 @app.route("/go")
 def go():
     return redirect(request.args.get("next", "/"))
+
+
+@app.route("/crash-encoded")
+def crash_encoded():
+    """A traceback sent compressed, as behind a compression middleware."""
+    try:
+        raise RuntimeError("secret internal detail: DATABASE_PASSWORD=hunter2")
+    except RuntimeError:
+        body = ("x" * int(request.args.get("prefix", "0")) + traceback.format_exc()).encode()
+    coding = request.args.get("coding", "gzip")
+    data = gzip.compress(body) if coding == "gzip" else zlib.compress(body)
+    return Response(data, status=int(request.args.get("status", "500")),
+                    headers={"Content-Encoding": coding, "Content-Type": "text/plain"})
 
 
 @app.route("/get-only")
