@@ -128,6 +128,8 @@ func TestProblemsHaveLines(t *testing.T) {
 			[]string{"bad.yaml:5: sites[0].routes[0].match: \"//admin/\" never matches", `write "/admin/"`, "bad.yaml:7: sites[0].rate_limits[0].match: \"/a/../login\" never matches"}},
 		{"underscore headers", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {insecure_underscore_headers: [X_Forwarded_For]}\n",
 			[]string{"bad.yaml:4: sites[0].guards.insecure_underscore_headers: \"X_Forwarded_For\" reaches the app as HTTP_X_FORWARDED_FOR, which only Rampart may set"}},
+		{"nonce placeholders", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    csp: {nonce_placeholder: __RAMPART_CSP_NONCE__}\n    routes:\n      - match: /a/\n        csp: {nonce_placeholder: short}\n      - match: /b/\n        csp: {nonce: false, nonce_placeholder: __CSP_NONCE_0123456789abcdefghij__}\n",
+			[]string{"bad.yaml:4: sites[0].csp.nonce_placeholder: __RAMPART_CSP_NONCE__ is public", "bad.yaml:7: sites[0].routes[0].csp.nonce_placeholder: a placeholder is a secret of at least 24", "bad.yaml:9: sites[0].routes[1].csp.nonce_placeholder: set, but nonce is false"}},
 		{"sensitive paths scalar", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {sensitive_paths: none}\n", []string{"bad.yaml:4: sensitive_paths is \"default\" or a list"}},
 	}
 	for _, tt := range tests {

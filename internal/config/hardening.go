@@ -7,6 +7,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	cspguard "github.com/rampartproxy/rampart/internal/guard/csp"
 	"github.com/rampartproxy/rampart/internal/guard/normalize"
 )
 
@@ -56,10 +57,20 @@ type CSP struct {
 	// policy out. Default false.
 	ReportOnly *bool `yaml:"report_only"`
 	// Nonce adds a fresh 128-bit nonce to script-src and style-src of
-	// every response, passes it to the app in the X-CSP-Nonce request
-	// header, and writes it over __RAMPART_CSP_NONCE__ in HTML bodies.
+	// every response and passes it to the app in the X-CSP-Nonce request
+	// header, for its templates (Flask: request.headers["X-CSP-Nonce"]).
 	// Default true.
 	Nonce *bool `yaml:"nonce"`
+	// NoncePlaceholder, for HTML files that cannot read X-CSP-Nonce
+	// (static pages), is a secret string Rampart writes over with the
+	// nonce in HTML responses. It must be a per-deployment secret of 24 or
+	// more letters, digits, '_' and '-': anyone who can put HTML in a page
+	// could otherwise write the placeholder and get a valid nonce. Use it
+	// only on routes whose pages reflect no input. On such routes the app
+	// is asked for gzip or identity only, and Range is not passed on, so
+	// the placeholder never shows. A route with nonce: false rewrites
+	// nothing. Default "": no rewriting.
+	NoncePlaceholder *string `yaml:"nonce_placeholder"`
 }
 
 // Cookies hardens every Set-Cookie from the upstream. Names, values and
@@ -201,6 +212,7 @@ func (r Route) Merge(site Site) (Headers, CSP, Cookies, bool) {
 	override(&csp.Policy, r.CSP.Policy)
 	override(&csp.ReportOnly, r.CSP.ReportOnly)
 	override(&csp.Nonce, r.CSP.Nonce)
+	override(&csp.NoncePlaceholder, r.CSP.NoncePlaceholder)
 	override(&ck.SameSite, r.Cookies.SameSite)
 	if r.Cookies.JSReadable != nil {
 		ck.JSReadable = r.Cookies.JSReadable
@@ -238,6 +250,13 @@ func validateHardening(at string, h Headers, csp CSP, ck Cookies, bad func(path,
 			if f := strings.Fields(d); len(f) > 0 && (f[0] == "report-uri" || f[0] == "report-to") {
 				bad(at+".csp.policy", "leave out %s: Rampart adds its own report endpoint, /.rampart/csp-report", f[0])
 			}
+		}
+	}
+	if p := csp.NoncePlaceholder; p != nil && *p != "" {
+		if err := cspguard.CheckPlaceholder(*p); err != nil {
+			bad(at+".csp.nonce_placeholder", "%v", err)
+		} else if csp.Nonce != nil && !*csp.Nonce {
+			bad(at+".csp.nonce_placeholder", "set, but nonce is false: there is no nonce to write")
 		}
 	}
 	if ck.Secure != nil && !*ck.Secure {

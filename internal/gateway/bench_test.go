@@ -9,7 +9,6 @@ import (
 
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard/cookies"
-	"github.com/rampartproxy/rampart/internal/guard/csp"
 	"github.com/rampartproxy/rampart/internal/guard/headers"
 	"github.com/rampartproxy/rampart/internal/testutil/redisserver"
 )
@@ -22,14 +21,16 @@ import (
 func BenchmarkProxy(b *testing.B) {
 	// A 1 KiB HTML page with a nonce placeholder, so the hardened runs do
 	// all their work: headers, CSP with a fresh nonce, the body rewrite.
-	page := `<script nonce="` + csp.Placeholder + `"></script>`
+	page := `<script nonce="` + testPlaceholder + `"></script>`
 	page += strings.Repeat("x", 1024-len(page))
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		io.WriteString(w, page)
 	}))
 	b.Cleanup(up.Close)
-	tg := startGateway(b, config.Config{Sites: []config.Site{siteFor(up.URL)}})
+	site := siteFor(up.URL)
+	site.CSP.NoncePlaceholder = &testPlaceholder
+	tg := startGateway(b, config.Config{Sites: []config.Site{site}})
 	// Request logs go to the captured buffer in tests; discard them here
 	// so the benchmark does not grow a buffer without bound.
 	tg.logs = nil

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -17,26 +18,32 @@ import (
 )
 
 // TestBrowserEnforcesNonceCSP loads a page through Rampart in a real
-// browser: the inline script that carries the nonce runs, the injected one
-// without it is blocked, and the browser's violation report reaches
-// Rampart's report endpoint.
+// browser: the inline script that carries the nonce (written over the
+// site's secret placeholder) runs; the scripts a reflected query injects,
+// one without a nonce and one with the placeholder anyone knows, are
+// blocked; and the browser's violation report reaches Rampart's report
+// endpoint.
 func TestBrowserEnforcesNonceCSP(t *testing.T) {
 	t.Parallel()
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		io.WriteString(w, `<!doctype html><html><head><title>start</title>
-<script nonce="`+csp.Placeholder+`">document.title = "nonce-ran";</script></head>
+<script nonce="`+testPlaceholder+`">document.title = "nonce-ran";</script></head>
 <body><p id="out">untouched</p>
-<script>document.getElementById("out").textContent = "injected-ran";</script>
+<p>You searched for: `+r.URL.Query().Get("q")+`</p>
 </body></html>`)
 	}))
 	t.Cleanup(app.Close)
-	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor(app.URL)}})
+	site := siteFor(app.URL)
+	site.CSP.NoncePlaceholder = &testPlaceholder
+	tg := startGateway(t, config.Config{Sites: []config.Site{site}})
 	_, port, _ := net.SplitHostPort(tg.httpsAddr)
+	injected := `<script nonce="` + csp.PublicPlaceholder + `">document.getElementById("out").textContent = "placeholder-injection-ran";</script>` +
+		`<script>document.getElementById("out").textContent = "injected-ran";</script>`
 
 	ctx := headless.Browser(t)
 	if err := chromedp.Do(ctx,
-		chromedp.Navigate("https://localhost:"+port+"/"),
+		chromedp.Navigate("https://localhost:"+port+"/?q="+url.QueryEscape(injected)),
 		chromedp.WaitReady(chromedp.ID("out")),
 	); err != nil {
 		t.Fatal(err)

@@ -84,10 +84,14 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	// The body is complete and Content-Length exact: an Expect would only
 	// make the upstream wait for a second go-ahead.
 	r.Header.Del("Expect")
-	if info.Nonce != "" {
-		// The nonce is written into HTML bodies on the way back, which
-		// Rampart can do for gzip and identity only.
+	if rt.placeholder != "" {
+		// The nonce is written over the placeholder in HTML bodies on the
+		// way back, which Rampart can do for gzip and identity only, and
+		// for whole bodies only: a range could hold part of the secret
+		// placeholder, unreplaced.
 		limitEncodings(r.Header)
+		r.Header.Del("Range")
+		r.Header.Del("If-Range")
 	}
 	ctx := proxy.WithResponseHook(r.Context(), g.responseGuards(st, rt, info))
 	st.proxy.ServeHTTP(sw, r.WithContext(ctx))

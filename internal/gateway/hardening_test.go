@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,7 +21,7 @@ import (
 func hardeningApp(t *testing.T) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
-	page := `<html><script nonce="` + csp.Placeholder + `">ok()</script></html>`
+	page := `<html><script nonce="` + testPlaceholder + `">ok()</script></html>`
 	mux.HandleFunc("/page", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Server", "gunicorn")
@@ -39,7 +40,18 @@ func hardeningApp(t *testing.T) *httptest.Server {
 	})
 	mux.HandleFunc("/data.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"p":"`+csp.Placeholder+`"}`)
+		io.WriteString(w, `{"p":"`+testPlaceholder+`"}`)
+	})
+	mux.HandleFunc("/search", func(w http.ResponseWriter, r *http.Request) {
+		// Reflects its input, as a careless search page does.
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("X-Seen-Range", r.Header.Get("Range"))
+		io.WriteString(w, "<p>results for "+r.URL.Query().Get("q")+"</p>")
+	})
+	mux.HandleFunc("/br", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Content-Encoding", "br")
+		io.WriteString(w, "\x0b\x02\x80"+testPlaceholder)
 	})
 	mux.HandleFunc("/go", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Location", r.URL.Query().Get("to"))
@@ -69,6 +81,7 @@ func TestResponseHardening(t *testing.T) {
 	site := siteFor(hardeningApp(t).URL)
 	site.Cookies.JSReadable = []string{"csrf_token"}
 	site.Guards.RedirectAllow = []string{"partner.test"}
+	site.CSP.NoncePlaceholder = &testPlaceholder
 	dl := true
 	static := "default-src 'self'"
 	nonce := false
@@ -107,7 +120,7 @@ func TestResponseHardening(t *testing.T) {
 			t.Fatalf("no nonce in CSP %q", resp.Header.Get("Content-Security-Policy"))
 		}
 		n := m[1]
-		if !strings.Contains(body, `<script nonce="`+n+`">`) || strings.Contains(body, csp.Placeholder) {
+		if !strings.Contains(body, `<script nonce="`+n+`">`) || strings.Contains(body, testPlaceholder) {
 			t.Errorf("body placeholder not replaced with %s: %s", n, body)
 		}
 		if !strings.Contains(body, "nonce header: "+n+" ") {
@@ -149,15 +162,37 @@ func TestResponseHardening(t *testing.T) {
 		}
 		body, _ := io.ReadAll(zr)
 		n := nonceIn.FindStringSubmatch(resp.Header.Get("Content-Security-Policy"))[1]
-		if strings.Count(string(body), `nonce="`+n+`"`) != 100 || bytes.Contains(body, []byte(csp.Placeholder)) {
+		if strings.Count(string(body), `nonce="`+n+`"`) != 100 || bytes.Contains(body, []byte(testPlaceholder)) {
 			t.Error("gzip body not rewritten")
 		}
 	})
 
 	t.Run("non-html passes byte for byte", func(t *testing.T) {
 		_, body := get(t, "/data.json")
-		if body != `{"p":"`+csp.Placeholder+`"}` {
+		if body != `{"p":"`+testPlaceholder+`"}` {
 			t.Errorf("json body changed: %s", body)
+		}
+	})
+
+	t.Run("the public placeholder is never filled in", func(t *testing.T) {
+		resp, body := get(t, "/search?q="+url.QueryEscape(`<script nonce="`+csp.PublicPlaceholder+`">evil()</script>`))
+		n := nonceIn.FindStringSubmatch(resp.Header.Get("Content-Security-Policy"))[1]
+		if strings.Contains(body, n) || !strings.Contains(body, csp.PublicPlaceholder) {
+			t.Errorf("an injected placeholder got the nonce: %s", body)
+		}
+	})
+
+	t.Run("a placeholder route asks for whole bodies", func(t *testing.T) {
+		resp, _ := get(t, "/search?q=x", "Range", "bytes=0-5")
+		if resp.StatusCode != 200 || resp.Header.Get("X-Seen-Range") != "" {
+			t.Errorf("the app saw Range %q (status %d)", resp.Header.Get("X-Seen-Range"), resp.StatusCode)
+		}
+	})
+
+	t.Run("an encoding that cannot be rewritten does not show the placeholder", func(t *testing.T) {
+		resp, body := get(t, "/br")
+		if resp.StatusCode != 502 || strings.Contains(body, testPlaceholder) {
+			t.Errorf("%d %q", resp.StatusCode, body)
 		}
 	})
 

@@ -157,6 +157,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// testPlaceholder is a secret nonce placeholder, as a deployment sets in
+// csp.nonce_placeholder.
+var testPlaceholder = "__CSP_NONCE_t3stPlaceh0lderSecret__"
+
 // siteFor is the usual test site: the loopback names, internal TLS.
 func siteFor(upstream string) config.Site {
 	return config.Site{Hosts: []string{"localhost", "127.0.0.1", "::1"}, Upstream: upstream}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -64,16 +65,15 @@ func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) proxy.
 			}
 		}
 		rt.cookies.Apply(resp.Header)
-		if info.Nonce != "" && isHTML(resp.Header.Get("Content-Type")) && resp.Body != http.NoBody {
+		if rt.placeholder != "" && isHTML(resp.Header.Get("Content-Type")) && resp.Body != http.NoBody {
 			if enc := resp.Header.Get("Content-Encoding"); (enc == "" || enc == "identity") && resp.ContentLength >= 0 && resp.ContentLength <= smallBody {
-				return rewriteSmall(resp, info.Nonce)
+				return rewriteSmall(resp, rt.placeholder, info.Nonce)
 			}
-			body, err := csp.RewriteBody(resp.Body, resp.Header.Get("Content-Encoding"), info.Nonce)
+			body, err := csp.RewriteBody(resp.Body, resp.Header.Get("Content-Encoding"), rt.placeholder, info.Nonce)
 			if err != nil {
-				// An encoding Rampart did not ask for: pass it on as it
-				// is; its placeholders stay unreplaced.
-				g.log.Warn("csp nonce not written into the body", "request_id", info.ID, "error", err.Error())
-				return nil
+				// An encoding Rampart did not ask for: passed on, it would
+				// show the secret placeholder. The client gets 502.
+				return fmt.Errorf("csp nonce placeholder: %w", err)
 			}
 			resp.Body = body
 			resp.ContentLength = -1
@@ -90,14 +90,14 @@ func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) proxy.
 const smallBody = 32 << 10
 
 // rewriteSmall writes the nonce into a body of known, small length.
-func rewriteSmall(resp *http.Response, nonce string) error {
+func rewriteSmall(resp *http.Response, placeholder, nonce string) error {
 	body := make([]byte, resp.ContentLength)
 	_, err := io.ReadFull(resp.Body, body)
 	_ = resp.Body.Close()
 	if err != nil {
 		return err
 	}
-	body = csp.RewriteWhole(body, nonce)
+	body = csp.RewriteWhole(body, placeholder, nonce)
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))

@@ -64,9 +64,12 @@ type site struct {
 
 // route is one path prefix's response policy, compiled.
 type route struct {
-	match   string
-	headers *headers.Policy
-	cookies *cookies.Policy
+	match string
+	// placeholder is the secret string written over with the nonce in
+	// HTML responses; "" when the route has none.
+	placeholder string
+	headers     *headers.Policy
+	cookies     *cookies.Policy
 	// upgradeLogged is set once this route's app has been caught
 	// redirecting to its own http:// URL, so the hint is logged once.
 	upgradeLogged atomic.Bool
@@ -212,10 +215,15 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 // compileRoute merges a route's overrides into its site's settings.
 func compileRoute(rc config.Route, sc config.Site) *route {
 	h, c, ck, download := rc.Merge(sc)
+	placeholder := ""
+	if *c.Nonce && c.NoncePlaceholder != nil {
+		placeholder = *c.NoncePlaceholder
+	}
 	return &route{
-		match:   rc.Match,
-		headers: headers.New(h, csp.New(*c.Policy, *c.ReportOnly, *c.Nonce), download),
-		cookies: cookies.New(*ck.SameSite, ck.JSReadable),
+		match:       rc.Match,
+		placeholder: placeholder,
+		headers:     headers.New(h, csp.New(*c.Policy, *c.ReportOnly, *c.Nonce), download),
+		cookies:     cookies.New(*ck.SameSite, ck.JSReadable),
 	}
 }
 

@@ -11,6 +11,7 @@ package csp
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"strings"
 )
 
@@ -20,9 +21,41 @@ const ReportPath = "/.rampart/csp-report"
 // ReportGroup is the Reporting API endpoint name used in report-to.
 const ReportGroup = "rampart-csp"
 
-// Placeholder is written over with the response's nonce in HTML bodies,
-// for templates that cannot read the X-CSP-Nonce request header.
-const Placeholder = "__RAMPART_CSP_NONCE__"
+// A nonce placeholder is a string in the app's own HTML files that
+// Rampart writes over with the response's nonce, for pages that cannot
+// read the X-CSP-Nonce request header (static HTML). A nonce is worth
+// something only while an attacker cannot get it, and anything that
+// injects HTML could inject a placeholder known to all: the old fixed
+// __RAMPART_CSP_NONCE__ let /search?q=<script nonce=__RAMPART_CSP_NONCE__>
+// run. So a placeholder is a per-deployment secret, set per route, and
+// rewriting is off where none is set.
+
+// MinPlaceholder is the shortest placeholder accepted: 24 characters of
+// [A-Za-z0-9_-] hold 128 bits or more when chosen at random.
+const MinPlaceholder = 24
+
+// PublicPlaceholder is the placeholder Rampart once filled in everywhere.
+// It is refused: anyone can write it into a page.
+const PublicPlaceholder = "__RAMPART_CSP_NONCE__"
+
+// CheckPlaceholder reports why p cannot be a nonce placeholder.
+func CheckPlaceholder(p string) error {
+	if p == PublicPlaceholder {
+		return fmt.Errorf("%s is public: anyone who can put HTML in a page could get a valid nonce with it; choose a secret one, such as %s", p, ExamplePlaceholder())
+	}
+	if len(p) < MinPlaceholder {
+		return fmt.Errorf("a placeholder is a secret of at least %d characters, such as %s", MinPlaceholder, ExamplePlaceholder())
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return fmt.Errorf("a placeholder holds only letters, digits, '_' and '-' (HTML and templates leave those alone), such as %s", ExamplePlaceholder())
+		}
+	}
+	return nil
+}
+
+// ExamplePlaceholder returns a fresh random placeholder, for hints.
+func ExamplePlaceholder() string { return "__CSP_NONCE_" + NewNonce() + "__" }
 
 // NonceHeader is the request header that carries the nonce to the app.
 const NonceHeader = "X-CSP-Nonce"

@@ -57,12 +57,30 @@ func TestNonceIsFreshAndLongEnough(t *testing.T) {
 	}
 }
 
+// testPlaceholder is a secret placeholder, as a deployment would choose.
+const testPlaceholder = "__CSP_NONCE_x7Hq2vLm9Rt4Wb8Kd3Zp__"
+
+func TestCheckPlaceholder(t *testing.T) {
+	t.Parallel()
+	if err := CheckPlaceholder(testPlaceholder); err != nil {
+		t.Errorf("a good placeholder: %v", err)
+	}
+	if err := CheckPlaceholder(ExamplePlaceholder()); err != nil {
+		t.Errorf("the example placeholder: %v", err)
+	}
+	for _, bad := range []string{PublicPlaceholder, "", "__SHORT__", "__CSP_NONCE_with spaces and such__", `__CSP_NONCE_"quoted"_0123456789__`} {
+		if err := CheckPlaceholder(bad); err == nil {
+			t.Errorf("CheckPlaceholder(%q) accepted it", bad)
+		}
+	}
+}
+
 func TestRewriteAcrossChunks(t *testing.T) {
 	t.Parallel()
-	in := "<script nonce=\"" + Placeholder + "\">x</script>" + Placeholder + "__RAMPART_CSP" + "_NONCE_" + Placeholder[:5]
-	want := strings.ReplaceAll(in, Placeholder, "NONCE")
+	in := "<script nonce=\"" + testPlaceholder + "\">x</script>" + testPlaceholder + testPlaceholder[:20] + "_" + PublicPlaceholder + testPlaceholder[:5]
+	want := strings.ReplaceAll(in, testPlaceholder, "NONCE")
 	for _, r := range []io.Reader{strings.NewReader(in), iotest.OneByteReader(strings.NewReader(in)), iotest.HalfReader(strings.NewReader(in))} {
-		got, err := io.ReadAll(NewRewriter(r, "NONCE"))
+		got, err := io.ReadAll(NewRewriter(r, testPlaceholder, "NONCE"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,12 +92,12 @@ func TestRewriteAcrossChunks(t *testing.T) {
 
 func TestRewriteGzip(t *testing.T) {
 	t.Parallel()
-	page := strings.Repeat("<p>"+Placeholder+"</p>", 1000)
+	page := strings.Repeat("<p>"+testPlaceholder+"</p>", 1000)
 	var z bytes.Buffer
 	zw := gzip.NewWriter(&z)
 	_, _ = zw.Write([]byte(page))
 	_ = zw.Close()
-	body, err := RewriteBody(io.NopCloser(&z), "gzip", "NONCE")
+	body, err := RewriteBody(io.NopCloser(&z), "gzip", testPlaceholder, "NONCE")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,10 +110,10 @@ func TestRewriteGzip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(got) != strings.ReplaceAll(page, Placeholder, "NONCE") {
+	if string(got) != strings.ReplaceAll(page, testPlaceholder, "NONCE") {
 		t.Error("gzip body not rewritten")
 	}
-	if _, err := RewriteBody(io.NopCloser(&z), "br", "N"); err == nil {
+	if _, err := RewriteBody(io.NopCloser(&z), "br", testPlaceholder, "N"); err == nil {
 		t.Error("a brotli body was accepted")
 	}
 }
@@ -103,23 +121,23 @@ func TestRewriteGzip(t *testing.T) {
 // FuzzRewrite checks the streaming rewrite against the whole-body one, for
 // any body and any way of cutting it into reads.
 func FuzzRewrite(f *testing.F) {
-	f.Add([]byte("<script nonce=\""+Placeholder+"\"></script>"), uint8(1))
-	f.Add([]byte(Placeholder+Placeholder), uint8(3))
-	f.Add([]byte("__RAMPART_CSP___RAMPART_CSP_NONCE__"), uint8(7))
+	f.Add([]byte("<script nonce=\""+testPlaceholder+"\"></script>"), uint8(1))
+	f.Add([]byte(testPlaceholder+testPlaceholder), uint8(3))
+	f.Add([]byte("__CSP_NONCE_x7H__CSP_NONCE_x7Hq2vLm9Rt4Wb8Kd3Zp__"), uint8(7))
 	f.Add([]byte("no placeholder here, just bytes \x00\xff"), uint8(2))
 	f.Fuzz(func(t *testing.T, body []byte, step uint8) {
 		r := &stepReader{b: body, step: int(step%64) + 1}
-		got, err := io.ReadAll(NewRewriter(r, "n0nce"))
+		got, err := io.ReadAll(NewRewriter(r, testPlaceholder, "n0nce"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := bytes.ReplaceAll(body, placeholder, []byte("n0nce")); !bytes.Equal(got, want) {
+		if want := bytes.ReplaceAll(body, []byte(testPlaceholder), []byte("n0nce")); !bytes.Equal(got, want) {
 			t.Fatalf("streamed %q, whole %q", got, want)
 		}
-		if !bytes.Contains(body, placeholder) && !bytes.Equal(got, body) {
+		if !bytes.Contains(body, []byte(testPlaceholder)) && !bytes.Equal(got, body) {
 			t.Fatal("a body without the placeholder changed")
 		}
-		if whole := RewriteWhole(bytes.Clone(body), "n0nce"); !bytes.Equal(whole, got) {
+		if whole := RewriteWhole(bytes.Clone(body), testPlaceholder, "n0nce"); !bytes.Equal(whole, got) {
 			t.Fatalf("RewriteWhole %q, streamed %q", whole, got)
 		}
 	})
@@ -144,14 +162,14 @@ func (s *stepReader) Read(p []byte) (int, error) {
 // placeholder every 4 KB through the rewriter, in 32 KB reads as
 // ReverseProxy does; b.SetBytes makes the result a throughput.
 func BenchmarkRewrite100KB(b *testing.B) {
-	chunk := strings.Repeat("<p>lorem ipsum dolor sit amet</p>\n", 120)[:4000] + `<script nonce="` + Placeholder + `"></script>`
+	chunk := strings.Repeat("<p>lorem ipsum dolor sit amet</p>\n", 120)[:4000] + `<script nonce="` + testPlaceholder + `"></script>`
 	page := []byte(strings.Repeat(chunk, 100*1024/len(chunk)))
 	nonce := NewNonce()
 	buf := make([]byte, 32<<10)
 	b.SetBytes(int64(len(page)))
 	b.ReportAllocs()
 	for b.Loop() {
-		r := NewRewriter(bytes.NewReader(page), nonce)
+		r := NewRewriter(bytes.NewReader(page), testPlaceholder, nonce)
 		for {
 			if _, err := r.Read(buf); err != nil {
 				break
@@ -167,7 +185,7 @@ func BenchmarkRewrite100KBPassthrough(b *testing.B) {
 	b.SetBytes(int64(len(page)))
 	b.ReportAllocs()
 	for b.Loop() {
-		r := NewRewriter(bytes.NewReader(page), "n")
+		r := NewRewriter(bytes.NewReader(page), testPlaceholder, "n")
 		for {
 			if _, err := r.Read(buf); err != nil {
 				break

@@ -8,31 +8,30 @@ import (
 	"sync"
 )
 
-// rewriter replaces every Placeholder in a stream with the nonce. It holds
-// back at most len(Placeholder)-1 bytes, the most a placeholder split
+// rewriter replaces every placeholder in a stream with the nonce. It holds
+// back at most len(placeholder)-1 bytes, the most a placeholder split
 // across two reads can have shown so far, so nothing is buffered whole.
 type rewriter struct {
-	src   io.Reader
-	nonce []byte
-	data  []byte // read from src, not yet rewritten
-	out   []byte // rewritten; out[off:] is not handed out yet
-	off   int
-	eof   bool
-	err   error
-	bufs  *buffers // from pool; returned at the end of the stream
+	src         io.Reader
+	placeholder []byte
+	nonce       []byte
+	data        []byte // read from src, not yet rewritten
+	out         []byte // rewritten; out[off:] is not handed out yet
+	off         int
+	eof         bool
+	err         error
+	bufs        *buffers // from pool; returned at the end of the stream
 }
-
-var placeholder = []byte(Placeholder)
 
 // buffers are a rewriter's working memory, recycled between responses.
 type buffers struct{ chunk, data, out []byte }
 
 var pool = sync.Pool{New: func() any { return &buffers{chunk: make([]byte, 32<<10)} }}
 
-// NewRewriter returns a Reader of src with every Placeholder replaced by
+// NewRewriter returns a Reader of src with every placeholder replaced by
 // nonce.
-func NewRewriter(src io.Reader, nonce string) io.Reader {
-	return &rewriter{src: src, nonce: []byte(nonce)}
+func NewRewriter(src io.Reader, placeholder, nonce string) io.Reader {
+	return &rewriter{src: src, placeholder: []byte(placeholder), nonce: []byte(nonce)}
 }
 
 func (r *rewriter) Read(p []byte) (int, error) {
@@ -74,11 +73,11 @@ func (r *rewriter) rewrite() {
 	out := r.out[:0]
 	r.off = 0
 	for {
-		j := bytes.Index(d, placeholder)
+		j := bytes.Index(d, r.placeholder)
 		if j < 0 {
 			end := len(d)
 			if !r.eof {
-				end -= partialSuffix(d)
+				end -= partialSuffix(d, r.placeholder)
 			}
 			out = append(out, d[:end]...)
 			d = d[end:]
@@ -86,24 +85,24 @@ func (r *rewriter) rewrite() {
 		}
 		out = append(out, d[:j]...)
 		out = append(out, r.nonce...)
-		d = d[j+len(placeholder):]
+		d = d[j+len(r.placeholder):]
 	}
 	r.out = out
 	r.data = append(r.data[:0], d...)
 }
 
-// RewriteWhole replaces every Placeholder in a body held in memory,
+// RewriteWhole replaces every placeholder in a body held in memory,
 // returning body itself when there is none.
-func RewriteWhole(body []byte, nonce string) []byte {
-	if !bytes.Contains(body, placeholder) {
+func RewriteWhole(body []byte, placeholder, nonce string) []byte {
+	if !bytes.Contains(body, []byte(placeholder)) {
 		return body
 	}
-	return bytes.ReplaceAll(body, placeholder, []byte(nonce))
+	return bytes.ReplaceAll(body, []byte(placeholder), []byte(nonce))
 }
 
 // partialSuffix is the length of the longest end of b that is a proper
-// start of the placeholder.
-func partialSuffix(b []byte) int {
+// start of placeholder.
+func partialSuffix(b, placeholder []byte) int {
 	for k := min(len(placeholder)-1, len(b)); k > 0; k-- {
 		if bytes.HasSuffix(b, placeholder[:k]) {
 			return k
@@ -114,12 +113,13 @@ func partialSuffix(b []byte) int {
 
 // RewriteBody wraps an upstream response body so that placeholders are
 // replaced, decoding and re-encoding gzip on the fly. Other encodings are
-// refused: the proxy asks upstreams for gzip or identity only, so one
-// arriving anyway is passed on untouched by the caller.
-func RewriteBody(body io.ReadCloser, contentEncoding, nonce string) (io.ReadCloser, error) {
+// refused: the proxy asks upstreams for gzip or identity only on routes
+// with a placeholder, so one arriving anyway is an error for the caller
+// (passing it on would show the secret placeholder).
+func RewriteBody(body io.ReadCloser, contentEncoding, placeholder, nonce string) (io.ReadCloser, error) {
 	switch contentEncoding {
 	case "", "identity":
-		return readCloser{NewRewriter(body, nonce), body}, nil
+		return readCloser{NewRewriter(body, placeholder, nonce), body}, nil
 	case "gzip", "x-gzip":
 		zr, err := gzip.NewReader(body)
 		if err != nil {
@@ -128,7 +128,7 @@ func RewriteBody(body io.ReadCloser, contentEncoding, nonce string) (io.ReadClos
 		pr, pw := io.Pipe()
 		go func() {
 			zw := gzip.NewWriter(pw)
-			_, err := io.Copy(zw, NewRewriter(zr, nonce))
+			_, err := io.Copy(zw, NewRewriter(zr, placeholder, nonce))
 			if err == nil {
 				err = zw.Close()
 			}
