@@ -46,6 +46,9 @@ var Dropped = []string{
 	"X-Original-Host", "X-Host", "X-Forwarded-Server", "X-Forwarded-Port",
 	// Another method: CSRF and method checks judged the real one.
 	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
+	// httpoxy (CVE-2016-5385): filed as HTTP_PROXY, which HTTP client
+	// libraries read as their proxy setting in CGI-like environments.
+	"Proxy",
 	// Another client address than the one clientip decided.
 	"True-Client-Ip", "X-Client-Ip", "Client-Ip", "X-Cluster-Client-Ip", "X-Originating-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip", "X-Proxyuser-Ip",
 }
