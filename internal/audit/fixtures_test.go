@@ -174,14 +174,7 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func waitTCP(t *testing.T, addr string, logs func() string) {
 	t.Helper()
-	up := testutil.Eventually(testutil.WaitTimeout, func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	if !up {
+	if !testutil.Eventually(testutil.WaitTimeout, func() bool { return testutil.Dials("tcp", addr) }) {
 		t.Fatalf("%s did not come up: %s", addr, logs())
 	}
 }

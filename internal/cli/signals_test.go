@@ -296,13 +296,7 @@ func TestSIGTERMDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.waitLog(t, `"msg":"shutting down"`)
-	testutil.WaitFor(t, "the listener to stop accepting", func() bool {
-		c, err := net.Dial("tcp", p.httpsAddr)
-		if err == nil {
-			c.Close()
-		}
-		return err != nil
-	})
+	testutil.WaitFor(t, "the listener to stop accepting", func() bool { return !testutil.Dials("tcp", p.httpsAddr) })
 	select {
 	case err := <-p.exited:
 		t.Fatalf("rampart exited (%v) with 5 requests in flight", err)

@@ -458,13 +458,7 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 	})
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- tg.Shutdown(t.Context()) }()
-	testutil.WaitFor(t, "the listener to stop accepting", func() bool {
-		c, err := net.Dial("tcp", tg.httpsAddr)
-		if err == nil {
-			c.Close()
-		}
-		return err != nil
-	})
+	testutil.WaitFor(t, "the listener to stop accepting", func() bool { return !testutil.Dials("tcp", tg.httpsAddr) })
 	select {
 	case err := <-shutdown:
 		t.Fatalf("Shutdown returned (%v) with 5 requests still in flight", err)

@@ -82,14 +82,11 @@ func runGunicorn(t *testing.T, wsgiApp string, o gunicornOptions) *gunicorn {
 		t.Fatal(err)
 	}
 	t.Cleanup(g.stop)
-	up := testutil.Eventually(testutil.WaitTimeout, func() bool {
-		c, err := g.dial()
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	if !up {
+	network := "unix"
+	if g.tcp {
+		network = "tcp"
+	}
+	if !testutil.Eventually(testutil.WaitTimeout, func() bool { return testutil.Dials(network, g.sock) }) {
 		t.Fatalf("gunicorn did not start: %s", g.out.String())
 	}
 	return g

@@ -247,19 +247,7 @@ func TestEmbeddedSurvivesRestartAndIsExclusive(t *testing.T) {
 func TestRedisOutage(t *testing.T) {
 	t.Parallel()
 	srv := redisserver.Start(t)
-	s, err := OpenRedis(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	var downs, ups atomic.Int32
-	s.OnChange = func(err error) {
-		if err != nil {
-			downs.Add(1)
-		} else {
-			ups.Add(1)
-		}
-	}
+	s, downs, ups := openCounted(t, srv)
 	ctx := context.Background()
 	l := Limit{Rate: 1000, Period: time.Second, Burst: 1000}
 	if _, err := s.Allow(ctx, "k", l); err != nil {
@@ -348,18 +336,7 @@ func TestEmbeddedMemoryBounded(t *testing.T) {
 // own per-call timeout expiring counts as an outage.
 func TestRedisCallerDeadlineIsNotAnOutage(t *testing.T) {
 	t.Parallel()
-	srv := redisserver.Start(t)
-	s, err := OpenRedis(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	var downs atomic.Int32
-	s.OnChange = func(err error) {
-		if err != nil {
-			downs.Add(1)
-		}
-	}
+	s, downs, _ := openCounted(t, redisserver.Start(t))
 	ctx := context.Background()
 	if err := s.Set(ctx, "k", []byte("v"), 0); err != nil {
 		t.Fatal(err)
@@ -376,7 +353,7 @@ func TestRedisCallerDeadlineIsNotAnOutage(t *testing.T) {
 	// call: BLPOP on an empty list blocks until the deadline.
 	short, cancel2 := context.WithTimeout(ctx, Timeout/5)
 	defer cancel2()
-	err = s.call(short, func(ctx context.Context) error { return s.client.BLPop(ctx, 0, s.prefix+"empty").Err() })
+	err := s.call(short, func(ctx context.Context) error { return s.client.BLPop(ctx, 0, s.prefix+"empty").Err() })
 	if err == nil || errors.Is(err, ErrUnavailable) {
 		t.Fatalf("a call cut off by the caller's deadline = %v, want the caller's error, not ErrUnavailable", err)
 	}
@@ -392,4 +369,24 @@ func TestRedisCallerDeadlineIsNotAnOutage(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) || downs.Load() != 1 {
 		t.Fatalf("a call that outlived Timeout = %v with %d outages, want ErrUnavailable and one outage", err, downs.Load())
 	}
+}
+
+// openCounted opens a Redis store on srv that counts the outages and
+// recoveries it reports.
+func openCounted(t *testing.T, srv *redisserver.Server) (s *Redis, downs, ups *atomic.Int32) {
+	t.Helper()
+	s, err := OpenRedis(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	downs, ups = new(atomic.Int32), new(atomic.Int32)
+	s.OnChange = func(err error) {
+		if err != nil {
+			downs.Add(1)
+		} else {
+			ups.Add(1)
+		}
+	}
+	return s, downs, ups
 }

@@ -5,6 +5,7 @@
 package testutil
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"testing"
@@ -56,4 +57,15 @@ func Need(t testing.TB, name, pkgs string) string {
 	}
 	t.Skip(msg)
 	return ""
+}
+
+// Dials reports whether a connection to addr on network ("tcp", "unix")
+// can be made now; the connection is closed at once. Tests wait for a
+// server to come up with it, or for a listener to close with !Dials.
+func Dials(network, addr string) bool {
+	c, err := net.Dial(network, addr)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
 }

@@ -64,14 +64,7 @@ func (s *Server) Restart() {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	up := testutil.Eventually(testutil.WaitTimeout, func() bool {
-		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(s.port))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-	if !up {
+	if !testutil.Eventually(testutil.WaitTimeout, func() bool { return testutil.Dials("tcp", "127.0.0.1:"+strconv.Itoa(s.port)) }) {
 		s.t.Fatalf("redis-server did not start: %s", s.out.String())
 	}
 }
