@@ -69,10 +69,14 @@ func debuggerParam(q string) bool {
 	return false
 }
 
-// InspectLimit is how much of an error response's body, decoded, is
-// searched for a traceback. An error page is small; a 5xx body longer
-// than this is not passed on uninspected but replaced (see Inspect).
+// InspectLimit is how much of a 5xx body, decoded, is searched for a
+// traceback. An error page is small; a 5xx body longer than this is not
+// passed on uninspected but replaced (see Inspect).
 const InspectLimit = 1 << 20
+
+// InspectLimit4xx is how much of a 4xx body is searched. 4xx answers are
+// what scanners draw by the thousand, so less is held in memory for each.
+const InspectLimit4xx = 64 << 10
 
 // Markers are what a traceback or the debugger page contains: plain
 // Python tracebacks (gunicorn, Django, Flask's logging into a body), and
@@ -101,9 +105,10 @@ type Verdict struct {
 }
 
 // Inspect decides on an error response (status 400 and up) with a text,
-// HTML, JSON or XML body: it reads up to InspectLimit bytes, decodes them
-// (gzip, deflate, br, zstd) and looks for Markers, then puts the body
-// back as the upstream sent it, so it is intact when nothing is found.
+// HTML, JSON or XML body: it reads up to InspectLimit bytes of a 5xx
+// (InspectLimit4xx of a 4xx), decodes them (gzip, deflate, br, zstd) and
+// looks for Markers, then puts the body back as the upstream sent it, so
+// it is intact when nothing is found.
 //
 // A 5xx that cannot be read whole is a Leak: an app's error page has no
 // reason to be large or oddly encoded, and passing it on unread is how
@@ -115,29 +120,33 @@ func Inspect(resp *http.Response) (Verdict, error) {
 	if resp.StatusCode < 400 || !textual(resp.Header.Get("Content-Type")) || resp.Body == nil || resp.Body == http.NoBody {
 		return Verdict{}, nil
 	}
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, InspectLimit+1))
+	serverError := resp.StatusCode >= 500
+	limit := int64(InspectLimit4xx)
+	if serverError {
+		limit = InspectLimit
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	resp.Body = readCloser{io.MultiReader(bytes.NewReader(raw), resp.Body), resp.Body}
 	if err != nil {
 		return Verdict{}, err
 	}
-	serverError := resp.StatusCode >= 500
-	decoded, whole := decode(raw, resp.Header.Values("Content-Encoding"))
+	decoded, whole := decode(raw, resp.Header.Values("Content-Encoding"), limit)
 	for _, m := range Markers {
 		if bytes.Contains(decoded, m) {
 			return Verdict{Leak: true, Reason: "traceback_in_response", Sample: string(decoded[:min(len(decoded), 2048)])}, nil
 		}
 	}
-	if serverError && (!whole || len(raw) > InspectLimit) {
+	if serverError && (!whole || int64(len(raw)) > limit) {
 		return Verdict{Leak: true, Reason: "uninspectable_server_error", Sample: fmt.Sprintf("%d bytes or more, Content-Encoding %q", len(raw), resp.Header.Values("Content-Encoding"))}, nil
 	}
 	return Verdict{}, nil
 }
 
 // decode undoes the content codings of body, last applied first, up to
-// InspectLimit bytes. whole is false when a coding is unknown, the stream
-// is broken or cut short, or the result is longer than the limit; what
-// could be decoded is returned all the same.
-func decode(body []byte, codings []string) (out []byte, whole bool) {
+// limit bytes. whole is false when a coding is unknown, the stream is
+// broken or cut short, or the result is longer than limit; what could be
+// decoded is returned all the same.
+func decode(body []byte, codings []string, limit int64) (out []byte, whole bool) {
 	var names []string
 	for _, v := range codings {
 		for _, c := range strings.Split(v, ",") {
@@ -162,7 +171,7 @@ func decode(body []byte, codings []string) (out []byte, whole bool) {
 			r = brotli.NewReader(bytes.NewReader(out))
 		case "zstd":
 			var d *zstd.Decoder
-			if d, err = zstd.NewReader(bytes.NewReader(out), zstd.WithDecoderMaxMemory(4*InspectLimit)); err == nil {
+			if d, err = zstd.NewReader(bytes.NewReader(out), zstd.WithDecoderMaxMemory(uint64(4*limit))); err == nil {
 				defer d.Close()
 				r = d
 			}
@@ -172,9 +181,9 @@ func decode(body []byte, codings []string) (out []byte, whole bool) {
 		if err != nil {
 			return out, false
 		}
-		next, err := io.ReadAll(io.LimitReader(r, InspectLimit+1))
+		next, err := io.ReadAll(io.LimitReader(r, limit+1))
 		out = next
-		if err != nil || len(next) > InspectLimit {
+		if err != nil || int64(len(next)) > limit {
 			whole = false
 		}
 	}

@@ -104,6 +104,8 @@ func TestInspect(t *testing.T) {
 		{"a traceback after a long prefix, 5xx", 500, "text/plain", "", long + tb, true, "uninspectable_server_error"},
 		{"a traceback after a long gzipped prefix, 5xx", 500, "text/plain", "gzip", encode(t, long+tb, "gzip"), true, "uninspectable_server_error"},
 		{"a long clean 4xx passes", 404, "text/plain", "", long + "x", false, ""},
+		{"a 4xx is searched for its first 64 KiB only", 404, "text/plain", "", strings.Repeat("x", InspectLimit4xx) + tb, false, ""},
+		{"a traceback within a 4xx's 64 KiB", 404, "text/plain", "", strings.Repeat("x", InspectLimit4xx-len(tb)) + tb, true, "traceback_in_response"},
 		{"a traceback within the limit after a prefix", 503, "text/plain", "", strings.Repeat("x", InspectLimit/2) + tb, true, "traceback_in_response"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,7 +132,7 @@ func TestInspect(t *testing.T) {
 func TestDecodeBomb(t *testing.T) {
 	t.Parallel()
 	bomb := encode(t, strings.Repeat("\x00", 64<<20), "gzip")
-	out, whole := decode([]byte(bomb), []string{"gzip"})
+	out, whole := decode([]byte(bomb), []string{"gzip"}, InspectLimit)
 	if whole || len(out) > InspectLimit+1 {
 		t.Errorf("decoded %d bytes, whole %v", len(out), whole)
 	}
