@@ -47,7 +47,7 @@ func BenchmarkProxy(b *testing.B) {
 				}
 				n, _ := io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode != 200 || n < 1024 {
+				if resp.StatusCode != 200 || n < 1000 {
 					b.Errorf("status %d, %d bytes", resp.StatusCode, n)
 					return
 				}
