@@ -24,10 +24,11 @@ import (
 // GetCertificate on the https listener. With shared storage, challenge
 // tokens live there too, so any instance can answer.
 type ACME struct {
-	magic  *certmagic.Config
-	issuer *certmagic.ACMEIssuer
-	cache  *certmagic.Cache
-	log    *slog.Logger
+	magic   *certmagic.Config
+	issuer  *certmagic.ACMEIssuer
+	cache   *certmagic.Cache
+	storage *stoppingStorage
+	log     *slog.Logger
 
 	mu      sync.Mutex
 	names   []string
@@ -81,7 +82,7 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 			return nil, fmt.Errorf("acme.ca_root %s holds no PEM certificate", o.Config.CARoot)
 		}
 	}
-	a := &ACME{log: o.Log, stop: make(chan struct{})}
+	a := &ACME{log: o.Log, stop: make(chan struct{}), storage: &stoppingStorage{Storage: o.Storage}}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return a.magic, nil },
@@ -89,7 +90,7 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 		Logger:             zap.NewNop(),
 	})
 	a.magic = certmagic.New(a.cache, certmagic.Config{
-		Storage: o.Storage,
+		Storage: a.storage,
 		Logger:  zap.NewNop(), // what matters arrives through OnEvent, into Rampart's own log
 		OnEvent: a.onEvent,
 	})
@@ -202,11 +203,13 @@ func (a *ACME) expiryAlarm(every time.Duration) {
 	}
 }
 
-// Stop ends renewals and the expiry alarm.
+// Stop ends renewals and the expiry alarm. Once it returns, nothing more
+// is written to the storage.
 func (a *ACME) Stop() {
 	a.stopped.Do(func() {
 		a.cancel() // obtain and retry loops for a CA that is down end here
 		close(a.stop)
 		a.cache.Stop()
+		a.storage.stop()
 	})
 }

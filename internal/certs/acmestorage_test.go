@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/certmagic"
 	"github.com/rampartproxy/rampart/internal/store"
 	"github.com/rampartproxy/rampart/internal/testutil/redisserver"
 )
@@ -107,5 +110,42 @@ func TestSharedStorage(t *testing.T) {
 				t.Error("unlocking a lock this instance does not hold succeeded")
 			}
 		})
+	}
+}
+
+// TestStoppedStorageWritesNothing: after stop, certmagic's writes are
+// refused and the state directory stays as it was; reads still work.
+func TestStoppedStorageWritesNothing(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := &stoppingStorage{Storage: &certmagic.FileStorage{Path: dir}}
+	ctx := context.Background()
+	if err := s.Store(ctx, "certificates/a/a.crt", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	s.stop()
+	for name, err := range map[string]error{
+		"Store":  s.Store(ctx, "certificates/b/b.crt", []byte("y")),
+		"Lock":   s.Lock(ctx, "issue_cert_b"),
+		"Delete": s.Delete(ctx, "certificates/a/a.crt"),
+	} {
+		if !errors.Is(err, errStopped) {
+			t.Errorf("%s after stop = %v, want errStopped", name, err)
+		}
+	}
+	if v, err := s.Load(ctx, "certificates/a/a.crt"); err != nil || string(v) != "x" {
+		t.Errorf("Load after stop = %q, %v", v, err)
+	}
+	var files []string
+	if err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, p)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 {
+		t.Errorf("files after stop: %q, want only the one stored before", files)
 	}
 }
