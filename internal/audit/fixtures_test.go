@@ -38,16 +38,6 @@ func (s server) opts(active bool) Options {
 	return o
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // startRampart runs a whole Rampart gateway with its default config in
 // front of upstream (the demo app when ""), on loopback.
 func startRampart(t *testing.T, upstream string, tweaks ...func(*config.Site)) server {
@@ -132,7 +122,7 @@ func startBadNginx(t *testing.T) server {
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	httpsPort, httpPort := freePort(t), freePort(t)
+	httpsPort, httpPort := testutil.FreePort(t), testutil.FreePort(t)
 	tmpl, err := os.ReadFile("testdata/nginx/bad.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +187,7 @@ func startFlask(t *testing.T, env flaskEnv, tlsDirect bool) (server, string) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	args := []string{"--chdir", appDir, "--workers", "1", "--worker-class", "gthread", "--threads", "8",
 		"--bind", "127.0.0.1:" + strconv.Itoa(port), "--graceful-timeout", "1"}
 	var roots *x509.CertPool
@@ -210,7 +200,7 @@ func startFlask(t *testing.T, env flaskEnv, tlsDirect bool) (server, string) {
 	out := startGroup(t, cmd)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	waitTCP(t, addr, out)
-	return server{url: "https://localhost:" + strconv.Itoa(port), httpPort: freePort(t), roots: roots}, "http://" + addr
+	return server{url: "https://localhost:" + strconv.Itoa(port), httpPort: testutil.FreePort(t), roots: roots}, "http://" + addr
 }
 
 func b(v bool) string {

@@ -6,7 +6,6 @@ import (
 	"encoding/pem"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -86,16 +85,6 @@ func (p *pebble) roots() *x509.CertPool {
 	return pool
 }
 
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // acmeGateway starts Rampart with one ACME site, localhost, on fixed
 // ports that Pebble was told about. tweak, if set, changes the gateway
 // before it starts (when the ACME manager is made).
@@ -149,7 +138,7 @@ func served(t *testing.T, addr string, roots *x509.CertPool, accept func(*x509.C
 func TestACMEObtainsAndServes(t *testing.T) {
 	for _, challenge := range []string{config.ChallengeHTTP, config.ChallengeTLSALPN} {
 		t.Run(challenge, func(t *testing.T) {
-			httpsPort, httpPort := freeTCPPort(t), freeTCPPort(t)
+			httpsPort, httpPort := testutil.FreePort(t), testutil.FreePort(t)
 			p := startPebble(t, httpPort, httpsPort, 90*24*time.Hour)
 			g := acmeGateway(t, p, httpsPort, httpPort, []string{challenge}, "", "")
 			leaf := served(t, g.httpsAddr, p.roots(), nil)
@@ -167,7 +156,7 @@ func TestACMEObtainsAndServes(t *testing.T) {
 }
 
 func TestACMERenews(t *testing.T) {
-	httpsPort, httpPort := freeTCPPort(t), freeTCPPort(t)
+	httpsPort, httpPort := testutil.FreePort(t), testutil.FreePort(t)
 	// Short-lived certificates: certmagic renews when a third of the
 	// lifetime is left, and looks every second here.
 	p := startPebble(t, httpPort, httpsPort, 30*time.Second)
@@ -193,7 +182,7 @@ func TestACMERenews(t *testing.T) {
 // challenge token, stored in Redis, is answered whichever solved it.
 func TestACMESharedThroughRedis(t *testing.T) {
 	redis := redisserver.Start(t)
-	httpsA, httpA, httpsB, httpB := freeTCPPort(t), freeTCPPort(t), freeTCPPort(t), freeTCPPort(t)
+	httpsA, httpA, httpsB, httpB := testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)
 	p := startPebble(t, httpA, httpsA, 90*24*time.Hour)
 	var a, b *testGateway
 	var wg sync.WaitGroup
@@ -221,7 +210,7 @@ func TestACMESharedThroughRedis(t *testing.T) {
 // starts Rampart again on the same state: it starts, and serves the
 // certificate it has.
 func TestACMECADownAtStart(t *testing.T) {
-	httpsPort, httpPort := freeTCPPort(t), freeTCPPort(t)
+	httpsPort, httpPort := testutil.FreePort(t), testutil.FreePort(t)
 	p := startPebble(t, httpPort, httpsPort, 90*24*time.Hour)
 	state := t.TempDir()
 	first := acmeGateway(t, p, httpsPort, httpPort, nil, state, "")
@@ -252,7 +241,7 @@ func TestACMECADownAtStart(t *testing.T) {
 	}
 	// With nothing stored and no CA, Rampart still starts, and says it is
 	// trying.
-	fresh := acmeGateway(t, p, freeTCPPort(t), freeTCPPort(t), nil, "", "")
+	fresh := acmeGateway(t, p, testutil.FreePort(t), testutil.FreePort(t), nil, "", "")
 	if !strings.Contains(fresh.waitLog(t, "acme_cert_obtaining"), "acme_cert_obtaining") {
 		t.Error("no acme_cert_obtaining event while the CA is down")
 	}
@@ -264,7 +253,7 @@ func TestACMECADownAtStart(t *testing.T) {
 // TestACMEExpiryAlarm lets a short-lived certificate run out with the CA
 // gone, so renewal fails: the expiry alarm logs a security event.
 func TestACMEExpiryAlarm(t *testing.T) {
-	httpsPort, httpPort := freeTCPPort(t), freeTCPPort(t)
+	httpsPort, httpPort := testutil.FreePort(t), testutil.FreePort(t)
 	p := startPebble(t, httpPort, httpsPort, 20*time.Second)
 	g := acmeGateway(t, p, httpsPort, httpPort, nil, "", "", func(g *Gateway) { g.acmeRenewCheck, g.acmeExpiryCheck = time.Second, 300*time.Millisecond })
 	served(t, g.httpsAddr, p.roots(), nil)

@@ -71,7 +71,7 @@ func runGunicorn(t *testing.T, wsgiApp string, o gunicornOptions) *gunicorn {
 	g := &gunicorn{sock: filepath.Join(dir, "app.sock"), tcp: o.tcp, out: &syncBuffer{}}
 	bind := "unix:" + g.sock
 	if o.tcp {
-		g.sock = "127.0.0.1:" + strconv.Itoa(freeTCPPort(t))
+		g.sock = "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
 		bind = g.sock
 	}
 	g.cmd = exec.Command(bin, "--chdir", appDir, "--workers", "1", "--worker-class", o.worker, "--threads", "4",

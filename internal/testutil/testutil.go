@@ -5,9 +5,12 @@
 package testutil
 
 import (
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -68,4 +71,38 @@ func Dials(network, addr string) bool {
 		c.Close()
 	}
 	return err == nil
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that is free now, for a server
+// that must be told its port before it starts (gunicorn, nginx, Redis,
+// Pebble's validation targets). It is picked below the kernel's ephemeral
+// range, so no socket bound to port 0 by a test running in parallel can
+// take it between this call and the server's start, which on a loaded
+// machine happened ("address already in use").
+func FreePort(t testing.TB) int {
+	t.Helper()
+	low := 32768 // Linux's default start of ip_local_port_range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	const span = 12000
+	if low > span+1024 {
+		for range 100 {
+			port := low - 1 - rand.IntN(span)
+			if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+				ln.Close()
+				return port
+			}
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -3,7 +3,6 @@
 package redisserver
 
 import (
-	"net"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -27,12 +26,7 @@ type Server struct {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	testutil.Need(t, "redis-server", "redis-server")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{t: t, port: ln.Addr().(*net.TCPAddr).Port}
-	ln.Close()
+	s := &Server{t: t, port: testutil.FreePort(t)}
 	s.Restart()
 	t.Cleanup(s.Kill)
 	return s
