@@ -25,9 +25,9 @@ import (
 type upstreamConn struct {
 	net.Conn
 	mu         sync.Mutex
-	written    int64 // bytes of the current request that went out
-	discarding bool  // the peer stopped reading: drop the rest of this request
-	broken     bool  // a request was cut short: write no other
+	sent       bool // some of the current request went out
+	discarding bool // the peer stopped reading: drop the rest of this request
+	broken     bool // a request was cut short: write no other
 }
 
 var errCutShort = errors.New("proxy: connection dropped part of the previous request")
@@ -40,7 +40,7 @@ func peerGone(err error) bool {
 // begin is called when a request starts on c (httptrace GotConn).
 func (c *upstreamConn) begin() {
 	c.mu.Lock()
-	c.written, c.discarding = 0, false
+	c.sent, c.discarding = false, false
 	c.mu.Unlock()
 }
 
@@ -64,15 +64,15 @@ func (c *upstreamConn) state() (discard bool, err error) {
 	return c.discarding, nil
 }
 
-// failed records a failed write of n bytes and says whether to take it as
-// written: only when the peer went away after this request had begun to
-// arrive. A peer that is gone before the first byte (an idle connection
-// the app closed) is the Transport's to handle.
-func (c *upstreamConn) failed(n int64, err error) bool {
+// record notes a write of n bytes that ended with err, and says whether
+// to take a failed one as written: only when the peer went away after
+// this request had begun to arrive. A peer that is gone before the first
+// byte (an idle connection the app closed) is the Transport's to handle.
+func (c *upstreamConn) record(n int64, err error) (discard bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.written += n
-	if err != nil && peerGone(err) && c.written > 0 {
+	c.sent = c.sent || n > 0
+	if err != nil && peerGone(err) && c.sent {
 		c.discarding = true
 		return true
 	}
@@ -88,11 +88,8 @@ func (c *upstreamConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	n, err := c.Conn.Write(p)
-	if err != nil && c.failed(int64(n), err) {
+	if c.record(int64(n), err) {
 		return len(p), nil
-	}
-	if err == nil {
-		c.failed(int64(n), nil)
 	}
 	return n, err
 }
@@ -117,12 +114,9 @@ func (c *upstreamConn) ReadFrom(r io.Reader) (int64, error) {
 	}
 	before := lr.N
 	n, err := io.Copy(c.Conn, lr)
-	if err != nil && c.failed(n, err) {
+	if c.record(n, err) {
 		_, _ = io.Copy(io.Discard, lr)
 		return before - lr.N, nil
-	}
-	if err == nil {
-		c.failed(n, nil)
 	}
 	return n, err
 }
