@@ -143,24 +143,22 @@ func (p *Policy) Location(loc string) (Verdict, string) {
 	return Allow, loc
 }
 
-// RefreshURL returns the URL a Refresh header value ("5; url=/next")
-// sends the browser to, parsed as the HTML standard's shared declarative
-// refresh steps do: a time, then ';' or ',', then an optional "url=" and
-// the URL, quoted or not. ok is false when it only reloads the page.
-func RefreshURL(v string) (target string, ok bool) {
-	s := strings.TrimLeft(v, " \t\n\f\r")
-	s = strings.TrimLeft(s, "0123456789.")
-	s = strings.TrimLeft(s, " \t\n\f\r")
-	if s == "" {
-		return "", false
-	}
-	if s[0] == ';' || s[0] == ',' {
-		s = strings.TrimLeft(s[1:], " \t\n\f\r")
+// parseRefresh splits a Refresh header value ("5; url=/next") into its
+// delay and the URL it sends the browser to, parsed as the HTML standard's
+// shared declarative refresh steps do: a time, then ';' or ',', then an
+// optional "url=" and the URL, quoted or not. target is "" when the value
+// only reloads the page.
+func parseRefresh(v string) (delay, target string) {
+	const space = " \t\n\f\r"
+	s := strings.TrimLeft(v, space)
+	rest := strings.TrimLeft(s, "0123456789.")
+	delay, s = s[:len(s)-len(rest)], strings.TrimLeft(rest, space)
+	if s != "" && (s[0] == ';' || s[0] == ',') {
+		s = strings.TrimLeft(s[1:], space)
 	}
 	if len(s) >= 3 && strings.EqualFold(s[:3], "url") {
-		rest := strings.TrimLeft(s[3:], " \t\n\f\r")
-		if strings.HasPrefix(rest, "=") {
-			s = strings.TrimLeft(rest[1:], " \t\n\f\r")
+		if after := strings.TrimLeft(s[3:], space); strings.HasPrefix(after, "=") {
+			s = strings.TrimLeft(after[1:], space)
 		}
 	}
 	if s != "" && (s[0] == '"' || s[0] == '\'') {
@@ -170,21 +168,20 @@ func RefreshURL(v string) (target string, ok bool) {
 			s = s[:i]
 		}
 	}
-	return s, s != ""
+	return delay, s
 }
 
 // Refresh decides on a Refresh header value as Location does on a
 // redirect: a browser follows it like one. For Upgrade it returns the
 // value with the https:// URL.
 func (p *Policy) Refresh(v string) (Verdict, string) {
-	target, ok := RefreshURL(v)
-	if !ok {
+	delay, target := parseRefresh(v)
+	if target == "" {
 		return Allow, v
 	}
 	verdict, to := p.Location(target)
 	if verdict == Upgrade {
-		delay, _, _ := strings.Cut(v, ";")
-		return Upgrade, strings.TrimSpace(delay) + ";url=" + to
+		return Upgrade, delay + ";url=" + to
 	}
 	return verdict, to
 }

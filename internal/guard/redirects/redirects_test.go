@@ -93,8 +93,14 @@ func TestRefresh(t *testing.T) {
 			t.Errorf("Refresh(%q) = %v, want %v", tt.value, v, tt.verdict)
 		}
 	}
-	if _, got := p.Refresh("3; url=http://app.test/x"); got != "3;url=https://app.test/x" {
-		t.Errorf("upgraded Refresh = %q", got)
+	for in, want := range map[string]string{
+		"3; url=http://app.test/x":    "3;url=https://app.test/x",
+		"3, url=http://app.test/x":    "3;url=https://app.test/x",
+		" 0 ;URL='http://app.test/x'": "0;url=https://app.test/x",
+	} {
+		if _, got := p.Refresh(in); got != want {
+			t.Errorf("upgraded Refresh(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 
