@@ -287,7 +287,7 @@ func (s *Site) validateHardening(at string, bad func(path, format string, args .
 		}
 	}
 	if _, err := normalize.New(s.Guards.InsecureUnderscoreHeaders); err != nil {
-		bad(at+".guards.insecure_underscore_headers", "%v", strings.TrimPrefix(err.Error(), "insecure_underscore_headers: "))
+		bad(at+".guards.insecure_underscore_headers", "%v", err)
 	}
 	for i, h := range s.Guards.RedirectAllow {
 		if err := checkHost(strings.ToLower(h)); err != nil {

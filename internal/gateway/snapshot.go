@@ -180,7 +180,7 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 	st.body = &bodylimit.Policy{Max: int64(sc.MaxBody), ReadTimeout: cfg.Timeouts.ReadBody.Std()}
 	st.redirects = redirects.New(st.hosts, sc.Guards.RedirectAllow)
 	if st.inbound, err = normalize.New(sc.Guards.InsecureUnderscoreHeaders); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("guards.insecure_underscore_headers: %w", err)
 	}
 	// The order of DESIGN.md: cheap refusals first, the body last.
 	st.guards = []requestGuard{

@@ -40,7 +40,7 @@ var notFound = &guard.Denial{Status: http.StatusNotFound, Reason: "debugger_requ
 // __debugger__=yes; the parameters it reads with it (cmd, f, s, frm, pin)
 // do nothing alone, and are common names in apps, so they pass.
 func (Guard) Check(r *http.Request) *guard.Denial {
-	if q := r.URL.RawQuery; q != "" && (containsFold(q, "__debugger__") || strings.ContainsAny(q, "%+") && debuggerParam(q)) {
+	if q := r.URL.RawQuery; q != "" && (containsFold(q, "__debugger__") || strings.Contains(q, "%") && debuggerParam(q)) {
 		return notFound
 	}
 	// The path is canonical (package normalize): what Werkzeug's

@@ -92,9 +92,9 @@ func New(allowUnderscore []string) (*Policy, error) {
 		key := wsgi.EnvironKey(name)
 		switch {
 		case !strings.Contains(name, "_"):
-			return nil, fmt.Errorf("insecure_underscore_headers: %q has no '_': only names with one are dropped", name)
+			return nil, fmt.Errorf("%q has no '_': only names with one are dropped", name)
 		case res[key]:
-			return nil, fmt.Errorf("insecure_underscore_headers: %q reaches the app as %s, which only Rampart may set", name, key)
+			return nil, fmt.Errorf("%q reaches the app as %s, which only Rampart may set", name, key)
 		}
 		p.allowed[key] = true
 	}
