@@ -96,6 +96,43 @@ type Timeouts struct {
 	// headers before answering 504. Default 60s. A response that has
 	// started may stream for longer.
 	Upstream Duration `yaml:"upstream"`
+	// UpstreamIdle is how long an unused keep-alive connection to the
+	// upstream is kept. Default 1s: below the keep-alive of the usual app
+	// servers (gunicorn 2s, Node 5s), so that Rampart, not the app,
+	// closes it and a request never meets a connection that is closing.
+	UpstreamIdle Duration `yaml:"upstream_idle"`
+	// Send is the longest one write to a client may take, as nginx's
+	// send_timeout: a client that accepts nothing for this long is
+	// dropped. It bounds each write, not the response, so a long
+	// download on a slow but live link goes on. Default 60s.
+	Send Duration `yaml:"send"`
+	// WebSocketIdle closes a WebSocket (or any protocol switch) that
+	// carried nothing either way for this long. Default 10m.
+	WebSocketIdle Duration `yaml:"websocket_idle"`
+	// WebSocketMax closes a WebSocket open for this long. Default 24h.
+	WebSocketMax Duration `yaml:"websocket_max"`
+}
+
+// each lists the timeouts by key, with their defaults.
+func (t *Timeouts) each() []struct {
+	key string
+	d   *Duration
+	def time.Duration
+} {
+	return []struct {
+		key string
+		d   *Duration
+		def time.Duration
+	}{
+		{"read_header", &t.ReadHeader, DefaultReadHeader},
+		{"read_body", &t.ReadBody, DefaultReadBody},
+		{"idle", &t.Idle, DefaultIdle},
+		{"upstream", &t.Upstream, DefaultUpstream},
+		{"upstream_idle", &t.UpstreamIdle, DefaultUpstreamIdle},
+		{"send", &t.Send, DefaultSend},
+		{"websocket_idle", &t.WebSocketIdle, DefaultWebSocketIdle},
+		{"websocket_max", &t.WebSocketMax, DefaultWebSocketMax},
+	}
 }
 
 // Site is one application behind Rampart.
@@ -162,6 +199,10 @@ const (
 	DefaultReadBody      = 60 * time.Second
 	DefaultIdle          = 120 * time.Second
 	DefaultUpstream      = 60 * time.Second
+	DefaultUpstreamIdle  = time.Second
+	DefaultSend          = 60 * time.Second
+	DefaultWebSocketIdle = 10 * time.Minute
+	DefaultWebSocketMax  = 24 * time.Hour
 )
 
 // DefaultMethods are the methods a site passes on unless it says otherwise.
@@ -337,10 +378,9 @@ func (c *Config) applyDefaults() {
 	if c.MaxHeaderSize == 0 {
 		c.MaxHeaderSize = DefaultMaxHeaderSize
 	}
-	setDuration(&c.Timeouts.ReadHeader, DefaultReadHeader)
-	setDuration(&c.Timeouts.ReadBody, DefaultReadBody)
-	setDuration(&c.Timeouts.Idle, DefaultIdle)
-	setDuration(&c.Timeouts.Upstream, DefaultUpstream)
+	for _, t := range c.Timeouts.each() {
+		setDuration(t.d, t.def)
+	}
 	c.applyProtectionDefaults()
 	c.applyACMEDefaults()
 	for i := range c.Sites {
@@ -419,11 +459,8 @@ func (c *Config) validate() Problems {
 	if c.MaxHeaderSize < 1<<10 || c.MaxHeaderSize > 1<<20 {
 		bad("max_header_size", "must be between 1KiB and 1MiB")
 	}
-	for _, t := range []struct {
-		key string
-		d   Duration
-	}{{"read_header", c.Timeouts.ReadHeader}, {"read_body", c.Timeouts.ReadBody}, {"idle", c.Timeouts.Idle}, {"upstream", c.Timeouts.Upstream}} {
-		if t.d < 0 {
+	for _, t := range c.Timeouts.each() {
+		if *t.d < 0 {
 			bad("timeouts."+t.key, "must be positive")
 		}
 	}

@@ -45,6 +45,8 @@ type Gateway struct {
 	caMu sync.Mutex
 	ca   *certs.LocalCA
 
+	tunnels tunnelSet
+
 	mu        sync.Mutex // guards reloads and the fields below
 	https     *http.Server
 	http      *http.Server
@@ -319,6 +321,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 			errs = append(errs, s.Shutdown(ctx))
 		}
 	}
+	// The requests have finished (or ctx ended); WebSockets are closed
+	// now, and their clients reconnect to whatever serves next.
+	g.tunnels.shutdown()
 	for _, st := range g.snap.Load().sites {
 		st.proxy.Close()
 	}

@@ -1,12 +1,15 @@
 package gateway
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/guard"
@@ -92,6 +95,23 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		limitEncodings(r.Header)
 		r.Header.Del("Range")
 		r.Header.Del("If-Range")
+	}
+	if up := r.Header.Get("Upgrade"); up != "" {
+		// A WebSocket: if the upstream switches, the connection becomes a
+		// tunnel, watched for idleness and age and closed on shutdown.
+		var tun *proxy.Tunnel
+		sw.onHijack = func(c net.Conn) net.Conn {
+			info.Tunnel = &reqinfo.TunnelStats{Protocol: up}
+			t := snap.cfg.Timeouts
+			tun = proxy.NewTunnel(c, info.Tunnel, t.WebSocketIdle.Std(), t.WebSocketMax.Std())
+			g.tunnels.add(tun)
+			return tun
+		}
+		defer func() {
+			if tun != nil {
+				g.tunnels.remove(tun)
+			}
+		}()
 	}
 	ctx := proxy.WithResponseHook(r.Context(), g.responseGuards(st, rt, info))
 	st.proxy.ServeHTTP(sw, r.WithContext(ctx))
@@ -196,6 +216,23 @@ type statusWriter struct {
 	// beforeWrite, if set, sees the final header once, just before it
 	// is sent (not the header of a 1xx informational response).
 	beforeWrite func(http.Header)
+	// onHijack, if set, wraps the connection of a protocol switch; if
+	// not, the connection cannot be taken over.
+	onHijack func(net.Conn) net.Conn
+}
+
+// Hijack hands the connection over to ReverseProxy when the upstream
+// switched protocols (101). ReverseProxy writes the 101 itself.
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.onHijack == nil {
+		return nil, nil, http.ErrNotSupported
+	}
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	w.status = http.StatusSwitchingProtocols
+	return w.onHijack(c), brw, nil
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -228,4 +265,41 @@ func (w *statusWriter) statusOr200() int {
 		return http.StatusOK
 	}
 	return w.status
+}
+
+// tunnelSet holds the open WebSockets: http.Server.Shutdown neither waits
+// for a connection it handed over nor closes it.
+type tunnelSet struct {
+	mu     sync.Mutex
+	open   map[*proxy.Tunnel]bool
+	closed bool
+}
+
+func (s *tunnelSet) add(t *proxy.Tunnel) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		t.Shutdown()
+		return
+	}
+	if s.open == nil {
+		s.open = map[*proxy.Tunnel]bool{}
+	}
+	s.open[t] = true
+}
+
+func (s *tunnelSet) remove(t *proxy.Tunnel) {
+	s.mu.Lock()
+	delete(s.open, t)
+	s.mu.Unlock()
+}
+
+// shutdown closes every open tunnel, and any opened later.
+func (s *tunnelSet) shutdown() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for t := range s.open {
+		t.Shutdown()
+	}
 }

@@ -145,3 +145,31 @@ func TestSmuggledSecondRequest(t *testing.T) {
 		t.Fatalf("upstream got %d requests, want one empty POST", len(got))
 	}
 }
+
+// TestH2CUpgradeNotForwarded: "Upgrade: h2c" passed on would let an app
+// server that speaks h2c switch the connection to HTTP/2, and every
+// request on it would reach the app past Rampart's guards (h2c
+// smuggling). Only a WebSocket's Upgrade goes through.
+func TestH2CUpgradeNotForwarded(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder(t)
+	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor(rec.URL())}})
+	c := tg.rawTLS(t)
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(c, "GET /h2c HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got, _ := rec.requests()
+	if len(got) != 1 {
+		t.Fatalf("upstream got %d requests, want 1", len(got))
+	}
+	if h := got[0].Header; h.Get("Upgrade") != "" || h.Get("Connection") != "" || h.Get("Http2-Settings") != "" {
+		t.Errorf("the upstream was asked to switch protocols: %v", h)
+	}
+	if log := tg.waitLog(t, "header_dropped"); !strings.Contains(log, "Upgrade") {
+		t.Error("the dropped Upgrade was not logged")
+	}
+}

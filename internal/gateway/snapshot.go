@@ -172,10 +172,10 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 	if err != nil {
 		return nil, err
 	}
-	st.key = sc.Upstream + "|" + cfg.Timeouts.Upstream.Std().String()
+	st.key = sc.Upstream + "|" + cfg.Timeouts.Upstream.Std().String() + "|" + cfg.Timeouts.UpstreamIdle.Std().String()
 	st.proxy = reuse[st.key]
 	if st.proxy == nil {
-		st.proxy = proxy.New(proxy.Options{Upstream: up, HeaderTimeout: cfg.Timeouts.Upstream.Std(), Log: log})
+		st.proxy = proxy.New(proxy.Options{Upstream: up, HeaderTimeout: cfg.Timeouts.Upstream.Std(), IdleTimeout: cfg.Timeouts.UpstreamIdle.Std(), Log: log})
 	}
 	st.body = &bodylimit.Policy{Max: int64(sc.MaxBody), ReadTimeout: cfg.Timeouts.ReadBody.Std()}
 	st.redirects = redirects.New(st.hosts, sc.Guards.RedirectAllow)

@@ -28,6 +28,8 @@ type Options struct {
 	// HeaderTimeout bounds the wait for the upstream's response headers;
 	// past it the client gets 504.
 	HeaderTimeout time.Duration
+	// IdleTimeout closes unused keep-alive connections to the upstream.
+	IdleTimeout time.Duration
 	// Log receives upstream errors, with the request ID. Required.
 	Log *slog.Logger
 }
@@ -70,7 +72,7 @@ func New(o Options) *Proxy {
 		},
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
+		IdleConnTimeout:       o.IdleTimeout,
 		ResponseHeaderTimeout: o.HeaderTimeout,
 		ExpectContinueTimeout: time.Second,
 		// Pass bodies through as the upstream encoded them.
@@ -147,8 +149,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	// The app sees the name the client asked for, as it would without a
 	// proxy: Flask builds URLs and checks SERVER_NAME from it.
 	pr.Out.Host = pr.In.Host
+	// ReverseProxy has dropped the hop-by-hop headers, and put back
+	// "Connection: Upgrade" for a protocol switch (WebSocket): leave it.
 	Rewrite(pr.Out.Header, pr.In, info)
-	pr.Out.Header.Del("Connection") // belt and braces: ReverseProxy already drops hop-by-hop headers
 	info.UpstreamStart = time.Now()
 }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"sync/atomic"
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/clientip"
@@ -27,6 +28,21 @@ type Info struct {
 	// Upstream is how long the upstream took to send its response
 	// headers; zero when the request never reached it.
 	Upstream time.Duration
+	// Tunnel is set when the connection switched protocols (a WebSocket).
+	Tunnel *TunnelStats
+	// Truncated is why the upstream's response ended before all of it
+	// arrived; nil when it came whole.
+	Truncated error
+}
+
+// TunnelStats is what went through a connection that switched protocols,
+// and how it ended: "closed" (by either side), "idle_timeout",
+// "max_duration" or "shutdown".
+type TunnelStats struct {
+	Protocol             string // the Upgrade the client asked for
+	FromClient, ToClient atomic.Int64
+	Ended                string
+	Duration             time.Duration
 }
 
 type key struct{}

@@ -20,8 +20,12 @@ func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
 }
 
 // Request logs one finished request. The path is logged without its query.
+//
+// A response the upstream cut short is logged as a warning with
+// "truncated": true and the error; a WebSocket (or other protocol switch)
+// when it ends, with what went through it and why it ended.
 func Request(log *slog.Logger, r *http.Request, info *reqinfo.Info, status int, bytes int64) {
-	log.LogAttrs(context.Background(), slog.LevelInfo, "request",
+	attrs := []slog.Attr{
 		slog.String("request_id", info.ID),
 		slog.String("client_ip", addrString(info)),
 		slog.String("site", info.Site),
@@ -33,7 +37,22 @@ func Request(log *slog.Logger, r *http.Request, info *reqinfo.Info, status int, 
 		slog.Int64("bytes", bytes),
 		slog.Float64("duration_ms", ms(time.Since(info.Start))),
 		slog.Float64("upstream_ms", ms(info.Upstream)),
-	)
+	}
+	level := slog.LevelInfo
+	if t := info.Tunnel; t != nil {
+		attrs = append(attrs, slog.Group("upgrade",
+			slog.String("protocol", t.Protocol),
+			slog.Int64("bytes_from_client", t.FromClient.Load()),
+			slog.Int64("bytes_to_client", t.ToClient.Load()),
+			slog.String("ended", t.Ended),
+			slog.Float64("open_ms", ms(t.Duration)),
+		))
+	}
+	if info.Truncated != nil {
+		level = slog.LevelWarn
+		attrs = append(attrs, slog.Bool("truncated", true), slog.String("error", info.Truncated.Error()))
+	}
+	log.LogAttrs(context.Background(), level, "request", attrs...)
 }
 
 // Event logs a security event: a guard stopped a request, or something

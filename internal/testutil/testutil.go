@@ -54,12 +54,28 @@ func Need(t testing.TB, name, pkgs string) string {
 	if err == nil {
 		return path
 	}
+	missing(t, name, pkgs)
+	return ""
+}
+
+// NeedPython returns the path of Debian's python3 once it can import
+// module, which Debian's package pkg provides; else as Need.
+func NeedPython(t testing.TB, module, pkg string) string {
+	t.Helper()
+	const python = "/usr/bin/python3" // Debian's, whose packages the tests install
+	if exec.Command(python, "-c", "import "+module).Run() != nil {
+		missing(t, "python3 module "+module, pkg)
+	}
+	return python
+}
+
+func missing(t testing.TB, name, pkgs string) {
+	t.Helper()
 	msg := name + " is not installed: apt-get install " + pkgs + " (.ci/run does this)"
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
-	return ""
 }
 
 // Dials reports whether a connection to addr on network ("tcp", "unix")

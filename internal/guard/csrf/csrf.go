@@ -62,14 +62,33 @@ var refused = &guard.Denial{Status: http.StatusForbidden, Reason: "csrf_cross_or
 // traffic would have a way in. The site is served over HTTPS only, so a
 // state-changing request whose Origin is not https:// (and not trusted) is
 // refused too.
+//
+// A WebSocket handshake is a GET, but any page can open one to the site,
+// and the browser sends the site's cookies with it: cross-site WebSocket
+// hijacking. So it is judged as a state-changing request.
 func (p *Policy) Check(r *http.Request) *guard.Denial {
-	if err := p.cop.Check(r); err != nil {
-		return refused
+	if r.Header.Get("Upgrade") != "" { // the normaliser left only a WebSocket's
+		probe := *r // read only: a shallow copy with another method
+		probe.Method = http.MethodPost
+		if p.crossOrigin(&probe) {
+			return refusedWebSocket
+		}
+		return nil
 	}
-	if o := r.Header.Get("Origin"); o != "" && o != "null" && !safeMethod(r.Method) && !strings.HasPrefix(o, "https://") && !p.trusted[o] && !p.exempt(r) {
+	if p.crossOrigin(r) {
 		return refused
 	}
 	return nil
+}
+
+var refusedWebSocket = &guard.Denial{Status: http.StatusForbidden, Reason: "websocket_cross_origin", Message: "This connection was opened from another site, so it was refused."}
+
+func (p *Policy) crossOrigin(r *http.Request) bool {
+	if err := p.cop.Check(r); err != nil {
+		return true
+	}
+	o := r.Header.Get("Origin")
+	return o != "" && o != "null" && !safeMethod(r.Method) && !strings.HasPrefix(o, "https://") && !p.trusted[o] && !p.exempt(r)
 }
 
 func safeMethod(m string) bool { return m == "GET" || m == "HEAD" || m == "OPTIONS" }

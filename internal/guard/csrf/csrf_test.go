@@ -59,6 +59,50 @@ func TestMatrix(t *testing.T) {
 	}
 }
 
+// TestWebSocketOrigin: a WebSocket handshake is a GET, but any page can
+// open one and the browser sends the site's cookies with it (cross-site
+// WebSocket hijacking), so its Origin is judged like a POST's.
+func TestWebSocketOrigin(t *testing.T) {
+	t.Parallel()
+	p, err := New([]string{"https://partner.example.com"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, secFetchSite, origin string
+		refused                    bool
+	}{
+		{"websocket from the site", "same-origin", "https://app.example.com", false},
+		{"websocket from another site", "cross-site", "https://evil.example.net", true},
+		{"websocket from a sibling subdomain", "same-site", "https://blog.example.com", true},
+		{"websocket, old browser, foreign Origin", "", "https://evil.example.net", true},
+		{"websocket, own host over http://", "", "http://app.example.com", true},
+		{"websocket, opaque origin", "", "null", true},
+		{"websocket from a trusted origin", "cross-site", "https://partner.example.com", false},
+		{"websocket without Origin: not a browser", "", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "https://app.example.com/ws", nil)
+			r.Header.Set("Connection", "Upgrade")
+			r.Header.Set("Upgrade", "websocket")
+			if tt.secFetchSite != "" {
+				r.Header.Set("Sec-Fetch-Site", tt.secFetchSite)
+			}
+			if tt.origin != "" {
+				r.Header.Set("Origin", tt.origin)
+			}
+			d := p.Check(r)
+			if (d != nil) != tt.refused {
+				t.Fatalf("refused = %v, want %v", d != nil, tt.refused)
+			}
+			if d != nil && d.Reason != "websocket_cross_origin" {
+				t.Errorf("reason %q", d.Reason)
+			}
+		})
+	}
+}
+
 func TestBadConfigIsAnError(t *testing.T) {
 	t.Parallel()
 	if _, err := New([]string{"not an origin"}, nil); err == nil {

@@ -16,6 +16,7 @@
 //     (X-Original-URL, X-Forwarded-Prefix, X-HTTP-Method-Override,
 //     True-Client-IP, ...). The proxy then sets the forwarding headers
 //     Rampart vouches for.
+//   - An Upgrade other than a WebSocket's is dropped (h2c smuggling).
 package normalize
 
 import (
@@ -160,6 +161,13 @@ func (p *Policy) headers(r *http.Request) (dropped []string) {
 				delete(r.Header, name)
 			}
 		}
+	}
+	// A protocol switch other than a WebSocket handshake is dropped: an
+	// h2c upgrade passed on would open an HTTP/2 connection straight to
+	// the app, past every guard ("h2c smuggling").
+	if v, ok := r.Header["Upgrade"]; ok && !(r.Method == http.MethodGet && len(v) == 1 && strings.EqualFold(strings.TrimSpace(v[0]), "websocket")) {
+		dropped = append(dropped, "Upgrade")
+		delete(r.Header, "Upgrade")
 	}
 	slices.Sort(dropped)
 	return dropped

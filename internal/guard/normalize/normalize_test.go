@@ -1,6 +1,7 @@
 package normalize
 
 import (
+	"cmp"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -55,6 +56,7 @@ func TestNormalize(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		name     string
+		method   string // default GET
 		target   string
 		header   http.Header
 		path     string
@@ -74,9 +76,13 @@ func TestNormalize(t *testing.T) {
 		{name: "encoded slash decoded as gunicorn does", target: "/%2Fadmin/x", path: "/admin/x"},
 		{name: "NUL refused", target: "/a%00.py", refused: true},
 		{name: "raw # refused", target: "/a#b", refused: true},
+		{name: "websocket upgrade kept", target: "/ws", header: http.Header{"Upgrade": {"WebSocket"}}, path: "/ws", kept: []string{"Upgrade"}},
+		{name: "h2c upgrade dropped (h2c smuggling)", target: "/", header: http.Header{"Upgrade": {"h2c"}}, path: "/", dropped: []string{"Upgrade"}},
+		{name: "two upgrades dropped", target: "/", header: http.Header{"Upgrade": {"websocket", "h2c"}}, path: "/", dropped: []string{"Upgrade"}},
+		{name: "websocket upgrade on a POST dropped", method: "POST", target: "/ws", header: http.Header{"Upgrade": {"websocket"}}, path: "/ws", dropped: []string{"Upgrade"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := httptest.NewRequest("GET", "https://app.test/", nil)
+			r := httptest.NewRequest(cmp.Or(tt.method, "GET"), "https://app.test/", nil)
 			r.RequestURI = tt.target
 			u, err := r.URL.Parse(tt.target)
 			if err != nil {
