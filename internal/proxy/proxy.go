@@ -59,17 +59,18 @@ func New(o Options) *Proxy {
 	if sock := o.Upstream.Socket; sock != "" {
 		network, address = "unix", sock
 	}
+	dial := func(ctx context.Context, _, addr string) (net.Conn, error) {
+		if address != "" {
+			addr = address
+		}
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &upstreamConn{Conn: c}, nil
+	}
 	t := &http.Transport{
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			if address != "" {
-				addr = address
-			}
-			c, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return &upstreamConn{Conn: c}, nil
-		},
+		DialContext:           dial,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       o.IdleTimeout,
@@ -78,10 +79,18 @@ func New(o Options) *Proxy {
 		// Pass bodies through as the upstream encoded them.
 		DisableCompression: true,
 	}
+	// A retry goes on a connection of its own, never a pooled one that
+	// may be closing too.
+	fresh := &http.Transport{
+		DialContext:           dial,
+		DisableKeepAlives:     true,
+		ResponseHeaderTimeout: o.HeaderTimeout,
+		DisableCompression:    true,
+	}
 	p := &Proxy{transport: t, target: o.Upstream.URL, log: o.Log}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
-		Transport:      t,
+		Transport:      &retrying{pooled: t, fresh: fresh, log: o.Log},
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   p.errorHandler,
 		// At 0, ReverseProxy flushes at once for responses of unknown
@@ -114,17 +123,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func untilWritten(client context.Context) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(client))
 	var written atomic.Bool
-	var conn *upstreamConn
+	a := &attempt{}
+	ctx = context.WithValue(ctx, attemptKey{}, a)
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
 			if c, ok := info.Conn.(*upstreamConn); ok {
-				conn = c
+				a.set(c, info.Reused)
 				c.begin()
 			}
 		},
 		WroteRequest: func(httptrace.WroteRequestInfo) {
-			if conn != nil {
-				conn.end()
+			if c, _ := a.get(); c != nil {
+				c.end()
 			}
 			written.Store(true)
 			if client.Err() != nil {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -28,6 +29,9 @@ type upstreamConn struct {
 	sent       bool // some of the current request went out
 	discarding bool // the peer stopped reading: drop the rest of this request
 	broken     bool // a request was cut short: write no other
+	// answered is set once a byte of the current request's response has
+	// arrived (see retrying).
+	answered atomic.Bool
 }
 
 var errCutShort = errors.New("proxy: connection dropped part of the previous request")
@@ -42,6 +46,15 @@ func (c *upstreamConn) begin() {
 	c.mu.Lock()
 	c.sent, c.discarding = false, false
 	c.mu.Unlock()
+	c.answered.Store(false)
+}
+
+func (c *upstreamConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.answered.Store(true)
+	}
+	return n, err
 }
 
 // end is called when the Transport has written the request (httptrace
