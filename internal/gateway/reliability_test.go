@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
 // reliability turns on the long tests against real servers: they take
@@ -93,4 +96,71 @@ func post(client *http.Client, body []byte, sum string) string {
 		return "the app got another body"
 	}
 	return ""
+}
+
+// TestTruncatedResponseLogged: an upstream that dies in the middle of a
+// body leaves the client with a response it can tell is incomplete, and
+// the operator with a request line that says so, with the request ID.
+func TestTruncatedResponseLogged(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				switch req.URL.Path {
+				case "/length": // 10 of 1000 bytes
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n0123456789")
+				case "/chunked": // no last chunk
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n")
+				}
+			}()
+		}
+	}()
+	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor("http://" + ln.Addr().String())}})
+	for _, path := range []string{"/length", "/chunked"} {
+		// The error shows in the headers or in the body, depending on
+		// whether any of the response was flushed before the cut.
+		resp, err := tg.client(false).Get("https://localhost" + path)
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		if err == nil {
+			t.Errorf("%s: the client read a cut-off body as if it were whole", path)
+		}
+		line := tg.requestLine(t, path)
+		if line["truncated"] != true || line["error"] == nil || line["level"] != "WARN" || line["request_id"] == "" {
+			t.Errorf("%s: log line %v", path, line)
+		}
+	}
+}
+
+// requestLine returns the first request log line for path.
+func (tg *testGateway) requestLine(t *testing.T, path string) map[string]any {
+	t.Helper()
+	var line map[string]any
+	testutil.WaitFor(t, "the log line of a request for "+path, func() bool {
+		for _, l := range strings.Split(tg.logs.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "request" && m["path"] == path {
+				line = m
+				return true
+			}
+		}
+		return false
+	})
+	return line
 }

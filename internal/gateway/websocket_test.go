@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -54,24 +53,6 @@ func (tg *testGateway) dialWS(ctx context.Context, path, origin string) (*websoc
 	return websocket.Dial(ctx, "wss://localhost"+path, &websocket.DialOptions{HTTPClient: &client, HTTPHeader: h})
 }
 
-// wsLogLine returns the request log line of the WebSocket to path once
-// it has ended, decoded.
-func (tg *testGateway) wsLogLine(t *testing.T, path string) map[string]any {
-	t.Helper()
-	var line map[string]any
-	testutil.WaitFor(t, "the log line of the WebSocket to "+path, func() bool {
-		for _, l := range strings.Split(tg.logs.String(), "\n") {
-			var m map[string]any
-			if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "request" && m["path"] == path && m["upgrade"] != nil {
-				line = m
-				return true
-			}
-		}
-		return false
-	})
-	return line
-}
-
 // TestWebSocketEcho: a WebSocket passes through Rampart to a real server
 // (python3-websockets) and back, text, 100 KB and binary, and its end is
 // logged with what went through it. Every RFC 6455 server answered 426
@@ -113,7 +94,7 @@ func TestWebSocketEcho(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	line := tg.wsLogLine(t, "/chat")
+	line := tg.requestLine(t, "/chat")
 	up := line["upgrade"].(map[string]any)
 	if line["status"] != 101.0 || up["protocol"] != "websocket" || up["ended"] != "closed" {
 		t.Errorf("log line: %v", line)
@@ -184,7 +165,7 @@ func TestWebSocketTimeouts(t *testing.T) {
 	if held := time.Since(opened); held < 300*time.Millisecond {
 		t.Errorf("closed after %v, before the idle timeout", held)
 	}
-	if line := tg.wsLogLine(t, "/idle"); line["upgrade"].(map[string]any)["ended"] != "idle_timeout" {
+	if line := tg.requestLine(t, "/idle"); line["upgrade"].(map[string]any)["ended"] != "idle_timeout" {
 		t.Errorf("log line: %v", line)
 	}
 
@@ -209,7 +190,7 @@ func TestWebSocketTimeouts(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatal("the busy WebSocket was never closed")
 	}
-	line := tg.wsLogLine(t, "/busy")
+	line := tg.requestLine(t, "/busy")
 	if line["upgrade"].(map[string]any)["ended"] != "max_duration" {
 		t.Errorf("log line: %v", line)
 	}
@@ -237,7 +218,7 @@ func TestWebSocketClosedOnShutdown(t *testing.T) {
 	if _, _, err := c.Read(ctx); err == nil || ctx.Err() != nil {
 		t.Fatalf("the WebSocket outlived the shutdown: %v", err)
 	}
-	if line := tg.wsLogLine(t, "/stay"); line["upgrade"].(map[string]any)["ended"] != "shutdown" {
+	if line := tg.requestLine(t, "/stay"); line["upgrade"].(map[string]any)["ended"] != "shutdown" {
 		t.Errorf("log line: %v", line)
 	}
 }

@@ -6,6 +6,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -98,8 +99,10 @@ func New(o Options) *Proxy {
 		// of known length go out in as few writes as it can: flushing
 		// every write cost 20% of throughput (docs/bench.md).
 		FlushInterval: 0,
-		ErrorLog:      slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn),
-		BufferPool:    bufferPool{},
+		// What ReverseProxy logs itself has no request ID; what matters
+		// of it (a body cut short) is on the request's line.
+		ErrorLog:   slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+		BufferPool: bufferPool{},
 	}
 	return p
 }
@@ -250,6 +253,9 @@ func modifyResponse(resp *http.Response) error {
 	ctx := resp.Request.Context()
 	info := reqinfo.From(ctx)
 	info.Upstream = upstreamSince(info)
+	if resp.Body != nil && resp.Body != http.NoBody && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp.Body = &cutShort{ReadCloser: resp.Body, info: info}
+	}
 	for _, h := range strippedDownstream {
 		resp.Header.Del(h)
 	}
@@ -257,6 +263,23 @@ func modifyResponse(resp *http.Response) error {
 		return hook(resp)
 	}
 	return nil
+}
+
+// cutShort notes on the request's line why an upstream's body ended
+// early: the upstream closed or reset the connection, or sent a chunk it
+// did not finish. The client's connection is then closed without the
+// final bytes, so it knows the response is incomplete.
+type cutShort struct {
+	io.ReadCloser
+	info *reqinfo.Info
+}
+
+func (c *cutShort) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && c.info.Truncated == nil && !errors.Is(err, context.Canceled) {
+		c.info.Truncated = err // not when the client left, which cancels the upstream request
+	}
+	return n, err
 }
 
 // errorHandler answers 504 when the upstream was too slow and 502 for
