@@ -64,6 +64,10 @@ type Config struct {
 	// 100ms; raise it only for a Redis across a slow network.
 	StoreTimeout Duration `yaml:"store_timeout"`
 
+	// Buffering reads responses ahead of slow clients, so the app's
+	// worker is free as soon as the app has answered.
+	Buffering Buffering `yaml:"buffering"`
+
 	// ACME configures automatic certificates (sites in tls mode acme).
 	ACME ACME `yaml:"acme"`
 
@@ -133,6 +137,33 @@ func (t *Timeouts) each() []struct {
 		{"websocket_idle", &t.WebSocketIdle, DefaultWebSocketIdle},
 		{"websocket_max", &t.WebSocketMax, DefaultWebSocketMax},
 	}
+}
+
+// Buffering bounds the read-ahead of responses (package spool), as
+// nginx's proxy_buffering: a gunicorn worker is held for as long as its
+// response takes to leave, so Rampart takes the response as fast as the
+// app sends it, into memory and then a temporary file in state_dir, and
+// feeds the client at its own pace. A response of known length that fits
+// in Memory is not spooled (the socket buffers hold it); server-sent
+// events and WebSockets never are; a route may turn it off.
+// These apply at start; a reload does not change them.
+type Buffering struct {
+	// Memory is held in memory per response before the rest goes to
+	// disk. Default 64KiB; at least 32KiB.
+	Memory ByteSize `yaml:"memory"`
+	// MemoryTotal bounds the memory of all responses. Default 64MiB.
+	MemoryTotal ByteSize `yaml:"memory_total"`
+	// File bounds one response on disk; past it, the response waits for
+	// its client as if unbuffered. Default 1GiB.
+	File ByteSize `yaml:"file"`
+	// FileTotal bounds all responses on disk. Default 4GiB.
+	FileTotal ByteSize `yaml:"file_total"`
+	// SlowPerClient is how many responses one client may have waiting on
+	// disk at once. Past it, its requests get 429 before they reach the
+	// app, and a further response that would go to disk is cut off: a
+	// client reading many large responses slowly (a slow-read attack)
+	// cannot spend the budget of everyone else. Default 8.
+	SlowPerClient int `yaml:"slow_per_client"`
 }
 
 // Site is one application behind Rampart.
@@ -381,6 +412,18 @@ func (c *Config) applyDefaults() {
 	for _, t := range c.Timeouts.each() {
 		setDuration(t.d, t.def)
 	}
+	b := &c.Buffering
+	for _, d := range []struct {
+		v   *ByteSize
+		def ByteSize
+	}{{&b.Memory, 64 << 10}, {&b.MemoryTotal, 64 << 20}, {&b.File, 1 << 30}, {&b.FileTotal, 4 << 30}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if b.SlowPerClient == 0 {
+		b.SlowPerClient = 8
+	}
 	c.applyProtectionDefaults()
 	c.applyACMEDefaults()
 	for i := range c.Sites {
@@ -458,6 +501,9 @@ func (c *Config) validate() Problems {
 	}
 	if c.MaxHeaderSize < 1<<10 || c.MaxHeaderSize > 1<<20 {
 		bad("max_header_size", "must be between 1KiB and 1MiB")
+	}
+	if b := c.Buffering; b.Memory < 32<<10 || b.MemoryTotal < b.Memory || b.File < 0 || b.FileTotal < b.File || b.SlowPerClient < 1 {
+		bad("buffering", "memory must be at least 32KiB, memory_total at least memory, file_total at least file, and slow_per_client at least 1")
 	}
 	for _, t := range c.Timeouts.each() {
 		if *t.d < 0 {

@@ -126,6 +126,11 @@ type Route struct {
 	// attachment and nosniff, so an uploaded HTML or SVG file cannot run
 	// in the site's origin. Default false.
 	Download *bool `yaml:"download"`
+	// Buffering, when false, streams this route's responses to the
+	// client as the app sends them (see Config.Buffering): for responses
+	// a client must see bit by bit that are not server-sent events.
+	// Default true.
+	Buffering *bool `yaml:"buffering"`
 }
 
 // Defaults of the response hardening.

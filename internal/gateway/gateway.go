@@ -27,6 +27,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
+	"github.com/rampartproxy/rampart/internal/spool"
 	"github.com/rampartproxy/rampart/internal/store"
 	"github.com/rampartproxy/rampart/internal/telemetry"
 )
@@ -46,6 +47,7 @@ type Gateway struct {
 	ca   *certs.LocalCA
 
 	tunnels tunnelSet
+	spool   *spool.Pool // responses read ahead of slow clients; fixed at start
 
 	mu        sync.Mutex // guards reloads and the fields below
 	https     *http.Server
@@ -68,6 +70,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	g.store = st
+	b := cfg.Buffering
+	if g.spool, err = spool.New(filepath.Join(cfg.StateDir, "spool"), spool.Limits{Memory: int64(b.Memory), MemoryTotal: int64(b.MemoryTotal),
+		File: int64(b.File), FileTotal: int64(b.FileTotal), PerClient: b.SlowPerClient}); err != nil {
+		st.Close()
+		return nil, err
+	}
 	s, err := build(cfg, nil, g.caIn(cfg.StateDir), g.store, log)
 	if err != nil {
 		st.Close()
@@ -286,8 +294,8 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 		return err
 	}
 	if cfg.Listen != old.cfg.Listen || cfg.Timeouts.ReadHeader != old.cfg.Timeouts.ReadHeader ||
-		cfg.Timeouts.Idle != old.cfg.Timeouts.Idle || cfg.MaxHeaderSize != old.cfg.MaxHeaderSize {
-		g.log.Warn("listen addresses, read_header, idle and max_header_size apply at start only; restart rampart to change them")
+		cfg.Timeouts.Idle != old.cfg.Timeouts.Idle || cfg.MaxHeaderSize != old.cfg.MaxHeaderSize || cfg.Buffering != old.cfg.Buffering {
+		g.log.Warn("listen addresses, read_header, idle, max_header_size and buffering apply at start only; restart rampart to change them")
 	}
 	g.snap.Store(s)
 	if g.https != nil {

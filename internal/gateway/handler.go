@@ -32,7 +32,14 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		info.ID = reqinfo.NewID()
 	}
 	r = r.WithContext(reqinfo.With(r.Context(), info)) // guards ask it who the client is
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &statusWriter{ResponseWriter: w, send: snap.cfg.Timeouts.Send.Std()}
+	if r.ProtoMajor == 1 {
+		// The connection's deadline: set before the first write, so it is
+		// never one left over from the previous request. (An HTTP/2
+		// stream's starts fresh; setting it costs a message to the
+		// connection's goroutine, so a one-write response skips it.)
+		sw.extendDeadline()
+	}
 	sw.Header().Set("X-Request-ID", info.ID)
 	defer func() { telemetry.Request(g.log, r, info, sw.statusOr200(), sw.bytes) }()
 	defer g.recoverPanic(sw, info)
@@ -84,6 +91,12 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		g.deny(sw, info, d)
 		return
 	}
+	if g.spool.Full(info.Client.Client) {
+		// This client is reading as many large responses as it may, slowly:
+		// the app gets no more of its requests until it reads them.
+		g.deny(sw, info, slowClient)
+		return
+	}
 	// The body is complete and Content-Length exact: an Expect would only
 	// make the upstream wait for a second go-ahead.
 	r.Header.Del("Expect")
@@ -116,6 +129,10 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	ctx := proxy.WithResponseHook(r.Context(), g.responseGuards(st, rt, info))
 	st.proxy.ServeHTTP(sw, r.WithContext(ctx))
 }
+
+var slowClient = &guard.Denial{Status: http.StatusTooManyRequests, Reason: "slow_client_limit",
+	Message: "Too many downloads from your address are still in progress. Try again when they have finished.",
+	Header:  http.Header{"Retry-After": {"10"}}}
 
 // limitEncodings narrows Accept-Encoding to gzip (if the client takes it)
 // or identity.
@@ -219,6 +236,33 @@ type statusWriter struct {
 	// onHijack, if set, wraps the connection of a protocol switch; if
 	// not, the connection cannot be taken over.
 	onHijack func(net.Conn) net.Conn
+	// send bounds each write to the client (timeouts.send); the
+	// deadline was last set at deadlineSet.
+	send        time.Duration
+	deadlineSet time.Time
+}
+
+// writeDeadliner is the ResponseWriter of both HTTP/1.1 and HTTP/2 in
+// net/http: the deadline of one HTTP/2 stream, or of the connection.
+type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
+
+// extendDeadline gives the next write timeouts.send to go out: a client
+// that takes no byte for that long is dropped, and one that keeps
+// reading, however large the response, is not.
+// It is not moved again within send/16 of the last time: a stream of small
+// writes does not pay for a timer each.
+func (w *statusWriter) extendDeadline() {
+	if w.send <= 0 {
+		return
+	}
+	now := time.Now()
+	if now.Sub(w.deadlineSet) < w.send/16 {
+		return
+	}
+	if d, ok := w.ResponseWriter.(writeDeadliner); ok {
+		_ = d.SetWriteDeadline(now.Add(w.send))
+		w.deadlineSet = now
+	}
 }
 
 // Hijack hands the connection over to ReverseProxy when the upstream
@@ -248,6 +292,9 @@ func (w *statusWriter) WriteHeader(code int) {
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
+	}
+	if w.bytes > 0 {
+		w.extendDeadline()
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)

@@ -3,7 +3,9 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -13,10 +15,12 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/spool"
 	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
@@ -163,4 +167,105 @@ func (tg *testGateway) requestLine(t *testing.T, path string) map[string]any {
 		return false
 	})
 	return line
+}
+
+// TestSlowReadersDoNotHoldTheApp: clients that read a large response at a
+// trickle (slowhttptest -X) held a gunicorn worker each for as long as
+// they took, so a handful took the app down. Rampart now takes the whole
+// response from the app into its spool and feeds the client from there:
+// with every worker's worth of slow readers connected, / still answers.
+func TestSlowReadersDoNotHoldTheApp(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		worker  string
+		readers int // more than the worker can serve at once
+	}{{"sync", 2}, {"gthread", 5}} {
+		t.Run(tc.worker, func(t *testing.T) {
+			t.Parallel()
+			app := runGunicorn(t, "app:app", gunicornOptions{worker: tc.worker})
+			tg := startGateway(t, config.Config{Sites: []config.Site{siteFor(app.upstream())}})
+			for range tc.readers {
+				tg.slowReader(t, "/big?mb=24")
+			}
+			testutil.WaitFor(t, "every slow reader's response taken from the app", func() bool {
+				st := tg.spool.Stats()
+				return st.Bodies == tc.readers && st.Filling == 0
+			})
+			// Without the spool the worker is held until timeouts.send
+			// (60 s) drops a reader: far past this client's timeout.
+			client := tg.client(false)
+			client.Timeout = 10 * time.Second
+			start := time.Now()
+			resp, err := client.Get("https://localhost/")
+			if err != nil {
+				t.Fatalf("/ with %d slow readers connected: %v", tc.readers, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("/ answered %d", resp.StatusCode)
+			}
+			t.Logf("%s: / answered in %v with %d slow readers of 24 MiB connected", tc.worker, time.Since(start), tc.readers)
+		})
+	}
+}
+
+// slowReader asks for target over a connection whose receive buffer is
+// 4 KiB, and then reads nothing: the response can only leave as fast as
+// the client takes it, which is never.
+func (tg *testGateway) slowReader(t *testing.T, target string) {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return cmp.Or(err, serr)
+	}}
+	raw, err := d.Dial("tcp", tg.httpsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tls.Client(raw, &tls.Config{RootCAs: tg.roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSlowClientLimits: a client that stops reading is dropped after
+// timeouts.send, which gives its spooled response back; and a client
+// with slow_per_client responses waiting gets 429 before the app sees
+// its next request.
+func TestSlowClientLimits(t *testing.T) {
+	t.Parallel()
+	app := runGunicorn(t, "app:app", gunicornOptions{worker: "gthread"})
+	tg := startGateway(t, config.Config{
+		Sites:     []config.Site{siteFor(app.upstream())},
+		Timeouts:  config.Timeouts{Send: config.Duration(time.Second)},
+		Buffering: config.Buffering{SlowPerClient: 1},
+	})
+	tg.slowReader(t, "/big?mb=24")
+	testutil.WaitFor(t, "the slow reader's response taken from the app", func() bool {
+		st := tg.spool.Stats()
+		return st.Bodies == 1 && st.Filling == 0
+	})
+	resp, err := tg.client(false).Get("https://localhost/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("a client with its limit of slow responses got %d (Retry-After %q), want 429", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	testutil.WaitFor(t, "the stalled client dropped after timeouts.send", func() bool { return tg.spool.Stats() == spool.Stats{} })
+	line := tg.requestLine(t, "/big")
+	if n := line["bytes"].(float64); n >= 24<<20 {
+		t.Errorf("the stalled client was sent %v bytes: all of it", n)
+	}
+	resp, err = tg.client(false).Get("https://localhost/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("once its slow response was dropped, the client got %d", resp.StatusCode)
+	}
 }

@@ -79,8 +79,27 @@ func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) proxy.
 			resp.ContentLength = -1
 			resp.Header.Del("Content-Length")
 		}
+		if rt.buffering && g.spoolable(resp) {
+			resp.Body = g.spool.Body(resp.Body, info.Client.Client)
+		}
 		return nil
 	}
+}
+
+// spoolable reports whether resp is read ahead of its client. Not: a
+// body of known length that the socket buffers hold anyway (and the
+// usual small page, which must not pay for a goroutine), a protocol
+// switch, and server-sent events, which a client must get as they come
+// and which would hold their spool for as long as they stream.
+func (g *Gateway) spoolable(resp *http.Response) bool {
+	if resp.Body == nil || resp.Body == http.NoBody || resp.Request.Method == http.MethodHead || resp.StatusCode == http.StatusSwitchingProtocols {
+		return false
+	}
+	if g.spool.Small(resp.ContentLength) {
+		return false
+	}
+	mt, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+	return !strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
 }
 
 // smallBody is the largest body rewritten in one piece: one read of the

@@ -70,6 +70,7 @@ type route struct {
 	placeholder string
 	headers     *headers.Policy
 	cookies     *cookies.Policy
+	buffering   bool // responses are read ahead of the client (package spool)
 	// upgradeLogged is set once this route's app has been caught
 	// redirecting to its own http:// URL, so the hint is logged once.
 	upgradeLogged atomic.Bool
@@ -224,6 +225,7 @@ func compileRoute(rc config.Route, sc config.Site) *route {
 		placeholder: placeholder,
 		headers:     headers.New(h, csp.New(*c.Policy, *c.ReportOnly, *c.Nonce), download),
 		cookies:     cookies.New(*ck.SameSite, ck.JSReadable),
+		buffering:   rc.Buffering == nil || *rc.Buffering,
 	}
 }
 

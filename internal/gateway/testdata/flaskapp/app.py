@@ -6,7 +6,7 @@ ProxyFix trusts exactly one proxy: Rampart.
 import hashlib
 import time
 
-from flask import Flask, jsonify, redirect, request, url_for
+from flask import Flask, Response, jsonify, redirect, request, url_for
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 app = Flask(__name__)
@@ -58,3 +58,16 @@ def crash():
 def slow():
     time.sleep(float(request.args.get("s", "1")))
     return "done"
+
+
+@app.route("/big")
+def big():
+    """mb MiB of 'b', streamed with a Content-Length, as send_file does."""
+    size = int(request.args.get("mb", "1")) << 20
+    block = b"b" * 65536
+
+    def blocks():
+        for _ in range(size // len(block)):
+            yield block
+
+    return Response(blocks(), headers={"Content-Length": str(size)}, mimetype="application/octet-stream")
