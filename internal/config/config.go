@@ -117,17 +117,16 @@ type Timeouts struct {
 	WebSocketMax Duration `yaml:"websocket_max"`
 }
 
-// each lists the timeouts by key, with their defaults.
-func (t *Timeouts) each() []struct {
+// timeout is one key of Timeouts, its field and its default.
+type timeout struct {
 	key string
 	d   *Duration
 	def time.Duration
-} {
-	return []struct {
-		key string
-		d   *Duration
-		def time.Duration
-	}{
+}
+
+// each lists the timeouts by key, with their defaults.
+func (t *Timeouts) each() []timeout {
+	return []timeout{
 		{"read_header", &t.ReadHeader, DefaultReadHeader},
 		{"read_body", &t.ReadBody, DefaultReadBody},
 		{"idle", &t.Idle, DefaultIdle},

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -222,7 +221,7 @@ func TestSoak(t *testing.T) {
 	for _, s := range samples {
 		peak.goroutines, peak.fds, peak.heap = max(peak.goroutines, s.goroutines), max(peak.fds, s.fds), max(peak.heap, s.heap)
 	}
-	t.Logf("%v of traffic: %v", *soak, sortedCounts(counts))
+	t.Logf("%v of traffic, done: %v", *soak, counts) // fmt prints a map sorted by key
 	t.Logf("goroutines %d → peak %d → %d; open files %d → peak %d → %d; heap in use %.1f MiB → peak %.1f → %.1f",
 		start.goroutines, peak.goroutines, end.goroutines, start.fds, peak.fds, end.fds, mib(start.heap), mib(peak.heap), mib(end.heap))
 	if len(failures) > 0 {
@@ -254,16 +253,3 @@ func takeSample() sample {
 }
 
 func mib(n uint64) float64 { return float64(n) / (1 << 20) }
-
-func sortedCounts(m map[string]int64) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b bytes.Buffer
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s %d, ", k, m[k])
-	}
-	return b.String()
-}

@@ -2,11 +2,11 @@ package proxy
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -64,7 +64,7 @@ func (s *scripted) serve(c net.Conn, conn int) {
 			n, _ = io.Copy(io.Discard, r.Body)
 		}
 		s.mu.Lock()
-		s.seen = append(s.seen, strings.Join([]string{itoa(conn) + "#" + itoa(req), r.Method, r.URL.Path, itoa(int(n))}, " "))
+		s.seen = append(s.seen, fmt.Sprintf("%d#%d %s %s %d", conn, req, r.Method, r.URL.Path, n))
 		s.mu.Unlock()
 		switch act {
 		case answer:
@@ -82,8 +82,6 @@ func (s *scripted) serve(c net.Conn, conn int) {
 		}
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 func (s *scripted) requests() []string {
 	s.mu.Lock()
