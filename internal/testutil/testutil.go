@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,7 +55,27 @@ func Need(t testing.TB, name, pkgs string) string {
 	if err == nil {
 		return path
 	}
-	missing(t, name, pkgs)
+	missing(t, name, "apt-get install "+pkgs)
+	return ""
+}
+
+// NeedGo returns the path of the command name, which is not packaged by
+// Debian but built from the Go module pkg (such as
+// github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible): on the
+// PATH or in $(go env GOPATH)/bin, where go install puts it. When it is
+// missing, as Need.
+func NeedGo(t testing.TB, name, pkg string) string {
+	t.Helper()
+	if path, err := exec.LookPath(name); err == nil {
+		return path
+	}
+	if gopath, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+		path := filepath.Join(strings.TrimSpace(string(gopath)), "bin", name)
+		if _, err := os.Stat(path); err == nil {
+			return path
+		}
+	}
+	missing(t, name, "go install "+pkg)
 	return ""
 }
 
@@ -64,14 +85,14 @@ func NeedPython(t testing.TB, module, pkg string) string {
 	t.Helper()
 	const python = "/usr/bin/python3" // Debian's, whose packages the tests install
 	if exec.Command(python, "-c", "import "+module).Run() != nil {
-		missing(t, "python3 module "+module, pkg)
+		missing(t, "python3 module "+module, "apt-get install "+pkg)
 	}
 	return python
 }
 
-func missing(t testing.TB, name, pkgs string) {
+func missing(t testing.TB, name, install string) {
 	t.Helper()
-	msg := name + " is not installed: apt-get install " + pkgs + " (.ci/run does this)"
+	msg := name + " is not installed: " + install
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}
