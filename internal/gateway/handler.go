@@ -62,7 +62,7 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	}
 	sw.beforeWrite = func(h http.Header) { rt.headers.Apply(h, info.Nonce) }
 	if st == nil {
-		g.deny(sw, info, &guard.Denial{Status: http.StatusMisdirectedRequest, Reason: "unknown_host", Message: "This server does not serve that host name."})
+		g.deny(sw, info, unknownHost(http.StatusMisdirectedRequest, r.Host))
 		return
 	}
 	info.Site = st.name
@@ -132,7 +132,12 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 
 var slowClient = &guard.Denial{Status: http.StatusTooManyRequests, Reason: "slow_client_limit",
 	Message: "Too many downloads from your address are still in progress. Try again when they have finished.",
-	Header:  http.Header{"Retry-After": {"10"}}}
+	Header:  http.Header{"Retry-After": {"10"}}, Key: "buffering.slow_per_client"}
+
+func unknownHost(status int, host string) *guard.Denial {
+	return &guard.Denial{Status: status, Reason: "unknown_host", Message: "This server does not serve that host name.",
+		Key: "sites[].hosts", Input: "host " + host}
+}
 
 // limitEncodings narrows Accept-Encoding to gzip (if the client takes it)
 // or identity.
@@ -165,7 +170,10 @@ func (g *Gateway) deny(w http.ResponseWriter, info *reqinfo.Info, d *guard.Denia
 	for k, vs := range d.Header {
 		w.Header()[k] = vs
 	}
-	telemetry.Event(g.log, "request_blocked", info, d.Reason, fmt.Sprintf("status %d", d.Status))
+	// The page is for the visitor; the header and the log line tell the
+	// developer it was Rampart, why, and which key would allow it.
+	w.Header().Set(guard.ReasonHeader, d.ReasonValue())
+	telemetry.Refusal(g.log, "request_blocked", info, d.Reason, fmt.Sprintf("status %d", d.Status), d.Input, d.Key)
 	pages.Error(w, d.Status, d.Message, info.ID, info.Nonce)
 }
 
@@ -210,7 +218,7 @@ func (g *Gateway) serveRedirect(w http.ResponseWriter, r *http.Request) {
 	host := hostOnly(r.Host)
 	st := snap.lookup(host)
 	if st == nil {
-		g.deny(sw, info, &guard.Denial{Status: http.StatusBadRequest, Reason: "unknown_host", Message: "This server does not serve that host name."})
+		g.deny(sw, info, unknownHost(http.StatusBadRequest, host))
 		return
 	}
 	info.Site = st.name

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
 	"github.com/rampartproxy/rampart/internal/guard/leaks"
 	"github.com/rampartproxy/rampart/internal/guard/redirects"
@@ -37,6 +38,7 @@ func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) proxy.
 				msg = "The application could not handle this request."
 			}
 			replace(resp, status, pages.ErrorBody(status, msg, info.ID, info.Nonce))
+			resp.Header.Set(guard.ReasonHeader, "debug_leak_blocked")
 			return nil
 		}
 		if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 {
@@ -48,8 +50,7 @@ func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) proxy.
 						"the app redirected to http:// on its own host; Rampart sent https:// instead. In Flask, wrap the app in werkzeug.middleware.proxy_fix.ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1) so it knows it is behind HTTPS (logged once per route)")
 				}
 			case redirects.Block:
-				telemetry.Event(g.log, "open_redirect_blocked", info, "foreign_location", target)
-				replace(resp, http.StatusForbidden, pages.BlockedRedirectBody(target, info.ID, info.Nonce))
+				g.blockRedirect(resp, info, "foreign_location", target)
 				return nil
 			}
 		}
@@ -59,8 +60,7 @@ func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) proxy.
 			case redirects.Upgrade:
 				resp.Header["Refresh"][i] = target
 			case redirects.Block:
-				telemetry.Event(g.log, "open_redirect_blocked", info, "foreign_refresh", target)
-				replace(resp, http.StatusForbidden, pages.BlockedRedirectBody(target, info.ID, info.Nonce))
+				g.blockRedirect(resp, info, "foreign_refresh", target)
 				return nil
 			}
 		}
@@ -84,6 +84,22 @@ func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) proxy.
 		}
 		return nil
 	}
+}
+
+// blockRedirect replaces a redirect (or Refresh) to another site with
+// Rampart's page, which shows the visitor where it led; the header and the
+// log tell the developer which key allows the host.
+func (g *Gateway) blockRedirect(resp *http.Response, info *reqinfo.Info, reason, target string) {
+	input := "target " + target
+	if host, scheme, ok := redirects.Target(target); !ok {
+		input = "scheme " + scheme
+	} else if host != "" {
+		input = "host " + host
+	}
+	telemetry.Refusal(g.log, "open_redirect_blocked", info, reason, target, input, "guards.redirect_allow")
+	replace(resp, http.StatusForbidden, pages.BlockedRedirectBody(target, info.ID, info.Nonce))
+	d := guard.Denial{Reason: "open_redirect_blocked", Key: "guards.redirect_allow"}
+	resp.Header.Set(guard.ReasonHeader, d.ReasonValue())
 }
 
 // spoolable reports whether resp is read ahead of its client. Not: a

@@ -18,6 +18,36 @@ type Denial struct {
 	Message string
 	// Header holds extra response headers, such as Allow for 405.
 	Header http.Header
+	// Key is the config key that would let such a request through (or
+	// change the limit it met), for the developer: "csrf.trusted_origins".
+	// It goes in the Rampart-Reason response header and the log; "" when
+	// no key can allow it.
+	Key string
+	// Input is what decided the refusal, for the log only: "origin
+	// https://other.example", "next=//evil.test". It is request data, so
+	// it is never sent back and never holds a cookie's or header's value
+	// that could be a secret.
+	Input string
 }
 
 func (d *Denial) Error() string { return d.Reason }
+
+// With returns a copy of d that names input as what decided it.
+func (d *Denial) With(input string) *Denial {
+	c := *d
+	c.Input = input
+	return &c
+}
+
+// ReasonHeader is the response header that tells the developer why
+// Rampart refused a request and which key would allow it: "csrf_cross_origin;
+// allow-with=csrf.trusted_origins". It holds no request data.
+const ReasonHeader = "Rampart-Reason"
+
+// ReasonValue is d's ReasonHeader value.
+func (d *Denial) ReasonValue() string {
+	if d.Key == "" {
+		return d.Reason
+	}
+	return d.Reason + "; allow-with=" + d.Key
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rampartproxy/rampart/internal/reqinfo"
 )
@@ -59,14 +60,39 @@ func Request(log *slog.Logger, r *http.Request, info *reqinfo.Info, status int, 
 // that an operator should see happened. Every guard reports through here,
 // so logs, metrics and alerts can rely on one shape.
 func Event(log *slog.Logger, kind string, info *reqinfo.Info, reason, detail string) {
-	log.LogAttrs(context.Background(), slog.LevelWarn, "security_event",
+	Refusal(log, kind, info, reason, detail, "", "")
+}
+
+// Refusal is Event for a refusal that can say what decided it (input:
+// "origin https://other.example", cut to 256 bytes) and which config key
+// would allow it (allow_with); either is left out when "".
+func Refusal(log *slog.Logger, kind string, info *reqinfo.Info, reason, detail, input, key string) {
+	attrs := []slog.Attr{
 		slog.String("kind", kind),
 		slog.String("site", info.Site),
 		slog.String("request_id", info.ID),
 		slog.String("client_ip", addrString(info)),
 		slog.String("reason", reason),
 		slog.String("detail", detail),
-	)
+	}
+	if input != "" {
+		attrs = append(attrs, slog.String("input", cut(input, 256)))
+	}
+	if key != "" {
+		attrs = append(attrs, slog.String("allow_with", key))
+	}
+	log.LogAttrs(context.Background(), slog.LevelWarn, "security_event", attrs...)
+}
+
+// cut shortens s to at most n bytes, on a rune boundary, marking the cut.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 func addrString(info *reqinfo.Info) string {

@@ -46,13 +46,14 @@ var tooLarge = &guard.Denial{
 	Status:  http.StatusRequestEntityTooLarge,
 	Reason:  "body_too_large",
 	Message: "The request body is larger than this site accepts.",
+	Key:     "max_body",
 }
 
 // Check refuses a request whose declared Content-Length is over the limit,
 // before a byte of the body is read.
 func (p *Policy) Check(r *http.Request) *guard.Denial {
 	if r.ContentLength > p.Max {
-		return tooLarge
+		return tooLarge.With(fmt.Sprintf("Content-Length %d over %d", r.ContentLength, p.Max))
 	}
 	return nil
 }
@@ -135,7 +136,7 @@ func readDenial(err error) *guard.Denial {
 	case errors.As(err, &tooBig):
 		return tooLarge
 	case errors.As(err, &timeout) && timeout.Timeout():
-		return &guard.Denial{Status: http.StatusRequestTimeout, Reason: "body_timeout", Message: "The request body arrived too slowly."}
+		return &guard.Denial{Status: http.StatusRequestTimeout, Reason: "body_timeout", Message: "The request body arrived too slowly.", Key: "timeouts.read_body"}
 	default:
 		return &guard.Denial{Status: http.StatusBadRequest, Reason: "body_malformed", Message: fmt.Sprintf("The request body could not be read: %s.", describe(err))}
 	}

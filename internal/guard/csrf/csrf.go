@@ -51,7 +51,8 @@ func New(trusted, exempt []string) (p *Policy, err error) {
 	return p, nil
 }
 
-var refused = &guard.Denial{Status: http.StatusForbidden, Reason: "csrf_cross_origin", Message: "This request came from another site, so it was refused."}
+var refused = &guard.Denial{Status: http.StatusForbidden, Reason: "csrf_cross_origin", Message: "This request came from another site, so it was refused.",
+	Key: "csrf.trusted_origins"}
 
 // Check refuses a cross-origin state-changing request. GET, HEAD and
 // OPTIONS always pass: they must not change anything.
@@ -71,17 +72,27 @@ func (p *Policy) Check(r *http.Request) *guard.Denial {
 		probe := *r // read only: a shallow copy with another method
 		probe.Method = http.MethodPost
 		if p.crossOrigin(&probe) {
-			return refusedWebSocket
+			return refusedWebSocket.With(from(r))
 		}
 		return nil
 	}
 	if p.crossOrigin(r) {
-		return refused
+		return refused.With(from(r))
 	}
 	return nil
 }
 
-var refusedWebSocket = &guard.Denial{Status: http.StatusForbidden, Reason: "websocket_cross_origin", Message: "This connection was opened from another site, so it was refused."}
+var refusedWebSocket = &guard.Denial{Status: http.StatusForbidden, Reason: "websocket_cross_origin", Message: "This connection was opened from another site, so it was refused.",
+	Key: "csrf.trusted_origins"}
+
+// from names what made a request cross-origin: its Origin, or else what
+// the browser said in Sec-Fetch-Site.
+func from(r *http.Request) string {
+	if o := r.Header.Get("Origin"); o != "" {
+		return "origin " + o
+	}
+	return "sec-fetch-site " + r.Header.Get("Sec-Fetch-Site")
+}
 
 func (p *Policy) crossOrigin(r *http.Request) bool {
 	if err := p.cop.Check(r); err != nil {

@@ -34,5 +34,7 @@ func (p *Policy) Check(r *http.Request) *guard.Denial {
 		Reason:  "method_not_allowed",
 		Message: "This method is not accepted here.",
 		Header:  http.Header{"Allow": {p.allow}},
+		Key:     "methods",
+		Input:   "method " + r.Method,
 	}
 }

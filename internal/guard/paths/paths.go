@@ -90,14 +90,14 @@ func New(patterns []string) *Policy {
 	return p
 }
 
-var notFound = &guard.Denial{Status: http.StatusNotFound, Reason: "sensitive_path", Message: "There is nothing here."}
+var notFound = &guard.Denial{Status: http.StatusNotFound, Reason: "sensitive_path", Message: "There is nothing here.", Key: "guards.sensitive_paths"}
 
 // Check refuses a request whose path matches, as the client sent it
 // decoded once or twice, cleaned, with backslashes taken for slashes.
 func (p *Policy) Check(r *http.Request) *guard.Denial {
 	for _, c := range Candidates(r.URL) {
 		if p.matches(c) {
-			return notFound
+			return notFound.With("path " + c)
 		}
 	}
 	return nil

@@ -29,6 +29,9 @@ type Rule struct {
 	limit   store.Limit
 	key     string // ip, ip+path, header:NAME, cookie:NAME
 	policy  string // the RateLimit-Policy value
+	// describe names the rule in the log: "rate_limits[0] (/login POST
+	// 10/s burst 20, key ip)".
+	describe string
 }
 
 // Policy is one site's rules. It is immutable.
@@ -60,6 +63,11 @@ func New(site string, rules []config.RateLimit, st store.Store, failClosed bool)
 		// periods.
 		window := int(math.Ceil(float64(r.limit.Burst) * period.Seconds() / float64(n)))
 		r.policy = fmt.Sprintf(`%q;q=%d;w=%d`, r.name, r.limit.Burst, max(window, 1))
+		methods := strings.Join(rc.Methods, ",")
+		if methods == "" {
+			methods = "any method"
+		}
+		r.describe = fmt.Sprintf("rate_limits[%d]: %s %s, %s burst %d, key %s", i, methods, rc.Match, rc.Rate, r.limit.Burst, rc.Key)
 		p.rules = append(p.rules, r)
 	}
 	return p, nil
@@ -126,6 +134,8 @@ func (p *Policy) Check(r *http.Request) *guard.Denial {
 				Status:  http.StatusTooManyRequests,
 				Reason:  "rate_limited",
 				Message: "Too many requests. Wait a moment and try again.",
+				Key:     "rate_limits",
+				Input:   rule.describe,
 				Header: http.Header{
 					"Retry-After":      {strconv.Itoa(max(retry, 1))},
 					"Ratelimit-Policy": {rule.policy},
@@ -141,4 +151,5 @@ var unavailable = &guard.Denial{
 	Status: http.StatusServiceUnavailable, Reason: "rate_limit_store_down",
 	Message: "This service is briefly unavailable. Try again in a moment.",
 	Header:  http.Header{"Retry-After": {"1"}},
+	Key:     "store_failure",
 }

@@ -87,7 +87,8 @@ func Target(raw string) (host, scheme string, ok bool) {
 	return "", "", true
 }
 
-var foreignParam = &guard.Denial{Status: http.StatusBadRequest, Reason: "open_redirect_param", Message: "This link would send you to another site, so it was stopped."}
+var foreignParam = &guard.Denial{Status: http.StatusBadRequest, Reason: "open_redirect_param", Message: "This link would send you to another site, so it was stopped.",
+	Key: "guards.redirect_allow"}
 
 // Check refuses a request whose destination parameter points off the site.
 // The query is read as Werkzeug reads it (wsgi.Query), not as Go's
@@ -101,8 +102,14 @@ func (p *Policy) Check(r *http.Request) *guard.Denial {
 		if !slices.Contains(Params, param.Key) {
 			continue
 		}
-		if host, _, ok := Target(param.Value); !ok || host != "" && !p.owns(host) {
-			return foreignParam
+		host, scheme, ok := Target(param.Value)
+		switch {
+		case !ok:
+			// Names the parameter and the scheme, not the value: a query
+			// is where tokens live.
+			return foreignParam.With(param.Key + ": scheme " + scheme)
+		case host != "" && !p.owns(host):
+			return foreignParam.With(param.Key + ": host " + host)
 		}
 	}
 	return nil

@@ -1,0 +1,104 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/testutil"
+)
+
+// TestRefusalsExplainThemselves: a developer whose request Rampart refused
+// must be able to tell it was Rampart, why, and which key would allow it,
+// from the browser (the Rampart-Reason header) and from the log (the
+// input that decided it and allow_with), while the visitor's page stays
+// as it was. The header never carries request data.
+func TestRefusalsExplainThemselves(t *testing.T) {
+	t.Parallel()
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/checkout" {
+			http.Redirect(w, r, "https://checkout.stripe.com/c/pay/cs_test_a1b2c3", http.StatusSeeOther)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	}))
+	t.Cleanup(app.Close)
+	site := siteFor(app.URL)
+	site.MaxBody = 1 << 10
+	site.RateLimits = []config.RateLimit{{Match: "/login", Methods: []string{"POST"}, Rate: "1/h", Burst: 1}}
+	tg := startGateway(t, config.Config{Sites: []config.Site{site}})
+	for _, tt := range []struct {
+		name, method, target string
+		header               map[string]string
+		body                 string
+		status               int
+		reason, input        string // Rampart-Reason, and the event's input
+	}{
+		{"cross-site POST", "POST", "/pay", map[string]string{"Origin": "https://shop.example", "Sec-Fetch-Site": "cross-site"}, "a=1", 403,
+			"csrf_cross_origin; allow-with=csrf.trusted_origins", "origin https://shop.example"},
+		{"redirect to a payment page", "POST", "/checkout", nil, "", 403,
+			"open_redirect_blocked; allow-with=guards.redirect_allow", "host checkout.stripe.com"},
+		{"next to another site", "GET", "/login?next=https://evil.example/x%3Ftoken%3Dsecret", nil, "", 400,
+			"open_redirect_param; allow-with=guards.redirect_allow", "next: host evil.example"},
+		{"method", "PROPFIND", "/", nil, "", 405,
+			"method_not_allowed; allow-with=methods", "method PROPFIND"},
+		{"body", "POST", "/upload", nil, strings.Repeat("x", 2<<10), 413,
+			"body_too_large; allow-with=max_body", "Content-Length 2048 over 1024"},
+		{"login limit", "POST", "/login", nil, "u=a", 429,
+			"rate_limited; allow-with=rate_limits", "rate_limits[0]: POST /login, 1/h burst 1, key ip"},
+		{"sensitive path", "GET", "/.env", nil, "", 404,
+			"sensitive_path; allow-with=guards.sensitive_paths", "path /.env"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.name == "login limit" {
+				// The first POST /login spends the burst.
+				resp, err := tg.client(false).Post("https://localhost/login", "application/x-www-form-urlencoded", strings.NewReader("u=a"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+			}
+			req, _ := http.NewRequest(tt.method, "https://localhost"+tt.target, strings.NewReader(tt.body))
+			for k, v := range tt.header {
+				req.Header.Set(k, v)
+			}
+			resp, err := tg.client(false).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			id := resp.Header.Get("X-Request-ID")
+			if resp.StatusCode != tt.status || resp.Header.Get("Rampart-Reason") != tt.reason {
+				t.Fatalf("got %d, Rampart-Reason %q; want %d, %q", resp.StatusCode, resp.Header.Get("Rampart-Reason"), tt.status, tt.reason)
+			}
+			ev := tg.event(t, id)
+			key := tt.reason[strings.Index(tt.reason, "allow-with=")+len("allow-with="):]
+			if ev["input"] != tt.input || ev["allow_with"] != key {
+				t.Errorf("event input %q, allow_with %q; want %q, %q", ev["input"], ev["allow_with"], tt.input, key)
+			}
+			if strings.Contains(tg.logs.String(), "secret") {
+				t.Errorf("a query value reached the log:\n%s", tg.logs.String())
+			}
+		})
+	}
+}
+
+// event returns the security event of the request with this ID.
+func (tg *testGateway) event(t *testing.T, id string) map[string]any {
+	t.Helper()
+	var found map[string]any
+	testutil.WaitFor(t, "the security event of request "+id, func() bool {
+		for line := range strings.SplitSeq(tg.logs.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "security_event" && m["request_id"] == id {
+				found = m
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
