@@ -216,8 +216,14 @@ func (g *Gateway) Start() error {
 		TLSConfig:         g.tlsConfig(),
 		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Std(),
 		IdleTimeout:       cfg.Timeouts.Idle.Std(),
-		MaxHeaderBytes:    int(cfg.MaxHeaderSize),
-		ErrorLog:          errLog,
+		// Twice the limit: net/http refuses what is over it with a bare
+		// 431 (HTTP/1.1) or a reset (HTTP/2, a field over the hpack
+		// string limit), which the developer cannot tell from a network
+		// fault. Up to twice over, the request reaches serveHTTPS, which
+		// holds it to max_header_size for both protocols with Rampart's
+		// page and a log line.
+		MaxHeaderBytes: 2 * int(cfg.MaxHeaderSize),
+		ErrorLog:       errLog,
 	}
 	if cfg.Listen.HTTP != "off" {
 		if g.httpLn, err = net.Listen("tcp", cfg.Listen.HTTP); err != nil {

@@ -66,6 +66,10 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info.Site = st.name
+	if n, largest := headerSize(r); n > int64(snap.cfg.MaxHeaderSize) {
+		g.deny(sw, info, tooLarge.With(fmt.Sprintf("%d bytes over %d; the largest field: %s", n, snap.cfg.MaxHeaderSize, largest)))
+		return
+	}
 	if badRequest != nil {
 		g.deny(sw, info, badRequest)
 		return
@@ -128,6 +132,34 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := proxy.WithResponseHook(r.Context(), g.responseGuards(st, rt, info))
 	st.proxy.ServeHTTP(sw, r.WithContext(ctx))
+}
+
+var tooLarge = &guard.Denial{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: "header_too_large",
+	Message: "This request's headers are larger than this site accepts. Clearing this site's cookies may help.", Key: "max_header_size"}
+
+// headerSize is the size of r's request line and header fields as
+// HTTP/1.1 would send them, whichever protocol brought it, so that
+// max_header_size means the same over HTTP/2 (where a cookie may come as
+// many small fields); and the name of the largest field, or "request
+// target".
+func headerSize(r *http.Request) (n int64, largest string) {
+	target := int64(len(r.RequestURI))
+	n = int64(len(r.Method)+len(r.Proto)+4) + target + int64(len("Host: \r\n")+len(r.Host))
+	var most int64
+	for name, vs := range r.Header {
+		var size int64
+		for _, v := range vs {
+			size += int64(len(name) + len(v) + 4) // ": " and CRLF
+		}
+		n += size
+		if size > most {
+			most, largest = size, name
+		}
+	}
+	if target > most {
+		largest = "request target"
+	}
+	return n, largest
 }
 
 var slowClient = &guard.Denial{Status: http.StatusTooManyRequests, Reason: "slow_client_limit",
