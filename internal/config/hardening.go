@@ -131,6 +131,11 @@ type Route struct {
 	// a client must see bit by bit that are not server-sent events.
 	// Default true.
 	Buffering *bool `yaml:"buffering"`
+	// InsecureOpenRedirectParams, when true, stops checking ?next= and
+	// its kin (redirects.Params) on this route, for an app whose
+	// parameters of those names are not destinations. Redirects the app
+	// sends are still checked. Default false.
+	InsecureOpenRedirectParams bool `yaml:"insecure_open_redirect_params"`
 }
 
 // Defaults of the response hardening.

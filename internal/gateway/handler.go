@@ -84,6 +84,9 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, gd := range st.guards {
+		if gd == st.redirects && !rt.redirectParams {
+			continue // insecure_open_redirect_params on this route
+		}
 		if d := gd.Check(r); d != nil {
 			g.deny(sw, info, d)
 			return

@@ -71,6 +71,9 @@ type route struct {
 	headers     *headers.Policy
 	cookies     *cookies.Policy
 	buffering   bool // responses are read ahead of the client (package spool)
+	// redirectParams is false where insecure_open_redirect_params turned
+	// the ?next= check off.
+	redirectParams bool
 	// upgradeLogged is set once this route's app has been caught
 	// redirecting to its own http:// URL, so the hint is logged once.
 	upgradeLogged atomic.Bool
@@ -226,6 +229,8 @@ func compileRoute(rc config.Route, sc config.Site) *route {
 		headers:     headers.New(h, csp.New(*c.Policy, *c.ReportOnly, *c.Nonce), download),
 		cookies:     cookies.New(*ck.SameSite, ck.JSReadable),
 		buffering:   rc.Buffering == nil || *rc.Buffering,
+
+		redirectParams: !rc.InsecureOpenRedirectParams,
 	}
 }
 

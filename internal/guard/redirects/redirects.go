@@ -53,12 +53,19 @@ func (p *Policy) owns(host string) bool {
 }
 
 // Target parses a redirect target the way a browser would (the WHATWG URL
-// parser), and returns the host it leads to ("" for a same-origin relative
-// URL), its scheme ("" when relative), and whether it is safe at all.
-// Browsers strip C0 control characters and spaces from both ends, drop
-// tabs and newlines anywhere, read a backslash as a slash, take "//host"
-// as a new host, and take "https:host" as "https://host"; javascript: and
-// data: are never safe.
+// parser), and returns the host it leads to ("" when it stays on the
+// page's host), its scheme ("" when relative), and whether it is safe at
+// all. Browsers strip C0 control characters and spaces from both ends,
+// drop tabs and newlines anywhere, read a backslash as a slash, take
+// "//host" as a new host, and take "https:host" as "https://host" (as
+// for every special scheme). javascript:, data:, vbscript: and a file:
+// URL are never safe.
+//
+// A value that does not begin with a scheme (a letter, then letters,
+// digits, '+', '-' or '.', then ':') is a relative URL: a timestamp
+// (2024-01-01T10:00:00Z) or a cursor stays on the site. A scheme that is
+// not a web one (page:2, mailto:, tel:) leads to no other web host unless
+// it names one after "//".
 func Target(raw string) (host, scheme string, ok bool) {
 	s := strings.Map(func(r rune) rune {
 		if r == '\t' || r == '\n' || r == '\r' {
@@ -69,22 +76,50 @@ func Target(raw string) (host, scheme string, ok bool) {
 		}
 		return r
 	}, strings.TrimFunc(raw, func(r rune) bool { return r <= ' ' }))
-	if strings.HasPrefix(s, "//") {
-		s = "https:" + s
+	scheme, rest, found := splitScheme(s)
+	switch {
+	case !found && strings.HasPrefix(s, "//"):
+		return authority("https", s[2:])
+	case !found:
+		return "", "", true
+	case scheme == "javascript" || scheme == "data" || scheme == "vbscript" || scheme == "file":
+		return "", scheme, false
+	case special[scheme]:
+		return authority(scheme, strings.TrimLeft(rest, "/"))
+	case strings.HasPrefix(rest, "//"):
+		return authority(scheme, rest[2:])
 	}
-	if i := strings.IndexByte(s, ':'); i > 0 && !strings.ContainsAny(s[:i], "/?#") {
-		scheme = strings.ToLower(s[:i])
-		if scheme != "http" && scheme != "https" {
-			return "", scheme, false
-		}
-		rest := strings.TrimLeft(s[i+1:], "/")
-		u, err := url.Parse(scheme + "://" + rest)
-		if err != nil || u.Hostname() == "" {
-			return "", scheme, false
-		}
-		return u.Hostname(), scheme, true
+	return "", scheme, true
+}
+
+// special are the WHATWG URL standard's special schemes with a host: the
+// slashes after their colon are optional to a browser.
+var special = map[string]bool{"http": true, "https": true, "ftp": true, "ws": true, "wss": true}
+
+// splitScheme cuts s at its scheme's colon, if s begins with a scheme.
+func splitScheme(s string) (scheme, rest string, ok bool) {
+	i := strings.IndexByte(s, ':')
+	if i < 1 || !isAlpha(s[0]) {
+		return "", s, false
 	}
-	return "", "", true
+	for j := 1; j < i; j++ {
+		if c := s[j]; !isAlpha(c) && !('0' <= c && c <= '9') && c != '+' && c != '-' && c != '.' {
+			return "", s, false
+		}
+	}
+	return strings.ToLower(s[:i]), s[i+1:], true
+}
+
+func isAlpha(c byte) bool { return 'a' <= c|0x20 && c|0x20 <= 'z' }
+
+// authority returns the host of "scheme://rest"; a URL whose host cannot
+// be read is not safe.
+func authority(scheme, rest string) (string, string, bool) {
+	u, err := url.Parse(scheme + "://" + rest)
+	if err != nil || u.Hostname() == "" {
+		return "", scheme, false
+	}
+	return u.Hostname(), scheme, true
 }
 
 var foreignParam = &guard.Denial{Status: http.StatusBadRequest, Reason: "open_redirect_param", Message: "This link would send you to another site, so it was stopped.",

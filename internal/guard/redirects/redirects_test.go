@@ -116,6 +116,18 @@ func TestNextParam(t *testing.T) {
 		// Browsers strip C0 controls and spaces at both ends (WHATWG URL).
 		{"\x01//evil.test", true}, {" \x1f//evil.test", true}, {"\x00https://evil.test", true}, {"//evil.test\x01", true},
 		{"/\n/evil.test", true}, {"\x01/account", false},
+		// Dangerous schemes, however spelt.
+		{"JavaScript:alert(1)", true}, {"java\tscript:alert(1)", true}, {" data:text/html,<script>", true},
+		{"vbscript:msgbox", true}, {"file:///etc/passwd", true},
+		// Other web hosts under other special schemes, and any scheme
+		// that names a host.
+		{"ftp://evil.test/", true}, {"wss:evil.test", true}, {"x-app://evil.test/cb", true},
+		// Not URLs that leave the site: timestamps, cursors, page
+		// labels, and schemes with no host (an outside test found the
+		// first three refused).
+		{"2024-01-01T10:00:00Z", false}, {"page:2", false}, {"cursor:eyJpZCI6NDJ9", false},
+		{"10:30", false}, {"a:b:c", false}, {"mailto:help@app.test", false}, {"1x:evil.test", false},
+		{"x-app:settings", false},
 	} {
 		for _, param := range []string{"next", "return_to", "continue", "redirect"} {
 			r := httptest.NewRequest("GET", "https://app.test/login?"+param+"="+url.QueryEscape(tt.next), nil)
