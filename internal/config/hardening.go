@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -71,6 +73,13 @@ type CSP struct {
 	// the placeholder never shows. A route with nonce: false rewrites
 	// nothing. Default "": no rewriting.
 	NoncePlaceholder *string `yaml:"nonce_placeholder"`
+	// Add extends the policy instead of replacing it: directive →
+	// sources, such as {script-src: [https://cdn.jsdelivr.net],
+	// style-src-attr: ["'unsafe-inline'"]}. A fetch directive the policy
+	// lacks is made from the one it falls back to (default-src), then
+	// extended. A route's additions join its site's. guards.redirect_allow
+	// hosts join form-action on their own.
+	Add map[string][]string `yaml:"add"`
 }
 
 // Cookies hardens every Set-Cookie from the upstream. Names, values and
@@ -223,6 +232,16 @@ func (r Route) Merge(site Site) (Headers, CSP, Cookies, bool) {
 	override(&csp.ReportOnly, r.CSP.ReportOnly)
 	override(&csp.Nonce, r.CSP.Nonce)
 	override(&csp.NoncePlaceholder, r.CSP.NoncePlaceholder)
+	if len(r.CSP.Add) > 0 {
+		add := maps.Clone(csp.Add)
+		if add == nil {
+			add = map[string][]string{}
+		}
+		for d, srcs := range r.CSP.Add {
+			add[d] = append(slices.Clone(add[d]), srcs...)
+		}
+		csp.Add = add
+	}
 	override(&ck.SameSite, r.Cookies.SameSite)
 	if r.Cookies.JSReadable != nil {
 		ck.JSReadable = r.Cookies.JSReadable
@@ -260,6 +279,11 @@ func validateHardening(at string, h Headers, csp CSP, ck Cookies, bad func(path,
 			if f := strings.Fields(d); len(f) > 0 && (f[0] == "report-uri" || f[0] == "report-to") {
 				bad(at+".csp.policy", "leave out %s: Rampart adds its own report endpoint, /.rampart/csp-report", f[0])
 			}
+		}
+	}
+	for d, srcs := range csp.Add {
+		if err := cspguard.CheckAdd(d, srcs); err != nil {
+			bad(at+".csp.add."+d, "%v", err)
 		}
 	}
 	if p := csp.NoncePlaceholder; p != nil && *p != "" {

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -226,12 +227,33 @@ func compileRoute(rc config.Route, sc config.Site) *route {
 	return &route{
 		match:       rc.Match,
 		placeholder: placeholder,
-		headers:     headers.New(h, csp.New(*c.Policy, *c.ReportOnly, *c.Nonce), download),
+		headers:     headers.New(h, csp.New(csp.Extend(*c.Policy, withFormTargets(c.Add, sc.Guards.RedirectAllow)), *c.ReportOnly, *c.Nonce), download),
 		cookies:     cookies.New(*ck.SameSite, ck.JSReadable),
 		buffering:   rc.Buffering == nil || *rc.Buffering,
 
 		redirectParams: !rc.InsecureOpenRedirectParams,
 	}
+}
+
+// withFormTargets adds the redirect_allow hosts to form-action: a site that
+// lets its app redirect to a payment or sign-in page must let its forms
+// go there too, or the browser stops the redirect after a POST without a
+// word (form-action covers a form's redirects).
+func withFormTargets(add map[string][]string, hosts []string) map[string][]string {
+	if len(hosts) == 0 {
+		return add
+	}
+	out := maps.Clone(add)
+	if out == nil {
+		out = map[string][]string{}
+	}
+	fa := slices.Clone(out["form-action"])
+	for _, h := range hosts {
+		// Any port: redirect_allow names hosts, whatever their port.
+		fa = append(fa, "https://"+h+":*")
+	}
+	out["form-action"] = fa
+	return out
 }
 
 // certificate picks the certificate for a handshake by SNI. A client that
