@@ -97,6 +97,10 @@ type Cookies struct {
 	// JSReadable names cookies that stay readable from JavaScript (no
 	// HttpOnly added), such as a CSRF token a script sends back.
 	JSReadable []string `yaml:"js_readable"`
+	// SameSiteFor gives named cookies their own SameSite (Strict, Lax or
+	// None), kept as the app sets it or added: an OpenID Connect or Sign
+	// in with Apple form_post callback needs its state cookie at None.
+	SameSiteFor map[string]string `yaml:"samesite_for"`
 }
 
 // Guards configure the request and response checks of a site.
@@ -246,6 +250,9 @@ func (r Route) Merge(site Site) (Headers, CSP, Cookies, bool) {
 	if r.Cookies.JSReadable != nil {
 		ck.JSReadable = r.Cookies.JSReadable
 	}
+	if r.Cookies.SameSiteFor != nil {
+		ck.SameSiteFor = r.Cookies.SameSiteFor
+	}
 	return h, csp, ck, r.Download != nil && *r.Download
 }
 
@@ -304,6 +311,13 @@ func validateHardening(at string, h Headers, csp CSP, ck Cookies, bad func(path,
 		case "Strict", "Lax", "None":
 		default:
 			bad(at+".cookies.samesite", "%q is not Strict, Lax or None", *ck.SameSite)
+		}
+	}
+	for name, v := range ck.SameSiteFor {
+		switch v {
+		case "Strict", "Lax", "None":
+		default:
+			bad(at+".cookies.samesite_for."+name, "%q is not Strict, Lax or None", v)
 		}
 	}
 }

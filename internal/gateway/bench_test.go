@@ -71,7 +71,7 @@ func BenchmarkProxy(b *testing.B) {
 // stripHardening leaves each site the core's guards (method, body) and no
 // headers, CSP or cookie policy, for comparison.
 func stripHardening(g *Gateway) {
-	bare := &route{match: "/", headers: headers.New(config.Headers{}, nil, false), cookies: cookies.New("Lax", nil)}
+	bare := &route{match: "/", headers: headers.New(config.Headers{}, nil, false), cookies: cookies.New("Lax", nil, nil)}
 	for _, st := range g.snap.Load().sites {
 		st.guards = st.guards[:2]
 		st.routes = []*route{bare}

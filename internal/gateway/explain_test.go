@@ -134,3 +134,49 @@ func TestNextParamOnlyRefusesWhatLeaves(t *testing.T) {
 		}
 	}
 }
+
+// TestCookieChangesAreNamed: a cookie the app meant scripts to read, or
+// meant cross-site (an OIDC form_post state cookie), loses that without a
+// console error; the log names the cookie and the key, once per route.
+// samesite_for keeps a named cookie's SameSite=None.
+func TestCookieChangesAreNamed(t *testing.T) {
+	t.Parallel()
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("Set-Cookie", "oidc_state=s1; Path=/; SameSite=None; Secure; HttpOnly")
+		w.Header().Add("Set-Cookie", "theme=dark; Path=/; Secure; SameSite=Lax")
+	}))
+	t.Cleanup(app.Close)
+	get := func(tg *testGateway) []string {
+		resp, err := tg.client(false).Get("https://localhost/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header.Values("Set-Cookie")
+	}
+
+	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor(app.URL)}})
+	got := get(tg)
+	if !strings.Contains(got[0], "SameSite=Lax") || !strings.Contains(got[1], "HttpOnly") {
+		t.Fatalf("defaults: %q", got)
+	}
+	get(tg)
+	logs := tg.waitLog(t, `"allow_with":"cookies.js_readable"`)
+	for _, want := range []string{`"input":"cookie oidc_state","allow_with":"cookies.samesite_for"`, `"input":"cookie theme","allow_with":"cookies.js_readable"`} {
+		if n := strings.Count(logs, want); n != 1 {
+			t.Errorf("%s logged %d times, want once:\n%s", want, n, logs)
+		}
+	}
+
+	site := siteFor(app.URL)
+	site.Cookies.SameSiteFor = map[string]string{"oidc_state": "None"}
+	site.Cookies.JSReadable = []string{"theme"}
+	tg = startGateway(t, config.Config{Sites: []config.Site{site}})
+	got = get(tg)
+	if !strings.Contains(got[0], "SameSite=None") || strings.Contains(got[1], "HttpOnly") {
+		t.Errorf("with samesite_for and js_readable: %q", got)
+	}
+	if strings.Contains(tg.logs.String(), "cookie_hardened") {
+		t.Errorf("nothing changed, yet a change was logged:\n%s", tg.logs.String())
+	}
+}

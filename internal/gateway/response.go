@@ -64,7 +64,14 @@ func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) proxy.
 				return nil
 			}
 		}
-		rt.cookies.Apply(resp.Header)
+		for _, c := range rt.cookies.Apply(resp.Header) {
+			// The app may have meant otherwise (a cookie its scripts
+			// read, a cross-site state cookie): say so once per route.
+			if rt.cookieNotes.first(c.Cookie + "|" + c.What) {
+				telemetry.Refusal(g.log, "cookie_hardened", info, "cookie_attribute_changed",
+					"cookie "+c.Cookie+": "+c.What+" (logged once per route and cookie)", "cookie "+c.Cookie, c.Key)
+			}
+		}
 		if rt.placeholder != "" && isHTML(resp.Header.Get("Content-Type")) && resp.Body != http.NoBody {
 			if enc := resp.Header.Get("Content-Encoding"); (enc == "" || enc == "identity") && resp.ContentLength >= 0 && resp.ContentLength <= smallBody {
 				return rewriteSmall(resp, rt.placeholder, info.Nonce)

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/rampartproxy/rampart/internal/certs"
@@ -78,6 +79,33 @@ type route struct {
 	// upgradeLogged is set once this route's app has been caught
 	// redirecting to its own http:// URL, so the hint is logged once.
 	upgradeLogged atomic.Bool
+	// cookieNotes are the cookie changes already logged on this route,
+	// each once (see noteOnce).
+	cookieNotes onceSet
+}
+
+// onceSet remembers up to onceMax keys, so that a hint is logged once per
+// key and an app that sets a new cookie name on every response cannot
+// grow it without bound.
+type onceSet struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+const onceMax = 256
+
+// first reports whether key is new (and remembers it), false once full.
+func (s *onceSet) first(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen[key] || len(s.seen) >= onceMax {
+		return false
+	}
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	s.seen[key] = true
+	return true
 }
 
 // route returns the route for a request path: the longest match.
@@ -228,7 +256,7 @@ func compileRoute(rc config.Route, sc config.Site) *route {
 		match:       rc.Match,
 		placeholder: placeholder,
 		headers:     headers.New(h, csp.New(csp.Extend(*c.Policy, withFormTargets(c.Add, sc.Guards.RedirectAllow)), *c.ReportOnly, *c.Nonce), download),
-		cookies:     cookies.New(*ck.SameSite, ck.JSReadable),
+		cookies:     cookies.New(*ck.SameSite, ck.SameSiteFor, ck.JSReadable),
 		buffering:   rc.Buffering == nil || *rc.Buffering,
 
 		redirectParams: !rc.InsecureOpenRedirectParams,

@@ -10,14 +10,16 @@ import (
 
 // Policy is one route's cookie hardening. It is immutable.
 type Policy struct {
-	sameSite   string
-	jsReadable map[string]bool
+	sameSite    string
+	sameSiteFor map[string]string // cookie name → its own SameSite
+	jsReadable  map[string]bool
 }
 
-// New builds a Policy. sameSite is Strict, Lax or None; jsReadable names
-// cookies that keep script access (no HttpOnly).
-func New(sameSite string, jsReadable []string) *Policy {
-	p := &Policy{sameSite: sameSite, jsReadable: map[string]bool{}}
+// New builds a Policy. sameSite is Strict, Lax or None; sameSiteFor gives
+// named cookies their own (an OAuth form_post state cookie that must be
+// None); jsReadable names cookies that keep script access (no HttpOnly).
+func New(sameSite string, sameSiteFor map[string]string, jsReadable []string) *Policy {
+	p := &Policy{sameSite: sameSite, sameSiteFor: sameSiteFor, jsReadable: map[string]bool{}}
 	for _, n := range jsReadable {
 		p.jsReadable[n] = true
 	}
@@ -38,22 +40,46 @@ func strictness(v string) int {
 	return 0
 }
 
-// Apply rewrites every Set-Cookie line of a response header.
-func (p *Policy) Apply(h http.Header) {
+// Change is something Rewrite did that the app may not have meant, for
+// the developer's log: which cookie, what changed, and the key that
+// would keep the app's choice.
+type Change struct {
+	Cookie string
+	What   string // "HttpOnly added", "SameSite=None replaced with Lax"
+	Key    string // cookies.js_readable, cookies.samesite_for
+}
+
+// Apply rewrites every Set-Cookie line of a response header, and returns
+// the changes a developer may need to know of.
+func (p *Policy) Apply(h http.Header) []Change {
 	lines := h["Set-Cookie"]
+	var changes []Change
 	for i, l := range lines {
-		lines[i] = p.Rewrite(l)
+		var c []Change
+		lines[i], c = p.rewrite(l)
+		changes = append(changes, c...)
 	}
+	return changes
 }
 
 // Rewrite returns one Set-Cookie value with the policy's attributes added.
 // A SameSite the app set is kept when it is at least as strict as the
-// policy's, and replaced otherwise.
+// policy's (for this cookie), and replaced otherwise.
 func (p *Policy) Rewrite(line string) string {
+	out, _ := p.rewrite(line)
+	return out
+}
+
+func (p *Policy) rewrite(line string) (string, []Change) {
 	parts := strings.Split(line, ";")
 	name, _, _ := strings.Cut(parts[0], "=")
 	name = strings.TrimSpace(name)
+	want := p.sameSite
+	if v, ok := p.sameSiteFor[name]; ok {
+		want = v
+	}
 	var secure, httpOnly bool
+	var changes []Change
 	sameSiteAt := -1
 	for i, a := range parts[1:] {
 		k, v, _ := strings.Cut(strings.TrimSpace(a), "=")
@@ -64,13 +90,15 @@ func (p *Policy) Rewrite(line string) string {
 			httpOnly = true
 		case "samesite":
 			sameSiteAt = i + 1
-			if strictness(strings.TrimSpace(v)) >= strictness(p.sameSite) {
+			if v = strings.TrimSpace(v); strictness(v) >= strictness(want) {
 				sameSiteAt = -2 // keep it
+			} else {
+				changes = append(changes, Change{name, "SameSite=" + v + " replaced with " + want, "cookies.samesite_for"})
 			}
 		}
 	}
 	if sameSiteAt >= 0 {
-		parts[sameSiteAt] = " SameSite=" + p.sameSite
+		parts[sameSiteAt] = " SameSite=" + want
 	}
 	out := strings.Join(parts, ";")
 	if !secure {
@@ -78,9 +106,10 @@ func (p *Policy) Rewrite(line string) string {
 	}
 	if !httpOnly && !p.jsReadable[name] {
 		out += "; HttpOnly"
+		changes = append(changes, Change{name, "HttpOnly added: scripts cannot read it", "cookies.js_readable"})
 	}
 	if sameSiteAt == -1 {
-		out += "; SameSite=" + p.sameSite
+		out += "; SameSite=" + want
 	}
-	return out
+	return out, changes
 }

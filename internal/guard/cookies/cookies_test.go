@@ -7,8 +7,8 @@ import (
 
 func TestRewrite(t *testing.T) {
 	t.Parallel()
-	lax := New("Lax", []string{"csrf_token"})
-	strict := New("Strict", nil)
+	lax := New("Lax", map[string]string{"oidc_state": "None", "admin": "Strict"}, []string{"csrf_token"})
+	strict := New("Strict", nil, nil)
 	tests := []struct {
 		name string
 		p    *Policy
@@ -26,6 +26,9 @@ func TestRewrite(t *testing.T) {
 		{"case-insensitive flags", lax, "s=1; SECURE; httponly", "s=1; SECURE; httponly; SameSite=Lax"},
 		{"value with equals signs", lax, "s=a=b==; Domain=example.test", "s=a=b==; Domain=example.test; Secure; HttpOnly; SameSite=Lax"},
 		{"deletion cookie", lax, "session=; Max-Age=0", "session=; Max-Age=0; Secure; HttpOnly; SameSite=Lax"},
+		{"samesite_for keeps the app's None", lax, "oidc_state=x; SameSite=None; Secure", "oidc_state=x; SameSite=None; Secure; HttpOnly"},
+		{"samesite_for without the app's", lax, "oidc_state=x", "oidc_state=x; Secure; HttpOnly; SameSite=None"},
+		{"samesite_for stricter", lax, "admin=1; SameSite=Lax", "admin=1; SameSite=Strict; Secure; HttpOnly"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,10 +42,13 @@ func TestRewrite(t *testing.T) {
 func TestApplyKeepsEveryCookie(t *testing.T) {
 	t.Parallel()
 	h := http.Header{"Set-Cookie": {"a=1", "b=2; HttpOnly", "a=3"}}
-	New("Lax", nil).Apply(h)
+	changes := New("Lax", nil, nil).Apply(h)
 	got := h["Set-Cookie"]
 	if len(got) != 3 || got[0] != "a=1; Secure; HttpOnly; SameSite=Lax" || got[2] != "a=3; Secure; HttpOnly; SameSite=Lax" {
 		t.Errorf("got %q", got)
+	}
+	if len(changes) != 2 || changes[0] != (Change{"a", "HttpOnly added: scripts cannot read it", "cookies.js_readable"}) {
+		t.Errorf("changes %v, want HttpOnly added to both a", changes)
 	}
 	// What a browser parses back keeps name and value.
 	resp := http.Response{Header: h}
@@ -50,5 +56,18 @@ func TestApplyKeepsEveryCookie(t *testing.T) {
 		if want := []string{"a", "b", "a"}[i]; c.Name != want || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
 			t.Errorf("cookie %d parsed as %+v", i, c)
 		}
+	}
+}
+
+func TestChangesNameTheKey(t *testing.T) {
+	t.Parallel()
+	h := http.Header{"Set-Cookie": {"state=s; SameSite=None; Secure; HttpOnly", "theme=dark; Secure; SameSite=Lax", "sid=1; HttpOnly; Secure; SameSite=Strict"}}
+	got := New("Lax", nil, nil).Apply(h)
+	want := []Change{
+		{"state", "SameSite=None replaced with Lax", "cookies.samesite_for"},
+		{"theme", "HttpOnly added: scripts cannot read it", "cookies.js_readable"},
+	}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("changes %v, want %v", got, want)
 	}
 }
