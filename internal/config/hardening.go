@@ -34,8 +34,10 @@ type Headers struct {
 	ReferrerPolicy *string `yaml:"referrer_policy"`
 	// PermissionsPolicy: "camera=(), microphone=(), geolocation=()".
 	PermissionsPolicy *string `yaml:"permissions_policy"`
-	// CrossOriginOpenerPolicy: "same-origin", so a page opened from
-	// another site gets no handle on this one.
+	// CrossOriginOpenerPolicy: "same-origin-allow-popups": a page opened
+	// from another site gets no handle on this one (as with same-origin),
+	// while popups this site opens keep theirs, so "Sign in with..."
+	// popups can post their result back. The README weighs the two.
 	CrossOriginOpenerPolicy *string `yaml:"cross_origin_opener_policy"`
 	// XXSSProtection: "0". The seed checklists ask for "1; mode=block";
 	// current OWASP and MDN guidance says "0": the auditor it switched on
@@ -209,7 +211,7 @@ func (s *Site) ApplyHardeningDefaults() {
 	setDefault(&h.XFrameOptions, "SAMEORIGIN")
 	setDefault(&h.ReferrerPolicy, "strict-origin-when-cross-origin")
 	setDefault(&h.PermissionsPolicy, DefaultPermissionsPolicy)
-	setDefault(&h.CrossOriginOpenerPolicy, "same-origin")
+	setDefault(&h.CrossOriginOpenerPolicy, "same-origin-allow-popups")
 	setDefault(&h.XXSSProtection, "0")
 	setDefault(&s.CSP.Policy, DefaultCSP)
 	setDefault(&s.CSP.ReportOnly, false)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"net"
@@ -99,4 +100,67 @@ func evaluate[T any](t *testing.T, ctx context.Context, js string) T {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// TestBrowserSignInPopup: "Sign in with..." in a popup (window.open to the
+// provider, which posts the result back to window.opener) works behind
+// the default Cross-Origin-Opener-Policy, same-origin-allow-popups. With
+// same-origin, Chromium cuts the popup off from its opener, so the
+// sign-in never finishes: the premise of that default.
+func TestBrowserSignInPopup(t *testing.T) {
+	t.Parallel()
+	seen := make(chan string, 4)
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/authorize":
+			w.Header().Set("Content-Type", "text/html")
+			_, _ = io.WriteString(w, `<title>provider</title><script>
+const o = window.opener;
+if (o) o.postMessage("signed-in", "*");
+new Image().src = "/seen?opener=" + (o ? "yes" : "no");
+</script>`)
+		case "/seen":
+			seen <- r.URL.Query().Get("opener")
+		}
+	}))
+	t.Cleanup(provider.Close)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, `<title>app</title><button id="signin">Sign in</button>
+<script nonce="`+r.Header.Get("X-CSP-Nonce")+`">
+addEventListener("message", e => { if (e.data === "signed-in") document.title = "signed in"; });
+document.getElementById("signin").onclick = () => open("`+provider.URL+`/authorize", "signin", "popup");
+</script>`)
+	}))
+	t.Cleanup(app.Close)
+
+	for _, tt := range []struct {
+		coop   string // "" is the default
+		opener string
+		title  string
+	}{{"", "yes", "signed in"}, {"same-origin", "no", "app"}} {
+		site := siteFor(app.URL)
+		site.Hosts = []string{"localhost"}
+		if tt.coop != "" {
+			site.Headers.CrossOriginOpenerPolicy = &tt.coop
+		}
+		tg := startGateway(t, config.Config{Sites: []config.Site{site}})
+		_, port, _ := net.SplitHostPort(tg.httpsAddr)
+		ctx := headless.Browser(t)
+		if err := chromedp.Do(ctx, chromedp.Navigate("https://localhost:"+port+"/"), chromedp.WaitReady("#signin"), chromedp.Click("#signin")); err != nil {
+			t.Fatal(err)
+		}
+		var opener string
+		select {
+		case opener = <-seen:
+		case <-ctx.Done():
+			t.Fatal("the popup never loaded")
+		}
+		if opener == "yes" {
+			testutil.Eventually(testutil.WaitTimeout, func() bool { return evaluate[string](t, ctx, "document.title") == "signed in" })
+		}
+		if title := evaluate[string](t, ctx, "document.title"); opener != tt.opener || title != tt.title {
+			t.Errorf("COOP %q: the popup had an opener: %s, the app's title %q; want %s, %q", cmp.Or(tt.coop, "default"), opener, title, tt.opener, tt.title)
+		}
+	}
 }

@@ -30,7 +30,7 @@ func TestDefaults(t *testing.T) {
 		"X-Frame-Options":            "SAMEORIGIN",
 		"Referrer-Policy":            "strict-origin-when-cross-origin",
 		"Permissions-Policy":         "camera=(), microphone=(), geolocation=()",
-		"Cross-Origin-Opener-Policy": "same-origin",
+		"Cross-Origin-Opener-Policy": "same-origin-allow-popups",
 		"X-Xss-Protection":           "0",
 		"Content-Security-Policy":    "default-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'self'; form-action 'self'; script-src 'self' 'nonce-NONCE'; style-src 'self' 'nonce-NONCE'; report-uri /.rampart/csp-report; report-to rampart-csp",
 		"Reporting-Endpoints":        `rampart-csp="/.rampart/csp-report"`,
