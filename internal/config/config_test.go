@@ -63,7 +63,7 @@ func TestDefaults(t *testing.T) {
 		{"store", cfg.Store, "embedded"},
 		{"store failure", cfg.StoreFailure, "open"},
 		{"csrf", *s.CSRF.Enabled, true},
-		{"default login limit", fmt.Sprint(s.RateLimits), "[{/login [POST] 10/s 20 ip}]"},
+		{"default login limits", fmt.Sprint(s.RateLimits), "[{/login [POST] 2/s 100 ip} {/login [POST] 5/m 5 ip+form:username,email,login,user}]"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rampartproxy/rampart/internal/config"
@@ -178,5 +181,53 @@ func TestCookieChangesAreNamed(t *testing.T) {
 	}
 	if strings.Contains(tg.logs.String(), "cookie_hardened") {
 		t.Errorf("nothing changed, yet a change was logged:\n%s", tg.logs.String())
+	}
+}
+
+// TestDefaultLoginLimits measures both sides of the default login limits
+// through Rampart, concurrently, from one address: 50 people of one
+// office logging in at once all get through (the old 10/s burst 20 per
+// address refused 28 of 50), 30 guesses at one account reach the app at
+// most 5 (or 6, if a token refills during the run), and a spray over 300
+// accounts is held near the per-address burst of 100.
+func TestDefaultLoginLimits(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder(t)
+	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor(rec.URL())}})
+	c := tg.client(false)
+	burst := func(n int, user func(i int) string) (ok int) {
+		var wg sync.WaitGroup
+		var admitted atomic.Int32
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := c.Post("https://localhost/login", "application/x-www-form-urlencoded", strings.NewReader("username="+user(i)+"&password=pw"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					admitted.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		return int(admitted.Load())
+	}
+	office := burst(50, func(i int) string { return fmt.Sprintf("employee%d", i) })
+	guesses := burst(30, func(int) string { return "alice" })
+	spray := burst(300, func(i int) string { return fmt.Sprintf("victim%d", i) })
+	t.Logf("one address: 50 people at once, %d admitted; 30 guesses at one account, %d; 300 accounts sprayed, %d", office, guesses, spray)
+	if office != 50 {
+		t.Errorf("only %d of 50 people behind one address could log in at once", office)
+	}
+	if guesses > 6 {
+		t.Errorf("%d of 30 guesses at one account reached the app", guesses)
+	}
+	// 100 burst - 55 used by the office and alice, plus what refills at 2/s.
+	if spray > 100 {
+		t.Errorf("%d of 300 sprayed logins reached the app", spray)
 	}
 }

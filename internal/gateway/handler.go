@@ -94,6 +94,9 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	}
 	release, d := st.body.Buffer(sw, r)
 	defer release()
+	if d == nil {
+		d = st.limits.CheckBody(r) // a login's user name, now that the body is here
+	}
 	if d != nil {
 		g.deny(sw, info, d)
 		return

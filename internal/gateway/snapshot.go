@@ -58,6 +58,7 @@ type site struct {
 	guards    []requestGuard // run in order; the first denial answers
 	body      *bodylimit.Policy
 	redirects *redirects.Policy
+	limits    *ratelimit.Policy // also in guards, but for its form rules after the body
 	proxy     *proxy.Proxy
 	inbound   *normalize.Policy
 	key       string   // identifies the proxy, so reloads can reuse it
@@ -230,12 +231,11 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 		}
 		st.guards = append(st.guards, c)
 	}
-	limits, err := ratelimit.New(st.name, sc.RateLimits, shared, cfg.StoreFailure == config.FailClosed)
-	if err != nil {
+	if st.limits, err = ratelimit.New(st.name, sc.RateLimits, shared, cfg.StoreFailure == config.FailClosed); err != nil {
 		return nil, err
 	}
-	if !limits.Empty() {
-		st.guards = append(st.guards, limits)
+	if !st.limits.Empty() {
+		st.guards = append(st.guards, st.limits)
 	}
 	for _, rc := range sc.Routes {
 		st.routes = append(st.routes, compileRoute(rc, sc))

@@ -12,6 +12,7 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -27,8 +28,9 @@ type Rule struct {
 	match   string
 	methods map[string]bool // nil: every method
 	limit   store.Limit
-	key     string // ip, ip+path, header:NAME, cookie:NAME
-	policy  string // the RateLimit-Policy value
+	key     string   // ip, ip+path, header:NAME, cookie:NAME
+	policy  string   // the RateLimit-Policy value
+	fields  []string // for ip+form:NAME,...: the form fields, first found wins
 	// describe names the rule in the log: "rate_limits[0] (/login POST
 	// 10/s burst 20, key ip)".
 	describe string
@@ -40,6 +42,8 @@ type Policy struct {
 	rules      []Rule
 	store      store.Store
 	failClosed bool
+	formRules  bool     // some rule is keyed on a form field
+	allFields  []string // every such field, to read the body once
 }
 
 // New compiles a site's rules over st. site namespaces the buckets.
@@ -52,6 +56,15 @@ func New(site string, rules []config.RateLimit, st store.Store, failClosed bool)
 		}
 		r := Rule{name: "r" + strconv.Itoa(i), match: rc.Match, key: rc.Key,
 			limit: store.Limit{Rate: n, Period: period, Burst: max(rc.Burst, 1)}}
+		if names, ok := strings.CutPrefix(rc.Key, "ip+form:"); ok {
+			r.fields = strings.Split(names, ",")
+			p.formRules = true
+			for _, f := range r.fields {
+				if !slices.Contains(p.allFields, f) {
+					p.allFields = append(p.allFields, f)
+				}
+			}
+		}
 		if len(rc.Methods) > 0 {
 			r.methods = map[string]bool{}
 			for _, m := range rc.Methods {
@@ -113,15 +126,42 @@ func digest(v string) string {
 // Check counts r against every rule that matches it and refuses it with
 // 429 when one is exhausted. When the store cannot decide, the request
 // passes (fail open) or gets 503 (fail closed); the store reports the
-// outage once.
+// outage once. Rules keyed on a form field wait for CheckBody.
 func (p *Policy) Check(r *http.Request) *guard.Denial {
+	return p.check(r, false)
+}
+
+// CheckBody counts r against the rules keyed on a form field (ip+form:),
+// once its body is buffered: a login form's user name, so that one
+// account's guesses are limited without limiting everyone behind the
+// same address. A request without such a field is not counted by them.
+func (p *Policy) CheckBody(r *http.Request) *guard.Denial {
+	if !p.formRules {
+		return nil
+	}
+	return p.check(r, true)
+}
+
+func (p *Policy) check(r *http.Request, form bool) *guard.Denial {
 	client := reqinfo.From(r.Context()).Client.Client
+	var fields map[string]string // read once, for the first form rule
 	for i := range p.rules {
 		rule := &p.rules[i]
-		if !strings.HasPrefix(r.URL.Path, rule.match) || rule.methods != nil && !rule.methods[r.Method] {
+		if len(rule.fields) > 0 != form || !strings.HasPrefix(r.URL.Path, rule.match) || rule.methods != nil && !rule.methods[r.Method] {
 			continue
 		}
-		dec, err := p.store.Allow(r.Context(), "ratelimit:"+p.site+"|"+rule.bucket(r, client), rule.limit)
+		who := rule.bucket(r, client)
+		if form {
+			if fields == nil {
+				fields = formFields(r, p.allFields)
+			}
+			v := firstField(fields, rule.fields)
+			if v == "" {
+				continue
+			}
+			who += "|f=" + digest(strings.ToLower(strings.TrimSpace(v)))
+		}
+		dec, err := p.store.Allow(r.Context(), "ratelimit:"+p.site+"|"+who, rule.limit)
 		if err != nil {
 			if errors.Is(err, context.Canceled) || !p.failClosed {
 				return nil
