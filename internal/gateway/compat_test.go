@@ -3,6 +3,7 @@ package gateway
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -162,5 +163,75 @@ document.getElementById("signin").onclick = () => open("`+provider.URL+`/authori
 		if title := evaluate[string](t, ctx, "document.title"); opener != tt.opener || title != tt.title {
 			t.Errorf("COOP %q: the popup had an opener: %s, the app's title %q; want %s, %q", cmp.Or(tt.coop, "default"), opener, title, tt.opener, tt.title)
 		}
+	}
+}
+
+// TestBrowserCORSAPI: a page on another origin calls a flask-cors API
+// through Rampart with fetch(). The app's CORS lets that origin POST JSON
+// with credentials, and a browser sends such a request only after a
+// preflight the app allowed, so it is no forgery: it gets through (it got
+// Rampart's 403 without CORS headers, and the console blamed flask-cors).
+// A simple form post from the same origin is still refused, since a
+// browser sends it without asking; its 403 now carries CORS headers, so
+// the page reads the status and Rampart-Reason. An origin the app's CORS
+// does not allow gets neither: the browser's preflight fails, and the app
+// never sees the post.
+func TestBrowserCORSAPI(t *testing.T) {
+	t.Parallel()
+	testutil.NeedPython(t, "flask_cors", "python3-flask-cors")
+	port := testutil.FreePort(t)
+	api := runGunicorn(t, "corsapi:app", gunicornOptions{worker: "gthread", env: []string{fmt.Sprintf("SPA_ORIGIN=https://spa.localhost:%d", port)}})
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = fmt.Fprintf(w, `<title>spa</title><pre id="out"></pre><script nonce="%s">
+const api = "https://localhost:%d";
+async function call(path, init) {
+  try {
+    const r = await fetch(api + path, Object.assign({method: "POST", credentials: "include"}, init));
+    return r.status + " " + (r.headers.get("Rampart-Reason") || await r.text()).trim();
+  } catch (e) { return "error " + e.name; }
+}
+(async () => {
+  const json = await call("/api/items", {headers: {"Content-Type": "application/json"}, body: JSON.stringify({a: 1})});
+  const form = await call("/api/form", {body: new URLSearchParams({a: "1"})});
+  document.getElementById("out").textContent = json + "\n" + form;
+  document.title = "done";
+})();
+</script>`, r.Header.Get("X-CSP-Nonce"), port)
+	}))
+	t.Cleanup(page.Close)
+	callers := config.Site{Hosts: []string{"spa.localhost", "evil.localhost"}, Upstream: page.URL}
+	callers.CSP.Add = map[string][]string{"connect-src": {"https://localhost:*"}}
+	tg := startGateway(t, config.Config{Listen: config.Listen{HTTPS: fmt.Sprintf("127.0.0.1:%d", port)},
+		Sites: []config.Site{siteFor(api.upstream()), callers}})
+
+	results := map[string]string{}
+	for _, origin := range []string{"spa", "evil"} {
+		ctx := headless.Browser(t)
+		if err := chromedp.Do(ctx, chromedp.Navigate(fmt.Sprintf("https://%s.localhost:%d/", origin, port))); err != nil {
+			t.Fatal(err)
+		}
+		if !testutil.Eventually(testutil.WaitTimeout, func() bool { return evaluate[string](t, ctx, "document.title") == "done" }) {
+			t.Fatalf("%s: the page's calls did not finish", origin)
+		}
+		results[origin] = evaluate[string](t, ctx, `document.getElementById("out").textContent`)
+	}
+	want := map[string]string{
+		"spa":  `200 {"n":1,"ok":true}` + "\n" + "403 csrf_cross_origin; allow-with=csrf.trusted_origins",
+		"evil": "error TypeError\nerror TypeError",
+	}
+	for origin, got := range results {
+		if got != want[origin] {
+			t.Errorf("calls from %s.localhost:\n got %q\nwant %q", origin, got, want[origin])
+		}
+	}
+	// Only the allowed JSON post reached the app.
+	resp, err := tg.client(false).Get("https://localhost/api/received")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if b, _ := io.ReadAll(resp.Body); strings.TrimSpace(string(b)) != `{"n":1}` {
+		t.Errorf("the app received %s, want 1 post", b)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/guard/bodylimit"
 	"github.com/rampartproxy/rampart/internal/guard/cookies"
+	"github.com/rampartproxy/rampart/internal/guard/cors"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
 	"github.com/rampartproxy/rampart/internal/guard/csrf"
 	"github.com/rampartproxy/rampart/internal/guard/headers"
@@ -59,6 +60,8 @@ type site struct {
 	body      *bodylimit.Policy
 	redirects *redirects.Policy
 	limits    *ratelimit.Policy // also in guards, but for its form rules after the body
+	csrf      *csrf.Policy      // also in guards; nil when insecure_disable
+	cors      *cors.Policy      // the app's own CORS answers, which its refusals are reviewed by
 	proxy     *proxy.Proxy
 	inbound   *normalize.Policy
 	key       string   // identifies the proxy, so reloads can reuse it
@@ -225,11 +228,11 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 		st.redirects,
 	}
 	if !sc.CSRF.InsecureDisable {
-		c, err := csrf.New(sc.CSRF.TrustedOrigins, sc.CSRF.InsecureExempt)
-		if err != nil {
+		if st.csrf, err = csrf.New(sc.CSRF.TrustedOrigins, sc.CSRF.InsecureExempt); err != nil {
 			return nil, err
 		}
-		st.guards = append(st.guards, c)
+		st.guards = append(st.guards, st.csrf)
+		st.cors = cors.New(st.proxy.Preflight)
 	}
 	if st.limits, err = ratelimit.New(st.name, sc.RateLimits, shared, cfg.StoreFailure == config.FailClosed); err != nil {
 		return nil, err

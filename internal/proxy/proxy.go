@@ -13,6 +13,7 @@ import (
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -301,4 +302,32 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	p.log.Warn("upstream error", "request_id", info.ID, "status", status, "error", err.Error())
 	pages.Error(w, status, msg, info.ID, info.Nonce)
+}
+
+// Preflight asks the upstream the question a browser asks before a
+// cross-origin request that is not simple: OPTIONS on in's path with its
+// Origin, Access-Control-Request-Method and Access-Control-Request-Headers,
+// with the forwarding headers of in. It returns the answer's status and
+// header; the body is dropped. For the CSRF check (package cors).
+func (p *Proxy) Preflight(ctx context.Context, in *http.Request, method string, headers []string) (int, http.Header, error) {
+	u := *p.target
+	u.Path, u.RawPath, u.RawQuery = in.URL.Path, "", in.URL.RawQuery
+	out, err := http.NewRequestWithContext(ctx, http.MethodOptions, u.String(), nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	out.Host = in.Host
+	out.Header.Set("Origin", in.Header.Get("Origin"))
+	out.Header.Set("Access-Control-Request-Method", method)
+	if len(headers) > 0 {
+		out.Header.Set("Access-Control-Request-Headers", strings.Join(headers, ","))
+	}
+	Rewrite(out.Header, in, reqinfo.From(in.Context()))
+	resp, err := p.transport.RoundTrip(out)
+	if err != nil {
+		return 0, nil, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header, nil
 }
