@@ -20,7 +20,8 @@ import (
 
 // TestBrowserOneKeyAway: patterns of ordinary apps that the default
 // policy blocks, and the one key that lets each through, in Chromium: a
-// script from a CDN and inline style attributes (csp.add), and a payment
+// script from a CDN and inline style attributes (csp.add), a cookie the
+// page's script reads (cookies.js_readable), and a payment
 // form whose POST is answered with a 303 to the payment provider
 // (guards.redirect_allow, which also puts the provider in form-action:
 // with redirect_allow alone, Chromium stopped the redirect without a
@@ -36,10 +37,13 @@ func TestBrowserOneKeyAway(t *testing.T) {
 			http.Redirect(w, r, "https://pay.localhost:"+port+"/c/pay/cs_test_1", http.StatusSeeOther)
 		case "/":
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			http.SetCookie(w, &http.Cookie{Name: "theme", Value: "dark", Path: "/"})
 			_, _ = io.WriteString(w, `<!doctype html><title>shop</title>
 <p id="styled" style="color: rgb(1, 2, 3)">styled</p>
 <p id="cdn">no cdn</p>
+<p id="cookie"></p>
 <script src="https://cdn.localhost:`+port+`/lib.js"></script>
+<script nonce="`+r.Header.Get("X-CSP-Nonce")+`">document.getElementById("cookie").textContent = document.cookie;</script>
 <form method="post" action="/checkout"><button id="buy">Buy</button></form>`)
 		}
 	}))
@@ -55,7 +59,7 @@ func TestBrowserOneKeyAway(t *testing.T) {
 	}))
 	t.Cleanup(other.Close)
 
-	run := func(shop config.Site) (cdn, color, after string) {
+	run := func(shop config.Site) (cdn, color, cookie, after string) {
 		t.Helper()
 		pay := config.Site{Hosts: []string{"pay.localhost", "cdn.localhost"}, Upstream: other.URL}
 		tg := startGateway(t, config.Config{Sites: []config.Site{shop, pay}})
@@ -66,6 +70,7 @@ func TestBrowserOneKeyAway(t *testing.T) {
 		}
 		cdn = evaluate[string](t, ctx, `document.getElementById("cdn").textContent`)
 		color = evaluate[string](t, ctx, `getComputedStyle(document.getElementById("styled")).color`)
+		cookie = evaluate[string](t, ctx, `document.getElementById("cookie").textContent`)
 		if err := chromedp.Do(ctx, chromedp.Click("#buy")); err != nil {
 			t.Fatal(err)
 		}
@@ -75,21 +80,22 @@ func TestBrowserOneKeyAway(t *testing.T) {
 			after = evaluate[string](t, ctx, `document.readyState == "complete" ? document.title : ""`)
 			return after != "" && after != "shop"
 		})
-		return cdn, color, after
+		return cdn, color, cookie, after
 	}
 
 	shop := siteFor(app.URL)
 	shop.Hosts = []string{"localhost"}
-	cdn, color, after := run(shop)
-	if cdn != "no cdn" || color == "rgb(1, 2, 3)" || after != "Redirect stopped" {
-		t.Errorf("defaults: cdn %q, style %q, after the click %q; want the CDN script and the style attribute blocked, and Rampart's page", cdn, color, after)
+	cdn, color, cookie, after := run(shop)
+	if cdn != "no cdn" || color == "rgb(1, 2, 3)" || cookie != "" || after != "Redirect stopped" {
+		t.Errorf("defaults: cdn %q, style %q, cookie %q, after the click %q; want the CDN script, the style attribute and the cookie blocked, and Rampart's page", cdn, color, cookie, after)
 	}
 
 	shop.CSP.Add = map[string][]string{"script-src": {"https://cdn.localhost:*"}, "style-src-attr": {"'unsafe-inline'"}}
 	shop.Guards.RedirectAllow = []string{"pay.localhost"}
-	cdn, color, after = run(shop)
-	if cdn != "cdn ran" || color != "rgb(1, 2, 3)" || after != "paid" {
-		t.Errorf("with csp.add and redirect_allow: cdn %q, style %q, after the click %q; want all three through", cdn, color, after)
+	shop.Cookies.JSReadable = []string{"theme"}
+	cdn, color, cookie, after = run(shop)
+	if cdn != "cdn ran" || color != "rgb(1, 2, 3)" || cookie != "theme=dark" || after != "paid" {
+		t.Errorf("with csp.add, js_readable and redirect_allow: cdn %q, style %q, cookie %q, after the click %q; want all four through", cdn, color, cookie, after)
 	}
 }
 
