@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -11,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/rampartproxy/rampart/internal/config"
-	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
 // TestRefusalsExplainThemselves: a developer whose request Rampart refused
@@ -92,18 +90,7 @@ func TestRefusalsExplainThemselves(t *testing.T) {
 // event returns the security event of the request with this ID.
 func (tg *testGateway) event(t *testing.T, id string) map[string]any {
 	t.Helper()
-	var found map[string]any
-	testutil.WaitFor(t, "the security event of request "+id, func() bool {
-		for line := range strings.SplitSeq(tg.logs.String(), "\n") {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "security_event" && m["request_id"] == id {
-				found = m
-				return true
-			}
-		}
-		return false
-	})
-	return found
+	return tg.logLine(t, "the security event of request "+id, func(m map[string]any) bool { return m["msg"] == "security_event" && m["request_id"] == id })
 }
 
 // TestNextParamOnlyRefusesWhatLeaves: the ?next= check refuses what a

@@ -155,11 +155,18 @@ func TestTruncatedResponseLogged(t *testing.T) {
 // requestLine returns the first request log line for path.
 func (tg *testGateway) requestLine(t *testing.T, path string) map[string]any {
 	t.Helper()
+	return tg.logLine(t, "the log line of a request for "+path, func(m map[string]any) bool { return m["msg"] == "request" && m["path"] == path })
+}
+
+// logLine waits for the first JSON log line that match accepts, and
+// returns it; what names it for the failure.
+func (tg *testGateway) logLine(t *testing.T, what string, match func(map[string]any) bool) map[string]any {
+	t.Helper()
 	var line map[string]any
-	testutil.WaitFor(t, "the log line of a request for "+path, func() bool {
-		for _, l := range strings.Split(tg.logs.String(), "\n") {
+	testutil.WaitFor(t, what, func() bool {
+		for l := range strings.SplitSeq(tg.logs.String(), "\n") {
 			var m map[string]any
-			if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "request" && m["path"] == path {
+			if json.Unmarshal([]byte(l), &m) == nil && match(m) {
 				line = m
 				return true
 			}

@@ -153,12 +153,14 @@ func TestWebSocketTimeouts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), testutil.WaitTimeout)
 	defer cancel()
 
-	// Idle: nothing is sent; the read ends when Rampart closes.
+	// Idle: nothing is sent; the read ends when Rampart closes. The clock
+	// starts before the dial: Rampart's idle timer starts when it takes
+	// the connection over, before the client has the 101.
+	opened := time.Now()
 	idle, _, err := tg.dialWS(ctx, "/idle", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	opened := time.Now()
 	if _, _, err := idle.Read(ctx); err == nil || ctx.Err() != nil {
 		t.Fatalf("read on an idle WebSocket: %v (context: %v)", err, ctx.Err())
 	}

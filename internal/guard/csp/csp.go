@@ -78,20 +78,7 @@ func New(policy string, reportOnly, nonce bool) *Policy {
 	if policy == "" {
 		return nil
 	}
-	var dirs [][]string
-	index := map[string]int{}
-	for _, d := range strings.Split(policy, ";") {
-		f := strings.Fields(d)
-		if len(f) == 0 {
-			continue
-		}
-		name := strings.ToLower(f[0])
-		if _, dup := index[name]; dup {
-			continue // browsers ignore a repeated directive; so do we
-		}
-		index[name] = len(dirs)
-		dirs = append(dirs, append([]string{name}, f[1:]...))
-	}
+	dirs, index := parse(policy)
 	if nonce {
 		for _, name := range []string{"script-src", "style-src"} {
 			if _, ok := index[name]; ok {
@@ -133,6 +120,26 @@ func New(policy string, reportOnly, nonce bool) *Policy {
 		p.headerName = "Content-Security-Policy-Report-Only"
 	}
 	return p
+}
+
+// parse splits a policy into its directives, each its lower-cased name
+// and then its sources, and indexes them by name. A repeated directive is
+// dropped, as browsers ignore it.
+func parse(policy string) (dirs [][]string, index map[string]int) {
+	index = map[string]int{}
+	for _, d := range strings.Split(policy, ";") {
+		f := strings.Fields(d)
+		if len(f) == 0 {
+			continue
+		}
+		name := strings.ToLower(f[0])
+		if _, dup := index[name]; dup {
+			continue
+		}
+		index[name] = len(dirs)
+		dirs = append(dirs, append([]string{name}, f[1:]...))
+	}
+	return dirs, index
 }
 
 func slicesDelete(d []string, tok string) []string {

@@ -63,20 +63,7 @@ func Extend(policy string, add map[string][]string) string {
 	if strings.TrimSpace(policy) == "" || len(add) == 0 {
 		return policy
 	}
-	var dirs [][]string
-	index := map[string]int{}
-	for _, d := range strings.Split(policy, ";") {
-		f := strings.Fields(d)
-		if len(f) == 0 {
-			continue
-		}
-		name := strings.ToLower(f[0])
-		if _, dup := index[name]; dup {
-			continue // browsers use the first
-		}
-		index[name] = len(dirs)
-		dirs = append(dirs, append([]string{name}, f[1:]...))
-	}
+	dirs, index := parse(policy)
 	// In a fixed order, so that one config gives one header.
 	names := make([]string, 0, len(add))
 	for name := range add {
