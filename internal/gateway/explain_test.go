@@ -21,7 +21,7 @@ func TestRefusalsExplainThemselves(t *testing.T) {
 	t.Parallel()
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/checkout" {
-			http.Redirect(w, r, "https://checkout.stripe.com/c/pay/cs_test_a1b2c3", http.StatusSeeOther)
+			http.Redirect(w, r, "https://checkout.stripe.com/c/pay/cs_test_a1b2c3?session=secret#fragment-secret", http.StatusSeeOther)
 			return
 		}
 		_, _ = w.Write([]byte("ok"))

@@ -103,7 +103,12 @@ func (g *Gateway) blockRedirect(resp *http.Response, info *reqinfo.Info, reason,
 	} else if host != "" {
 		input = "host " + host
 	}
-	telemetry.Refusal(g.log, "open_redirect_blocked", info, reason, target, input, "guards.redirect_allow")
+	// The log gets the target without its query and fragment, where a
+	// redirect carries tokens (an OAuth state, a checkout session); the
+	// visitor's page shows it whole.
+	logged, _, _ := strings.Cut(target, "?")
+	logged, _, _ = strings.Cut(logged, "#")
+	telemetry.Refusal(g.log, "open_redirect_blocked", info, reason, logged, input, "guards.redirect_allow")
 	replace(resp, http.StatusForbidden, pages.BlockedRedirectBody(target, info.ID, info.Nonce))
 	d := guard.Denial{Reason: "open_redirect_blocked", Key: "guards.redirect_allow"}
 	resp.Header.Set(guard.ReasonHeader, d.ReasonValue())

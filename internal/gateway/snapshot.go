@@ -83,8 +83,8 @@ type route struct {
 	// upgradeLogged is set once this route's app has been caught
 	// redirecting to its own http:// URL, so the hint is logged once.
 	upgradeLogged atomic.Bool
-	// cookieNotes are the cookie changes already logged on this route,
-	// each once (see noteOnce).
+	// cookieNotes are the cookie changes already logged on this route:
+	// each is logged once.
 	cookieNotes onceSet
 }
 
