@@ -3,6 +3,7 @@ package gateway
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -239,5 +240,58 @@ async function call(path, init) {
 	defer resp.Body.Close()
 	if b, _ := io.ReadAll(resp.Body); strings.TrimSpace(string(b)) != `{"n":1}` {
 		t.Errorf("the app received %s, want 1 post", b)
+	}
+}
+
+// TestBrowserOrdinaryFlaskApp: an ordinary Flask 3 app (compat.py:
+// Flask-Login, Flask-WTF forms and its X-CSRFToken for fetch(), ProxyFix,
+// an upload, a download with Range and ETag, server-sent events, a
+// timestamp in next=) works through Rampart's defaults in Chromium, with
+// no key set: the login redirects to the page asked for, and every call
+// the page makes gets the answer it would get straight from the app.
+func TestBrowserOrdinaryFlaskApp(t *testing.T) {
+	t.Parallel()
+	testutil.NeedPython(t, "flask_login", "python3-flask-login")
+	testutil.NeedPython(t, "flask_wtf", "python3-flaskext.wtf")
+	app := runGunicorn(t, "compat:app", gunicornOptions{worker: "gthread"})
+	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor(app.upstream())}})
+	_, port, _ := net.SplitHostPort(tg.httpsAddr)
+	ctx := headless.Browser(t)
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate("https://localhost:"+port+"/account"),
+		chromedp.WaitReady("#go"),
+		chromedp.SendKeys("#username", "alice"),
+		chromedp.SendKeys("#password", "wonderland"),
+		chromedp.Click("#go"),
+		chromedp.WaitReady("#who"),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if loc := evaluate[string](t, ctx, "location.pathname"); loc != "/account" {
+		t.Errorf("after logging in, the browser is at %s, not the page it asked for", loc)
+	}
+	if !testutil.Eventually(testutil.WaitTimeout, func() bool { return evaluate[string](t, ctx, "document.title") == "done" }) {
+		t.Fatal("the page's calls did not finish")
+	}
+	var got map[string]string
+	if err := json.Unmarshal([]byte(evaluate[string](t, ctx, `document.getElementById("out").textContent`)), &got); err != nil {
+		t.Fatalf("the page's results: %v", err)
+	}
+	for k, want := range map[string]string{
+		"json":           "200 hello",
+		"upload":         "200 300000",
+		"range":          "206 0,1,2,3,4,5,6,7,8,9",
+		"download":       "200 1048576",
+		"etag":           "304",
+		"sse":            "tick0,tick1,tick2",
+		"next_timestamp": "200",
+		"cookies":        "session httponly",
+	} {
+		if got[k] != want {
+			t.Errorf("%s: got %q, want %q", k, got[k], want)
+		}
+	}
+	if logs := tg.logs.String(); strings.Contains(logs, "request_blocked") {
+		t.Errorf("Rampart refused something the app does:\n%s", logs)
 	}
 }
