@@ -246,7 +246,7 @@ func (g *Gateway) Start() error {
 		}
 		return fmt.Errorf("acme: %w", err)
 	}
-	go func() { g.serveErr <- ignoreClosed(g.https.ServeTLS(g.httpsLn, "", "")) }()
+	go func() { g.serveErr <- ignoreClosed(g.https.ServeTLS(plainHTTPListener{g.httpsLn, g}, "", "")) }()
 	return nil
 }
 
