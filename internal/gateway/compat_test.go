@@ -63,6 +63,10 @@ func TestBrowserOneKeyAway(t *testing.T) {
 	run := func(shop config.Site) (cdn, color, cookie, after string) {
 		t.Helper()
 		pay := config.Site{Hosts: []string{"pay.localhost", "cdn.localhost"}, Upstream: other.URL}
+		// A CDN lets other sites embed its files (the default, same-site,
+		// would not: cdn.localhost is another site than localhost).
+		crossOrigin := "cross-origin"
+		pay.Headers.CrossOriginResourcePolicy = &crossOrigin
 		tg := startGateway(t, config.Config{Sites: []config.Site{shop, pay}})
 		_, port, _ = net.SplitHostPort(tg.httpsAddr)
 		ctx := headless.Browser(t)

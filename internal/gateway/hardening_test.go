@@ -128,7 +128,7 @@ func TestResponseHardening(t *testing.T) {
 		}
 		for k, v := range map[string]string{
 			"X-Frame-Options": "SAMEORIGIN", "Strict-Transport-Security": config.DefaultHSTS, "X-Content-Type-Options": "nosniff",
-			"X-Xss-Protection": "0", "Cross-Origin-Opener-Policy": "same-origin-allow-popups", "Server": "",
+			"X-Xss-Protection": "0", "Cross-Origin-Opener-Policy": "same-origin-allow-popups", "Cross-Origin-Resource-Policy": "same-site", "Server": "",
 		} {
 			if got := resp.Header.Get(k); got != v {
 				t.Errorf("%s = %q, want %q", k, got, v)

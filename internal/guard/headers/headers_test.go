@@ -25,15 +25,16 @@ func TestDefaults(t *testing.T) {
 	h.Set("X-Frame-Options", "ALLOWALL") // the upstream's, overridden by default
 	p.Apply(h, "NONCE")
 	want := map[string]string{
-		"Strict-Transport-Security":  "max-age=31536000; includeSubDomains",
-		"X-Content-Type-Options":     "nosniff",
-		"X-Frame-Options":            "SAMEORIGIN",
-		"Referrer-Policy":            "strict-origin-when-cross-origin",
-		"Permissions-Policy":         "camera=(), microphone=(), geolocation=()",
-		"Cross-Origin-Opener-Policy": "same-origin-allow-popups",
-		"X-Xss-Protection":           "0",
-		"Content-Security-Policy":    "default-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'self'; form-action 'self'; script-src 'self' 'nonce-NONCE'; style-src 'self' 'nonce-NONCE'; report-uri /.rampart/csp-report; report-to rampart-csp",
-		"Reporting-Endpoints":        `rampart-csp="/.rampart/csp-report"`,
+		"Strict-Transport-Security":    "max-age=31536000; includeSubDomains",
+		"X-Content-Type-Options":       "nosniff",
+		"X-Frame-Options":              "SAMEORIGIN",
+		"Referrer-Policy":              "strict-origin-when-cross-origin",
+		"Permissions-Policy":           "camera=(), microphone=(), geolocation=()",
+		"Cross-Origin-Opener-Policy":   "same-origin-allow-popups",
+		"Cross-Origin-Resource-Policy": "same-site",
+		"X-Xss-Protection":             "0",
+		"Content-Security-Policy":      "default-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'self'; form-action 'self'; script-src 'self' 'nonce-NONCE'; style-src 'self' 'nonce-NONCE'; report-uri /.rampart/csp-report; report-to rampart-csp",
+		"Reporting-Endpoints":          `rampart-csp="/.rampart/csp-report"`,
 	}
 	for k, v := range want {
 		if got := h.Values(k); len(got) != 1 || got[0] != v {
