@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -47,6 +48,7 @@ type LocalCA struct {
 	mu       sync.Mutex
 	leaves   map[string]*tls.Certificate // by sorted, comma-joined names
 	lifetime time.Duration
+	dir      string // the CA's directory; issued leaves are recorded below it
 }
 
 // Files inside the state directory.
@@ -58,6 +60,11 @@ const (
 
 // RootPath is where the root certificate of the CA in stateDir lives.
 func RootPath(stateDir string) string { return filepath.Join(stateDir, caDir, rootCertPEM) }
+
+// IssuedDir is where the CA in stateDir records the leaf certificates it
+// issued (the certificates only, never their keys), so that rampart certs
+// can list them.
+func IssuedDir(stateDir string) string { return filepath.Join(stateDir, caDir, "issued") }
 
 // OpenLocalCA loads the CA in stateDir, creating it on first use. The
 // directory is made with mode 0700 and the key written with mode 0600.
@@ -91,7 +98,7 @@ func OpenLocalCA(stateDir string) (*LocalCA, error) {
 	}
 	return &LocalCA{
 		Root: pair.Leaf, RootPEM: certPEM, rootKey: signer,
-		now: time.Now, leaves: map[string]*tls.Certificate{}, lifetime: leafLifetime,
+		now: time.Now, leaves: map[string]*tls.Certificate{}, lifetime: leafLifetime, dir: stateDir,
 	}, nil
 }
 
@@ -202,7 +209,28 @@ func (ca *LocalCA) Leaf(names []string) (*tls.Certificate, error) {
 		return nil, fmt.Errorf("issue local certificate for %s: %w", key, err)
 	}
 	ca.leaves[key] = c
+	ca.record(key, c)
 	return c, nil
+}
+
+// record writes an issued leaf's certificate (public, no key) to
+// IssuedDir, one file per set of names, replaced on renewal. A failure
+// costs only the listing, so it is not an error.
+func (ca *LocalCA) record(names string, c *tls.Certificate) {
+	if ca.dir == "" {
+		return
+	}
+	dir := IssuedDir(ca.dir)
+	if os.MkdirAll(dir, 0o700) != nil {
+		return
+	}
+	sum := sha256.Sum256([]byte(names))
+	path := filepath.Join(dir, hex.EncodeToString(sum[:8])+".pem")
+	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})
+	tmp := path + ".tmp"
+	if os.WriteFile(tmp, data, 0o644) == nil {
+		_ = os.Rename(tmp, path)
+	}
 }
 
 func (ca *LocalCA) issue(names []string) (*tls.Certificate, error) {

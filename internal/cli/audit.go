@@ -53,8 +53,7 @@ func (e env) audit(args []string) int {
 	var targets []string
 	for rest := args; ; {
 		err := fs.Parse(rest)
-		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+		if errors.Is(err, flag.ErrHelp) { // the FlagSet has printed the usage
 			return exitOK
 		}
 		if err != nil {

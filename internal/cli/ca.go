@@ -27,9 +27,12 @@ func (e env) ca(args []string) int {
 		return e.usageError("'rampart ca' needs a subcommand", "run 'rampart ca root' to print the root certificate")
 	}
 	fs := e.flags("ca root", caUsage)
-	stateDir := fs.String("state-dir", config.DefaultStateDir(), "where the local CA lives")
-	if ok, code := e.parse(fs, args[1:]); !ok {
+	stateDir := fs.String("state-dir", "", "where the local CA lives (default $XDG_DATA_HOME/rampart or ~/.local/share/rampart)")
+	if ok, code := e.parse(fs, args[1:], nil); !ok {
 		return code
+	}
+	if *stateDir == "" {
+		*stateDir = config.DefaultStateDir()
 	}
 	ca, err := certs.OpenLocalCA(*stateDir)
 	if err != nil {

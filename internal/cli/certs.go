@@ -22,15 +22,17 @@ import (
 	"github.com/rampartproxy/rampart/internal/store"
 )
 
-const certsUsage = `Usage: rampart certs [--config FILE]
+const certsUsage = `Usage: rampart certs [[--config] FILE] [--state-dir DIR]
 
 Lists the certificates Rampart manages: ACME certificates in the store,
-certificate files named in the config, and the local CA, with their names,
-issuer, expiry and where each is kept. Safe to run next to rampart serve.
+certificate files named in the config, the local CA and the certificates it
+issued, with their names, issuer, expiry and where each is kept. Safe to
+run next to rampart serve.
 
 Examples:
   rampart certs
-  rampart certs --config /etc/rampart/rampart.yaml
+  rampart certs /etc/rampart/rampart.yaml
+  rampart certs --state-dir /var/lib/rampart
 `
 
 // certRow is one line of the listing.
@@ -42,7 +44,8 @@ type certRow struct {
 func (e env) certs(args []string) int {
 	fs := e.flags("certs", certsUsage)
 	cfgPath := fs.String("config", "", "config file (default ./rampart.yaml when it exists)")
-	if ok, code := e.parse(fs, args); !ok {
+	stateDir := fs.String("state-dir", "", "state directory (default: the config's state_dir, else $XDG_DATA_HOME/rampart or ~/.local/share/rampart)")
+	if ok, code := e.parse(fs, args, cfgPath); !ok {
 		return code
 	}
 	if *cfgPath == "" && fileExists("rampart.yaml") {
@@ -57,6 +60,9 @@ func (e env) certs(args []string) int {
 	}
 	if err != nil {
 		return e.fail(err, "run 'rampart validate --config FILE' to see every problem")
+	}
+	if *stateDir != "" {
+		cfg.StateDir = *stateDir
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -88,6 +94,12 @@ func (e env) certs(args []string) int {
 	}
 	if leaf, err := readLeaf(certs.RootPath(cfg.StateDir)); err == nil {
 		rows = append(rows, row(leaf, "local CA root", certs.RootPath(cfg.StateDir)))
+	}
+	issued, _ := filepath.Glob(filepath.Join(certs.IssuedDir(cfg.StateDir), "*.pem"))
+	for _, path := range issued {
+		if leaf, err := readLeaf(path); err == nil {
+			rows = append(rows, row(leaf, "local CA", path))
+		}
 	}
 	writeRows(e.stdout, rows, time.Now())
 	return exitOK

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/pem"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -47,5 +49,35 @@ func TestCertsListsStoredCertificates(t *testing.T) {
 	}
 	if strings.Contains(got, "secret") {
 		t.Error("a key's contents reached the listing")
+	}
+}
+
+// TestCertsListsLocalLeaves: the local CA records every certificate it
+// issues (never the key) in the state directory, and rampart certs
+// --state-dir lists them with the root.
+func TestCertsListsLocalLeaves(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca, err := certs.OpenLocalCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ca.Leaf([]string{"localhost", "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"certs", "--state-dir", dir}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{"local CA root", "localhost,127.0.0.1", " local CA ", certs.IssuedDir(dir)} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("listing lacks %q:\n%s", want, out.String())
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(certs.IssuedDir(dir), "*"))
+	for _, f := range files {
+		if b, _ := os.ReadFile(f); strings.Contains(string(b), "PRIVATE KEY") {
+			t.Errorf("%s holds a private key", f)
+		}
 	}
 }

@@ -89,6 +89,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "ca":
 		return e.ca(rest)
 	case "version", "--version":
+		if len(rest) > 0 {
+			if rest[0] == "--help" || rest[0] == "-h" || rest[0] == "-help" {
+				fmt.Fprint(stdout, versionUsage)
+				return exitOK
+			}
+			return e.usageError(fmt.Sprintf("unexpected argument %q", rest[0]), "run 'rampart version' alone")
+		}
 		fmt.Fprintf(stdout, "rampart %s\n", version())
 		return exitOK
 	case "help", "-h", "-help", "--help":
@@ -99,14 +106,59 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+const versionUsage = `Usage: rampart version
+
+Prints Rampart's version: the release (or the module version go install
+recorded, or "devel" for a build from a checkout), the VCS revision it was
+built from, with "+dirty" when the tree had uncommitted changes, the
+commit time, and the Go version. Quote it in bug reports.
+
+Examples:
+  rampart version
+`
+
+// version describes this build from what the Go toolchain recorded in it.
 func version() string {
-	if Version != "" {
-		return Version
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel (no build information)"
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+	return versionOf(Version, bi)
+}
+
+// versionOf reads a BuildInfo: "v1.2.0 (revision 67d2a03f1c2e,
+// 2026-11-22T09:00:00Z, go1.26.8)", the release set at link time first,
+// then the module version (a pseudo-version already names the revision).
+func versionOf(release string, bi *debug.BuildInfo) string {
+	v := release
+	if v == "" {
+		v = bi.Main.Version
 	}
-	return "devel"
+	if v == "" || v == "(devel)" {
+		v = "devel"
+	}
+	var rev, at, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value[:min(len(s.Value), 12)]
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	var details []string
+	if rev != "" && !strings.Contains(v, rev) {
+		details = append(details, "revision "+rev+dirty)
+	}
+	if at != "" {
+		details = append(details, at)
+	}
+	details = append(details, bi.GoVersion)
+	return v + " (" + strings.Join(details, ", ") + ")"
 }
 
 // flags makes a FlagSet whose --help prints text (examples first) and the
@@ -125,17 +177,30 @@ func (e env) flags(name, text string) *flag.FlagSet {
 }
 
 // parse parses args and reports whether the command should go on; when it
-// should not, code is the exit code.
-func (e env) parse(fs *flag.FlagSet, args []string) (ok bool, code int) {
+// should not, code is the exit code. A command that takes a config file
+// passes its --config value as config: the file may then also be given
+// as the one argument (rampart validate rampart.yaml).
+func (e env) parse(fs *flag.FlagSet, args []string, config *string) (ok bool, code int) {
 	err := fs.Parse(args)
+	hint := fmt.Sprintf("run 'rampart %s --help' for its flags", fs.Name())
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		fs.Usage()
-		return false, exitOK
+		return false, exitOK // the FlagSet has printed the usage
 	case err != nil:
-		return false, e.usageError(err.Error(), fmt.Sprintf("run 'rampart %s --help' for its flags", fs.Name()))
+		return false, e.usageError(err.Error(), hint)
+	case fs.NArg() == 1 && config != nil:
+		set := false
+		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "config" })
+		if set && *config != fs.Arg(0) {
+			return false, e.usageError(fmt.Sprintf("two config files: --config %s and %s", *config, fs.Arg(0)), "give one")
+		}
+		*config = fs.Arg(0)
 	case fs.NArg() > 0:
-		return false, e.usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)), fmt.Sprintf("run 'rampart %s --help' for its flags", fs.Name()))
+		extra := fs.Arg(0)
+		if config != nil {
+			extra = fs.Arg(1) // the first is the config file
+		}
+		return false, e.usageError(fmt.Sprintf("unexpected argument %q", extra), hint)
 	}
 	return true, exitOK
 }

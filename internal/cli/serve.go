@@ -14,10 +14,11 @@ import (
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/demo"
 	"github.com/rampartproxy/rampart/internal/gateway"
+	"github.com/rampartproxy/rampart/internal/store"
 	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
-const serveUsage = `Usage: rampart serve [--config FILE | --upstream URL] [flags]
+const serveUsage = `Usage: rampart serve [[--config] FILE | --upstream URL] [flags]
 
 Runs the proxy. With no flags it reads ./rampart.yaml if there is one, and
 otherwise serves a built-in demo app at https://localhost:8443 with
@@ -54,7 +55,7 @@ func (e env) serve(args []string) int {
 	httpAddr := fs.String("http", "", `HTTP redirect listen address, or "off" (default `+quickHTTP+" without a config file)")
 	stateDir := fs.String("state-dir", "", "state directory (default $XDG_DATA_HOME/rampart or ~/.local/share/rampart)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if ok, code := e.parse(fs, args); !ok {
+	if ok, code := e.parse(fs, args, cfgPath); !ok {
 		return code
 	}
 	var level slog.Level
@@ -116,7 +117,11 @@ func (e env) serve(args []string) int {
 	}
 	g, err := gateway.New(cfg, log)
 	if err != nil {
-		return e.fail(err, "")
+		hint := ""
+		if errors.Is(err, store.ErrInUse) {
+			hint = "another rampart uses " + cfg.StateDir + ": stop it, or give this one its own directory with --state-dir DIR"
+		}
+		return e.fail(err, hint)
 	}
 	if err := g.Start(); err != nil {
 		return e.fail(err, "pick other addresses with --https and --http, or under listen: in the config")
@@ -150,9 +155,33 @@ func (e env) serve(args []string) int {
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String(), "drain_timeout", drainTimeout.String())
+			fmt.Fprintln(e.stderr, "rampart: finishing the requests in flight; Ctrl-C again to stop at once")
 			ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			again := make(chan os.Signal, 1)
+			go func() {
+				// A second SIGINT or SIGTERM cuts the drain short.
+				for {
+					select {
+					case s := <-sigs:
+						if s == syscall.SIGHUP {
+							continue
+						}
+						again <- s
+						cancel()
+						return
+					case <-ctx.Done():
+						return
+					}
+				}
+			}()
 			err := g.Shutdown(ctx)
 			cancel()
+			select {
+			case s := <-again:
+				log.Warn("stopped at once: requests still in flight were cut off", "signal", s.String())
+				return exitError
+			default:
+			}
 			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 				log.Error("shutdown", "error", err.Error())
 			}

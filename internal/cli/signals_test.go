@@ -2,10 +2,12 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -318,6 +320,37 @@ func TestSIGTERMDrains(t *testing.T) {
 	}
 }
 
+// TestSecondSignalStopsAtOnce: while rampart drains held requests after
+// Ctrl-C, a second Ctrl-C ends it at once, with exit code 1.
+func TestSecondSignalStopsAtOnce(t *testing.T) {
+	t.Parallel()
+	up := named(t, "never")
+	t.Cleanup(up.release)
+	p := startRampart(t, "--upstream", up.URL, "--https", "127.0.0.1:0", "--http", "off")
+	_ = p.slowRequests(t, 2)
+	testutil.WaitFor(t, "2 requests held at the upstream", func() bool { return up.held.Load() == 2 })
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLog(t, `"msg":"shutting down"`)
+	testutil.WaitFor(t, "the listener to stop accepting", func() bool { return !testutil.Dials("tcp", p.httpsAddr) })
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exited:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Errorf("rampart exited with %v, want exit code 1", err)
+		}
+	case <-time.After(testutil.WaitTimeout):
+		t.Fatal("a second SIGINT did not stop the drain (the requests are held for good)")
+	}
+	if up.held.Load() != 2 {
+		t.Errorf("the held requests were released: %d", up.held.Load())
+	}
+}
+
 // TestServeWithoutConfigServesDemo is the README's first command: no
 // config, no upstream, the demo app behind Rampart with a local-CA
 // certificate. (Ports are picked by the test instead of 8443 and 8080.)
@@ -332,5 +365,21 @@ func TestServeWithoutConfigServesDemo(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(page), "PROTECTED BY RAMPART") || !strings.Contains(string(page), "<code>https</code>") {
 		t.Errorf("demo page: %d %s", resp.StatusCode, page)
+	}
+}
+
+// TestSecondInstanceGetsAHint: a second rampart on the same state
+// directory (the demo and serve --upstream side by side) is refused with
+// the error and a hint line that says what to do.
+func TestSecondInstanceGetsAHint(t *testing.T) {
+	t.Parallel()
+	up := named(t, "first")
+	p := startRampart(t, "--upstream", up.URL, "--https", "127.0.0.1:0", "--http", "off")
+	var out, errOut bytes.Buffer
+	code := Main([]string{"serve", "--state-dir", p.stateDir, "--upstream", up.URL, "--https", "127.0.0.1:0", "--http", "off"}, &out, &errOut)
+	want := "rampart: error: " + filepath.Join(p.stateDir, "state.db") + ": in use by another rampart: each instance needs its own state_dir, or shared state through store: redis://\n" +
+		"rampart: hint: another rampart uses " + p.stateDir + ": stop it, or give this one its own directory with --state-dir DIR\n"
+	if code != 1 || errOut.String() != want {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and:\n%s", code, errOut.String(), want)
 	}
 }

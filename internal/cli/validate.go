@@ -7,20 +7,20 @@ import (
 	"github.com/rampartproxy/rampart/internal/config"
 )
 
-const validateUsage = `Usage: rampart validate --config FILE
+const validateUsage = `Usage: rampart validate [--config] FILE
 
 Checks a config file without starting anything. Prints every problem with
 its line number and exits 1, or prints "ok" and exits 0.
 
 Examples:
-  rampart validate --config rampart.yaml
-  rampart validate --config rampart.yaml && sudo systemctl reload rampart
+  rampart validate rampart.yaml
+  rampart validate /etc/rampart/rampart.yaml && sudo systemctl reload rampart
 `
 
 func (e env) validate(args []string) int {
 	fs := e.flags("validate", validateUsage)
 	path := fs.String("config", "rampart.yaml", "the config file to check")
-	if ok, code := e.parse(fs, args); !ok {
+	if ok, code := e.parse(fs, args, path); !ok {
 		return code
 	}
 	cfg, err := config.Load(*path)

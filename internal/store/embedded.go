@@ -57,7 +57,7 @@ func openEmbeddedClock(stateDir string, now func() time.Time) (*Embedded, error)
 	path := filepath.Join(stateDir, "state.db")
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("%s is in use by another rampart; give each instance its own state_dir, or share state through store: redis://", path)
+		return nil, fmt.Errorf("%s: %w", path, ErrInUse)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)

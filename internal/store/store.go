@@ -20,6 +20,8 @@ var (
 	// decide what that means (rate limits fail open or closed); the
 	// store recovers by itself when the backend returns.
 	ErrUnavailable = errors.New("store: unavailable")
+	// ErrInUse: another rampart holds the embedded store's file.
+	ErrInUse = errors.New("in use by another rampart: each instance needs its own state_dir, or shared state through store: redis://")
 )
 
 // Store is the contract. Every method is safe for concurrent use, honours
