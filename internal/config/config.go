@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -244,6 +245,9 @@ type Problem struct {
 	Line int    // 1-based; 0 when the problem has no single place
 	Path string // the key, as "sites[0].upstream"
 	Msg  string
+	// duplicate marks a key given twice: yaml.v3 then drops the mapping
+	// it is in, so the rest of the file is not validated.
+	duplicate bool
 }
 
 func (p Problem) Error() string {
@@ -288,21 +292,40 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	lines := map[string]int{}
 	indexLines(&root, "", lines)
+	// Unknown and repeated keys, by their YAML path and with a
+	// suggestion; yaml.v3's own messages for them are dropped below.
+	var ps Problems
+	checkKeys(&root, reflect.TypeFor[Config](), "", &ps)
+	duplicates := false
+	for i := range ps {
+		ps[i].File = name
+		duplicates = duplicates || ps[i].duplicate
+	}
 
 	var cfg Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	// yaml.v3 reports bad values and unknown keys as one TypeError and
 	// decodes the rest, so validation can go on and report everything.
-	var ps Problems
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
 			return nil, Problems{yamlProblem(name, err)}
 		}
+		at := pathsByLine(lines)
 		for _, e := range te.Errors {
-			ps = append(ps, yamlProblem(name, errors.New(e)))
+			if strings.Contains(e, " not found in type ") || strings.Contains(e, " already defined at line ") {
+				continue // checkKeys said it better
+			}
+			p := yamlProblem(name, errors.New(e))
+			p.Path = at[p.Line]
+			ps = append(ps, p)
 		}
+	}
+	if duplicates {
+		// The mapping with the repeated key was not decoded: what
+		// validation would say of it is noise.
+		return nil, sortProblems(ps)
 	}
 	if err := cfg.finish(name, lines); err != nil {
 		ps = append(ps, err.(Problems)...)
@@ -378,6 +401,18 @@ func indexLines(n *yaml.Node, path string, lines map[string]int) {
 			indexLines(c, p, lines)
 		}
 	}
+}
+
+// pathsByLine maps each line to the longest key path on it, to name the
+// key of a problem that yaml.v3 reports by line only.
+func pathsByLine(lines map[string]int) map[int]string {
+	out := map[int]string{}
+	for p, l := range lines {
+		if len(p) > len(out[l]) {
+			out[l] = p
+		}
+	}
+	return out
 }
 
 // lineOf finds the line of path, or of its nearest parent that has one.

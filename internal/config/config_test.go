@@ -103,10 +103,12 @@ func TestProblemsHaveLines(t *testing.T) {
 		yaml string
 		want []string // each must appear in the error, in this order
 	}{
-		{"unknown top-level key", "listen:\n  https: \":443\"\nsitez: []\n", []string{"bad.yaml:3: field sitez not found"}},
-		{"unknown site key", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    upstreams: x\n", []string{"bad.yaml:4: field upstreams not found"}},
-		{"bad duration", "timeouts:\n  idle: forever\nsites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n", []string{`bad.yaml:2: "forever" is not a duration`}},
-		{"bad size", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    max_body: lots\n", []string{`bad.yaml:4: "lots" is not a size`}},
+		{"unknown top-level key", "listen:\n  https: \":443\"\nsitez: []\n", []string{"bad.yaml:3: sitez: unknown key; did you mean sites?"}},
+		{"unknown site key", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    upstreams: x\n", []string{"bad.yaml:4: sites[0].upstreams: unknown key; did you mean upstream?"}},
+		{"unknown key far from any", "listen:\n  zzz: 1\nsites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n", []string{"bad.yaml:2: listen.zzz: unknown key"}},
+		{"a key given twice is one problem", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    upstream: http://127.0.0.1:2\n", []string{"bad.yaml:4: sites[0].upstream: given twice (first on line 3): remove one"}},
+		{"bad duration", "timeouts:\n  idle: forever\nsites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n", []string{`bad.yaml:2: timeouts.idle: "forever" is not a duration`}},
+		{"bad size", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    max_body: lots\n", []string{`bad.yaml:4: sites[0].max_body: "lots" is not a size`}},
 		{"no sites", "listen:\n  https: \":8443\"\n", []string{"bad.yaml: sites: at least one site"}},
 		{"every problem reported", "trusted_proxies: [10.0.0.0/33]\nsites:\n  - hosts: [\"bad host\"]\n    upstream: ftp://x\n    methods: [TRACE]\n",
 			[]string{"bad.yaml:1: trusted_proxies[0]", "bad.yaml:3: sites[0].hosts[0]", "bad.yaml:4: sites[0].upstream", "bad.yaml:5: sites[0].methods[0]: TRACE is never proxied"}},
@@ -130,7 +132,7 @@ func TestProblemsHaveLines(t *testing.T) {
 			[]string{"bad.yaml:4: sites[0].guards.insecure_underscore_headers: \"X_Forwarded_For\" reaches the app as HTTP_X_FORWARDED_FOR, which only Rampart may set"}},
 		{"nonce placeholders", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    csp: {nonce_placeholder: __RAMPART_CSP_NONCE__}\n    routes:\n      - match: /a/\n        csp: {nonce_placeholder: short}\n      - match: /b/\n        csp: {nonce: false, nonce_placeholder: __CSP_NONCE_0123456789abcdefghij__}\n",
 			[]string{"bad.yaml:4: sites[0].csp.nonce_placeholder: __RAMPART_CSP_NONCE__ is public", "bad.yaml:7: sites[0].routes[0].csp.nonce_placeholder: a placeholder is a secret of at least 24", "bad.yaml:9: sites[0].routes[1].csp.nonce_placeholder: set, but nonce is false"}},
-		{"sensitive paths scalar", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {sensitive_paths: none}\n", []string{"bad.yaml:4: sensitive_paths is \"default\" or a list"}},
+		{"sensitive paths scalar", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {sensitive_paths: none}\n", []string{"bad.yaml:4: sites[0].guards.sensitive_paths: \"default\" or a list of patterns, not \"none\""}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -162,7 +164,9 @@ func TestByteSize(t *testing.T) {
 	}{
 		{"16MiB", 16 << 20, true}, {"512KiB", 512 << 10, true}, {"1GiB", 1 << 30, true},
 		{"100KB", 100000, true}, {"42", 42, true}, {"1 MiB", 1 << 20, true},
-		{"-1", 0, false}, {"lots", 0, false}, {"1.5MiB", 0, false}, {"99999999999999999999GiB", 0, false},
+		{"16mib", 16 << 20, true}, {"16MB", 16000000, true}, {"16mb", 16000000, true}, {"16m", 16 << 20, true},
+		{"64k", 64 << 10, true}, {"2 gib", 2 << 30, true}, {"10b", 10, true},
+		{"-1", 0, false}, {"lots", 0, false}, {"1.5MiB", 0, false}, {"99999999999999999999GiB", 0, false}, {"16 MiBs", 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

@@ -376,14 +376,14 @@ type PathPatterns []string
 func (p *PathPatterns) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode {
 		if n.Value != "default" {
-			return typeError(n, "sensitive_paths is \"default\" or a list of patterns, not %q", n.Value)
+			return typeError(n, "\"default\" or a list of patterns, not %q", n.Value)
 		}
 		*p = PathPatterns{"default"}
 		return nil
 	}
 	var list []string
 	if err := n.Decode(&list); err != nil {
-		return typeError(n, "sensitive_paths is \"default\" or a list of patterns")
+		return typeError(n, "\"default\" or a list of patterns")
 	}
 	*p = list
 	return nil

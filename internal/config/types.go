@@ -44,12 +44,16 @@ var sizeUnits = []struct {
 	{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1},
 }
 
-// ParseByteSize parses "16MiB" and its kin.
+// ParseByteSize parses "16MiB" and its kin, in any case: KiB, MiB and GiB
+// (and K, M, G, as nginx writes them) are powers of 1024; KB, MB and GB
+// powers of 1000; B or no unit is bytes.
 func ParseByteSize(s string) (ByteSize, error) {
 	s = strings.TrimSpace(s)
 	mult := int64(1)
+	lower := strings.ToLower(s)
 	for _, u := range sizeUnits {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+		// Any case: 16MiB, 16mib, 16 MB, 16m.
+		if num, ok := strings.CutSuffix(lower, strings.ToLower(u.suffix)); ok {
 			s, mult = strings.TrimSpace(num), u.mult
 			break
 		}
