@@ -42,7 +42,6 @@ type pebble struct {
 	rootFile string       // the PEM of Pebble's own TLS certificate, for acme.ca_root
 	ca       *ca.CAImpl   // issues; its root verifies what Rampart serves
 	orders   atomic.Int32 // new-order requests received
-	mu       sync.Mutex
 }
 
 var pebbleEnv sync.Once

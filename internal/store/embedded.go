@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Embedded keeps rate-limit buckets and locks in memory, and values in a
@@ -56,7 +57,7 @@ func OpenEmbedded(stateDir string) (*Embedded, error) { return openEmbeddedClock
 func openEmbeddedClock(stateDir string, now func() time.Time) (*Embedded, error) {
 	path := filepath.Join(stateDir, "state.db")
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%s: %w", path, ErrInUse)
 	}
 	if err != nil {
