@@ -1,6 +1,6 @@
 // Package gateway is `rampart serve`: the listeners, the TLS settings, the
 // timeouts, the chain of guards in front of the proxy, reload and graceful
-// shutdown. See DESIGN.md for the shape of a request.
+// shutdown. See docs/design.md for the shape of a request.
 package gateway
 
 import (

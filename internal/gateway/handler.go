@@ -21,7 +21,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
-// serveHTTPS is the request path of DESIGN.md: who is the client, which
+// serveHTTPS is the request path of docs/design.md: who is the client, which
 // site and route, the request guards, the body, then the proxy and the
 // response guards; one log line at the end whatever happened.
 func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {

@@ -19,7 +19,7 @@ import (
 )
 
 // responseGuards returns the response guards of one request, in the order
-// of DESIGN.md: debug leaks, redirects, cookies, then the nonce in the
+// of docs/design.md: debug leaks, redirects, cookies, then the nonce in the
 // body. The security headers come after, as the response is written (see
 // statusWriter), so that they cover Rampart's own pages too.
 func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) proxy.ResponseHook {

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -214,12 +215,14 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 	if st.proxy == nil {
 		st.proxy = proxy.New(proxy.Options{Upstream: up, HeaderTimeout: cfg.Timeouts.Upstream.Std(), IdleTimeout: cfg.Timeouts.UpstreamIdle.Std(), Log: log})
 	}
-	st.body = &bodylimit.Policy{Max: int64(sc.MaxBody), ReadTimeout: cfg.Timeouts.ReadBody.Std()}
+	// Large bodies spill to the state directory's spool (0700, made at
+	// start), not to a world-writable /tmp.
+	st.body = &bodylimit.Policy{Max: int64(sc.MaxBody), ReadTimeout: cfg.Timeouts.ReadBody.Std(), SpillDir: filepath.Join(cfg.StateDir, "spool")}
 	st.redirects = redirects.New(st.hosts, sc.Guards.RedirectAllow)
 	if st.inbound, err = normalize.New(sc.Guards.InsecureUnderscoreHeaders); err != nil {
 		return nil, fmt.Errorf("guards.insecure_underscore_headers: %w", err)
 	}
-	// The order of DESIGN.md: cheap refusals first, the body last.
+	// The order of docs/design.md: cheap refusals first, the body last.
 	st.guards = []requestGuard{
 		methods.New(sc.Methods),
 		st.body,

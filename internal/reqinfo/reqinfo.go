@@ -52,12 +52,16 @@ func With(ctx context.Context, info *Info) context.Context {
 	return context.WithValue(ctx, key{}, info)
 }
 
-// From returns the Info in ctx, or an empty one.
+// From returns the Info in ctx. The gateway puts one in every request
+// before anything reads it; a context without one is a bug, and an empty
+// Info handed out instead would lose whatever is written to it, so From
+// panics (the gateway's recovery turns that into a 500 and a log line).
 func From(ctx context.Context) *Info {
-	if info, ok := ctx.Value(key{}).(*Info); ok {
-		return info
+	info, ok := ctx.Value(key{}).(*Info)
+	if !ok {
+		panic("reqinfo.From: the context carries no reqinfo.Info (reqinfo.With sets it)")
 	}
-	return &Info{}
+	return info
 }
 
 // NewID returns a fresh request ID: 96 random bits, hex-encoded.

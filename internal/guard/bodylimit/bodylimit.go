@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"time"
@@ -86,6 +87,12 @@ func (p *Policy) Buffer(w http.ResponseWriter, r *http.Request) (release func(),
 		return release, readDenial(err)
 	}
 	f, err := os.CreateTemp(p.SpillDir, "rampart-body-*")
+	if errors.Is(err, fs.ErrNotExist) && p.SpillDir != "" {
+		// Made at start; a reload may have named another state_dir.
+		if os.MkdirAll(p.SpillDir, 0o700) == nil {
+			f, err = os.CreateTemp(p.SpillDir, "rampart-body-*")
+		}
+	}
 	if err != nil {
 		return release, &guard.Denial{Status: http.StatusServiceUnavailable, Reason: "body_spill_failed", Message: "The request body could not be buffered."}
 	}
