@@ -261,3 +261,40 @@ func TestACMEExpiryAlarm(t *testing.T) {
 		t.Fatalf("no cert_expiring event; log:\n%s", g.logs.String())
 	}
 }
+
+// TestACMESiteAddedByReload: a reload that brings the first ACME site gets
+// its certificate over TLS-ALPN-01 (the only challenge allowed here). The
+// acme-tls/1 protocol the challenge needs used to be fixed when the
+// server started, without ACME, so the CA's validation failed.
+func TestACMESiteAddedByReload(t *testing.T) {
+	httpsPort, httpPort := testutil.FreePort(t), testutil.FreePort(t)
+	p := startPebble(t, httpPort, httpsPort, 90*24*time.Hour)
+	local := siteFor(newRecorder(t).URL())
+	local.Hosts = []string{"127.0.0.1"}
+	base := config.Config{
+		Listen:   config.Listen{HTTPS: "127.0.0.1:" + strconv.Itoa(httpsPort), HTTP: "127.0.0.1:" + strconv.Itoa(httpPort)},
+		StateDir: t.TempDir(),
+		ACME:     config.ACME{CA: p.dir, CARoot: p.rootFile, Email: "ops@example.test", Challenges: []string{config.ChallengeTLSALPN}},
+		Sites:    []config.Site{local},
+	}
+	first, err := config.Build(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startBuilt(t, first, nil)
+	acme := siteFor(newRecorder(t).URL())
+	acme.Hosts = []string{"localhost"}
+	acme.TLS = config.TLS{Mode: config.TLSACME}
+	base.Sites = append(base.Sites, acme)
+	second, err := config.Build(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Reload(second); err != nil {
+		t.Fatal(err)
+	}
+	served(t, g.httpsAddr, p.roots(), nil)
+	if n := p.orders.Load(); n != 1 {
+		t.Errorf("%d orders placed, want 1", n)
+	}
+}

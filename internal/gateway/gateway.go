@@ -146,18 +146,27 @@ var cipherSuites = []uint16{
 }
 
 func (g *Gateway) tlsConfig() *tls.Config {
-	protos := []string{"h2", "http/1.1"}
-	if cfg := g.snap.Load().cfg; cfg.UsesACME() && slices.Contains(cfg.ACME.Challenges, config.ChallengeTLSALPN) {
-		protos = append(protos, "acme-tls/1") // TLS-ALPN-01 (RFC 8737)
-	}
-	return &tls.Config{
+	base := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		CipherSuites: cipherSuites,
-		NextProtos:   protos,
+		NextProtos:   []string{"h2", "http/1.1"},
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return g.snap.Load().certificate(hello, g.acme.Load())
 		},
 	}
+	// A TLS-ALPN-01 validation (RFC 8737) asks for acme-tls/1 only. Whether
+	// it is answered follows the current snapshot, so that an ACME site a
+	// reload added can be validated too.
+	acmeALPN := base.Clone()
+	acmeALPN.NextProtos = []string{"acme-tls/1"}
+	base.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		cfg := g.snap.Load().cfg
+		if slices.Contains(hello.SupportedProtos, "acme-tls/1") && cfg.UsesACME() && slices.Contains(cfg.ACME.Challenges, config.ChallengeTLSALPN) {
+			return acmeALPN, nil
+		}
+		return nil, nil
+	}
+	return base
 }
 
 // startACME creates the ACME manager once the listeners are bound (the CA
