@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -129,6 +130,13 @@ func One(ctx context.Context, raw string, opts Options) Report {
 	}
 	wg.Wait()
 	r.Checks = results
+	for _, c := range results {
+		if c.ID == "tls.certificate" && c.Status != scan.Pass && c.Status != scan.Skip {
+			// The header says how the certificate was checked; it must
+			// not read as a pass when the check failed.
+			r.Trust = strings.Replace(r.Trust, "verified against", "checked against", 1) + ", and it did not verify (tls.certificate)"
+		}
+	}
 	r.Score, r.Grade = grade.Score(results)
 	r.DurationMS = time.Since(start).Milliseconds()
 	return r

@@ -10,6 +10,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/audit/checks"
 	"github.com/rampartproxy/rampart/internal/audit/scan"
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
 func find(t *testing.T, r Report, id string) scan.Result {
@@ -70,7 +71,10 @@ func (f *fixtures) get(t *testing.T) map[string]Report {
 		nginx := startBadNginx(t)
 		run("nginx-bad", nginx, false, nil)
 		run("nginx-untrusted", nginx, false, func(o *Options) { o.Roots = x509.NewCertPool() })
-		run("rampart", startRampart(t, ""), false, nil)
+		ramp := startRampart(t, "")
+		run("rampart", ramp, false, nil)
+		closed := testutil.FreePort(t) // nothing listens there
+		run("rampart-no-plain-http", ramp, false, func(o *Options) { o.HTTPPort = closed })
 		flaskBad, _ := startFlask(t, flaskEnv{secretKey: "dev", leaky: true, debug: true}, true)
 		run("flask-bad", flaskBad, true, nil)
 		_, upstream := startFlask(t, flaskEnv{secretKey: "7d1f0c53a3c44e6e9b0f8d2a51c6e0a4b1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6"}, false)
@@ -81,6 +85,18 @@ func (f *fixtures) get(t *testing.T) map[string]Report {
 		wg.Wait()
 	})
 	return f.reports
+}
+
+// TestTrustSaysWhatHappened: the report's header says how the certificate
+// was checked, and that it did not verify when tls.certificate failed.
+func TestTrustSaysWhatHappened(t *testing.T) {
+	reports := shared.get(t)
+	if got := reports["nginx-untrusted"].Trust; !strings.HasSuffix(got, "and it did not verify (tls.certificate)") || strings.Contains(got, "verified against") {
+		t.Errorf("an untrusted certificate: trust %q", got)
+	}
+	if got := reports["rampart"].Trust; strings.Contains(got, "did not verify") {
+		t.Errorf("a good certificate: trust %q", got)
+	}
 }
 
 // TestEveryCheckFailsAndPasses runs each check against a real server that
@@ -100,6 +116,7 @@ func TestEveryCheckFailsAndPasses(t *testing.T) {
 		{"tls.certificate", "nginx-untrusted", scan.Fail, "rampart", scan.Pass, "does not verify"},
 		{"tls.http2", "nginx-bad", scan.Fail, "rampart", scan.Pass, "http/1.1"},
 		{"http.redirect", "nginx-bad", scan.Fail, "rampart", scan.Pass, "not a redirect"},
+		{"http.redirect", "rampart-no-plain-http", scan.Info, "", "", "no plain HTTP listener"},
 		{"http.insecure_redirect", "nginx-bad", scan.Fail, "rampart", scan.Pass, "http://"},
 		{"hsts.present", "nginx-bad", scan.Fail, "rampart", scan.Pass, "no Strict-Transport-Security"},
 		{"hsts.preload_ready", "rampart", scan.Info, "rampart-preload", scan.Pass, "lacks preload"},
@@ -112,6 +129,7 @@ func TestEveryCheckFailsAndPasses(t *testing.T) {
 		{"headers.frame_options", "nginx-bad", scan.Fail, "rampart", scan.Pass, "any site can frame"},
 		{"headers.referrer_policy", "nginx-bad", scan.Fail, "rampart", scan.Pass, "unsafe-url"},
 		{"headers.x_xss_protection", "nginx-bad", scan.Warn, "rampart", scan.Pass, "1; mode=block"},
+		{"headers.corp", "nginx-bad", scan.Info, "rampart", scan.Pass, "no Cross-Origin-Resource-Policy"},
 		{"headers.server_version", "nginx-bad", scan.Fail, "rampart", scan.Pass, "nginx/"},
 		{"cors.reflection", "nginx-bad", scan.Fail, "rampart", scan.Pass, "Access-Control-Allow-Credentials"},
 		{"sri.external_scripts", "nginx-bad", scan.Fail, "rampart", scan.Pass, "cdn.example.net"},

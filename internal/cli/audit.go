@@ -115,16 +115,21 @@ func (e env) audit(args []string) int {
 		return e.fail(err, "")
 	}
 	code := exitOK
+	var below []string
 	for _, r := range reports {
 		if r.Unreachable != "" {
 			fmt.Fprintf(e.stderr, "rampart: error: %s could not be reached: %s\n", r.Target, r.Unreachable)
 			code = exitUsage
-		} else if *failUnder != "" && !grade.AtLeast(r.Grade, *failUnder) && code == exitOK {
-			code = exitError
+		} else if *failUnder != "" && !grade.AtLeast(r.Grade, *failUnder) {
+			below = append(below, fmt.Sprintf("%s grades %s (score %d)", r.Target, r.Grade, r.Score))
 		}
 	}
-	if code == exitError {
-		fmt.Fprintf(e.stderr, "rampart: error: a target grades below %s\n", *failUnder)
+	if len(below) > 0 {
+		fmt.Fprintf(e.stderr, "rampart: error: below --fail-under %s: %s\n", *failUnder, strings.Join(below, "; "))
+		fmt.Fprintln(e.stderr, "rampart: hint: the report above lists what failed first, each with its fix")
+		if code == exitOK {
+			code = exitError
+		}
 	}
 	return code
 }

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -44,7 +45,10 @@ func TestAuditGatesCI(t *testing.T) {
 	out.Reset()
 	errs.Reset()
 	code = Main([]string{"audit", bare.URL, "--insecure", "--fail-under", "D"}, &out, &errs)
-	if code != 1 || !strings.Contains(errs.String(), "grades below D") || !strings.Contains(out.String(), "  F  score") {
-		t.Errorf("bare server: exit %d; stdout %s; stderr %s", code, out.String(), errs.String())
+	// The target, its grade and score, then a hint.
+	want := regexp.MustCompile(`^rampart: error: below --fail-under D: ` + regexp.QuoteMeta(bare.URL) + ` grades F \(score \d+\)\n` +
+		`rampart: hint: the report above lists what failed first, each with its fix\n$`)
+	if code != 1 || !want.MatchString(errs.String()) || !strings.Contains(out.String(), "  F  score") {
+		t.Errorf("bare server: exit %d; stdout %s; stderr %q, want it to match %s", code, out.String(), errs.String(), want)
 	}
 }

@@ -14,22 +14,22 @@ import (
 // active checks send POSTs or many requests; they run only with --active.
 var active = []scan.Check{
 	{
-		ID: "active.open_redirect", Title: "No open redirect through next, return_to, redirect or url", Severity: scan.Medium, Reference: refOpenRedirect, Active: true,
+		ID: "active.open_redirect", Title: "Redirect parameters (next, return_to, redirect, url)", Severity: scan.Medium, Reference: refOpenRedirect, Active: true,
 		Fix: "Redirect only to paths on your own site (Flask: check url_has_allowed_host_and_scheme-style). Rampart refuses foreign next= targets and blocks foreign redirects.",
 		Run: checkOpenRedirect,
 	},
 	{
-		ID: "active.csrf", Title: "A cross-site form POST is refused", Severity: scan.High, Reference: refCSRF, Active: true,
+		ID: "active.csrf", Title: "Cross-site form POST", Severity: scan.High, Reference: refCSRF, Active: true,
 		Fix: "Refuse state-changing requests from other sites (Flask-WTF CSRFProtect, or Rampart's edge CSRF check).",
 		Run: checkCSRF,
 	},
 	{
-		ID: "active.rate_limit_login", Title: "Logins are rate limited", Severity: scan.Medium, Reference: refRateLimit, Active: true,
+		ID: "active.rate_limit_login", Title: "Login rate limit", Severity: scan.Medium, Reference: refRateLimit, Active: true,
 		Fix: "Limit POST /login per client (nginx limit_req 10r/s burst 20; Rampart rate_limits with match: /login).",
 		Run: checkLoginRateLimit,
 	},
 	{
-		ID: "active.body_limit", Title: "An oversized body is refused with 413", Severity: scan.Low, Reference: refBodyLimit, Active: true,
+		ID: "active.body_limit", Title: "Request body size limit", Severity: scan.Low, Reference: refBodyLimit, Active: true,
 		Fix: "Cap request bodies (nginx client_max_body_size 16m; Rampart max_body: 16MiB) so the app never reads a huge upload.",
 		Run: checkBodyLimit,
 	},

@@ -24,6 +24,7 @@ const (
 	refXCTO         = "https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/X-Content-Type-Options"
 	refFraming      = "https://cheatsheetseries.owasp.org/cheatsheets/Clickjacking_Defense_Cheat_Sheet.html"
 	refReferrer     = "https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Referrer-Policy"
+	refCORP         = "https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Cross-Origin-Resource-Policy"
 	refXXSS         = "https://cheatsheetseries.owasp.org/cheatsheets/HTTP_Headers_Cheat_Sheet.html#x-xss-protection"
 	refFingerprint  = "https://cheatsheetseries.owasp.org/cheatsheets/HTTP_Headers_Cheat_Sheet.html#server"
 	refCORS         = "https://portswigger.net/web-security/cors"

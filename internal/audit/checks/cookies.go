@@ -10,17 +10,17 @@ import (
 
 var cookieChecks = []scan.Check{
 	{
-		ID: "cookies.secure", Title: "Every cookie is Secure", Severity: scan.High, Reference: refCookies,
+		ID: "cookies.secure", Title: "Secure flag on cookies", Severity: scan.High, Reference: refCookies,
 		Fix: "Set Secure on every cookie (Flask: SESSION_COOKIE_SECURE = True). Rampart adds it to every Set-Cookie.",
 		Run: cookieCheck(func(c *http.Cookie) bool { return c.Secure }, "without Secure"),
 	},
 	{
-		ID: "cookies.httponly", Title: "Every cookie scripts need not read is HttpOnly", Severity: scan.Medium, Reference: refCookies,
+		ID: "cookies.httponly", Title: "HttpOnly flag on cookies scripts need not read", Severity: scan.Medium, Reference: refCookies,
 		Fix: "Set HttpOnly (Flask does for its session). Rampart adds it to every cookie not listed in cookies.js_readable.",
 		Run: cookieCheck(func(c *http.Cookie) bool { return c.HttpOnly }, "without HttpOnly"),
 	},
 	{
-		ID: "cookies.samesite", Title: "Every cookie has SameSite Lax or Strict", Severity: scan.Medium, Reference: refCookies,
+		ID: "cookies.samesite", Title: "SameSite on cookies", Severity: scan.Medium, Reference: refCookies,
 		Fix: "Set SameSite=Lax (Flask: SESSION_COOKIE_SAMESITE = 'Lax'). Rampart adds it (cookies.samesite) and keeps a stricter one.",
 		Run: cookieCheck(func(c *http.Cookie) bool {
 			return c.SameSite == http.SameSiteLaxMode || c.SameSite == http.SameSiteStrictMode

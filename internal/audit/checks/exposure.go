@@ -13,32 +13,32 @@ import (
 
 var exposure = []scan.Check{
 	{
-		ID: "exposure.dotenv", Title: "/.env is not served", Severity: scan.Critical, Reference: refExposure,
+		ID: "exposure.dotenv", Title: "/.env exposure", Severity: scan.Critical, Reference: refExposure,
 		Fix: "Never serve the project directory. Rampart answers 404 for dotfiles (guards.sensitive_paths: default); rotate every secret the file held.",
 		Run: exposed([]string{"/.env", "/.env.production", "/app/.env"}, looksLikeDotenv),
 	},
 	{
-		ID: "exposure.git", Title: "/.git is not served", Severity: scan.Critical, Reference: refExposure,
+		ID: "exposure.git", Title: "/.git exposure", Severity: scan.Critical, Reference: refExposure,
 		Fix: "Deploy without .git, or block it: Rampart answers 404 for /.git/ by default. The whole source and its history can be rebuilt from an exposed .git.",
 		Run: exposed([]string{"/.git/HEAD", "/.git/config"}, looksLikeGit),
 	},
 	{
-		ID: "exposure.source", Title: "Python sources are not served", Severity: scan.High, Reference: refExposure,
+		ID: "exposure.source", Title: "Python source exposure", Severity: scan.High, Reference: refExposure,
 		Fix: "Serve static files from a static directory only. Rampart answers 404 for *.py and __pycache__ by default.",
 		Run: exposed([]string{"/app.py", "/config.py", "/wsgi.py", "/settings.py"}, looksLikePython),
 	},
 	{
-		ID: "exposure.backup_files", Title: "Backup and editor files are not served", Severity: scan.High, Reference: refExposure,
+		ID: "exposure.backup_files", Title: "Backup and editor file exposure", Severity: scan.High, Reference: refExposure,
 		Fix: "Remove them from the server, and block them: Rampart answers 404 for *.bak, *.swp, *~, *.orig and *.old by default.",
 		Run: exposed([]string{"/app.py.bak", "/app.py~", "/config.py.bak", "/config.py.old", "/app.py.orig", "/.app.py.swp"}, looksLikeBackup),
 	},
 	{
-		ID: "http.methods", Title: "TRACE is refused", Severity: scan.Low, Reference: refMethods,
+		ID: "http.methods", Title: "TRACE method", Severity: scan.Low, Reference: refMethods,
 		Fix: "Refuse TRACE: it echoes requests, cookies included. Rampart never proxies TRACE.",
 		Run: checkTrace,
 	},
 	{
-		ID: "http.unknown_host", Title: "A made-up Host does not get the app", Severity: scan.Medium, Reference: refHost,
+		ID: "http.unknown_host", Title: "A made-up Host header", Severity: scan.Medium, Reference: refHost,
 		Fix: "Serve only the names you own, so Host-header tricks (password reset poisoning, cache poisoning) have nothing to aim at. Rampart answers 421 for any host no site lists.",
 		Run: checkUnknownHost,
 	},

@@ -21,17 +21,17 @@ import (
 
 var flaskChecks = []scan.Check{
 	{
-		ID: "flask.session_readable", Title: "No secrets in the readable Flask session", Severity: scan.High, Reference: refFlaskSession,
+		ID: "flask.session_readable", Title: "Secrets in the readable Flask session", Severity: scan.High, Reference: refFlaskSession,
 		Fix: "Flask's session cookie is signed, not encrypted: anyone can read it. Keep passwords and tokens server-side (Flask-Session with Redis) and store only an ID in the cookie.",
 		Run: checkSessionReadable,
 	},
 	{
-		ID: "flask.weak_secret_key", Title: "The Flask SECRET_KEY is not a well-known one", Severity: scan.Critical, Reference: refFlaskSession,
+		ID: "flask.weak_secret_key", Title: "Flask SECRET_KEY strength", Severity: scan.Critical, Reference: refFlaskSession,
 		Fix: `Anyone can forge sessions (log in as anyone) with this key. Generate one: python -c 'import secrets; print(secrets.token_hex(32))', load it from the environment, and rotate it now.`,
 		Run: checkWeakSecretKey,
 	},
 	{
-		ID: "flask.werkzeug_debugger", Title: "The Werkzeug debugger and tracebacks are not reachable", Severity: scan.Critical, Reference: refWerkzeugDbg,
+		ID: "flask.werkzeug_debugger", Title: "Werkzeug debugger and tracebacks", Severity: scan.Critical, Reference: refWerkzeugDbg,
 		Fix: "Never run with debug=True or FLASK_DEBUG=1 in production: the debugger runs Python for whoever reaches it. Rampart returns 404 for /console and __debugger__ and replaces traceback pages.",
 		Run: checkWerkzeugDebugger,
 	},

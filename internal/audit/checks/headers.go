@@ -15,62 +15,67 @@ import (
 
 var headerChecks = []scan.Check{
 	{
-		ID: "csp.present", Title: "Content-Security-Policy is enforced", Severity: scan.High, Reference: refCSP,
+		ID: "csp.present", Title: "Content-Security-Policy", Severity: scan.High, Reference: refCSP,
 		Fix: "Send a Content-Security-Policy. Rampart sends a strict one with a fresh nonce per response by default (csp:); roll out with csp.report_only: true first.",
 		Run: checkCSPPresent,
 	},
 	{
-		ID: "csp.script_src", Title: "CSP scripts: no unsafe-inline without nonce or hash, no unsafe-eval, no wildcards", Severity: scan.High, Reference: refStrictCSP,
+		ID: "csp.script_src", Title: "CSP script sources (unsafe-inline without nonce or hash, unsafe-eval, wildcards)", Severity: scan.High, Reference: refStrictCSP,
 		Fix: "Allow scripts by nonce: script-src 'self' 'nonce-…' (Rampart adds the nonce and passes it to the app as X-CSP-Nonce); drop 'unsafe-eval', '*', data: and scheme-only sources.",
 		Run: cspDirectiveCheck(checkScriptSrc),
 	},
 	{
-		ID: "csp.object_src", Title: "CSP blocks plugins: object-src 'none'", Severity: scan.Medium, Reference: refStrictCSP,
+		ID: "csp.object_src", Title: "CSP object-src (plugins)", Severity: scan.Medium, Reference: refStrictCSP,
 		Fix: "Add object-src 'none' to the policy. Rampart's default policy has it.",
 		Run: cspDirectiveCheck(checkObjectSrc),
 	},
 	{
-		ID: "csp.base_uri", Title: "CSP restricts <base>: base-uri 'self' or 'none'", Severity: scan.Medium, Reference: refStrictCSP,
+		ID: "csp.base_uri", Title: "CSP base-uri", Severity: scan.Medium, Reference: refStrictCSP,
 		Fix: "Add base-uri 'self' (it does not fall back to default-src). Rampart's default policy has it.",
 		Run: cspDirectiveCheck(checkBaseURI),
 	},
 	{
-		ID: "csp.frame_ancestors", Title: "CSP says who may frame the site: frame-ancestors", Severity: scan.Low, Reference: refFraming,
+		ID: "csp.frame_ancestors", Title: "CSP frame-ancestors", Severity: scan.Low, Reference: refFraming,
 		Fix: "Add frame-ancestors 'self' (or 'none'). Rampart's default policy has it.",
 		Run: cspDirectiveCheck(checkFrameAncestors),
 	},
 	{
-		ID: "headers.x_content_type_options", Title: "X-Content-Type-Options: nosniff", Severity: scan.Low, Reference: refXCTO,
+		ID: "headers.x_content_type_options", Title: "X-Content-Type-Options", Severity: scan.Low, Reference: refXCTO,
 		Fix: "Send X-Content-Type-Options: nosniff. Rampart does by default.",
 		Run: checkXCTO,
 	},
 	{
-		ID: "headers.frame_options", Title: "Framing is restricted (X-Frame-Options or frame-ancestors)", Severity: scan.Medium, Reference: refFraming,
+		ID: "headers.frame_options", Title: "Framing protection (X-Frame-Options or frame-ancestors)", Severity: scan.Medium, Reference: refFraming,
 		Fix: "Send X-Frame-Options: SAMEORIGIN or a CSP frame-ancestors directive. Rampart sends both by default.",
 		Run: checkFrameOptions,
 	},
 	{
-		ID: "headers.referrer_policy", Title: "Referrer-Policy does not leak paths to other sites", Severity: scan.Low, Reference: refReferrer,
+		ID: "headers.referrer_policy", Title: "Referrer-Policy", Severity: scan.Low, Reference: refReferrer,
 		Fix: "Send Referrer-Policy: strict-origin-when-cross-origin (or stricter). Rampart does by default.",
 		Run: checkReferrerPolicy,
 	},
 	{
-		ID: "headers.x_xss_protection", Title: "X-XSS-Protection is absent or 0", Severity: scan.Low, Reference: refXXSS,
+		ID: "headers.corp", Title: "Cross-Origin-Resource-Policy", Severity: scan.Low, Reference: refCORP,
+		Fix: "Send Cross-Origin-Resource-Policy: same-site (or same-origin), so other sites cannot embed the responses. Rampart does by default (headers.cross_origin_resource_policy).",
+		Run: checkCORP,
+	},
+	{
+		ID: "headers.x_xss_protection", Title: "X-XSS-Protection", Severity: scan.Low, Reference: refXXSS,
 		Fix: `Send X-XSS-Protection: 0 or nothing: the auditor "1; mode=block" switches on is gone from browsers and was abusable. Rampart sends 0.`,
 		Run: checkXXSS,
 	},
 	{
-		ID: "headers.server_version", Title: "No software version in Server or X-Powered-By", Severity: scan.Low, Reference: refFingerprint,
+		ID: "headers.server_version", Title: "Software versions in Server and X-Powered-By", Severity: scan.Low, Reference: refFingerprint,
 		Fix: "Hide versions: nginx server_tokens off; gunicorn behind Rampart, which drops Server and X-Powered-By.",
 		Run: checkServerVersion,
 	},
 	{
-		ID: "cors.reflection", Title: "An arbitrary Origin is not reflected with credentials", Severity: scan.High, Reference: refCORS,
+		ID: "cors.reflection", Title: "CORS: an arbitrary Origin with credentials", Severity: scan.High, Reference: refCORS,
 		Fix: "Allow only the origins you trust (flask-cors origins=[…]); never echo the request's Origin together with Access-Control-Allow-Credentials: true.",
 		Run: checkCORS,
 	},
 	{
-		ID: "sri.external_scripts", Title: "Cross-origin scripts carry integrity", Severity: scan.Medium, Reference: refSRI,
+		ID: "sri.external_scripts", Title: "Integrity on cross-origin scripts", Severity: scan.Medium, Reference: refSRI,
 		Fix: `Add integrity="sha384-…" crossorigin="anonymous" to every <script src> from another origin, or serve the file yourself.`,
 		Run: checkSRI,
 	},
@@ -257,6 +262,19 @@ var checkReferrerPolicy = headerCheck(func(h http.Header) (scan.Status, string) 
 		return scan.Fail, "Referrer-Policy: " + v + " sends paths and queries to other sites"
 	}
 	return scan.Warn, "Referrer-Policy: " + v
+})
+
+var checkCORP = headerCheck(func(h http.Header) (scan.Status, string) {
+	v := strings.ToLower(strings.TrimSpace(h.Get("Cross-Origin-Resource-Policy")))
+	switch v {
+	case "same-site", "same-origin":
+		return scan.Pass, "Cross-Origin-Resource-Policy: " + v
+	case "cross-origin":
+		return scan.Info, "Cross-Origin-Resource-Policy: cross-origin (any site may embed the responses; right for a CDN)"
+	case "":
+		return scan.Info, "no Cross-Origin-Resource-Policy: other sites may embed the responses"
+	}
+	return scan.Fail, "Cross-Origin-Resource-Policy: " + v + " is not same-site, same-origin or cross-origin"
 })
 
 var checkXXSS = headerCheck(func(h http.Header) (scan.Status, string) {

@@ -24,42 +24,42 @@ import (
 
 var transport = []scan.Check{
 	{
-		ID: "tls.protocols", Title: "No SSLv3, TLS 1.0 or TLS 1.1", Severity: scan.High, Reference: refMozillaTLS,
+		ID: "tls.protocols", Title: "TLS protocol versions", Severity: scan.High, Reference: refMozillaTLS,
 		Fix: "Accept TLS 1.2 and 1.3 only. Rampart does so by default; in nginx: ssl_protocols TLSv1.2 TLSv1.3;",
 		Run: checkProtocols,
 	},
 	{
-		ID: "tls.ciphers", Title: "Only forward-secret AEAD cipher suites", Severity: scan.Medium, Reference: refMozillaTLS,
+		ID: "tls.ciphers", Title: "TLS cipher suites", Severity: scan.Medium, Reference: refMozillaTLS,
 		Fix: "Offer only ECDHE suites with AES-GCM or ChaCha20-Poly1305 (Mozilla's intermediate profile). Rampart does so by default.",
 		Run: checkCiphers,
 	},
 	{
-		ID: "tls.certificate", Title: "Certificate verifies, matches and is not about to expire", Severity: scan.High, Reference: refMozillaTLS,
+		ID: "tls.certificate", Title: "Certificate: trust, names and expiry", Severity: scan.High, Reference: refMozillaTLS,
 		Fix: "Serve a certificate from a public CA that covers this name, and renew it automatically (Rampart: tls: {mode: acme}, or mode: files with certbot's files).",
 		Run: checkCertificate,
 	},
 	{
-		ID: "tls.http2", Title: "HTTP/2 is offered", Severity: scan.Low, Reference: "https://www.rfc-editor.org/rfc/rfc9113",
+		ID: "tls.http2", Title: "HTTP/2", Severity: scan.Low, Reference: "https://www.rfc-editor.org/rfc/rfc9113",
 		Fix: "Offer h2 through ALPN. Rampart does by default; in nginx: listen 443 ssl http2;",
 		Run: checkHTTP2,
 	},
 	{
-		ID: "http.redirect", Title: "Plain HTTP redirects to HTTPS on the same host", Severity: scan.Medium, Reference: refHSTS,
+		ID: "http.redirect", Title: "Plain HTTP to HTTPS redirect", Severity: scan.Medium, Reference: refHSTS,
 		Fix: "Answer every plain HTTP request with a 301 (GET, HEAD) or 308 to https:// on the same host. Rampart's http listener does only that.",
 		Run: checkRedirect,
 	},
 	{
-		ID: "http.insecure_redirect", Title: "No redirect from HTTPS back to http://", Severity: scan.Medium, Reference: refProxyFix,
+		ID: "http.insecure_redirect", Title: "Redirects from HTTPS back to http://", Severity: scan.Medium, Reference: refProxyFix,
 		Fix: "The app does not know it is behind TLS. In Flask, wrap it in werkzeug.middleware.proxy_fix.ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1); Rampart sends X-Forwarded-Proto and rewrites such redirects to https://.",
 		Run: checkInsecureRedirect,
 	},
 	{
-		ID: "hsts.present", Title: "Strict-Transport-Security with max-age of at least a year", Severity: scan.Medium, Reference: refHSTS,
+		ID: "hsts.present", Title: "Strict-Transport-Security", Severity: scan.Medium, Reference: refHSTS,
 		Fix: `Send Strict-Transport-Security: max-age=31536000; includeSubDomains. Rampart does by default (headers.strict_transport_security).`,
 		Run: checkHSTS,
 	},
 	{
-		ID: "hsts.preload_ready", Title: "HSTS is ready for the preload list", Severity: scan.None, Reference: refHSTSPreload,
+		ID: "hsts.preload_ready", Title: "HSTS preload readiness", Severity: scan.None, Reference: refHSTSPreload,
 		Fix: `When every subdomain serves HTTPS, add "; preload" (Rampart: headers.strict_transport_security: "max-age=63072000; includeSubDomains; preload") and submit the domain.`,
 		Run: checkHSTSPreload,
 	},
@@ -273,7 +273,7 @@ func checkRedirect(ctx context.Context, t *scan.Target) (scan.Status, string) {
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
-			return scan.Pass, "nothing listens on " + plain.Host + ": no plain HTTP to redirect"
+			return scan.Info, "no plain HTTP listener on " + plain.Host + ": nothing to redirect (a user who types http:// gets a connection error, not the site)"
 		}
 		return scan.Error, "GET " + plain.String() + ": " + scan.Describe(err)
 	}

@@ -22,7 +22,7 @@ func TestScore(t *testing.T) {
 		letter  string
 	}{
 		{"nothing checked", nil, 100, "A+"},
-		{"bonuses on a clean site", []scan.Result{r("csp.script_src", scan.Pass, ""), r("headers.referrer_policy", scan.Pass, "")}, 115, "A+"},
+		{"bonuses on a clean site", []scan.Result{r("csp.script_src", scan.Pass, ""), r("headers.referrer_policy", scan.Pass, "")}, 110, "A+"},
 		{"bonuses need 90 first", []scan.Result{r("hsts.present", scan.Fail, scan.Medium), r("csp.script_src", scan.Pass, "")}, 80, "B+"},
 		{"a warning costs less than a failure", []scan.Result{r("csp.present", scan.Warn, scan.High)}, 80, "B+"},
 		{"skips and errors cost nothing", []scan.Result{r("cookies.secure", scan.Skip, ""), r("http.redirect", scan.Error, "")}, 100, "A+"},
