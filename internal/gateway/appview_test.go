@@ -144,6 +144,34 @@ func TestAppViewHeaders(t *testing.T) {
 			t.Errorf("the dropped headers were not logged: %s", logs)
 		}
 	})
+	t.Run("identity headers a login proxy would set", func(t *testing.T) {
+		// An app behind a login portal or forward-auth proxy trusts
+		// Remote-User and its kin; a client must never be able to send
+		// them, in any spelling.
+		req := request("GET", "/whoami", "Remote-User: admin", "Remote_Groups: admins", "X-Forwarded-User: admin", "X-Auth-Request-Email: admin@example.test")
+		keys := []string{"HTTP_REMOTE_USER", "HTTP_REMOTE_GROUPS", "HTTP_X_FORWARDED_USER", "HTTP_X_AUTH_REQUEST_EMAIL"}
+		environ := func(r rawResponse) []string {
+			var got struct {
+				EnvironKeys []string `json:"environ_keys"`
+			}
+			if err := json.Unmarshal([]byte(r.body), &got); err != nil {
+				t.Fatalf("%d %s: %v", r.status, r.body, err)
+			}
+			return got.EnvironKeys
+		}
+		direct := environ(app.direct(t, req))
+		for _, k := range keys {
+			if !slices.Contains(direct, k) {
+				t.Fatalf("straight from gunicorn the app does not get %s (the premise): %v", k, direct)
+			}
+		}
+		through := environ(tg.through(t, req))
+		for _, k := range keys {
+			if slices.Contains(through, k) {
+				t.Errorf("%s from the client reached the app through Rampart", k)
+			}
+		}
+	})
 }
 
 // TestAppViewDebuggerQuery: Werkzeug decodes query keys, so every

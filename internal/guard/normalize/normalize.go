@@ -52,6 +52,11 @@ var Dropped = []string{
 	"Proxy",
 	// Another client address than the one clientip decided.
 	"True-Client-Ip", "X-Client-Ip", "Client-Ip", "X-Cluster-Client-Ip", "X-Originating-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip", "X-Proxyuser-Ip",
+	// An identity: the headers a login portal or forward-auth proxy
+	// (Rampart's, Authelia's, oauth2-proxy's) sets for the app, which an
+	// app behind one trusts. Only Rampart may set them.
+	"Remote-User", "Remote-Groups", "Remote-Name", "Remote-Email",
+	"X-Remote-User", "X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups", "X-Forwarded-Preferred-Username", "X-Auth-Request-User", "X-Auth-Request-Email",
 }
 
 // droppedSet is Dropped as a set, for one lookup per request header.

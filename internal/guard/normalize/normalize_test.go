@@ -68,6 +68,8 @@ func TestNormalize(t *testing.T) {
 		{name: "clean request untouched", target: "/a?b=1", header: http.Header{"X-Ok": {"1"}}, path: "/a", kept: []string{"X-Ok"}, rawQuery: "b=1"},
 		{name: "Script_Name dropped", target: "/zz.env", header: http.Header{"Script_name": {"zz"}}, path: "/zz.env", dropped: []string{"Script_name"}},
 		{name: "X_Forwarded_For dropped", target: "/", header: http.Header{"X_forwarded_for": {"6.6.6.6"}, "X_forwarded_host": {"evil.test"}}, path: "/", dropped: []string{"X_forwarded_for", "X_forwarded_host"}},
+		{name: "identity headers dropped", target: "/", header: http.Header{"Remote-User": {"admin"}, "Remote-Groups": {"admins"}, "X-Forwarded-User": {"admin"}, "X-Auth-Request-Email": {"a@b.test"}}, path: "/",
+			dropped: []string{"Remote-Groups", "Remote-User", "X-Auth-Request-Email", "X-Forwarded-User"}},
 		{name: "forwarding family dropped", target: "/", header: http.Header{"X-Original-Url": {"/admin"}, "X-Forwarded-Prefix": {"/x"}, "X-Forwarded-Protocol": {"ssl"}, "X-Http-Method-Override": {"DELETE"}, "True-Client-Ip": {"1.2.3.4"}, "Proxy": {"http://evil.test"}}, path: "/",
 			dropped: []string{"Proxy", "True-Client-Ip", "X-Forwarded-Prefix", "X-Forwarded-Protocol", "X-Http-Method-Override", "X-Original-Url"}},
 		{name: "allowed underscore name kept", target: "/", header: http.Header{"X_api_key": {"k"}}, path: "/", kept: []string{"X_api_key"}},
