@@ -157,6 +157,10 @@ type Route struct {
 	// parameters of those names are not destinations. Redirects the app
 	// sends are still checked. Default false.
 	InsecureOpenRedirectParams bool `yaml:"insecure_open_redirect_params"`
+	// AllowIPs restricts the route to client networks (CIDRs or
+	// addresses, the client as trusted_proxies decides it): everyone else
+	// gets 403 before any other guard or the app. Default: everyone.
+	AllowIPs []string `yaml:"allow_ips"`
 }
 
 // Defaults of the response hardening.
@@ -365,6 +369,11 @@ func (s *Site) validateHardening(at string, bad func(path, format string, args .
 			bad(rp+".match", "%q is matched by an earlier route already", r.Match)
 		}
 		seen[r.Match] = true
+		for j, ip := range r.AllowIPs {
+			if _, err := ParsePrefix(ip); err != nil {
+				bad(fmt.Sprintf("%s.allow_ips[%d]", rp, j), "%q is not a CIDR or IP address", ip)
+			}
+		}
 		validateHardening(rp, r.Headers, r.CSP, r.Cookies, bad)
 	}
 }

@@ -84,6 +84,10 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		g.serveReport(sw, r, info)
 		return
 	}
+	if d := rt.allow.Check(info.Client.Client); d != nil {
+		g.deny(sw, info, d) // a network restriction: before any other guard
+		return
+	}
 	for _, gd := range st.guards {
 		if gd == st.redirects && !rt.redirectParams {
 			continue // insecure_open_redirect_params on this route

@@ -17,6 +17,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/clientip"
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard"
+	"github.com/rampartproxy/rampart/internal/guard/allowips"
 	"github.com/rampartproxy/rampart/internal/guard/bodylimit"
 	"github.com/rampartproxy/rampart/internal/guard/cookies"
 	"github.com/rampartproxy/rampart/internal/guard/cors"
@@ -81,6 +82,7 @@ type route struct {
 	// redirectParams is false where insecure_open_redirect_params turned
 	// the ?next= check off.
 	redirectParams bool
+	allow          *allowips.Policy // nil: every client
 	// upgradeLogged is set once this route's app has been caught
 	// redirecting to its own http:// URL, so the hint is logged once.
 	upgradeLogged atomic.Bool
@@ -266,7 +268,19 @@ func compileRoute(rc config.Route, sc config.Site) *route {
 		buffering:   rc.Buffering == nil || *rc.Buffering,
 
 		redirectParams: !rc.InsecureOpenRedirectParams,
+		allow:          allowips.New(prefixes(rc.AllowIPs)),
 	}
+}
+
+// prefixes parses validated CIDRs and addresses.
+func prefixes(list []string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, err := config.ParsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // withFormTargets adds the redirect_allow hosts to form-action: a site that
