@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/guard"
-	"github.com/rampartproxy/rampart/internal/guard/cors"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
 	"github.com/rampartproxy/rampart/internal/pages"
 	"github.com/rampartproxy/rampart/internal/proxy"
@@ -92,11 +91,7 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		if gd == st.redirects && !rt.redirectParams {
 			continue // insecure_open_redirect_params on this route
 		}
-		d := gd.Check(r)
-		if d != nil && gd == st.csrf && d.Reason == csrfReason {
-			d = reviewByCORS(st.cors, r, d)
-		}
-		if d != nil {
+		if d := gd.Check(r); d != nil {
 			g.deny(sw, info, d)
 			return
 		}
@@ -147,39 +142,6 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := proxy.WithResponseHook(r.Context(), g.responseGuards(st, rt, info))
 	st.proxy.ServeHTTP(sw, r.WithContext(ctx))
-}
-
-const csrfReason = "csrf_cross_origin"
-
-// reviewByCORS lets the app's own CORS policy count in a cross-origin
-// refusal: a request a browser sends only after a preflight the app
-// allowed is no forgery (nil); any other keeps its refusal, with CORS
-// headers when it came from a script (fetch) and the app's CORS allows
-// its origin, so that the script can read why. At most one preflight per
-// origin, path and method reaches the app while its answer lasts (5 s
-// for a refusal): no more than the refused requests themselves would
-// have cost it.
-func reviewByCORS(p *cors.Policy, r *http.Request, d *guard.Denial) *guard.Denial {
-	if r.Header.Get("Origin") == "" {
-		return d
-	}
-	if cors.NeedsPreflight(r) {
-		if ok, _ := p.Allows(r); ok {
-			return nil
-		}
-		return d
-	}
-	// Only a script's fetch needs CORS headers to read the answer (a
-	// form's navigation shows the page): the app is not asked otherwise.
-	if r.Header.Get("Sec-Fetch-Mode") != "cors" {
-		return d
-	}
-	if h := p.RefusalHeaders(r); h != nil {
-		c := *d
-		c.Header = h
-		return &c
-	}
-	return d
 }
 
 var tooLarge = &guard.Denial{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: "header_too_large",

@@ -62,8 +62,6 @@ type site struct {
 	body      *bodylimit.Policy
 	redirects *redirects.Policy
 	limits    *ratelimit.Policy // also in guards, but for its form rules after the body
-	csrf      *csrf.Policy      // also in guards; nil when insecure_disable
-	cors      *cors.Policy      // the app's own CORS answers, which its refusals are reviewed by
 	proxy     *proxy.Proxy
 	inbound   *normalize.Policy
 	key       string   // identifies the proxy, so reloads can reuse it
@@ -233,11 +231,13 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 		st.redirects,
 	}
 	if !sc.CSRF.InsecureDisable {
-		if st.csrf, err = csrf.New(sc.CSRF.TrustedOrigins, sc.CSRF.InsecureExempt); err != nil {
+		// A refusal is reviewed by the app's own CORS answer, which the
+		// proxy asks the app for.
+		c, err := csrf.New(sc.CSRF.TrustedOrigins, sc.CSRF.InsecureExempt, cors.New(st.proxy.Preflight))
+		if err != nil {
 			return nil, err
 		}
-		st.guards = append(st.guards, st.csrf)
-		st.cors = cors.New(st.proxy.Preflight)
+		st.guards = append(st.guards, c)
 	}
 	if st.limits, err = ratelimit.New(st.name, sc.RateLimits, shared, cfg.StoreFailure == config.FailClosed); err != nil {
 		return nil, err

@@ -11,20 +11,23 @@ import (
 	"strings"
 
 	"github.com/rampartproxy/rampart/internal/guard"
+	"github.com/rampartproxy/rampart/internal/guard/cors"
 )
 
 // Policy is one site's compiled check. It is immutable once built.
 type Policy struct {
 	cop     *http.CrossOriginProtection
 	trusted map[string]bool
+	cors    *cors.Policy // the app's own CORS answers; nil: not asked
 }
 
 // New builds a Policy. trusted are origins ("https://partner.example")
 // that may send state-changing requests; exempt are path prefixes that
-// skip the check.
-func New(trusted, exempt []string) (p *Policy, err error) {
+// skip the check. app, if not nil, is the app's own CORS policy, which a
+// cross-origin refusal is reviewed by (see review).
+func New(trusted, exempt []string, app *cors.Policy) (p *Policy, err error) {
 	cop := http.NewCrossOriginProtection()
-	p = &Policy{cop: cop, trusted: map[string]bool{}}
+	p = &Policy{cop: cop, trusted: map[string]bool{}, cors: app}
 	for _, o := range trusted {
 		o = strings.TrimSuffix(o, "/")
 		if err := cop.AddTrustedOrigin(o); err != nil {
@@ -77,9 +80,37 @@ func (p *Policy) Check(r *http.Request) *guard.Denial {
 		return nil
 	}
 	if p.crossOrigin(r) {
-		return refused.With(from(r))
+		return p.review(r, refused.With(from(r)))
 	}
 	return nil
+}
+
+// review lets the app's own CORS policy count in a cross-origin refusal
+// d: a request a browser sends only after a preflight the app allowed is
+// no forgery (nil); any other keeps its refusal, with CORS headers when it
+// came from a script (fetch) and the app's CORS allows its origin, so
+// that the script can read why. At most one preflight per origin, path
+// and method reaches the app while its answer lasts (5 s for a refusal):
+// no more than the refused requests themselves would have cost it.
+func (p *Policy) review(r *http.Request, d *guard.Denial) *guard.Denial {
+	if p.cors == nil || r.Header.Get("Origin") == "" {
+		return d
+	}
+	if cors.NeedsPreflight(r) {
+		if ok, _ := p.cors.Allows(r); ok {
+			return nil
+		}
+		return d
+	}
+	// Only a script's fetch needs CORS headers to read the answer (a
+	// form's navigation shows the page): the app is not asked otherwise.
+	if r.Header.Get("Sec-Fetch-Mode") != "cors" {
+		return d
+	}
+	if h := p.cors.RefusalHeaders(r); h != nil {
+		d.Header = h // d is this request's own copy (Denial.With)
+	}
+	return d
 }
 
 var refusedWebSocket = &guard.Denial{Status: http.StatusForbidden, Reason: "websocket_cross_origin", Message: "This connection was opened from another site, so it was refused.",

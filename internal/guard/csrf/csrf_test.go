@@ -8,7 +8,7 @@ import (
 // TestMatrix is the CSRF matrix, plus the edges around it.
 func TestMatrix(t *testing.T) {
 	t.Parallel()
-	p, err := New([]string{"https://partner.example.com"}, []string{"/api/webhooks/", "/hook"})
+	p, err := New([]string{"https://partner.example.com"}, []string{"/api/webhooks/", "/hook"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestMatrix(t *testing.T) {
 // WebSocket hijacking), so its Origin is judged like a POST's.
 func TestWebSocketOrigin(t *testing.T) {
 	t.Parallel()
-	p, err := New([]string{"https://partner.example.com"}, nil)
+	p, err := New([]string{"https://partner.example.com"}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,10 +105,10 @@ func TestWebSocketOrigin(t *testing.T) {
 
 func TestBadConfigIsAnError(t *testing.T) {
 	t.Parallel()
-	if _, err := New([]string{"not an origin"}, nil); err == nil {
+	if _, err := New([]string{"not an origin"}, nil, nil); err == nil {
 		t.Error("a bad trusted origin was accepted")
 	}
-	if _, err := New(nil, []string{"/a/{b"}); err == nil {
+	if _, err := New(nil, []string{"/a/{b"}, nil); err == nil {
 		t.Error("a bad exempt pattern was accepted")
 	}
 }
