@@ -2,9 +2,7 @@ package config
 
 import (
 	"fmt"
-	"maps"
 	"path"
-	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -251,16 +249,7 @@ func (r Route) Merge(site Site) (Headers, CSP, Cookies, bool) {
 	override(&csp.ReportOnly, r.CSP.ReportOnly)
 	override(&csp.Nonce, r.CSP.Nonce)
 	override(&csp.NoncePlaceholder, r.CSP.NoncePlaceholder)
-	if len(r.CSP.Add) > 0 {
-		add := maps.Clone(csp.Add)
-		if add == nil {
-			add = map[string][]string{}
-		}
-		for d, srcs := range r.CSP.Add {
-			add[d] = append(slices.Clone(add[d]), srcs...)
-		}
-		csp.Add = add
-	}
+	csp.Add = cspguard.JoinAdd(csp.Add, r.CSP.Add)
 	override(&ck.SameSite, r.Cookies.SameSite)
 	if r.Cookies.JSReadable != nil {
 		ck.JSReadable = r.Cookies.JSReadable

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -291,17 +290,12 @@ func withFormTargets(add map[string][]string, hosts []string) map[string][]strin
 	if len(hosts) == 0 {
 		return add
 	}
-	out := maps.Clone(add)
-	if out == nil {
-		out = map[string][]string{}
-	}
-	fa := slices.Clone(out["form-action"])
+	var fa []string
 	for _, h := range hosts {
 		// Any port: redirect_allow names hosts, whatever their port.
 		fa = append(fa, "https://"+h+":*")
 	}
-	out["form-action"] = fa
-	return out
+	return csp.JoinAdd(add, map[string][]string{"form-action": fa})
 }
 
 // certificate picks the certificate for a handshake by SNI. A client that

@@ -2,6 +2,7 @@ package csp
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -30,6 +31,22 @@ var fallback = map[string][]string{
 // extendable are the directives that take sources but have no fallback:
 // absent, they allow everything, so adding to them adds nothing.
 var extendable = map[string]bool{"default-src": true, "form-action": true, "frame-ancestors": true, "base-uri": true}
+
+// JoinAdd returns the sources of a and b together, directive by
+// directive, without changing either.
+func JoinAdd(a, b map[string][]string) map[string][]string {
+	if len(b) == 0 {
+		return a
+	}
+	out := maps.Clone(a)
+	if out == nil {
+		out = map[string][]string{}
+	}
+	for d, srcs := range b {
+		out[d] = append(slices.Clone(out[d]), srcs...)
+	}
+	return out
+}
 
 // CheckAdd reports why sources cannot be added to directive. Rampart
 // adds nonces itself; report endpoints are its own.
