@@ -100,14 +100,11 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 // nearest returns the known key closest to key, if it is close enough to
 // be a typo: at most a third of its letters off, and at least one.
 func nearest(key string, known map[string]reflect.Type) string {
-	best, bestDist := "", max(1, len(key)/3)+1
+	best, bestDist := "", max(1, len(key)/3)+1 // no farther than that
 	for k := range known {
 		if d := distance(strings.ToLower(key), k); d < bestDist || d == bestDist && k < best {
 			best, bestDist = k, d
 		}
-	}
-	if bestDist > max(1, len(key)/3) {
-		return ""
 	}
 	return best
 }

@@ -108,11 +108,13 @@ func (g *Gateway) blockRedirect(resp *http.Response, info *reqinfo.Info, reason,
 	// visitor's page shows it whole.
 	logged, _, _ := strings.Cut(target, "?")
 	logged, _, _ = strings.Cut(logged, "#")
-	telemetry.Refusal(g.log, "open_redirect_blocked", info, reason, logged, input, "guards.redirect_allow")
+	telemetry.Refusal(g.log, "open_redirect_blocked", info, reason, logged, input, blockedRedirect.Key)
 	replace(resp, http.StatusForbidden, pages.BlockedRedirectBody(target, info.ID, info.Nonce))
-	d := guard.Denial{Reason: "open_redirect_blocked", Key: "guards.redirect_allow"}
-	resp.Header.Set(guard.ReasonHeader, d.ReasonValue())
+	resp.Header.Set(guard.ReasonHeader, blockedRedirect.ReasonValue())
 }
+
+// blockedRedirect is what Rampart-Reason says of a blocked redirect.
+var blockedRedirect = &guard.Denial{Reason: "open_redirect_blocked", Key: "guards.redirect_allow"}
 
 // spoolable reports whether resp is read ahead of its client. Not: a
 // body of known length that the socket buffers hold anyway (and the

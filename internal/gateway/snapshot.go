@@ -137,13 +137,9 @@ func (s *snapshot) lookup(host string) *site {
 // either loads whole or not at all. Proxies of prev whose upstream and
 // timeout did not change are reused, keeping their warm connections.
 func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error), st store.Store, log *slog.Logger) (*snapshot, error) {
-	var trusted []netip.Prefix
-	for _, p := range cfg.TrustedProxies {
-		pfx, err := config.ParsePrefix(p)
-		if err != nil {
-			return nil, fmt.Errorf("trusted_proxies: %q: %w", p, err)
-		}
-		trusted = append(trusted, pfx)
+	trusted, err := prefixes(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("trusted_proxies: %w", err)
 	}
 	reuse := map[string]*proxy.Proxy{}
 	if prev != nil {
@@ -267,18 +263,26 @@ func compileRoute(rc config.Route, sc config.Site) *route {
 		buffering:   rc.Buffering == nil || *rc.Buffering,
 
 		redirectParams: !rc.InsecureOpenRedirectParams,
-		allow:          allowips.New(prefixes(rc.AllowIPs)),
+		allow:          allowips.New(validPrefixes(rc.AllowIPs)),
 	}
 }
 
-// prefixes parses validated CIDRs and addresses.
-func prefixes(list []string) []netip.Prefix {
+// prefixes parses CIDRs and addresses (config.ParsePrefix).
+func prefixes(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, s := range list {
-		if p, err := config.ParsePrefix(s); err == nil {
-			out = append(out, p)
+		p, err := config.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", s, err)
 		}
+		out = append(out, p)
 	}
+	return out, nil
+}
+
+// validPrefixes parses a list that config validation has accepted.
+func validPrefixes(list []string) []netip.Prefix {
+	out, _ := prefixes(list)
 	return out
 }
 
