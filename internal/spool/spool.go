@@ -77,6 +77,29 @@ func (p *Pool) Full(client netip.Addr) bool {
 	return p.slow[client] >= p.lim.PerClient
 }
 
+// takeSlot counts one more response of client on disk, unless client
+// has PerClient already.
+func (p *Pool) takeSlot(client netip.Addr) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.slow[client] >= p.lim.PerClient {
+		return false
+	}
+	p.slow[client]++
+	p.nslow.Add(1)
+	return true
+}
+
+// giveSlot undoes takeSlot.
+func (p *Pool) giveSlot(client netip.Addr) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.slow[client]--; p.slow[client] <= 0 {
+		delete(p.slow, client)
+	}
+	p.nslow.Add(-1)
+}
+
 // Stats is what a Pool holds now.
 type Stats struct {
 	Memory, File int64 // bytes
@@ -199,14 +222,7 @@ func (b *body) spill(data []byte) (bool, error) {
 		return false, nil
 	}
 	if !b.slow {
-		b.p.mu.Lock()
-		full := b.p.slow[b.client] >= b.p.lim.PerClient
-		if !full {
-			b.p.slow[b.client]++
-			b.p.nslow.Add(1)
-		}
-		b.p.mu.Unlock()
-		if full {
+		if !b.p.takeSlot(b.client) {
 			return false, ErrSlowClient
 		}
 		b.slow = true
@@ -310,12 +326,7 @@ func (b *body) Close() error {
 		_ = b.file.Close()
 	}
 	if b.slow {
-		b.p.mu.Lock()
-		if b.p.slow[b.client]--; b.p.slow[b.client] <= 0 {
-			delete(b.p.slow, b.client)
-		}
-		b.p.nslow.Add(-1)
-		b.p.mu.Unlock()
+		b.p.giveSlot(b.client)
 	}
 	b.cond.Broadcast()
 	return nil
