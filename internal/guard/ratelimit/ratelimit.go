@@ -28,11 +28,11 @@ type Rule struct {
 	match   string
 	methods map[string]bool // nil: every method
 	limit   store.Limit
-	key     string   // ip, ip+path, header:NAME, cookie:NAME
+	key     string   // ip, ip+path, header:NAME, cookie:NAME, ip+form:NAME,...
 	policy  string   // the RateLimit-Policy value
 	fields  []string // for ip+form:NAME,...: the form fields, first found wins
-	// describe names the rule in the log: "rate_limits[0] (/login POST
-	// 10/s burst 20, key ip)".
+	// describe names the rule in the log: "rate_limits[0]: POST /login,
+	// 10/s burst 20, key ip".
 	describe string
 }
 
@@ -42,8 +42,7 @@ type Policy struct {
 	rules      []Rule
 	store      store.Store
 	failClosed bool
-	formRules  bool     // some rule is keyed on a form field
-	allFields  []string // every such field, to read the body once
+	allFields  []string // the form fields rules are keyed on, to read the body once
 }
 
 // New compiles a site's rules over st. site namespaces the buckets.
@@ -58,7 +57,6 @@ func New(site string, rules []config.RateLimit, st store.Store, failClosed bool)
 			limit: store.Limit{Rate: n, Period: period, Burst: max(rc.Burst, 1)}}
 		if names, ok := strings.CutPrefix(rc.Key, "ip+form:"); ok {
 			r.fields = strings.Split(names, ",")
-			p.formRules = true
 			for _, f := range r.fields {
 				if !slices.Contains(p.allFields, f) {
 					p.allFields = append(p.allFields, f)
@@ -136,8 +134,8 @@ func (p *Policy) Check(r *http.Request) *guard.Denial {
 // account's guesses are limited without limiting everyone behind the
 // same address. A request without such a field is not counted by them.
 func (p *Policy) CheckBody(r *http.Request) *guard.Denial {
-	if !p.formRules {
-		return nil
+	if len(p.allFields) == 0 {
+		return nil // no rule is keyed on a form field
 	}
 	return p.check(r, true)
 }
@@ -159,7 +157,7 @@ func (p *Policy) check(r *http.Request, form bool) *guard.Denial {
 			if v == "" {
 				continue
 			}
-			who += "|f=" + digest(strings.ToLower(strings.TrimSpace(v)))
+			who += "|f=" + digest(strings.ToLower(v)) // firstField trimmed it
 		}
 		dec, err := p.store.Allow(r.Context(), "ratelimit:"+p.site+"|"+who, rule.limit)
 		if err != nil {
