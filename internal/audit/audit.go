@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
@@ -43,15 +42,25 @@ type Options struct {
 	Progress func(done, total int)
 }
 
-// Trust describes how certificates are checked, for the report.
-func (o Options) Trust() string {
+// Trust describes how the certificate was checked, for the report's
+// header, and whether it verified: the header must not read as a pass
+// when tls.certificate failed.
+func (o Options) Trust(verified bool) string {
+	against := "the system roots"
+	if o.Roots != nil {
+		against = "--cacert"
+	}
+	s := "verified against " + against
 	switch {
 	case o.Insecure:
-		return "not verified (--insecure)"
-	case o.Roots != nil:
-		return "verified against --cacert"
+		s = "not verified (--insecure)"
+	case !verified:
+		s = "checked against " + against
 	}
-	return "verified against the system roots"
+	if !verified {
+		s += ", and it did not verify (tls.certificate)"
+	}
+	return s
 }
 
 // Run audits every target, Concurrency at a time, and returns the reports
@@ -88,7 +97,7 @@ func Run(ctx context.Context, targets []string, opts Options) []Report {
 // are fetched once and shared.
 func One(ctx context.Context, raw string, opts Options) Report {
 	start := time.Now()
-	r := Report{Target: raw, Started: start.UTC(), Trust: opts.Trust(), Active: opts.Active}
+	r := Report{Target: raw, Started: start.UTC(), Trust: opts.Trust(true), Active: opts.Active}
 	t, err := scan.NewTarget(raw, opts.Options)
 	if err == nil {
 		// Reachability first: a target that does not answer at all gets
@@ -132,9 +141,7 @@ func One(ctx context.Context, raw string, opts Options) Report {
 	r.Checks = results
 	for _, c := range results {
 		if c.ID == "tls.certificate" && c.Status != scan.Pass && c.Status != scan.Skip {
-			// The header says how the certificate was checked; it must
-			// not read as a pass when the check failed.
-			r.Trust = strings.Replace(r.Trust, "verified against", "checked against", 1) + ", and it did not verify (tls.certificate)"
+			r.Trust = opts.Trust(false)
 		}
 	}
 	r.Score, r.Grade = grade.Score(results)
