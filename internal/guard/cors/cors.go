@@ -132,14 +132,14 @@ const Expose = "Rampart-Reason, X-Request-Id"
 // the app's CORS policy allows r's origin (asked as for a simple request
 // of r's method); nil otherwise.
 func (p *Policy) RefusalHeaders(r *http.Request) http.Header {
-	probe := r.Clone(r.Context())
+	probe := *r // read only: a shallow copy with fewer headers
 	probe.Header = http.Header{"Origin": {r.Header.Get("Origin")}}
 	for _, h := range []string{"Cookie", "Authorization"} {
 		if v := r.Header.Get(h); v != "" {
 			probe.Header.Set(h, v)
 		}
 	}
-	allowed, creds := p.Allows(probe)
+	allowed, creds := p.Allows(&probe)
 	if !allowed {
 		return nil
 	}
