@@ -186,12 +186,36 @@ func (e *Embedded) Set(ctx context.Context, key string, value []byte, ttl time.D
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	v := encodeValue(value, ttl, e.now())
+	return e.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(kvBucket).Put([]byte(key), v) })
+}
+
+// encodeValue prefixes value with its expiry, ttl from now (none for 0).
+func encodeValue(value []byte, ttl time.Duration, now time.Time) []byte {
 	v := make([]byte, 8+len(value))
 	if ttl > 0 {
-		binary.BigEndian.PutUint64(v, uint64(e.now().Add(ttl).UnixNano()))
+		binary.BigEndian.PutUint64(v, uint64(now.Add(ttl).UnixNano()))
 	}
 	copy(v[8:], value)
-	return e.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(kvBucket).Put([]byte(key), v) })
+	return v
+}
+
+// Add implements Store: bbolt runs one write transaction at a time.
+func (e *Embedded) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	v := encodeValue(value, ttl, e.now())
+	added := false
+	err := e.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(kvBucket)
+		if old := b.Get([]byte(key)); old != nil && !expired(old, e.now().UnixNano()) {
+			return nil
+		}
+		added = true
+		return b.Put([]byte(key), v)
+	})
+	return added && err == nil, err
 }
 
 // Delete implements Store.

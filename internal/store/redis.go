@@ -160,6 +160,17 @@ func (r *Redis) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	return r.call(ctx, func(ctx context.Context) error { return r.client.Set(ctx, r.prefix+key, value, ttl).Err() })
 }
 
+// Add implements Store with SET NX.
+func (r *Redis) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	var added bool
+	err := r.call(ctx, func(ctx context.Context) error {
+		var err error
+		added, err = r.client.SetNX(ctx, r.prefix+key, value, ttl).Result()
+		return err
+	})
+	return added, err
+}
+
 // Delete implements Store.
 func (r *Redis) Delete(ctx context.Context, key string) error {
 	return r.call(ctx, func(ctx context.Context) error { return r.client.Del(ctx, r.prefix+key).Err() })

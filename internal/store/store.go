@@ -1,5 +1,5 @@
-// Package store is Rampart's shared state: rate-limit counters now, and
-// sessions, CSP report counts and ACME certificates as they come. There
+// Package store is Rampart's shared state: rate-limit counters, login
+// sessions and lockouts, spent one-time codes and ACME certificates. There
 // are two implementations of one contract: Embedded (in-process memory,
 // plus a bbolt file in the state directory for what must survive a
 // restart) for a single instance, and Redis for several instances that
@@ -33,6 +33,11 @@ type Store interface {
 	// Set stores value under key. A ttl of 0 keeps it until deleted;
 	// otherwise it expires after ttl and Get returns ErrNotFound.
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// Add stores value under key only if key does not exist (or has
+	// expired), atomically, and reports whether it did: of several
+	// callers adding one key at once, on any instance, exactly one gets
+	// true. It is how a one-time code is spent once.
+	Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error)
 	// Delete removes key. Deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 	// Lock takes the lock named key, waiting until it is free or ctx ends.

@@ -68,6 +68,41 @@ func contract(t *testing.T, name string, open func(t *testing.T) Store) {
 			t.Fatalf("a key without ttl: %v", err)
 		}
 	})
+	t.Run(name+"/add once", func(t *testing.T) {
+		t.Parallel()
+		s := open(t)
+		// Many callers add one key at once: exactly one gets it.
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 16 {
+			wg.Go(func() {
+				added, err := s.Add(ctx, "once", []byte(fmt.Sprint(i)), time.Minute)
+				if err != nil {
+					t.Error(err)
+				}
+				if added {
+					wins.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Fatalf("%d callers added the same key", wins.Load())
+		}
+		if added, err := s.Add(ctx, "brief", []byte("v"), 50*time.Millisecond); !added || err != nil {
+			t.Fatalf("Add of a new key = %v, %v", added, err)
+		}
+		testutil.WaitFor(t, "the added key to expire", func() bool {
+			_, err := s.Get(ctx, "brief")
+			return errors.Is(err, ErrNotFound)
+		})
+		if added, err := s.Add(ctx, "brief", []byte("again"), time.Minute); !added || err != nil {
+			t.Fatalf("Add over an expired key = %v, %v", added, err)
+		}
+		if v, _ := s.Get(ctx, "brief"); string(v) != "again" {
+			t.Fatalf("Get after Add = %q", v)
+		}
+	})
 	t.Run(name+"/lock", func(t *testing.T) {
 		t.Parallel()
 		s := open(t)
