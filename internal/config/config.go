@@ -72,6 +72,9 @@ type Config struct {
 	// ACME configures automatic certificates (sites in tls mode acme).
 	ACME ACME `yaml:"acme"`
 
+	// Auth configures the login portal for routes with auth.
+	Auth Auth `yaml:"auth"`
+
 	// Sites are the applications served. Each host name belongs to exactly
 	// one site; a name no site lists is refused during the TLS handshake.
 	Sites []Site `yaml:"sites"`
@@ -460,6 +463,7 @@ func (c *Config) applyDefaults() {
 	}
 	c.applyProtectionDefaults()
 	c.applyACMEDefaults()
+	c.applyAuthDefaults()
 	for i := range c.Sites {
 		s := &c.Sites[i]
 		for j, h := range s.Hosts {
@@ -549,6 +553,7 @@ func (c *Config) validate() Problems {
 	}
 	c.validateProtection(bad)
 	c.validateACME(bad)
+	c.validateAuth(bad)
 	owner := map[string]int{}
 	for i, s := range c.Sites {
 		at := fmt.Sprintf("sites[%d]", i)

@@ -159,6 +159,9 @@ type Route struct {
 	// addresses, the client as trusted_proxies decides it): everyone else
 	// gets 403 before any other guard or the app. Default: everyone.
 	AllowIPs []string `yaml:"allow_ips"`
+	// Auth puts the route behind the login portal (see Config.Auth).
+	// Default: no login.
+	Auth *RouteAuth `yaml:"auth"`
 }
 
 // Defaults of the response hardening.

@@ -1,0 +1,149 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+)
+
+// Auth configures the login portal: who may log in, how, and for how
+// long. Routes opt in with auth: {require: true}.
+type Auth struct {
+	// UsersFile holds the accounts: names, argon2id password hashes,
+	// TOTP secrets, passkeys, groups and recovery-code hashes. It is
+	// written by `rampart user` with mode 0600, refused when others may
+	// read it, and re-read when it changes. Default state_dir/users.yaml.
+	UsersFile string `yaml:"users_file"`
+	// MFA is "required" (the default: a user without a second factor
+	// enrols one on the portal right after the password) or "optional".
+	MFA string `yaml:"mfa"`
+	// Session bounds a login.
+	Session SessionTimes `yaml:"session"`
+	// Lockout answers 429 to an account or an address after failed
+	// logins, before any password is checked.
+	Lockout Lockout `yaml:"lockout"`
+}
+
+// SessionTimes are a login session's timeouts.
+type SessionTimes struct {
+	// Idle ends a session unused for this long. Default 30m.
+	Idle Duration `yaml:"idle"`
+	// Absolute ends every session this long after login. Default 12h.
+	Absolute Duration `yaml:"absolute"`
+}
+
+// Lockout counts failed logins (a wrong password, code or recovery code).
+type Lockout struct {
+	// Attempts locks an account after this many failures within Window.
+	// Default 5.
+	Attempts int `yaml:"attempts"`
+	// IPAttempts locks a client address (IPv6 by /64) after this many
+	// failures within Window, whichever accounts they named. Default 20:
+	// an office behind one address makes more honest typos than one
+	// person.
+	IPAttempts int `yaml:"ip_attempts"`
+	// Window is how long a failure counts, and how long a lockout lasts.
+	// Default 15m.
+	Window Duration `yaml:"window"`
+}
+
+// RouteAuth puts a route behind the login portal.
+type RouteAuth struct {
+	// Require sends a visitor without a session to the login page (GET
+	// and HEAD) or answers 401 (other methods).
+	Require bool `yaml:"require"`
+	// Groups, when set, admit only users in at least one of them; others
+	// get 403.
+	Groups []string `yaml:"groups"`
+}
+
+// MFA settings.
+const (
+	MFARequired = "required"
+	MFAOptional = "optional"
+)
+
+// Defaults of the login portal.
+const (
+	DefaultSessionIdle     = 30 * time.Minute
+	DefaultSessionAbsolute = 12 * time.Hour
+	DefaultLockoutAttempts = 5
+	DefaultLockoutIP       = 20
+	DefaultLockoutWindow   = 15 * time.Minute
+)
+
+func (c *Config) applyAuthDefaults() {
+	a := &c.Auth
+	if a.UsersFile == "" {
+		a.UsersFile = filepath.Join(c.StateDir, "users.yaml")
+	}
+	if a.MFA == "" {
+		a.MFA = MFARequired
+	}
+	setDuration(&a.Session.Idle, DefaultSessionIdle)
+	setDuration(&a.Session.Absolute, DefaultSessionAbsolute)
+	setDuration(&a.Lockout.Window, DefaultLockoutWindow)
+	if a.Lockout.Attempts == 0 {
+		a.Lockout.Attempts = DefaultLockoutAttempts
+	}
+	if a.Lockout.IPAttempts == 0 {
+		a.Lockout.IPAttempts = DefaultLockoutIP
+	}
+}
+
+func (c *Config) validateAuth(bad func(path, format string, args ...any)) {
+	a := c.Auth
+	if a.MFA != MFARequired && a.MFA != MFAOptional {
+		bad("auth.mfa", "%q is not required or optional", a.MFA)
+	}
+	if a.Session.Idle > a.Session.Absolute {
+		bad("auth.session.idle", "%s is longer than absolute (%s)", a.Session.Idle.Std(), a.Session.Absolute.Std())
+	}
+	if a.Lockout.Attempts < 1 || a.Lockout.IPAttempts < 1 {
+		bad("auth.lockout", "attempts and ip_attempts must be at least 1")
+	}
+	for i, s := range c.Sites {
+		for j, r := range s.Routes {
+			if r.Auth == nil {
+				continue
+			}
+			rp := fmt.Sprintf("sites[%d].routes[%d].auth", i, j)
+			if !r.Auth.Require {
+				bad(rp+".require", "only true is accepted; leave auth out for a route anyone may see")
+			}
+			for k, g := range r.Auth.Groups {
+				if !ValidName(g) {
+					bad(fmt.Sprintf("%s.groups[%d]", rp, k), "%q is not a group name (letters, digits, . _ -; up to 64)", g)
+				}
+			}
+		}
+	}
+}
+
+// ValidName reports whether s may name a user or a group: 1 to 64 ASCII
+// letters, digits, '.', '_', '-' and '@', starting with a letter or digit,
+// so that it is safe in a header, a log line and a store key.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i, r := range s {
+		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if !alnum && (i == 0 || r != '.' && r != '_' && r != '-' && r != '@') {
+			return false
+		}
+	}
+	return true
+}
+
+// Protected reports whether any route of the config requires a login.
+func (c *Config) Protected() bool {
+	for _, s := range c.Sites {
+		for _, r := range s.Routes {
+			if r.Auth != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
