@@ -1,6 +1,7 @@
 // Package cookies hardens the upstream's Set-Cookie headers: Secure,
 // HttpOnly and SameSite are added where missing. Names, values and other
-// attributes are never changed, and no cookie is dropped.
+// attributes are never changed, and no cookie is dropped but Rampart's own
+// (ReservedPrefix), which the app may not set.
 package cookies
 
 import (
@@ -49,15 +50,32 @@ type Change struct {
 	Key    string // cookies.js_readable, cookies.samesite_for
 }
 
+// ReservedPrefix starts the names of Rampart's own cookies (the login
+// session). An app's Set-Cookie of such a name is dropped: it could plant
+// a session ID in the visitor's browser, or end the visitor's login.
+const ReservedPrefix = "__Host-rampart_"
+
 // Apply rewrites every Set-Cookie line of a response header, and returns
 // the changes a developer may need to know of.
 func (p *Policy) Apply(h http.Header) []Change {
 	lines := h["Set-Cookie"]
 	var changes []Change
-	for i, l := range lines {
-		var c []Change
-		lines[i], c = p.rewrite(l)
+	kept := lines[:0]
+	for _, l := range lines {
+		if name, _, _ := strings.Cut(l, "="); strings.HasPrefix(strings.TrimSpace(name), ReservedPrefix) {
+			changes = append(changes, Change{strings.TrimSpace(name), "dropped: the name is Rampart's own", ""})
+			continue
+		}
+		out, c := p.rewrite(l)
+		kept = append(kept, out)
 		changes = append(changes, c...)
+	}
+	if len(lines) > 0 {
+		if len(kept) == 0 {
+			delete(h, "Set-Cookie")
+		} else {
+			h["Set-Cookie"] = kept
+		}
 	}
 	return changes
 }

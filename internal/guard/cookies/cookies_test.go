@@ -2,6 +2,7 @@ package cookies
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -69,5 +70,24 @@ func TestChangesNameTheKey(t *testing.T) {
 	}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("changes %v, want %v", got, want)
+	}
+}
+
+// TestApplyDropsRampartsOwn: an app cannot set (plant, or clear) the
+// login session's cookie; its other cookies are kept.
+func TestApplyDropsRampartsOwn(t *testing.T) {
+	t.Parallel()
+	h := http.Header{"Set-Cookie": {"__Host-rampart_session=planted; Path=/; Secure", "theme=dark", " __Host-rampart_session=; Max-Age=0"}}
+	changes := New("Lax", nil, nil).Apply(h)
+	if got := h["Set-Cookie"]; len(got) != 1 || !strings.HasPrefix(got[0], "theme=dark") {
+		t.Errorf("got %q", got)
+	}
+	if len(changes) != 3 || changes[0].What != "dropped: the name is Rampart's own" {
+		t.Errorf("changes %v", changes)
+	}
+	only := http.Header{"Set-Cookie": {"__Host-rampart_session=x"}}
+	New("Lax", nil, nil).Apply(only)
+	if _, ok := only["Set-Cookie"]; ok {
+		t.Errorf("left %q", only["Set-Cookie"])
 	}
 }
