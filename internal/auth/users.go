@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -22,6 +23,10 @@ type User struct {
 	// Password is an argon2id PHC string (Hash).
 	Password string   `yaml:"password"`
 	Groups   []string `yaml:"groups,omitempty"`
+	// DisplayName and Email, when set, go to the app as Remote-Name and
+	// Remote-Email.
+	DisplayName string `yaml:"display_name,omitempty"`
+	Email       string `yaml:"email,omitempty"`
 	// TOTP is the base32 secret of the user's authenticator app; empty
 	// until enrolled.
 	TOTP string `yaml:"totp,omitempty"`
@@ -94,6 +99,9 @@ func ReadUsers(path string) ([]User, error) {
 			if !config.ValidName(g) {
 				return nil, fmt.Errorf("%s: user %s: %q is not a group name", path, u.Name, g)
 			}
+		}
+		if strings.ContainsFunc(u.DisplayName+u.Email, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return nil, fmt.Errorf("%s: user %s: display_name and email must be one line of text", path, u.Name)
 		}
 		if u.TOTP != "" {
 			if _, err := decodeSecret(u.TOTP); err != nil {

@@ -12,9 +12,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
 	"github.com/rampartproxy/rampart/internal/pages"
+	"github.com/rampartproxy/rampart/internal/portal"
 	"github.com/rampartproxy/rampart/internal/proxy"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
 	"github.com/rampartproxy/rampart/internal/telemetry"
@@ -87,9 +89,18 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		g.deny(sw, info, d) // a network restriction: before any other guard
 		return
 	}
+	// Rampart's own pages (the login portal) are under portal.Prefix; a
+	// protected route's request needs a session before anything else.
+	own := strings.HasPrefix(r.URL.Path, portal.Prefix)
+	var user *portal.Identity
+	if rt.auth != nil && !own {
+		if user = g.requireLogin(sw, r, info, snap.portal, rt.auth); user == nil {
+			return
+		}
+	}
 	for _, gd := range st.guards {
-		if gd == st.redirects && !rt.redirectParams {
-			continue // insecure_open_redirect_params on this route
+		if gd == st.redirects && !rt.redirectParams || gd == st.paths && own {
+			continue // insecure_open_redirect_params on this route; Rampart's own paths
 		}
 		if d := gd.Check(r); d != nil {
 			g.deny(sw, info, d)
@@ -104,6 +115,18 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	if d != nil {
 		g.deny(sw, info, d)
 		return
+	}
+	if own {
+		if snap.portal == nil {
+			g.deny(sw, info, noPortal)
+			return
+		}
+		snap.portal.ServeHTTP(sw, r)
+		return
+	}
+	portal.StripCookie(r.Header)
+	if user != nil {
+		user.SetHeaders(r.Header)
 	}
 	if g.spool.Full(info.Client.Client) {
 		// This client is reading as many large responses as it may, slowly:
@@ -143,6 +166,24 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	ctx := proxy.WithResponseHook(r.Context(), g.responseGuards(st, rt, info))
 	st.proxy.ServeHTTP(sw, r.WithContext(ctx))
 }
+
+// requireLogin admits a request to a protected route, returning who is
+// signed in; or answers it (to the login page, 401, 403) and returns nil.
+func (g *Gateway) requireLogin(w http.ResponseWriter, r *http.Request, info *reqinfo.Info, p *portal.Portal, ra *config.RouteAuth) *portal.Identity {
+	id, d, login := p.Require(r, ra.Groups)
+	switch {
+	case login != "":
+		w.Header().Set("Location", login)
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusFound)
+	case d != nil:
+		g.deny(w, info, d)
+	}
+	return id
+}
+
+var noPortal = &guard.Denial{Status: http.StatusNotFound, Reason: "not_found", Message: "There is no such page.",
+	Key: "routes[].auth"}
 
 var tooLarge = &guard.Denial{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: "header_too_large",
 	Message: "This request's headers are larger than this site accepts. Clearing this site's cookies may help.", Key: "max_header_size"}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -29,6 +30,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/guard/paths"
 	"github.com/rampartproxy/rampart/internal/guard/ratelimit"
 	"github.com/rampartproxy/rampart/internal/guard/redirects"
+	"github.com/rampartproxy/rampart/internal/portal"
 	"github.com/rampartproxy/rampart/internal/proxy"
 	"github.com/rampartproxy/rampart/internal/store"
 )
@@ -43,6 +45,9 @@ type snapshot struct {
 	sites   []*site
 	// fallback answers for requests no site claims: the default headers.
 	fallback *route
+	// portal is the login portal; nil when no route requires a login and
+	// there is no users file.
+	portal *portal.Portal
 }
 
 // requestGuard is a guard that decides on the request alone, before its
@@ -60,6 +65,7 @@ type site struct {
 	guards    []requestGuard // run in order; the first denial answers
 	body      *bodylimit.Policy
 	redirects *redirects.Policy
+	paths     requestGuard      // skipped under portal.Prefix, which is Rampart's own
 	limits    *ratelimit.Policy // also in guards, but for its form rules after the body
 	proxy     *proxy.Proxy
 	inbound   *normalize.Policy
@@ -79,7 +85,8 @@ type route struct {
 	// redirectParams is false where insecure_open_redirect_params turned
 	// the ?next= check off.
 	redirectParams bool
-	allow          *allowips.Policy // nil: every client
+	allow          *allowips.Policy  // nil: every client
+	auth           *config.RouteAuth // nil: no login needed
 	// upgradeLogged is set once this route's app has been caught
 	// redirecting to its own http:// URL, so the hint is logged once.
 	upgradeLogged atomic.Bool
@@ -151,6 +158,11 @@ func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error)
 	var defaults config.Site
 	defaults.ApplyHardeningDefaults()
 	s.fallback = compileRoute(config.Route{Match: "/"}, defaults)
+	if _, err := os.Stat(cfg.Auth.UsersFile); cfg.Protected() || err == nil {
+		if s.portal, err = portal.New(cfg.Auth, st, log); err != nil {
+			return nil, err
+		}
+	}
 	for i, sc := range cfg.Sites {
 		site, err := buildSite(cfg, sc, reuse, ca, st, log)
 		if err != nil {
@@ -218,10 +230,11 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 		return nil, fmt.Errorf("guards.insecure_underscore_headers: %w", err)
 	}
 	// The order of docs/design.md: cheap refusals first, the body last.
+	st.paths = paths.New(sc.Guards.SensitivePaths)
 	st.guards = []requestGuard{
 		methods.New(sc.Methods),
 		st.body,
-		paths.New(sc.Guards.SensitivePaths),
+		st.paths,
 		leaks.Guard{},
 		st.redirects,
 	}
@@ -264,6 +277,7 @@ func compileRoute(rc config.Route, sc config.Site) *route {
 
 		redirectParams: !rc.InsecureOpenRedirectParams,
 		allow:          allowips.New(validPrefixes(rc.AllowIPs)),
+		auth:           rc.Auth,
 	}
 }
 

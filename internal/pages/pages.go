@@ -90,3 +90,34 @@ func Render(w http.ResponseWriter, name string, data any) error {
 	_, err := w.Write(buf.Bytes())
 	return err
 }
+
+// PortalData fills the login portal's pages (portal.html).
+type PortalData struct {
+	Site   string
+	Title  string
+	Error  string
+	Notice string
+	User   string
+	// Next is where the visitor goes after signing in: a path on this
+	// site, checked by the portal.
+	Next string
+	// QR is the enrolment QR code, an SVG the portal drew.
+	QR     template.HTML
+	Secret string
+	Codes  []string
+	// Passkey offers the passkey button, and Script is the page's one
+	// script (the WebAuthn ceremony), run under the response's nonce.
+	Passkey   bool
+	Script    template.JS
+	RequestID string
+	Nonce     string
+}
+
+// Portal writes one of the portal's pages: login.html, mfa.html,
+// enrol.html, recovery.html or signedin.html.
+func Portal(w http.ResponseWriter, status int, name string, data PortalData) {
+	body := render(name, data, data.Title+"\n")
+	setPageHeaders(w.Header(), len(body))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}

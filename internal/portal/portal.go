@@ -1,0 +1,302 @@
+// Package portal is the login portal: the pages under /.rampart/ where a
+// visitor signs in with a password and a second factor, the session check
+// in front of protected routes, and the forward-auth endpoint other
+// proxies ask. Credentials, sessions and lockouts are package auth's; this
+// package is their HTTP side.
+package portal
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/rampartproxy/rampart/internal/auth"
+	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/guard"
+	"github.com/rampartproxy/rampart/internal/guard/ratelimit"
+	"github.com/rampartproxy/rampart/internal/pages"
+	"github.com/rampartproxy/rampart/internal/reqinfo"
+	"github.com/rampartproxy/rampart/internal/store"
+	"github.com/rampartproxy/rampart/internal/telemetry"
+)
+
+// Prefix is the path under which Rampart answers for itself, on every
+// site: a request there never reaches the app.
+const Prefix = "/.rampart/"
+
+// The portal's paths.
+const (
+	LoginPath  = Prefix + "login"
+	MFAPath    = Prefix + "mfa"
+	EnrolPath  = Prefix + "enrol"
+	LogoutPath = Prefix + "logout"
+	AuthPath   = Prefix + "auth" // forward auth
+)
+
+// IdentityHeaders are what the app learns of the signed-in user. Package
+// normalize drops them (and their kin) from every client request, so only
+// Rampart sets them.
+const (
+	HeaderUser   = "Remote-User"
+	HeaderGroups = "Remote-Groups"
+	HeaderName   = "Remote-Name"
+	HeaderEmail  = "Remote-Email"
+)
+
+// Portal serves the login pages and checks sessions, for one config.
+type Portal struct {
+	users    *auth.Directory
+	sessions *auth.Sessions
+	lockout  *auth.Lockout
+	store    store.Store
+	log      *slog.Logger
+	mfa      bool // mfa: required
+	// hashing bounds the argon2 computations running at once: each takes
+	// 19 MiB and a core's worth of time, so a flood of logins must wait
+	// its turn instead of starving the proxy.
+	hashing chan struct{}
+	// hashPeak is the most hashes that ran at once, for tests and metrics.
+	hashPeak atomic.Int32
+	// dummy is verified against for an unknown user, so that an unknown
+	// name costs what a wrong password costs.
+	dummy string
+	// flood limits login attempts per address before any hash is computed.
+	flood  store.Limit
+	origin *http.CrossOriginProtection
+	now    func() time.Time
+}
+
+// hashWait is how long a login waits for its turn to be hashed before it
+// gets 503.
+const hashWait = 5 * time.Second
+
+// New builds the portal of cfg, with the users file read now: a file
+// that cannot be read is an error, so a bad one stops a start or a
+// reload.
+func New(cfg config.Auth, st store.Store, log *slog.Logger) (*Portal, error) {
+	users, err := auth.OpenDirectory(cfg.UsersFile, func(err error) {
+		log.Error("users file not re-read; the last good one stays in use", "kind", "users_file_error", "error", err.Error())
+	})
+	if err != nil {
+		return nil, fmt.Errorf("auth.users_file: %w", err)
+	}
+	dummy, err := auth.Hash("rampart timing dummy", auth.DefaultParams)
+	if err != nil {
+		return nil, err
+	}
+	return &Portal{
+		users:    users,
+		sessions: auth.NewSessions(st, cfg.Session.Idle.Std(), cfg.Session.Absolute.Std()),
+		lockout:  auth.NewLockout(st, cfg.Lockout.Attempts, cfg.Lockout.IPAttempts, cfg.Lockout.Window.Std()),
+		store:    st,
+		log:      log,
+		mfa:      cfg.MFA == config.MFARequired,
+		hashing:  make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
+		dummy:    dummy,
+		flood:    store.Limit{Rate: 1, Period: time.Second, Burst: 10},
+		origin:   http.NewCrossOriginProtection(),
+		now:      time.Now,
+	}, nil
+}
+
+// Hashing reports how many password hashes may run at once, and the
+// most that have.
+func (p *Portal) Hashing() (limit, peak int) { return cap(p.hashing), int(p.hashPeak.Load()) }
+
+// Users is the number of accounts, for the start-up log.
+func (p *Portal) Users() int { return p.users.Len() }
+
+// UsersFile is where the accounts are read from.
+func (p *Portal) UsersFile() string { return p.users.Path() }
+
+// Identity is a signed-in user, as the app is told of it.
+type Identity struct {
+	User   auth.User
+	Handle string
+}
+
+// Denials of a protected route.
+var (
+	loginRequired = &guard.Denial{Status: http.StatusUnauthorized, Reason: "login_required",
+		Message: "Sign in to use this page.", Key: "routes[].auth"}
+	notInGroup = &guard.Denial{Status: http.StatusForbidden, Reason: "not_in_group",
+		Message: "Your account may not use this page.", Key: "routes[].auth.groups"}
+	storeDown = &guard.Denial{Status: http.StatusServiceUnavailable, Reason: "session_store_unavailable",
+		Message: "Sign-in is unavailable for a moment. Try again shortly.", Header: http.Header{"Retry-After": {"5"}}}
+)
+
+// Require admits a request to a protected route: the identity of its
+// session, or the answer to give instead (a redirect to the login page
+// for a page load, 401 for anything else, 403 for a user outside
+// groups). Every check reads the store, so a session ended on one
+// instance is ended on all at once.
+func (p *Portal) Require(r *http.Request, groups []string) (*Identity, *guard.Denial, string) {
+	sess, err := p.session(r)
+	switch {
+	case errors.Is(err, auth.ErrNoSession) || err == nil && sess.Stage != auth.StageDone:
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			return nil, nil, LoginPath + "?next=" + url.QueryEscape(r.URL.RequestURI())
+		}
+		return nil, loginRequired.With("path " + r.URL.Path), ""
+	case err != nil:
+		return nil, storeDown.With(err.Error()), ""
+	}
+	user, ok := p.users.Lookup(sess.User)
+	if !ok {
+		// Removed from the users file: the session ends with the account.
+		_ = p.sessions.End(r.Context(), sess)
+		return nil, loginRequired.With("user " + sess.User + " no longer in the users file"), ""
+	}
+	if !user.InAny(groups) {
+		return nil, notInGroup.With("user " + user.Name + " not in " + strings.Join(groups, ",")), ""
+	}
+	return &Identity{User: user, Handle: sess.Handle}, nil, ""
+}
+
+// SetHeaders tells the app who is signed in.
+func (id *Identity) SetHeaders(h http.Header) {
+	h.Set(HeaderUser, id.User.Name)
+	h.Set(HeaderGroups, strings.Join(id.User.Groups, ","))
+	h.Set(HeaderName, cmp.Or(id.User.DisplayName, id.User.Name))
+	if id.User.Email != "" {
+		h.Set(HeaderEmail, id.User.Email)
+	}
+}
+
+// session returns the session of r's cookie.
+func (p *Portal) session(r *http.Request) (*auth.Session, error) {
+	c, err := r.Cookie(auth.CookieName)
+	if err != nil {
+		return nil, auth.ErrNoSession
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	return p.sessions.Get(ctx, c.Value)
+}
+
+// StripCookie removes the session cookie from a request on its way to
+// the app: the app has no use for it, and an app that logs its cookies
+// must not log a live session.
+func StripCookie(h http.Header) {
+	lines := h["Cookie"]
+	for i, l := range lines {
+		if !strings.Contains(l, auth.CookieName) {
+			continue
+		}
+		var kept []string
+		for _, c := range strings.Split(l, ";") {
+			if name, _, _ := strings.Cut(strings.TrimSpace(c), "="); name != auth.CookieName {
+				kept = append(kept, strings.TrimSpace(c))
+			}
+		}
+		lines[i] = strings.Join(kept, "; ")
+	}
+	h["Cookie"] = slices.DeleteFunc(lines, func(l string) bool { return l == "" })
+	if len(h["Cookie"]) == 0 {
+		delete(h, "Cookie")
+	}
+}
+
+// ServeHTTP answers a request under Prefix.
+func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	switch r.URL.Path {
+	case LoginPath:
+		p.serveLogin(w, r)
+	case MFAPath:
+		p.serveMFA(w, r)
+	case EnrolPath:
+		p.serveEnrol(w, r)
+	case LogoutPath:
+		p.serveLogout(w, r)
+	case AuthPath:
+		p.serveForwardAuth(w, r)
+	default:
+		p.fail(w, r, &guard.Denial{Status: http.StatusNotFound, Reason: "not_found", Message: "There is no such page."})
+	}
+}
+
+// page writes one of the portal's pages.
+func (p *Portal) page(w http.ResponseWriter, r *http.Request, status int, name string, d pages.PortalData) {
+	info := reqinfo.From(r.Context())
+	d.Site, d.RequestID, d.Nonce = hostOf(r), info.ID, info.Nonce
+	pages.Portal(w, status, name, d)
+}
+
+// fail answers with Rampart's error page and logs the refusal.
+func (p *Portal) fail(w http.ResponseWriter, r *http.Request, d *guard.Denial) {
+	info := reqinfo.From(r.Context())
+	for k, vs := range d.Header {
+		w.Header()[k] = vs
+	}
+	w.Header().Set(guard.ReasonHeader, d.ReasonValue())
+	telemetry.Refusal(p.log, "request_blocked", info, d.Reason, fmt.Sprintf("status %d", d.Status), d.Input, d.Key)
+	pages.Error(w, d.Status, d.Message, info.ID, info.Nonce)
+}
+
+// event logs a login event: who, never what they typed.
+func (p *Portal) event(r *http.Request, kind, reason, user string) {
+	telemetry.Event(p.log, kind, reqinfo.From(r.Context()), reason, "user "+user)
+}
+
+func hostOf(r *http.Request) string {
+	h := r.Host
+	if i := strings.LastIndexByte(h, ':'); i > 0 && !strings.HasSuffix(h, "]") {
+		h = h[:i]
+	}
+	return h
+}
+
+// localNext is where to go after signing in: next if it is a path on this
+// site, else "/". "//host", "/\host" and anything with a scheme or
+// control characters lead elsewhere or nowhere, and are dropped.
+func localNext(next string) string {
+	if next == "" || next[0] != '/' || len(next) > 1 && (next[1] == '/' || next[1] == '\\') || strings.HasPrefix(next, Prefix) {
+		return "/"
+	}
+	for _, c := range next {
+		if c < 0x20 || c == 0x7f || c == '\\' {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" {
+		return "/"
+	}
+	return next
+}
+
+// setCookie gives the browser a session: a browser session's cookie (it
+// ends when the browser closes; the store ends it sooner).
+func setCookie(w http.ResponseWriter, id string) {
+	http.SetCookie(w, &http.Cookie{Name: auth.CookieName, Value: id, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+func clearCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: auth.CookieName, Value: "", Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+}
+
+func clientKey(r *http.Request) string {
+	return ratelimit.ClientKey(reqinfo.From(r.Context()).Client.Client)
+}
+
+// qrFor draws the enrolment QR code of a secret.
+func qrFor(site, user, secret string) (template.HTML, string) {
+	uri := (&url.URL{Scheme: "otpauth", Host: "totp", Path: "/" + site + ":" + user,
+		RawQuery: url.Values{"secret": {secret}, "issuer": {site}, "algorithm": {"SHA1"}, "digits": {"6"}, "period": {"30"}}.Encode()}).String()
+	svg, err := auth.QRSVG(uri)
+	if err != nil {
+		return "", uri
+	}
+	return template.HTML(svg), uri // #nosec: drawn by auth.QRSVG from modules only
+}
