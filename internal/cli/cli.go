@@ -33,12 +33,14 @@ Examples:
   rampart validate --config rampart.yaml          # check a config, with line numbers
   rampart ca root > rampart-ca.pem                # the local CA, to trust it
   rampart audit https://app.example.com           # grade a deployment, A+ to F
+  rampart user add alice --groups admins          # an account for the login portal
 
 Commands:
   serve      run the proxy
   validate   check a config file
   audit      check and grade running deployments
   certs      list the certificates Rampart manages
+  user       add and manage the login portal's users
   ca root    print the local CA's root certificate
   version    print the version
 
@@ -47,6 +49,7 @@ Run 'rampart COMMAND --help' for a command's flags.
 
 // env is what a command gets from the outside world.
 type env struct {
+	stdin          *os.File
 	stdout, stderr io.Writer
 }
 
@@ -71,7 +74,7 @@ func indent(s string) string { return strings.ReplaceAll(s, "\n", "\n  ") }
 // Main runs the command line args (without the program name) and returns
 // the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	e := env{stdout: stdout, stderr: stderr}
+	e := env{stdin: os.Stdin, stdout: stdout, stderr: stderr}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
@@ -86,6 +89,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return e.audit(rest)
 	case "certs":
 		return e.certs(rest)
+	case "user":
+		return e.user(rest)
 	case "ca":
 		return e.ca(rest)
 	case "version", "--version":
