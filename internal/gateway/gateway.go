@@ -82,6 +82,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	g.snap.Store(s)
+	if p := s.portal; p != nil && cfg.Protected() {
+		if p.Users() == 0 {
+			log.Warn("routes need a login, and there are no users yet: nobody can sign in. Add one with: rampart user add NAME", "kind", "no_users", "users_file", p.UsersFile())
+		} else {
+			log.Info("login portal ready", "kind", "portal", "users", p.Users(), "users_file", p.UsersFile())
+		}
+	}
 	return g, nil
 }
 

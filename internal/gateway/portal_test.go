@@ -315,6 +315,9 @@ func deref(s *string) string {
 func TestLoginEnrolmentAndGroups(t *testing.T) {
 	t.Parallel()
 	e := startPortal(t, nil)
+	if !strings.Contains(e.logs.String(), `"kind":"portal","users":3`) {
+		t.Errorf("the start-up log does not count the users:\n%s", e.logs.String())
+	}
 	for _, tc := range []struct {
 		user, password string
 		admin          int
