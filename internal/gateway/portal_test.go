@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -517,4 +518,47 @@ func TestSessionRevokedAcrossInstances(t *testing.T) {
 	if r := a.do(t, "GET", "/.rampart/auth", nil, carol); r.StatusCode != http.StatusUnauthorized {
 		t.Errorf("logged out on b, forward auth on a says %d", r.StatusCode)
 	}
+}
+
+// TestLoginTimingHidesAccounts: a wrong password for an account and any
+// password for a name that is no account take the same time, so timing
+// does not tell an attacker which accounts exist. 40 tries of each,
+// interleaved; the medians must be within 25% of each other. (Without
+// the dummy hash an unknown name answers in about a millisecond and a
+// known one in tens: far outside that.)
+func TestLoginTimingHidesAccounts(t *testing.T) {
+	t.Parallel()
+	e := startPortal(t, func(c *config.Config) {
+		trustLoopback(c)
+		c.Auth.Lockout.Attempts, c.Auth.Lockout.IPAttempts = 1000, 1000
+	})
+	var known, unknown []time.Duration
+	for i := range 80 {
+		user := "alice"
+		if i%2 == 1 {
+			user = "mallory"
+		}
+		start := time.Now()
+		r := e.do(t, "POST", portal.LoginPath, url.Values{"username": {user}, "password": {"wrong-password-x"}}, "", from(fmt.Sprintf("10.9.%d.%d", i/250, i%250))...)
+		took := time.Since(start)
+		if r.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("try %d: %d", i, r.StatusCode)
+		}
+		if user == "alice" {
+			known = append(known, took)
+		} else {
+			unknown = append(unknown, took)
+		}
+	}
+	k, u := median(known), median(unknown)
+	t.Logf("median: account %v, no account %v", k, u)
+	if diff := k - u; diff < 0 && -diff > max(k, u)/4 || diff > max(k, u)/4 {
+		t.Errorf("medians %v (account) and %v (no account) differ by more than 25%%", k, u)
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
