@@ -121,8 +121,7 @@ func (p *Portal) UsersFile() string { return p.users.Path() }
 
 // Identity is a signed-in user, as the app is told of it.
 type Identity struct {
-	User   auth.User
-	Handle string
+	User auth.User
 }
 
 // Denials of a protected route.
@@ -160,7 +159,7 @@ func (p *Portal) Require(r *http.Request, groups []string) (*Identity, *guard.De
 	if !user.InAny(groups) {
 		return nil, notInGroup.With("user " + user.Name + " not in " + strings.Join(groups, ",")), ""
 	}
-	return &Identity{User: user, Handle: sess.Handle}, nil, ""
+	return &Identity{User: user}, nil, ""
 }
 
 // SetHeaders tells the app who is signed in.
@@ -189,6 +188,7 @@ func (p *Portal) session(r *http.Request) (*auth.Session, error) {
 // must not log a live session.
 func StripCookie(h http.Header) {
 	lines := h["Cookie"]
+	changed := false
 	for i, l := range lines {
 		if !strings.Contains(l, auth.CookieName) {
 			continue
@@ -199,11 +199,15 @@ func StripCookie(h http.Header) {
 				kept = append(kept, strings.TrimSpace(c))
 			}
 		}
-		lines[i] = strings.Join(kept, "; ")
+		lines[i], changed = strings.Join(kept, "; "), true
 	}
-	h["Cookie"] = slices.DeleteFunc(lines, func(l string) bool { return l == "" })
-	if len(h["Cookie"]) == 0 {
+	if !changed {
+		return
+	}
+	if lines = slices.DeleteFunc(lines, func(l string) bool { return l == "" }); len(lines) == 0 {
 		delete(h, "Cookie")
+	} else {
+		h["Cookie"] = lines
 	}
 }
 
