@@ -4,9 +4,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/rampartproxy/rampart/internal/auth"
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard/cookies"
 	"github.com/rampartproxy/rampart/internal/guard/headers"
@@ -123,5 +126,63 @@ func BenchmarkRateLimit(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// BenchmarkSessionCheck measures what the login portal's session check
+// adds: the same signed-in request to an open route and to a protected
+// one, with the sessions in the embedded store and in a real Redis.
+// Compare protected with open of the same store.
+func BenchmarkSessionCheck(b *testing.B) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, strings.Repeat("x", 1024))
+	}))
+	b.Cleanup(up.Close)
+	redis := redisserver.Start(b)
+	users := filepath.Join(b.TempDir(), "users.yaml")
+	hash, _ := auth.Hash(carolPassword, auth.DefaultParams)
+	if err := auth.UpdateUsers(users, func([]auth.User) ([]auth.User, error) { return []auth.User{{Name: "carol", Password: hash}}, nil }); err != nil {
+		b.Fatal(err)
+	}
+	for _, st := range []struct{ name, store string }{{"embedded", ""}, {"redis", redis.URL()}} {
+		site := siteFor(up.URL)
+		site.RateLimits = []config.RateLimit{}
+		site.Routes = []config.Route{{Match: "/admin/", Auth: &config.RouteAuth{Require: true}}}
+		tg := startGateway(b, config.Config{Store: st.store, Sites: []config.Site{site}, Auth: config.Auth{UsersFile: users, MFA: config.MFAOptional}})
+		tg.Gateway.log = discardLogger()
+		c := tg.client(false)
+		c.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
+		resp, err := c.PostForm("https://localhost/.rampart/login", url.Values{"username": {"carol"}, "password": {carolPassword}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		cookie, _, _ := strings.Cut(resp.Header.Get("Set-Cookie"), ";")
+		for _, path := range []string{"/", "/admin/"} {
+			name := st.name + "-open"
+			if path != "/" {
+				name = st.name + "-protected"
+			}
+			b.Run(name, func(b *testing.B) {
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						req, _ := http.NewRequest("GET", "https://localhost"+path, nil)
+						req.Header.Set("Cookie", cookie)
+						resp, err := c.Do(req)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != 200 {
+							b.Errorf("%s: status %d", path, resp.StatusCode)
+							return
+						}
+					}
+				})
+			})
+		}
 	}
 }
