@@ -53,6 +53,9 @@ type Session struct {
 	// Ceremony is the WebAuthn session data between a challenge and its
 	// answer.
 	Ceremony []byte `json:"ceremony,omitempty"`
+	// Codes are recovery codes made by a passkey enrolment, kept until
+	// the page that shows them once.
+	Codes []string `json:"codes,omitempty"`
 
 	// Handle names the session to people (`rampart sessions`): the start
 	// of the hash of its ID. Not stored.

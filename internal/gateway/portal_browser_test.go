@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 
 	"github.com/rampartproxy/rampart/internal/auth"
@@ -116,4 +118,86 @@ func waitText(t *testing.T, ctx context.Context, want string) string {
 		}
 	}
 	return text
+}
+
+// TestBrowserPasskeyWalk enrols a passkey on the portal and signs in with
+// it, through Chromium's virtual authenticator (the DevTools WebAuthn
+// domain): carol, who has no second factor, adds a passkey right after
+// her password, sees her recovery codes, reaches /admin/; signed out and
+// back, the passkey alone is her second step.
+func TestBrowserPasskeyWalk(t *testing.T) {
+	t.Parallel()
+	e := startPortal(t, nil)
+	_, port, _ := net.SplitHostPort(e.httpsAddr)
+	base := "https://localhost:" + port
+	shots := os.Getenv("RAMPART_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	}
+	ctx := headless.Browser(t)
+	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	shot := func(name string) {
+		t.Helper()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err == nil {
+			err = os.WriteFile(filepath.Join(shots, "passkey-"+name+".png"), png, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	do("a virtual authenticator", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tg, webauthn.Enable, webauthn.EnableParams{}); err != nil {
+			return err
+		}
+		_, err := cdp.Call(ctx, tg, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{Options: &webauthn.VirtualAuthenticatorOptions{
+			Protocol: webauthn.AuthenticatorProtocolCtap2, Transport: webauthn.AuthenticatorTransportInternal,
+			HasResidentKey: true, HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true}})
+		return err
+	}))
+	password := func() {
+		t.Helper()
+		do("sign in", chromedp.Navigate(base+"/admin/"), chromedp.WaitVisible(chromedp.CSS("#username")),
+			chromedp.SendKeys(chromedp.CSS("#username"), "carol"), chromedp.SendKeys(chromedp.CSS("#password"), carolPassword),
+			chromedp.Click(chromedp.CSS(`form[action="/.rampart/login"] button`)), chromedp.WaitVisible(chromedp.CSS("#passkey")))
+	}
+	password()
+	if op := evaluate[string](t, ctx, `document.getElementById("passkey").dataset.op`); op != "enrol" {
+		t.Fatalf("the enrolment page's passkey button does %q", op)
+	}
+	do("add a passkey", chromedp.Click(chromedp.CSS("#passkey")), chromedp.WaitVisible(chromedp.CSS("#codes")))
+	shot("1-recovery-codes")
+	users, _ := auth.ReadUsers(e.users)
+	if u := users[2]; u.Name != "carol" || len(u.Passkeys) != 1 || len(u.Recovery) != auth.RecoveryCodes || u.TOTP != "" {
+		t.Fatalf("carol after adding a passkey: %d passkeys, %d recovery codes, TOTP %q", len(u.Passkeys), len(u.Recovery), u.TOTP)
+	}
+	do("continue", chromedp.Click(chromedp.CSS("#continue")))
+	if body := waitText(t, ctx, `"path"`); !strings.Contains(body, `"carol"`) {
+		t.Fatalf("after enrolment /admin/ shows: %s", body)
+	}
+	// The codes were shown once: the page does not show them again.
+	do("the codes again", chromedp.Navigate(base+"/.rampart/recovery"), chromedp.WaitReady(chromedp.CSS("body")))
+	if loc, _ := chromedp.Run(ctx, chromedp.Location()); strings.Contains(loc, "recovery") {
+		t.Errorf("the recovery codes page opened a second time: %s", loc)
+	}
+	do("sign out", chromedp.Navigate(base+"/.rampart/login"), chromedp.Click(chromedp.CSS(`form[action="/.rampart/logout"] button`)), chromedp.WaitVisible(chromedp.CSS("#notice")))
+
+	password()
+	if op := evaluate[string](t, ctx, `document.getElementById("passkey").dataset.op`); op != "login" {
+		t.Fatalf("the second step's passkey button does %q", op)
+	}
+	shot("2-second-step")
+	do("use the passkey", chromedp.Click(chromedp.CSS("#passkey")))
+	if body := waitText(t, ctx, `"path"`); !strings.Contains(body, `"carol"`) {
+		t.Fatalf("after the passkey /admin/ shows: %s", body)
+	}
+	logs := e.waitLog(t, `"reason":"passkey"`)
+	if !strings.Contains(logs, `"kind":"mfa_enrolled","site":"localhost"`) || strings.Count(logs, `"kind":"login"`) < 2 {
+		t.Errorf("the passkey enrolment and logins are not both logged")
+	}
 }

@@ -250,7 +250,10 @@ func (p *Portal) serveMFA(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	d := pages.PortalData{Title: "Two-step verification", User: user.Name}
+	d := pages.PortalData{Title: "Two-step verification", User: user.Name, TOTP: user.TOTP != ""}
+	if len(user.Passkeys) > 0 && passkeysFor(r) {
+		d.Passkey, d.PasskeyOp, d.Script = true, "login", passkeyScript
+	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		p.page(w, r, http.StatusOK, "mfa.html", d)
 		return
@@ -338,6 +341,9 @@ func (p *Portal) serveEnrol(w http.ResponseWriter, r *http.Request) {
 	}
 	qr, _ := qrFor(hostOf(r), user.Name, sess.Secret)
 	d := pages.PortalData{Title: "Set up two-step verification", User: user.Name, QR: qr, Secret: groupSecret(sess.Secret)}
+	if passkeysFor(r) {
+		d.Passkey, d.PasskeyOp, d.Script = true, "enrol", passkeyScript
+	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		p.page(w, r, http.StatusOK, "enrol.html", d)
 		return

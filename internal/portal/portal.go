@@ -225,6 +225,12 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveLogout(w, r)
 	case AuthPath:
 		p.serveForwardAuth(w, r)
+	case PasskeyEnrolBegin, PasskeyLoginBegin:
+		p.servePasskeyBegin(w, r, r.URL.Path == PasskeyEnrolBegin)
+	case PasskeyEnrolFinish, PasskeyLoginFinish:
+		p.servePasskeyFinish(w, r, r.URL.Path == PasskeyEnrolFinish)
+	case RecoveryPath:
+		p.serveRecovery(w, r)
 	default:
 		p.fail(w, r, &guard.Denial{Status: http.StatusNotFound, Reason: "not_found", Message: "There is no such page."})
 	}
