@@ -224,3 +224,46 @@ func (s *Sessions) Revoke(ctx context.Context, user, handle string, all bool) ([
 	}
 	return hit, nil
 }
+
+// SessionView is what `rampart sessions` shows of a session: never its
+// ID, and nothing of a half-done login's secrets.
+type SessionView struct {
+	Handle  string    `json:"handle"`
+	User    string    `json:"user"`
+	Stage   string    `json:"stage,omitempty"`
+	Factor  string    `json:"factor,omitempty"`
+	Created time.Time `json:"created"`
+	Seen    time.Time `json:"seen"`
+	IP      string    `json:"ip"`
+	Agent   string    `json:"agent,omitempty"`
+}
+
+// View returns the session as `rampart sessions` shows it.
+func (s *Session) View() SessionView {
+	return SessionView{Handle: s.Handle, User: s.User, Stage: s.Stage, Factor: s.Factor, Created: s.Created, Seen: s.Seen, IP: s.IP, Agent: s.Agent}
+}
+
+// Views lists the live sessions, of user only when user is not "".
+func (s *Sessions) Views(ctx context.Context, user string) ([]SessionView, error) {
+	list, err := s.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []SessionView{}
+	for _, sess := range list {
+		if user == "" || sess.User == user {
+			out = append(out, sess.View())
+		}
+	}
+	return out, nil
+}
+
+// RevokeViews is Revoke, returning what `rampart sessions` shows.
+func (s *Sessions) RevokeViews(ctx context.Context, user, handle string, all bool) ([]SessionView, error) {
+	ended, err := s.Revoke(ctx, user, handle, all)
+	out := []SessionView{}
+	for _, sess := range ended {
+		out = append(out, sess.View())
+	}
+	return out, err
+}

@@ -41,6 +41,7 @@ Commands:
   audit      check and grade running deployments
   certs      list the certificates Rampart manages
   user       add and manage the login portal's users
+  sessions   list and end login sessions
   ca root    print the local CA's root certificate
   version    print the version
 
@@ -91,6 +92,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return e.certs(rest)
 	case "user":
 		return e.user(rest)
+	case "sessions":
+		return e.sessions(rest)
 	case "ca":
 		return e.ca(rest)
 	case "version", "--version":

@@ -52,6 +52,7 @@ type Gateway struct {
 	mu        sync.Mutex // guards reloads and the fields below
 	https     *http.Server
 	http      *http.Server
+	control   *http.Server // the control socket (control.go)
 	httpsLn   net.Listener
 	httpLn    net.Listener
 	httpsPort string // the port redirects point to
@@ -262,6 +263,11 @@ func (g *Gateway) Start() error {
 		}
 		return fmt.Errorf("acme: %w", err)
 	}
+	if cfg.Store == config.StoreEmbedded {
+		if err := g.startControl(cfg.StateDir); err != nil {
+			g.log.Warn("no control socket: rampart sessions cannot reach this instance", "kind", "control_socket", "error", err.Error())
+		}
+	}
 	go func() { g.serveErr <- ignoreClosed(g.https.ServeTLS(plainHTTPListener{g.httpsLn, g}, "", "")) }()
 	return nil
 }
@@ -346,7 +352,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var errs []error
-	for _, s := range []*http.Server{g.http, g.https} {
+	for _, s := range []*http.Server{g.http, g.https, g.control} {
 		if s != nil {
 			errs = append(errs, s.Shutdown(ctx))
 		}
