@@ -78,7 +78,9 @@ func (f *fixtures) get(t *testing.T) map[string]Report {
 		flaskBad, _ := startFlask(t, flaskEnv{secretKey: "dev", leaky: true, debug: true}, true)
 		run("flask-bad", flaskBad, true, nil)
 		_, upstream := startFlask(t, flaskEnv{secretKey: "7d1f0c53a3c44e6e9b0f8d2a51c6e0a4b1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6"}, false)
-		run("rampart+flask", startRampart(t, upstream), true, nil)
+		run("rampart+flask", startRampart(t, upstream, func(s *config.Site) {
+			s.Routes = append(s.Routes, config.Route{Match: "/admin/", Auth: &config.RouteAuth{Require: true}})
+		}), true, nil)
 		preload := "max-age=63072000; includeSubDomains; preload"
 		run("rampart-preload", startRampart(t, "", func(s *config.Site) { s.Headers.StrictTransportSecurity = &preload }), false, nil)
 		run("soft404", startSoft404(t), false, nil)
@@ -151,6 +153,7 @@ func TestEveryCheckFailsAndPasses(t *testing.T) {
 		{"active.csrf", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "cross-site form POST"},
 		{"active.rate_limit_login", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "none refused"},
 		{"active.body_limit", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "not 413"},
+		{"active.admin_login", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "/admin/ answers 200 without a login"},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {
@@ -184,5 +187,18 @@ func TestEveryCheckFailsAndPasses(t *testing.T) {
 	// Rampart in front of a careful Flask app, active checks included.
 	if r := reports["rampart+flask"]; r.Grade != "A+" {
 		t.Errorf("Rampart in front of Flask grades %s (%d) with --active", r.Grade, r.Score)
+	}
+}
+
+// TestActiveLearnsThePortal: against a site with Rampart's login portal,
+// the login check guesses at the portal (and meets its rate limit or
+// lockout), and a protected /admin/ counts as asking for a login.
+func TestActiveLearnsThePortal(t *testing.T) {
+	reports := shared.get(t)
+	if c := find(t, reports["rampart+flask"], "active.rate_limit_login"); c.Status != scan.Pass || !strings.Contains(c.Evidence, "/.rampart/login") {
+		t.Errorf("the login check: %s %q", c.Status, c.Evidence)
+	}
+	if c := find(t, reports["rampart+flask"], "active.admin_login"); c.Status != scan.Pass || c.Evidence != "/admin/ asks for a login" {
+		t.Errorf("the admin check: %s %q", c.Status, c.Evidence)
 	}
 }

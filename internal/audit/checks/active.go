@@ -29,6 +29,11 @@ var active = []scan.Check{
 		Run: checkLoginRateLimit,
 	},
 	{
+		ID: "active.admin_login", Title: "Admin pages need a login", Severity: scan.High, Reference: refAccessControl, Active: true,
+		Fix: "Put admin pages, dashboards and task monitors behind a login with a second factor (Rampart: a route with auth: {require: true}, and allow_ips for the office network).",
+		Run: checkAdminLogin,
+	},
+	{
 		ID: "active.body_limit", Title: "Request body size limit", Severity: scan.Low, Reference: refBodyLimit, Active: true,
 		Fix: "Cap request bodies (nginx client_max_body_size 16m; Rampart max_body: 16MiB) so the app never reads a huge upload.",
 		Run: checkBodyLimit,
@@ -84,23 +89,62 @@ func checkCSRF(ctx context.Context, t *scan.Target) (scan.Status, string) {
 	return scan.Skip, "neither /login nor / takes a POST"
 }
 
+// portalLogin is the login page of Rampart's portal.
+const portalLogin = "/.rampart/login"
+
 func checkLoginRateLimit(ctx context.Context, t *scan.Target) (scan.Status, string) {
+	// Rampart's login portal when the site has one, else the app's /login.
+	path := "/login"
+	if page, err := t.Do(ctx, "GET", portalLogin, nil, nil); err == nil && page.Status == http.StatusOK && strings.Contains(string(page.Body), `name="password"`) {
+		path = portalLogin
+	}
 	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
 	for i := 1; i <= 50; i++ {
-		page, err := t.Do(ctx, "POST", "/login", h, strings.NewReader("username=rampart-audit&password=wrong"))
+		// One made-up account: a lockout per account counts as much as
+		// a rate per client, and no real account is locked.
+		page, err := t.Do(ctx, "POST", path, h, strings.NewReader("username=rampart-audit-"+t.Nonce+"&password=wrong-password-"+t.Nonce))
 		if err != nil {
-			return scan.Error, "POST /login: " + scan.Describe(err)
+			return scan.Error, "POST " + path + ": " + scan.Describe(err)
 		}
 		switch page.Status {
 		case http.StatusTooManyRequests:
-			return scan.Pass, fmt.Sprintf("429 after %d POSTs to /login", i)
+			return scan.Pass, fmt.Sprintf("429 after %d POSTs to %s", i, path)
 		case http.StatusNotFound, http.StatusMethodNotAllowed:
 			if i == 1 {
-				return scan.Skip, fmt.Sprintf("POST /login answers %d: no login form there", page.Status)
+				return scan.Skip, fmt.Sprintf("POST %s answers %d: no login form there", path, page.Status)
 			}
 		}
 	}
-	return scan.Fail, "50 POSTs to /login in a row, none refused with 429"
+	return scan.Fail, fmt.Sprintf("50 POSTs to %s in a row, none refused with 429", path)
+}
+
+// adminPaths are where apps and their tools put admin pages: Flask-Admin,
+// dashboards, the RQ and Celery (Flower) monitors.
+var adminPaths = []string{"/admin/", "/dashboard/", "/rq/", "/flower/"}
+
+func checkAdminLogin(ctx context.Context, t *scan.Target) (scan.Status, string) {
+	var open, protected []string
+	for _, p := range adminPaths {
+		page, err := t.Do(ctx, "GET", p, nil, nil)
+		if err != nil {
+			continue
+		}
+		loc := strings.ToLower(page.Header.Get("Location"))
+		switch {
+		case page.Status == http.StatusOK:
+			open = append(open, p)
+		case page.Status == http.StatusUnauthorized || page.Status == http.StatusForbidden,
+			page.Status >= 300 && page.Status < 400 && (strings.Contains(loc, "login") || strings.Contains(loc, "signin") || strings.Contains(loc, "auth")):
+			protected = append(protected, p)
+		}
+	}
+	switch {
+	case len(open) > 0:
+		return scan.Fail, "GET " + strings.Join(open, ", ") + " answers 200 without a login"
+	case len(protected) > 0:
+		return scan.Pass, strings.Join(protected, ", ") + " asks for a login"
+	}
+	return scan.Skip, "none of " + strings.Join(adminPaths, ", ") + " is there"
 }
 
 func checkBodyLimit(ctx context.Context, t *scan.Target) (scan.Status, string) {

@@ -32,6 +32,11 @@ def login():
     return "<form method=post><input name=username><input name=password type=password></form>"
 
 
+@app.route("/admin/")
+def admin():
+    return "<!doctype html><title>admin</title><h1>Users</h1>"  # no login at all
+
+
 @app.route("/boom")
 def boom():
     raise RuntimeError("DATABASE_PASSWORD=hunter2")
