@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/rampartproxy/rampart/internal/certs"
 	"github.com/rampartproxy/rampart/internal/config"
 )
 
@@ -134,8 +135,8 @@ func readPrivate(path string) ([]byte, error) {
 // UpdateUsers changes the users file at path under an exclusive lock
 // (users.yaml.lock beside it, so two `rampart user` commands or a
 // command and the portal cannot lose each other's change): it reads the
-// file, calls change, and writes the result to a temporary file, mode
-// 0600, renamed over the old one. Nothing is written when change fails.
+// file, calls change, and writes the result with mode 0600 through
+// certs.WriteFileAtomic. Nothing is written when change fails.
 func UpdateUsers(path string, change func([]User) ([]User, error)) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -162,27 +163,7 @@ func UpdateUsers(path string, change func([]User) ([]User, error)) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".users-*.yaml")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(append([]byte(usersHeader), out...)); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return certs.WriteFileAtomic(path, append([]byte(usersHeader), out...), 0o600)
 }
 
 // ErrNoUser is a user name the file does not have.
