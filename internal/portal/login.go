@@ -37,8 +37,6 @@ var (
 		Message: "This form was sent from another site, so it was refused."}
 	methodNotAllowed = &guard.Denial{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed",
 		Message: "This page does not accept that method.", Header: http.Header{"Allow": {"GET, POST"}}}
-	storeFailed = &guard.Denial{Status: http.StatusServiceUnavailable, Reason: "session_store_unavailable",
-		Message: "Sign-in is unavailable for a moment. Try again shortly.", Header: http.Header{"Retry-After": {"5"}}}
 )
 
 // post reports whether r is a same-origin POST, answering it when not:
@@ -224,25 +222,39 @@ func cut(s string, n int) string {
 	return s
 }
 
-// pending returns the half-done login of r at stage, or answers: back to
-// the login page when there is none.
-func (p *Portal) pending(w http.ResponseWriter, r *http.Request, stage string) (*auth.Session, auth.User, bool) {
+// errGone is a half-done login that cannot go on: there is none, it
+// expired, it is at another step, or its user left the users file.
+var errGone = errors.New("no half-done login")
+
+// halfDone returns r's half-done login at stage and its user; errGone,
+// or the store's error.
+func (p *Portal) halfDone(r *http.Request, stage string) (*auth.Session, auth.User, error) {
 	sess, err := p.session(r)
-	if err != nil && !errors.Is(err, auth.ErrNoSession) {
-		p.fail(w, r, storeFailed.With(err.Error()))
-		return nil, auth.User{}, false
+	if errors.Is(err, auth.ErrNoSession) || err == nil && sess.Stage != stage {
+		return nil, auth.User{}, errGone
 	}
-	if err != nil || sess.Stage != stage {
-		p.page(w, r, http.StatusUnauthorized, "login.html", pages.PortalData{Title: "Sign in", Error: msgExpired, Next: "/"})
-		return nil, auth.User{}, false
+	if err != nil {
+		return nil, auth.User{}, err
 	}
 	user, ok := p.users.Lookup(sess.User)
 	if !ok {
 		_ = p.sessions.End(r.Context(), sess)
-		p.page(w, r, http.StatusUnauthorized, "login.html", pages.PortalData{Title: "Sign in", Error: msgExpired, Next: "/"})
-		return nil, auth.User{}, false
+		return nil, auth.User{}, errGone
 	}
-	return sess, user, true
+	return sess, user, nil
+}
+
+// pending is halfDone for a page: back to the login page when there is
+// no half-done login.
+func (p *Portal) pending(w http.ResponseWriter, r *http.Request, stage string) (*auth.Session, auth.User, bool) {
+	sess, user, err := p.halfDone(r, stage)
+	switch {
+	case errors.Is(err, errGone):
+		p.page(w, r, http.StatusUnauthorized, "login.html", pages.PortalData{Title: "Sign in", Error: msgExpired, Next: "/"})
+	case err != nil:
+		p.fail(w, r, storeFailed.With(err.Error()))
+	}
+	return sess, user, err == nil
 }
 
 func (p *Portal) serveMFA(w http.ResponseWriter, r *http.Request) {

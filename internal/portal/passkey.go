@@ -124,20 +124,27 @@ func jsonError(w http.ResponseWriter, status int, msg string) {
 }
 
 // ceremony checks a ceremony request: a same-origin POST of a half-done
-// login at stage, on a host passkeys work on.
-func (p *Portal) ceremony(w http.ResponseWriter, r *http.Request, stage string) (*auth.Session, auth.User, *webauthn.WebAuthn, bool) {
+// login (at enrolment, or at the second step), on a host passkeys work on.
+func (p *Portal) ceremony(w http.ResponseWriter, r *http.Request, enrol bool) (*auth.Session, auth.User, *webauthn.WebAuthn, bool) {
+	stage := auth.StageMFA
+	if enrol {
+		stage = auth.StageEnrol
+	}
 	if r.Method != http.MethodPost || p.origin.Check(r) != nil {
 		jsonError(w, http.StatusForbidden, "This request was refused.")
 		return nil, auth.User{}, nil, false
 	}
-	sess, err := p.session(r)
-	if err != nil || sess.Stage != stage {
+	sess, user, err := p.halfDone(r, stage)
+	switch {
+	case errors.Is(err, errGone):
 		jsonError(w, http.StatusUnauthorized, msgExpired)
 		return nil, auth.User{}, nil, false
+	case err != nil:
+		jsonError(w, http.StatusServiceUnavailable, storeFailed.Message)
+		return nil, auth.User{}, nil, false
 	}
-	user, ok := p.users.Lookup(sess.User)
-	rp, rpErr := relyingParty(r)
-	if !ok || rpErr != nil || !passkeysFor(r) {
+	rp, err := relyingParty(r)
+	if err != nil || !passkeysFor(r) {
 		jsonError(w, http.StatusBadRequest, "Passkeys cannot be used on this address.")
 		return nil, auth.User{}, nil, false
 	}
@@ -149,11 +156,7 @@ func (p *Portal) ceremony(w http.ResponseWriter, r *http.Request, stage string) 
 }
 
 func (p *Portal) servePasskeyBegin(w http.ResponseWriter, r *http.Request, enrol bool) {
-	stage := auth.StageMFA
-	if enrol {
-		stage = auth.StageEnrol
-	}
-	sess, user, rp, ok := p.ceremony(w, r, stage)
+	sess, user, rp, ok := p.ceremony(w, r, enrol)
 	if !ok {
 		return
 	}
@@ -189,11 +192,7 @@ func (p *Portal) servePasskeyBegin(w http.ResponseWriter, r *http.Request, enrol
 var errPasskey = errors.New("passkey refused")
 
 func (p *Portal) servePasskeyFinish(w http.ResponseWriter, r *http.Request, enrol bool) {
-	stage := auth.StageMFA
-	if enrol {
-		stage = auth.StageEnrol
-	}
-	sess, user, rp, ok := p.ceremony(w, r, stage)
+	sess, user, rp, ok := p.ceremony(w, r, enrol)
 	if !ok {
 		return
 	}

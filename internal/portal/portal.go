@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -76,6 +77,11 @@ type Portal struct {
 	now    func() time.Time
 }
 
+// dummyHash is made once per process: each New (every start and reload)
+// would otherwise pay a whole argon2 computation for the same kind of
+// value.
+var dummyHash = sync.OnceValues(func() (string, error) { return auth.Hash("rampart timing dummy", auth.DefaultParams) })
+
 // hashWait is how long a login waits for its turn to be hashed before it
 // gets 503.
 const hashWait = 5 * time.Second
@@ -90,7 +96,7 @@ func New(cfg config.Auth, st store.Store, log *slog.Logger) (*Portal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth.users_file: %w", err)
 	}
-	dummy, err := auth.Hash("rampart timing dummy", auth.DefaultParams)
+	dummy, err := dummyHash()
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +136,7 @@ var (
 		Message: "Sign in to use this page.", Key: "routes[].auth"}
 	notInGroup = &guard.Denial{Status: http.StatusForbidden, Reason: "not_in_group",
 		Message: "Your account may not use this page.", Key: "routes[].auth.groups"}
-	storeDown = &guard.Denial{Status: http.StatusServiceUnavailable, Reason: "session_store_unavailable",
+	storeFailed = &guard.Denial{Status: http.StatusServiceUnavailable, Reason: "session_store_unavailable",
 		Message: "Sign-in is unavailable for a moment. Try again shortly.", Header: http.Header{"Retry-After": {"5"}}}
 )
 
@@ -148,7 +154,7 @@ func (p *Portal) Require(r *http.Request, groups []string) (*Identity, *guard.De
 		}
 		return nil, loginRequired.With("path " + r.URL.Path), ""
 	case err != nil:
-		return nil, storeDown.With(err.Error()), ""
+		return nil, storeFailed.With(err.Error()), ""
 	}
 	user, ok := p.users.Lookup(sess.User)
 	if !ok {
