@@ -250,14 +250,7 @@ func refused(params string) bool {
 
 // deny answers with Rampart's error page and logs the security event.
 func (g *Gateway) deny(w http.ResponseWriter, info *reqinfo.Info, d *guard.Denial) {
-	for k, vs := range d.Header {
-		w.Header()[k] = vs
-	}
-	// The page is for the visitor; the header and the log line tell the
-	// developer it was Rampart, why, and which key would allow it.
-	w.Header().Set(guard.ReasonHeader, d.ReasonValue())
-	telemetry.Refusal(g.log, "request_blocked", info, d.Reason, fmt.Sprintf("status %d", d.Status), d.Input, d.Key)
-	pages.Error(w, d.Status, d.Message, info.ID, info.Nonce)
+	d.Answer(w, g.log, info)
 }
 
 // serveReport takes a CSP violation report.

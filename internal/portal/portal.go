@@ -251,13 +251,7 @@ func (p *Portal) page(w http.ResponseWriter, r *http.Request, status int, name s
 
 // fail answers with Rampart's error page and logs the refusal.
 func (p *Portal) fail(w http.ResponseWriter, r *http.Request, d *guard.Denial) {
-	info := reqinfo.From(r.Context())
-	for k, vs := range d.Header {
-		w.Header()[k] = vs
-	}
-	w.Header().Set(guard.ReasonHeader, d.ReasonValue())
-	telemetry.Refusal(p.log, "request_blocked", info, d.Reason, fmt.Sprintf("status %d", d.Status), d.Input, d.Key)
-	pages.Error(w, d.Status, d.Message, info.ID, info.Nonce)
+	d.Answer(w, p.log, reqinfo.From(r.Context()))
 }
 
 // event logs a login event: who, never what they typed.
