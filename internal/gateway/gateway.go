@@ -14,8 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -380,18 +378,4 @@ func redirectTarget(host, httpsPort, requestURI string) string {
 		hostport = "[" + host + "]"
 	}
 	return "https://" + hostport + requestURI
-}
-
-// hostOnly returns the lower-cased host of a Host header, without port or
-// IPv6 brackets.
-func hostOnly(hostport string) string {
-	host := hostport
-	if h, p, err := net.SplitHostPort(hostport); err == nil {
-		if _, err := strconv.Atoi(p); err == nil {
-			host = h
-		}
-	} else if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
-		host = host[1 : len(host)-1]
-	}
-	return strings.TrimSuffix(strings.ToLower(host), ".")
 }

@@ -46,7 +46,7 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	defer func() { telemetry.Request(g.log, r, info, sw.statusOr200(), sw.bytes) }()
 	defer g.recoverPanic(sw, info)
 
-	st := snap.lookup(hostOnly(r.Host))
+	st := snap.lookup(reqinfo.Host(r.Host))
 	rt := snap.fallback
 	var dropped []string
 	var badRequest *guard.Denial
@@ -291,7 +291,7 @@ func (g *Gateway) serveRedirect(w http.ResponseWriter, r *http.Request) {
 	info := &reqinfo.Info{Start: time.Now(), ID: reqinfo.NewID(), Client: snap.clients.Resolve(r.RemoteAddr, nil)}
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() { telemetry.Request(g.log, r, info, sw.statusOr200(), sw.bytes) }()
-	host := hostOnly(r.Host)
+	host := reqinfo.Host(r.Host)
 	st := snap.lookup(host)
 	if st == nil {
 		g.deny(sw, info, unknownHost(http.StatusBadRequest, host))

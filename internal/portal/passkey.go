@@ -16,6 +16,7 @@ import (
 
 	"github.com/rampartproxy/rampart/internal/auth"
 	"github.com/rampartproxy/rampart/internal/pages"
+	"github.com/rampartproxy/rampart/internal/reqinfo"
 )
 
 // Passkeys (WebAuthn, go-webauthn) as a second factor: enrolled on the
@@ -70,14 +71,14 @@ const passkeyScript = template.JS(`(() => {
 // passkeysFor reports whether the browser can use a passkey on r's host:
 // WebAuthn scopes credentials to a domain, never an IP address.
 func passkeysFor(r *http.Request) bool {
-	_, err := netip.ParseAddr(hostOf(r))
+	_, err := netip.ParseAddr(reqinfo.Host(r.Host))
 	return err != nil
 }
 
 // relyingParty is the site as WebAuthn knows it: its host, and the origin
 // the browser is on.
 func relyingParty(r *http.Request) (*webauthn.WebAuthn, error) {
-	host := hostOf(r)
+	host := reqinfo.Host(r.Host)
 	return webauthn.New(&webauthn.Config{RPID: host, RPDisplayName: host, RPOrigins: []string{"https://" + r.Host},
 		Timeouts: webauthn.TimeoutsConfig{
 			Login:        webauthn.TimeoutConfig{Enforce: true, Timeout: 2 * time.Minute},

@@ -245,7 +245,7 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // page writes one of the portal's pages.
 func (p *Portal) page(w http.ResponseWriter, r *http.Request, status int, name string, d pages.PortalData) {
 	info := reqinfo.From(r.Context())
-	d.Site, d.RequestID, d.Nonce = hostOf(r), info.ID, info.Nonce
+	d.Site, d.RequestID, d.Nonce = reqinfo.Host(r.Host), info.ID, info.Nonce
 	pages.Portal(w, status, name, d)
 }
 
@@ -257,14 +257,6 @@ func (p *Portal) fail(w http.ResponseWriter, r *http.Request, d *guard.Denial) {
 // event logs a login event: who, never what they typed.
 func (p *Portal) event(r *http.Request, kind, reason, user string) {
 	telemetry.Event(p.log, kind, reqinfo.From(r.Context()), reason, "user "+user)
-}
-
-func hostOf(r *http.Request) string {
-	h := r.Host
-	if i := strings.LastIndexByte(h, ':'); i > 0 && !strings.HasSuffix(h, "]") {
-		h = h[:i]
-	}
-	return h
 }
 
 // localNext is where to go after signing in: next if it is a path on this

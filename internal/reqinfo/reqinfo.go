@@ -7,6 +7,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -85,4 +88,18 @@ func ValidID(id string) bool {
 		}
 	}
 	return true
+}
+
+// Host returns the lower-cased host of a Host header, without port or
+// IPv6 brackets.
+func Host(hostport string) string {
+	host := hostport
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		if _, err := strconv.Atoi(p); err == nil {
+			host = h
+		}
+	} else if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	return strings.TrimSuffix(strings.ToLower(host), ".")
 }

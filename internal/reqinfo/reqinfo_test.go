@@ -49,3 +49,19 @@ func TestFromWithoutInfo(t *testing.T) {
 	}()
 	From(context.Background())
 }
+
+func TestHost(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"App.Example.com:8443": "app.example.com",
+		"app.example.com.":     "app.example.com",
+		"[::1]:8443":           "::1",
+		"[::1]":                "::1",
+		"127.0.0.1":            "127.0.0.1",
+		"localhost:x":          "localhost:x",
+	} {
+		if got := Host(in); got != want {
+			t.Errorf("Host(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
