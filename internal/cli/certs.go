@@ -48,16 +48,7 @@ func (e env) certs(args []string) int {
 	if ok, code := e.parse(fs, args, cfgPath); !ok {
 		return code
 	}
-	if *cfgPath == "" && fileExists("rampart.yaml") {
-		*cfgPath = "rampart.yaml"
-	}
-	var cfg *config.Config
-	var err error
-	if *cfgPath != "" {
-		cfg, err = config.Load(*cfgPath)
-	} else {
-		cfg, err = config.Build(config.Config{Sites: []config.Site{{Hosts: quickHosts, Upstream: "http://127.0.0.1:1"}}})
-	}
+	cfg, err := loadFor(*cfgPath)
 	if err != nil {
 		return e.fail(err, "run 'rampart validate --config FILE' to see every problem")
 	}

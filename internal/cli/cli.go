@@ -10,6 +10,8 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+
+	"github.com/rampartproxy/rampart/internal/config"
 )
 
 // Exit codes.
@@ -216,4 +218,29 @@ func (e env) parse(fs *flag.FlagSet, args []string, config *string) (ok bool, co
 func fileExists(path string) bool {
 	fi, err := os.Stat(path)
 	return err == nil && !fi.IsDir()
+}
+
+// groupHelp handles a command group's bare name and --help (rampart user,
+// rampart sessions --help): the group's usage, exit 2 when no command
+// was given, 0 when help was asked for. done is false otherwise.
+func (e env) groupHelp(args []string, usage string) (code int, done bool) {
+	if len(args) > 0 && args[0] != "--help" && args[0] != "-h" && args[0] != "-help" && args[0] != "help" {
+		return 0, false
+	}
+	fmt.Fprint(e.stdout, usage)
+	if len(args) == 0 {
+		return exitUsage, true
+	}
+	return exitOK, true
+}
+
+// loadFor loads the config at path, or ./rampart.yaml, or the defaults.
+func loadFor(path string) (*config.Config, error) {
+	if path == "" && fileExists("rampart.yaml") {
+		path = "rampart.yaml"
+	}
+	if path != "" {
+		return config.Load(path)
+	}
+	return config.Build(config.Config{Sites: []config.Site{{Hosts: quickHosts, Upstream: "http://127.0.0.1:1"}}})
 }

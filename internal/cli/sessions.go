@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -42,12 +43,8 @@ Examples:
 `
 
 func (e env) sessions(args []string) int {
-	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "-help" || args[0] == "help" {
-		fmt.Fprint(e.stdout, sessionsUsage)
-		if len(args) == 0 {
-			return exitUsage
-		}
-		return exitOK
+	if code, done := e.groupHelp(args, sessionsUsage); done {
+		return code
 	}
 	cmd := args[0]
 	hint := "run 'rampart sessions --help' for the commands"
@@ -127,7 +124,7 @@ func (e env) sessions(args []string) int {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HANDLE\tUSER\tSTATE\tSIGNED IN\tLAST SEEN\tADDRESS\tBROWSER")
 	for _, v := range views {
-		state := cmpOr(v.Factor, "-")
+		state := cmp.Or(v.Factor, "-")
 		if v.Stage != "" {
 			state = "half-done (" + v.Stage + ")"
 		}
@@ -137,29 +134,11 @@ func (e env) sessions(args []string) int {
 	return exitOK
 }
 
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
 func cut(s string, n int) string {
 	if len(s) > n {
 		return s[:n] + "…"
 	}
 	return s
-}
-
-// loadFor loads the config at path, or ./rampart.yaml, or the defaults.
-func loadFor(path string) (*config.Config, error) {
-	if path == "" && fileExists("rampart.yaml") {
-		path = "rampart.yaml"
-	}
-	if path != "" {
-		return config.Load(path)
-	}
-	return config.Build(config.Config{Sites: []config.Site{{Hosts: quickHosts, Upstream: "http://127.0.0.1:1"}}})
 }
 
 // sessionsCall runs direct on the store when it can be opened (Redis,
@@ -209,7 +188,7 @@ func controlCall(ctx context.Context, sock, method, path string) ([]auth.Session
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
 		_ = json.Unmarshal(body, &e)
-		return nil, errors.New(cmpOr(e.Error, resp.Status))
+		return nil, errors.New(cmp.Or(e.Error, resp.Status))
 	}
 	var views []auth.SessionView
 	return views, json.Unmarshal(body, &views)

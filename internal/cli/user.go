@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,12 +45,8 @@ Examples:
 `
 
 func (e env) user(args []string) int {
-	if len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "-help" || args[0] == "help" {
-		fmt.Fprint(e.stdout, userUsage)
-		if len(args) == 0 {
-			return exitUsage
-		}
-		return exitOK
+	if code, done := e.groupHelp(args, userUsage); done {
+		return code
 	}
 	cmd := args[0]
 	fs := e.flags("user "+cmd, userUsage)
@@ -157,16 +154,7 @@ func usersPath(cfgPath, usersFile string) (string, error) {
 	if usersFile != "" {
 		return usersFile, nil
 	}
-	if cfgPath == "" && fileExists("rampart.yaml") {
-		cfgPath = "rampart.yaml"
-	}
-	var cfg *config.Config
-	var err error
-	if cfgPath != "" {
-		cfg, err = config.Load(cfgPath)
-	} else {
-		cfg, err = config.Build(config.Config{Sites: []config.Site{{Hosts: quickHosts, Upstream: "http://127.0.0.1:1"}}})
-	}
+	cfg, err := loadFor(cfgPath)
 	if err != nil {
 		return "", err
 	}
@@ -195,17 +183,10 @@ func (e env) userList(path string) int {
 		if len(f) == 0 {
 			f = append(f, "none")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", u.Name, orDash(strings.Join(u.Groups, ",")), strings.Join(f, ", "), len(u.Recovery))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", u.Name, cmp.Or(strings.Join(u.Groups, ","), "-"), strings.Join(f, ", "), len(u.Recovery))
 	}
 	tw.Flush()
 	return exitOK
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func (e env) userAdd(path, name, groups string, fromStdin bool) int {
