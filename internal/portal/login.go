@@ -266,15 +266,8 @@ func (p *Portal) serveMFA(w http.ResponseWriter, r *http.Request) {
 	if len(user.Passkeys) > 0 && passkeysFor(r) {
 		d.Passkey, d.PasskeyOp, d.Script = true, "login", passkeyScript
 	}
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		p.page(w, r, http.StatusOK, "mfa.html", d)
-		return
-	}
-	if !p.post(w, r) {
-		return
-	}
-	client := clientKey(r)
-	if !p.notLocked(w, r, user.Name, client) {
+	client, ok := p.stepForm(w, r, "mfa.html", d, user.Name)
+	if !ok {
 		return
 	}
 	code := r.PostFormValue("code")
@@ -286,6 +279,21 @@ func (p *Portal) serveMFA(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.complete(w, r, sess, factor)
+}
+
+// stepForm serves a login step's page (name, filled by d) to a GET, and
+// admits a POST of its form: same origin, user not locked out. ok says
+// whether there is a form to handle; client is the sender's lockout key.
+func (p *Portal) stepForm(w http.ResponseWriter, r *http.Request, name string, d pages.PortalData, user string) (client string, ok bool) {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		p.page(w, r, http.StatusOK, name, d)
+		return "", false
+	}
+	if !p.post(w, r) {
+		return "", false
+	}
+	client = clientKey(r)
+	return client, p.notLocked(w, r, user, client)
 }
 
 // checkCode checks a TOTP or recovery code of user and spends it. It
@@ -356,15 +364,8 @@ func (p *Portal) serveEnrol(w http.ResponseWriter, r *http.Request) {
 	if passkeysFor(r) {
 		d.Passkey, d.PasskeyOp, d.Script = true, "enrol", passkeyScript
 	}
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		p.page(w, r, http.StatusOK, "enrol.html", d)
-		return
-	}
-	if !p.post(w, r) {
-		return
-	}
-	client := clientKey(r)
-	if !p.notLocked(w, r, user.Name, client) {
+	client, ok := p.stepForm(w, r, "enrol.html", d, user.Name)
+	if !ok {
 		return
 	}
 	step, ok := auth.TOTPStep(sess.Secret, r.PostFormValue("code"), p.now())
