@@ -106,6 +106,9 @@ func TestTOTPSkewAndSteps(t *testing.T) {
 	if len(key.Secret()) != 32 || !strings.HasPrefix(key.URL(), "otpauth://totp/app.example.test:alice?") {
 		t.Fatalf("secret %q, URI %s", key.Secret(), key.URL())
 	}
+	if again, err := TOTPKey("app.example.test", "alice", key.Secret()); err != nil || again.URL() != key.URL() {
+		t.Fatalf("the key of the same secret: %v, %v; want %s", again, err, key.URL())
+	}
 	now := time.Unix(1_800_000_015, 0) // mid-step
 	for _, tc := range []struct {
 		offset time.Duration

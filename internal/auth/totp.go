@@ -26,8 +26,22 @@ const (
 
 // NewTOTP makes a secret for account at issuer (the site's name, which
 // the app shows beside the codes).
-func NewTOTP(issuer, account string) (*otp.Key, error) {
-	return totp.Generate(totp.GenerateOpts{Issuer: issuer, AccountName: account, Period: totpPeriod, SecretSize: 20,
+func NewTOTP(issuer, account string) (*otp.Key, error) { return totpKey(issuer, account, nil) }
+
+// TOTPKey is the key of an existing base32 secret, for showing it again
+// (its otpauth:// URI, its QR code) in the same form NewTOTP gives.
+func TOTPKey(issuer, account, secret string) (*otp.Key, error) {
+	b, err := decodeSecret(secret)
+	if err != nil {
+		return nil, err
+	}
+	return totpKey(issuer, account, b)
+}
+
+// totpKey is the one place the parameters are chosen; a nil secret is
+// made fresh.
+func totpKey(issuer, account string, secret []byte) (*otp.Key, error) {
+	return totp.Generate(totp.GenerateOpts{Issuer: issuer, AccountName: account, Period: totpPeriod, SecretSize: 20, Secret: secret,
 		Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
 }
 

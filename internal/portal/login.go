@@ -359,7 +359,7 @@ func (p *Portal) serveEnrol(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	qr, _ := qrFor(reqinfo.Host(r.Host), user.Name, sess.Secret)
+	qr := qrFor(reqinfo.Host(r.Host), user.Name, sess.Secret)
 	d := pages.PortalData{Title: "Set up two-step verification", User: user.Name, QR: qr, Secret: groupSecret(sess.Secret)}
 	if passkeysFor(r) {
 		d.Passkey, d.PasskeyOp, d.Script = true, "enrol", passkeyScript

@@ -293,12 +293,14 @@ func clientKey(r *http.Request) string {
 }
 
 // qrFor draws the enrolment QR code of a secret.
-func qrFor(site, user, secret string) (template.HTML, string) {
-	uri := (&url.URL{Scheme: "otpauth", Host: "totp", Path: "/" + site + ":" + user,
-		RawQuery: url.Values{"secret": {secret}, "issuer": {site}, "algorithm": {"SHA1"}, "digits": {"6"}, "period": {"30"}}.Encode()}).String()
-	svg, err := auth.QRSVG(uri)
+func qrFor(site, user, secret string) template.HTML {
+	key, err := auth.TOTPKey(site, user, secret)
 	if err != nil {
-		return "", uri
+		return ""
 	}
-	return template.HTML(svg), uri // #nosec: drawn by auth.QRSVG from modules only
+	svg, err := auth.QRSVG(key.URL())
+	if err != nil {
+		return ""
+	}
+	return template.HTML(svg) // #nosec: drawn by auth.QRSVG from modules only
 }
