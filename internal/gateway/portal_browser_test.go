@@ -29,33 +29,14 @@ func TestBrowserLoginWalk(t *testing.T) {
 	e := startPortal(t, nil)
 	_, port, _ := net.SplitHostPort(e.httpsAddr)
 	base := "https://localhost:" + port
-	shots := os.Getenv("RAMPART_SCREENSHOTS")
-	if shots == "" {
-		shots = t.TempDir()
-	}
 	for _, size := range []struct {
 		name          string
 		width, height int64
 		user          string
 		password      string
 	}{{"desktop", 1000, 900, "carol", carolPassword}, {"phone", 390, 844, "bob", bobPassword}} {
-		ctx := headless.Browser(t)
-		shot := func(name string) {
-			t.Helper()
-			png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(shots, size.name+"-"+name+".png"), png, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-			t.Helper()
-			if err := chromedp.Do(ctx, actions...); err != nil {
-				t.Fatalf("%s (%s): %v", what, size.name, err)
-			}
-		}
+		w := newWalk(t, size.name)
+		ctx, do, shot := w.ctx, w.do, w.shot
 		do("open /admin/", chromedp.EmulateViewport(size.width, size.height),
 			chromedp.Navigate(base+"/admin/"), chromedp.WaitVisible(chromedp.CSS("#username")))
 		if loc, _ := chromedp.Run(ctx, chromedp.Location()); !strings.HasPrefix(loc, base+"/.rampart/login?next=") {
@@ -100,7 +81,43 @@ func TestBrowserLoginWalk(t *testing.T) {
 		shot("7-signed-out")
 		do("/admin/ again", chromedp.Navigate(base+"/admin/"), chromedp.WaitVisible(chromedp.CSS("#username")))
 	}
-	t.Logf("screenshots in %s", shots)
+}
+
+// walk is one Chromium tab walking the portal.
+type walk struct {
+	t      *testing.T
+	ctx    context.Context
+	prefix string // of the screenshots' names
+	dir    string // $RAMPART_SCREENSHOTS, else the test's temporary folder
+}
+
+func newWalk(t *testing.T, prefix string) *walk {
+	dir := os.Getenv("RAMPART_SCREENSHOTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	t.Logf("screenshots in %s", dir)
+	return &walk{t: t, ctx: headless.Browser(t), prefix: prefix, dir: dir}
+}
+
+// do runs actions; a failure names the step.
+func (w *walk) do(what string, actions ...chromedp.Action[chromedp.Void]) {
+	w.t.Helper()
+	if err := chromedp.Do(w.ctx, actions...); err != nil {
+		w.t.Fatalf("%s (%s): %v", what, w.prefix, err)
+	}
+}
+
+// shot saves the whole page as PREFIX-NAME.png.
+func (w *walk) shot(name string) {
+	w.t.Helper()
+	png, err := chromedp.Run(w.ctx, chromedp.FullScreenshot(100))
+	if err == nil {
+		err = os.WriteFile(filepath.Join(w.dir, w.prefix+"-"+name+".png"), png, 0o644)
+	}
+	if err != nil {
+		w.t.Fatal(err)
+	}
 }
 
 // waitText waits for the page's text to contain want, and returns it.
@@ -130,27 +147,8 @@ func TestBrowserPasskeyWalk(t *testing.T) {
 	e := startPortal(t, nil)
 	_, port, _ := net.SplitHostPort(e.httpsAddr)
 	base := "https://localhost:" + port
-	shots := os.Getenv("RAMPART_SCREENSHOTS")
-	if shots == "" {
-		shots = t.TempDir()
-	}
-	ctx := headless.Browser(t)
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	shot := func(name string) {
-		t.Helper()
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err == nil {
-			err = os.WriteFile(filepath.Join(shots, "passkey-"+name+".png"), png, 0o644)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	w := newWalk(t, "passkey")
+	ctx, do, shot := w.ctx, w.do, w.shot
 	do("a virtual authenticator", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		if _, err := cdp.Call(ctx, tg, webauthn.Enable, webauthn.EnableParams{}); err != nil {
 			return err
