@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
 // ACME obtains and renews certificates from an ACME CA with certmagic.
@@ -123,17 +125,17 @@ func (a *ACME) onEvent(_ context.Context, event string, data map[string]any) err
 	default:
 		return nil // per-handshake events would drown the log
 	}
-	attrs := []any{"kind", "acme_" + event}
+	var detail []string
 	for _, k := range []string{"identifier", "renewal", "remaining", "issuer", "storage_path", "error"} {
 		if v, ok := data[k]; ok {
-			attrs = append(attrs, k, fmt.Sprint(v))
+			detail = append(detail, k+"="+fmt.Sprint(v))
 		}
 	}
 	level := slog.LevelInfo
 	if event == "cert_failed" || event == "cert_ocsp_revoked" {
 		level = slog.LevelWarn
 	}
-	a.log.Log(context.Background(), level, "acme "+event, attrs...)
+	telemetry.Notice(a.log, level, "acme_"+event, "", strings.TrimPrefix(event, "cert_"), strings.Join(detail, " "))
 	return nil
 }
 
@@ -196,8 +198,8 @@ func (a *ACME) expiryAlarm(every time.Duration) {
 				continue
 			}
 			if left := time.Until(c.Leaf.NotAfter); overdue(c.Leaf, time.Now()) {
-				a.log.Warn("security_event", "kind", "cert_expiring", "reason", "not_renewed",
-					"detail", fmt.Sprintf("%v expires in %s (%s) and has not been renewed", c.Names, left.Round(time.Minute), c.Leaf.NotAfter.UTC().Format(time.RFC3339)))
+				telemetry.Notice(a.log, slog.LevelWarn, "cert_expiring", "", "not_renewed",
+					fmt.Sprintf("%v expires in %s (%s) and has not been renewed", c.Names, left.Round(time.Minute), c.Leaf.NotAfter.UTC().Format(time.RFC3339)))
 			}
 		}
 	}

@@ -106,9 +106,10 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 	}
 	r.OnChange = func(err error) {
 		if err != nil {
-			log.Error("store unreachable: rate limits fail "+cfg.StoreFailure+" until it is back", "kind", "store_down", "error", err.Error())
+			telemetry.Notice(log, slog.LevelError, "store_down", "", "unreachable",
+				"Redis is unreachable ("+err.Error()+"); rate limits fail "+cfg.StoreFailure+" until it is back")
 		} else {
-			log.Info("store reachable again", "kind", "store_up")
+			telemetry.Notice(log, slog.LevelInfo, "store_up", "", "reachable", "Redis is reachable again")
 		}
 	}
 	return r, nil

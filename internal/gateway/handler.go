@@ -55,6 +55,7 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		// guard, the route and the upstream see the same path and headers.
 		if dropped, badRequest = st.inbound.Normalize(r); badRequest == nil {
 			rt = st.route(r.URL.Path)
+			info.Path = r.URL.Path
 		}
 	}
 	// Every response, Rampart's own pages included, gets the route's

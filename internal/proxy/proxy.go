@@ -6,6 +6,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,11 +17,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/pages"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
+	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
 // Options configure a Proxy.
@@ -296,12 +299,30 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	}
 	status, msg := http.StatusBadGateway, "The application is not answering right now."
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+	kind := ErrorKind(err)
+	if kind == "timeout" {
 		status, msg = http.StatusGatewayTimeout, "The application took too long to answer."
 	}
-	p.log.Warn("upstream error", "request_id", info.ID, "status", status, "error", err.Error())
+	telemetry.Event(p.log, "upstream_error", info, kind, fmt.Sprintf("status %d: %v", status, err))
 	pages.Error(w, status, msg, info.ID, info.Nonce)
+}
+
+// ErrorKind sorts an upstream error for the log and the metrics:
+// "timeout" (no answer in time), "refused" (nothing listens: the app is
+// down, or its unix socket is gone), "reset" (the app closed or reset the
+// connection mid-answer: a worker killed or restarted) or "other".
+func ErrorKind(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT):
+		return "refused"
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "reset"
+	}
+	return "other"
 }
 
 // Preflight asks the upstream the question a browser asks before a

@@ -22,7 +22,10 @@ type Info struct {
 	ID     string
 	Client clientip.Result
 	Site   string
-	Start  time.Time
+	// Path is the request's path as the app will read it (decoded and
+	// cleaned, without the query), for events; "" until it is known.
+	Path  string
+	Start time.Time
 	// Nonce is the response's CSP nonce, "" when the route has none.
 	Nonce string
 	// UpstreamStart is when the request went to the upstream; zero when

@@ -72,6 +72,7 @@ func Refusal(log *slog.Logger, kind string, info *reqinfo.Info, reason, detail, 
 		slog.String("site", info.Site),
 		slog.String("request_id", info.ID),
 		slog.String("client_ip", addrString(info)),
+		slog.String("path", cut(info.Path, 256)),
 		slog.String("reason", reason),
 		slog.String("detail", detail),
 	}
@@ -81,7 +82,7 @@ func Refusal(log *slog.Logger, kind string, info *reqinfo.Info, reason, detail, 
 	if key != "" {
 		attrs = append(attrs, slog.String("allow_with", key))
 	}
-	log.LogAttrs(context.Background(), slog.LevelWarn, "security_event", attrs...)
+	log.LogAttrs(context.Background(), slog.LevelWarn, EventMessage, attrs...)
 }
 
 // cut shortens s to at most n bytes, on a rune boundary, marking the cut.

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"bytes"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -37,5 +38,43 @@ func TestRequestLineLeavesQueryOut(t *testing.T) {
 	l := out.String()
 	if strings.Contains(l, "SECRET") || !strings.Contains(l, `"path":"/reset"`) || !strings.Contains(l, `"request_id":"id1"`) {
 		t.Errorf("log line: %s", l)
+	}
+}
+
+func TestObservePublishesEveryEventWhateverTheLevel(t *testing.T) {
+	t.Parallel()
+	out := &lockedBuffer{}
+	var bus Bus
+	var got []Entry
+	bus.Subscribe(func(e *Entry) { got = append(got, *e) })
+	log := Observe(NewLogger(out, slog.LevelError), &bus)
+
+	info := &reqinfo.Info{ID: "id1", Site: "app.test", Path: "/login"}
+	Refusal(log, "request_blocked", info, "csrf_cross_origin", "status 403", "origin https://evil.test", "csrf.trusted_origins")
+	Notice(log, slog.LevelInfo, "store_up", "", "reachable", "Redis is reachable again")
+	log.Info("started") // not an event
+	Notice(log, slog.LevelError, "store_down", "", "unreachable", "down")
+
+	want := []Entry{
+		{Level: "WARN", Kind: "request_blocked", Site: "app.test", RequestID: "id1", Path: "/login", Reason: "csrf_cross_origin",
+			Detail: "status 403", Input: "origin https://evil.test", AllowWith: "csrf.trusted_origins"},
+		{Level: "INFO", Kind: "store_up", Reason: "reachable", Detail: "Redis is reachable again"},
+		{Level: "ERROR", Kind: "store_down", Reason: "unreachable", Detail: "down"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("published %d events, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		if got[i].Time.IsZero() {
+			t.Errorf("event %d has no time", i)
+		}
+		got[i].Time = time.Time{}
+		if got[i] != want[i] {
+			t.Errorf("event %d:\n got %+v\nwant %+v", i, got[i], want[i])
+		}
+	}
+	// The log keeps its own level: only the error line was written.
+	if l := out.String(); strings.Count(l, "\n") != 1 || !strings.Contains(l, `"kind":"store_down"`) {
+		t.Errorf("log at level error wrote:\n%s", l)
 	}
 }
