@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"strings"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/version"
 )
 
 // Exit codes.
@@ -20,9 +20,6 @@ const (
 	exitError = 1 // the command ran and failed, or found problems
 	exitUsage = 2 // the command line was wrong
 )
-
-// Version is set at build time with -ldflags "-X ...cli.Version=v1.2.3".
-var Version = ""
 
 const usage = `rampart puts a web app on the internet safely: a hardened HTTPS reverse
 proxy that does the production checklist for you.
@@ -106,7 +103,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			}
 			return e.usageError(fmt.Sprintf("unexpected argument %q", rest[0]), "run 'rampart version' alone")
 		}
-		fmt.Fprintf(stdout, "rampart %s\n", version())
+		fmt.Fprintf(stdout, "rampart %s\n", version.String())
 		return exitOK
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
@@ -126,50 +123,6 @@ commit time, and the Go version. Quote it in bug reports.
 Examples:
   rampart version
 `
-
-// version describes this build from what the Go toolchain recorded in it.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "devel (no build information)"
-	}
-	return versionOf(Version, bi)
-}
-
-// versionOf reads a BuildInfo: "v1.2.0 (revision 67d2a03f1c2e,
-// 2026-11-22T09:00:00Z, go1.26.8)", the release set at link time first,
-// then the module version (a pseudo-version already names the revision).
-func versionOf(release string, bi *debug.BuildInfo) string {
-	v := release
-	if v == "" {
-		v = bi.Main.Version
-	}
-	if v == "" || v == "(devel)" {
-		v = "devel"
-	}
-	var rev, at, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value[:min(len(s.Value), 12)]
-		case "vcs.time":
-			at = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "+dirty"
-			}
-		}
-	}
-	var details []string
-	if rev != "" && !strings.Contains(v, rev) {
-		details = append(details, "revision "+rev+dirty)
-	}
-	if at != "" {
-		details = append(details, at)
-	}
-	details = append(details, bi.GoVersion)
-	return v + " (" + strings.Join(details, ", ") + ")"
-}
 
 // flags makes a FlagSet whose --help prints text (examples first) and the
 // flags, to stdout, and whose errors come out in Rampart's error format.
