@@ -147,7 +147,7 @@ func (e env) serve(args []string) int {
 			return e.fail(err, "")
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				if err := reload(g, load); err != nil {
+				if err := g.ReloadWith(load); err != nil {
 					log.Error("reload refused; the previous config keeps serving", "error", err.Error())
 				} else {
 					log.Info("reloaded", "config", *cfgPath)
@@ -191,14 +191,6 @@ func (e env) serve(args []string) int {
 	}
 }
 
-func reload(g *gateway.Gateway, load func() (*config.Config, error)) error {
-	cfg, err := load()
-	if err != nil {
-		return err
-	}
-	return g.Reload(cfg)
-}
-
 // banner tells a person what is being served and how to trust the CA.
 func (e env) banner(g *gateway.Gateway, cfg *config.Config, cfgPath string, app *demo.Server) {
 	httpsAddr, httpAddr := g.Addrs()
@@ -212,6 +204,9 @@ func (e env) banner(g *gateway.Gateway, cfg *config.Config, cfgPath string, app 
 	}
 	if httpAddr != "" {
 		fmt.Fprintf(e.stderr, "rampart: plain HTTP on %s redirects to HTTPS\n", httpAddr)
+	}
+	if a := g.AdminAddr(); a != "" {
+		fmt.Fprintf(e.stderr, "rampart: dashboard on http://%s/, metrics on /metrics, health on /healthz and /readyz\n", a)
 	}
 	if ca := g.CA(); ca != nil {
 		fmt.Fprintf(e.stderr, "rampart: certificates come from the local CA in %s (SHA-256 %s)\n", cfg.StateDir, ca.Fingerprint()[:23]+"…")

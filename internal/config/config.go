@@ -75,6 +75,12 @@ type Config struct {
 	// Auth configures the login portal for routes with auth.
 	Auth Auth `yaml:"auth"`
 
+	// Admin is the listener for health checks, metrics and the dashboard.
+	Admin Admin `yaml:"admin"`
+
+	// Alerts post to a webhook when events cross a threshold.
+	Alerts Alerts `yaml:"alerts"`
+
 	// Sites are the applications served. Each host name belongs to exactly
 	// one site; a name no site lists is refused during the TLS handshake.
 	Sites []Site `yaml:"sites"`
@@ -464,6 +470,7 @@ func (c *Config) applyDefaults() {
 	c.applyProtectionDefaults()
 	c.applyACMEDefaults()
 	c.applyAuthDefaults()
+	c.applyAdminDefaults()
 	for i := range c.Sites {
 		s := &c.Sites[i]
 		for j, h := range s.Hosts {
@@ -554,6 +561,7 @@ func (c *Config) validate() Problems {
 	c.validateProtection(bad)
 	c.validateACME(bad)
 	c.validateAuth(bad)
+	c.validateAdmin(bad)
 	owner := map[string]int{}
 	for i, s := range c.Sites {
 		at := fmt.Sprintf("sites[%d]", i)

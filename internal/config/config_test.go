@@ -135,6 +135,9 @@ func TestProblemsHaveLines(t *testing.T) {
 			[]string{"bad.yaml:4: sites[0].guards.insecure_underscore_headers: \"X_Forwarded_For\" reaches the app as HTTP_X_FORWARDED_FOR, which only Rampart may set"}},
 		{"nonce placeholders", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    csp: {nonce_placeholder: __RAMPART_CSP_NONCE__}\n    routes:\n      - match: /a/\n        csp: {nonce_placeholder: short}\n      - match: /b/\n        csp: {nonce: false, nonce_placeholder: __CSP_NONCE_0123456789abcdefghij__}\n",
 			[]string{"bad.yaml:4: sites[0].csp.nonce_placeholder: __RAMPART_CSP_NONCE__ is public", "bad.yaml:7: sites[0].routes[0].csp.nonce_placeholder: a placeholder is a secret of at least 24", "bad.yaml:9: sites[0].routes[1].csp.nonce_placeholder: set, but nonce is false"}},
+		{"admin and alert mistakes", "admin: {listen: \"0.0.0.0:9090\"}\nalerts:\n  webhook: http://hooks.example.com/T0/secret\n  rules:\n    - {event: login_faild, over: 20}\n    - {event: status_5xx, over: -1}\nsites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n",
+			[]string{"bad.yaml:1: admin.listen: \"0.0.0.0:9090\" is reachable beyond this machine: set admin.token_file", "bad.yaml:3: alerts.webhook: plain http:// goes only to loopback",
+				"bad.yaml:5: alerts.rules[0].event: \"login_faild\" is not an event kind Rampart logs", "bad.yaml:6: alerts.rules[1].over: must be between 0"}},
 		{"sensitive paths scalar", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {sensitive_paths: none}\n", []string{"bad.yaml:4: sites[0].guards.sensitive_paths: \"default\" or a list of patterns, not \"none\""}},
 	}
 	for _, tt := range tests {
@@ -259,5 +262,55 @@ func TestExplicitEmptyRateLimits(t *testing.T) {
 	}
 	if len(cfg.Sites[0].RateLimits) != 0 {
 		t.Errorf("rate_limits: [] got %v", cfg.Sites[0].RateLimits)
+	}
+}
+
+func TestAdminAndAlertDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := Parse("min.yaml", []byte("sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:5000\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Admin.Listen != DefaultAdminListen || !cfg.AdminDefaulted() {
+		t.Errorf("admin.listen = %q (defaulted %v)", cfg.Admin.Listen, cfg.AdminDefaulted())
+	}
+	if len(cfg.Alerts.Rules) != 5 || cfg.Alerts.Rules[3].Within.Std() != DefaultAlertWindow {
+		t.Errorf("default rules = %+v", cfg.Alerts.Rules)
+	}
+	cfg, err = Parse("set.yaml", []byte("admin: {listen: \"[::]:9090\", token_file: /etc/t}\nalerts: {rules: []}\nsites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:5000\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AdminDefaulted() || len(cfg.Alerts.Rules) != 0 {
+		t.Errorf("written values not kept: defaulted %v, rules %+v", cfg.AdminDefaulted(), cfg.Alerts.Rules)
+	}
+}
+
+func TestRedactedHidesSecrets(t *testing.T) {
+	t.Parallel()
+	cfg, err := Parse("s.yaml", []byte(`store: redis://:hunter2@127.0.0.1:6379/0
+alerts: {webhook: "https://hooks.slack.com/services/T0/B0/s3cr3tpath"}
+sites:
+  - hosts: [localhost]
+    upstream: http://127.0.0.1:5000
+    csp: {nonce_placeholder: __CSP_NONCE_0123456789abcdefghij__}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cfg.Redacted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := string(out)
+	for _, secret := range []string{"hunter2", "s3cr3tpath", "0123456789abcdefghij"} {
+		if strings.Contains(y, secret) {
+			t.Errorf("redacted config shows %q:\n%s", secret, y)
+		}
+	}
+	for _, kept := range []string{"hooks.slack.com", ":xxxxx@127.0.0.1:6379", "localhost"} {
+		if !strings.Contains(y, kept) {
+			t.Errorf("redacted config lost %q:\n%s", kept, y)
+		}
 	}
 }

@@ -21,9 +21,11 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/rampartproxy/rampart/internal/alerts"
 	"github.com/rampartproxy/rampart/internal/certs"
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
+	"github.com/rampartproxy/rampart/internal/metrics"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
 	"github.com/rampartproxy/rampart/internal/spool"
 	"github.com/rampartproxy/rampart/internal/store"
@@ -32,7 +34,10 @@ import (
 
 // Gateway serves one config at a time, swapping it atomically on Reload.
 type Gateway struct {
-	log     *slog.Logger
+	log     *slog.Logger // every event it writes is published on bus
+	bus     *telemetry.Bus
+	metrics *metrics.Metrics
+	alerts  *alerts.Alerter
 	snap    atomic.Pointer[snapshot]
 	reports *csp.Reporter // outlives reloads: its counts are kept
 	store   store.Store   // opened once; a reload cannot move it
@@ -51,6 +56,8 @@ type Gateway struct {
 	https     *http.Server
 	http      *http.Server
 	control   *http.Server // the control socket (control.go)
+	admin     *http.Server // health, metrics, dashboard (observe.go)
+	adminLn   net.Listener
 	httpsLn   net.Listener
 	httpLn    net.Listener
 	httpsPort string // the port redirects point to
@@ -59,7 +66,9 @@ type Gateway struct {
 
 // New compiles cfg. Nothing is bound until Start.
 func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
-	g := &Gateway{log: log, serveErr: make(chan error, 2)}
+	bus := &telemetry.Bus{}
+	log = telemetry.Observe(log, bus)
+	g := &Gateway{log: log, bus: bus, serveErr: make(chan error, 2)}
 	g.reports = csp.NewReporter(func(r *http.Request, v csp.Violation, count int64) {
 		telemetry.Event(log, "csp_violation", reqinfo.From(r.Context()), v.Directive,
 			fmt.Sprintf("%s blocked %q on %q (%s); seen %d times", v.Directive, v.BlockedURI, v.DocumentURI, v.Disposition, count))
@@ -69,6 +78,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	g.store = st
+	g.metrics = g.newMetrics()
+	g.alerts = alerts.New(log)
+	bus.Subscribe(g.metrics.Event)
+	bus.Subscribe(g.alerts.Event)
 	b := cfg.Buffering
 	if g.spool, err = spool.New(filepath.Join(cfg.StateDir, "spool"), spool.Limits{Memory: int64(b.Memory), MemoryTotal: int64(b.MemoryTotal),
 		File: int64(b.File), FileTotal: int64(b.FileTotal), PerClient: b.SlowPerClient}); err != nil {
@@ -160,6 +173,7 @@ func (g *Gateway) tlsConfig() *tls.Config {
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return g.snap.Load().certificate(hello, g.acme.Load())
 		},
+		VerifyConnection: g.countHandshake,
 	}
 	// A TLS-ALPN-01 validation (RFC 8737) asks for acme-tls/1 only. Whether
 	// it is answered follows the current snapshot, so that an ACME site a
@@ -221,7 +235,7 @@ func (g *Gateway) Start() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	cfg := g.snap.Load().cfg
-	errLog := slog.NewLogLogger(g.log.Handler(), slog.LevelInfo)
+	errLog := g.serverLog()
 	var err error
 	if g.httpsLn, err = net.Listen("tcp", cfg.Listen.HTTPS); err != nil {
 		return fmt.Errorf("listen https on %q: %w", cfg.Listen.HTTPS, bindHint(err))
@@ -262,6 +276,14 @@ func (g *Gateway) Start() error {
 		}
 		return fmt.Errorf("acme: %w", err)
 	}
+	if err := g.startAdmin(cfg); err != nil {
+		g.httpsLn.Close()
+		if g.httpLn != nil {
+			g.httpLn.Close()
+		}
+		return err
+	}
+	g.configureAlerts(cfg)
 	if cfg.Store == config.StoreEmbedded {
 		if err := g.startControl(cfg.StateDir); err != nil {
 			g.log.Warn("no control socket: rampart sessions cannot reach this instance", "kind", "control_socket", "error", err.Error())
@@ -321,11 +343,13 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 		return err
 	}
 	if cfg.Listen != old.cfg.Listen || cfg.Timeouts.ReadHeader != old.cfg.Timeouts.ReadHeader ||
-		cfg.Timeouts.Idle != old.cfg.Timeouts.Idle || cfg.MaxHeaderSize != old.cfg.MaxHeaderSize || cfg.Buffering != old.cfg.Buffering {
-		g.log.Warn("listen addresses, read_header, idle, max_header_size and buffering apply at start only; restart rampart to change them")
+		cfg.Timeouts.Idle != old.cfg.Timeouts.Idle || cfg.MaxHeaderSize != old.cfg.MaxHeaderSize || cfg.Buffering != old.cfg.Buffering ||
+		cfg.Admin != old.cfg.Admin {
+		g.log.Warn("listen addresses, read_header, idle, max_header_size, buffering and admin apply at start only; restart rampart to change them")
 	}
 	g.snap.Store(s)
 	if g.https != nil {
+		g.configureAlerts(cfg)
 		if err := g.startACME(cfg); err != nil {
 			g.log.Error("acme: new names not managed", "error", err.Error())
 		}
@@ -351,7 +375,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var errs []error
-	for _, s := range []*http.Server{g.http, g.https, g.control} {
+	for _, s := range []*http.Server{g.http, g.https, g.control, g.admin} {
 		if s != nil {
 			errs = append(errs, s.Shutdown(ctx))
 		}
@@ -365,6 +389,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	if a := g.acme.Load(); a != nil {
 		a.Stop()
 	}
+	g.alerts.Close()
 	errs = append(errs, g.store.Close())
 	return errors.Join(errs...)
 }

@@ -43,7 +43,8 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		sw.extendDeadline()
 	}
 	sw.Header().Set("X-Request-ID", info.ID)
-	defer func() { telemetry.Request(g.log, r, info, sw.statusOr200(), sw.bytes) }()
+	end := g.metrics.Begin()
+	defer func() { end(); g.finish(r, info, sw) }()
 	defer g.recoverPanic(sw, info)
 
 	st := snap.lookup(reqinfo.Host(r.Host))
@@ -291,7 +292,7 @@ func (g *Gateway) serveRedirect(w http.ResponseWriter, r *http.Request) {
 	snap := g.snap.Load()
 	info := &reqinfo.Info{Start: time.Now(), ID: reqinfo.NewID(), Client: snap.clients.Resolve(r.RemoteAddr, nil)}
 	sw := &statusWriter{ResponseWriter: w}
-	defer func() { telemetry.Request(g.log, r, info, sw.statusOr200(), sw.bytes) }()
+	defer g.finish(r, info, sw)
 	host := reqinfo.Host(r.Host)
 	st := snap.lookup(host)
 	if st == nil {

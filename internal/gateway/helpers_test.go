@@ -194,6 +194,9 @@ func startGateway(t testing.TB, c config.Config) *testGateway {
 // the gateway before it starts.
 func startBuilt(t testing.TB, cfg *config.Config, tweak func(*Gateway)) *testGateway {
 	t.Helper()
+	if cfg.AdminDefaulted() {
+		cfg.Admin.Listen = "127.0.0.1:0" // tests run side by side
+	}
 	logs := &syncBuffer{}
 	g, err := New(cfg, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {

@@ -296,6 +296,10 @@ func TestLoginPortal(t *testing.T) {
 			t.Errorf("no %s event", kind)
 		}
 	}
+	fams := scrape(t, e.AdminAddr())
+	if n, m := value(fams, "rampart_logins_total", "factor=totp"), value(fams, "rampart_logins_total", "factor=recovery"); n < 1 || m != 1 {
+		t.Errorf("rampart_logins_total: totp %v, recovery %v\n%s", n, m, series(fams, "rampart_logins_total"))
+	}
 	for _, secret := range []string{alicePassword, "not-her-password", code, rc, strings.TrimPrefix(session, auth.CookieName+"="), strings.TrimPrefix(pending, auth.CookieName+"="), "mallory"} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("the log holds %q", secret)
@@ -402,6 +406,22 @@ func TestLoginLockout(t *testing.T) {
 	for _, want := range []string{`"reason":"account_locked"`, `"reason":"address_locked"`, `"reason":"locked_out"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("no %s event", want)
+		}
+	}
+	fams := scrape(t, e.AdminAddr())
+	for _, w := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"rampart_login_failures_total", []string{"reason=wrong_password"}, 5},
+		{"rampart_login_failures_total", []string{"reason=locked_out"}, 3},
+		{"rampart_lockouts_total", []string{"scope=account"}, 1},
+		{"rampart_lockouts_total", []string{"scope=address"}, 1},
+		{"rampart_blocked_total", []string{"guard=auth", "reason=login_locked"}, 3},
+	} {
+		if got := value(fams, w.name, w.labels...); got != w.want {
+			t.Errorf("%s%v = %v, want %v", w.name, w.labels, got, w.want)
 		}
 	}
 	if strings.Contains(logs, "nobody1") {

@@ -239,6 +239,18 @@ func TestRateLimitFailsClosed(t *testing.T) {
 	site := siteFor(newRecorder(t).URL())
 	site.RateLimits = []config.RateLimit{{Match: "/", Rate: "100/s"}}
 	tg := startGateway(t, config.Config{Store: redis.URL(), StoreFailure: "closed", Sites: []config.Site{site}})
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + tg.AdminAddr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := readyz(); status != 200 {
+		t.Errorf("/readyz with Redis up = %d %s", status, body)
+	}
 	redis.Kill()
 	resp, err := tg.client(false).Get("https://localhost/")
 	if err != nil {
@@ -247,6 +259,17 @@ func TestRateLimitFailsClosed(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" {
 		t.Errorf("with Redis down and store_failure closed: %d", resp.StatusCode)
+	}
+	// Not ready: a load balancer should send traffic elsewhere.
+	if status, body := readyz(); status != 503 || !strings.Contains(body, "store_failure: closed") {
+		t.Errorf("/readyz with Redis down and store_failure closed = %d %s", status, body)
+	}
+	fams := scrape(t, tg.AdminAddr())
+	if up, outages, errs := value(fams, "rampart_store_up"), value(fams, "rampart_store_outages_total"), value(fams, "rampart_store_errors_total"); up != 0 || outages != 1 || errs < 1 {
+		t.Errorf("store metrics with Redis down: up %v, outages %v, errors %v", up, outages, errs)
+	}
+	if n := value(fams, "rampart_blocked_total", "guard=rate_limit", "reason=rate_limit_store_down"); n != 1 {
+		t.Errorf("rampart_blocked_total{reason=rate_limit_store_down} = %v, want 1", n)
 	}
 }
 

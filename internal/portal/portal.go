@@ -119,6 +119,9 @@ func New(cfg config.Auth, st store.Store, log *slog.Logger) (*Portal, error) {
 // most that have.
 func (p *Portal) Hashing() (limit, peak int) { return cap(p.hashing), int(p.hashPeak.Load()) }
 
+// HashingNow is how many password hashes are running, and how many may.
+func (p *Portal) HashingNow() (busy, limit int) { return len(p.hashing), cap(p.hashing) }
+
 // Users is the number of accounts, for the start-up log.
 func (p *Portal) Users() int { return p.users.Len() }
 

@@ -36,8 +36,9 @@ type Redis struct {
 
 	timeout   time.Duration
 	down      atomic.Bool
-	nextProbe atomic.Int64 // unix nanoseconds
-	mu        sync.Mutex   // orders OnChange calls
+	errors    atomic.Uint64 // calls that failed for Redis's sake
+	nextProbe atomic.Int64  // unix nanoseconds
+	mu        sync.Mutex    // orders OnChange calls
 }
 
 var (
@@ -79,6 +80,7 @@ func (r *Redis) call(ctx context.Context, f func(ctx context.Context) error) err
 	if r.down.Load() {
 		next := r.nextProbe.Load()
 		if time.Now().UnixNano() < next || !r.nextProbe.CompareAndSwap(next, time.Now().Add(probeEvery).UnixNano()) {
+			r.errors.Add(1)
 			return ErrUnavailable
 		}
 	}
@@ -102,12 +104,21 @@ func (r *Redis) call(ctx context.Context, f func(ctx context.Context) error) err
 		}
 		return context.DeadlineExceeded
 	}
+	r.errors.Add(1)
 	if !r.down.Load() {
 		r.nextProbe.Store(time.Now().Add(probeEvery).UnixNano())
 		r.changed(err)
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)
 }
+
+// Up reports whether Redis answered the last call (true until a call
+// fails).
+func (r *Redis) Up() bool { return !r.down.Load() }
+
+// Errors counts the calls that failed because Redis did not answer (each
+// decided by store_failure), outages' fast failures included.
+func (r *Redis) Errors() uint64 { return r.errors.Load() }
 
 // callerGaveUp reports whether ctx, the caller's context, has ended. Its
 // deadline is compared with the clock too: go-redis sets the connection's

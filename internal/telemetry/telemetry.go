@@ -28,7 +28,7 @@ func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
 func Request(log *slog.Logger, r *http.Request, info *reqinfo.Info, status int, bytes int64) {
 	attrs := []slog.Attr{
 		slog.String("request_id", info.ID),
-		slog.String("client_ip", addrString(info)),
+		slog.String("client_ip", ClientIP(info)),
 		slog.String("site", info.Site),
 		slog.String("host", r.Host),
 		slog.String("method", r.Method),
@@ -71,7 +71,7 @@ func Refusal(log *slog.Logger, kind string, info *reqinfo.Info, reason, detail, 
 		slog.String("kind", kind),
 		slog.String("site", info.Site),
 		slog.String("request_id", info.ID),
-		slog.String("client_ip", addrString(info)),
+		slog.String("client_ip", ClientIP(info)),
 		slog.String("path", cut(info.Path, 256)),
 		slog.String("reason", reason),
 		slog.String("detail", detail),
@@ -96,7 +96,8 @@ func cut(s string, n int) string {
 	return s[:n] + "…"
 }
 
-func addrString(info *reqinfo.Info) string {
+// ClientIP is the client address of info, "" when unknown.
+func ClientIP(info *reqinfo.Info) string {
 	if !info.Client.Client.IsValid() {
 		return ""
 	}

@@ -1,0 +1,126 @@
+package admin
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func serve(t *testing.T, o Options) *httptest.Server {
+	t.Helper()
+	if o.Ready == nil {
+		o.Ready = func(context.Context) []Check { return []Check{{Name: "config", OK: true}} }
+	}
+	if o.Metrics == nil {
+		o.Metrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "rampart_up 1\n") })
+	}
+	s := httptest.NewServer(Handler(o))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func get(t *testing.T, url, host, authz string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if host != "" {
+		req.Host = host
+	}
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestLoopbackRefusesForeignHosts(t *testing.T) {
+	t.Parallel()
+	s := serve(t, Options{})
+	for _, tt := range []struct {
+		path, host string
+		want       int
+	}{
+		{"/metrics", "", 200},                      // 127.0.0.1:port
+		{"/metrics", "localhost:9090", 200},        // a name for loopback
+		{"/metrics", "[::1]:9090", 200},            // an IPv6 literal
+		{"/metrics", "attacker.example:9090", 403}, // DNS rebinding: a page's name resolving to 127.0.0.1
+		{"/healthz", "attacker.example", 200},      // health checks need nothing
+		{"/readyz", "lb.internal", 200},
+	} {
+		if got, body := get(t, s.URL+tt.path, tt.host, ""); got != tt.want {
+			t.Errorf("GET %s Host %q = %d (%s), want %d", tt.path, tt.host, got, body, tt.want)
+		}
+	}
+}
+
+func TestTokenGuardsAllButHealth(t *testing.T) {
+	t.Parallel()
+	token := strings.Repeat("k", 40)
+	s := serve(t, Options{Token: token})
+	for _, tt := range []struct {
+		path, authz string
+		want        int
+	}{
+		{"/metrics", "", 401},
+		{"/metrics", "Bearer " + strings.Repeat("x", 40), 401},
+		{"/metrics", "Basic " + token, 401},
+		{"/metrics", "Bearer " + token, 200},
+		{"/metrics", "bearer " + token, 200},
+		{"/healthz", "", 200},
+	} {
+		if got, _ := get(t, s.URL+tt.path, "anything.example", tt.authz); got != tt.want {
+			t.Errorf("GET %s with %q = %d, want %d", tt.path, tt.authz, got, tt.want)
+		}
+	}
+}
+
+func TestReadyzSaysWhy(t *testing.T) {
+	t.Parallel()
+	s := serve(t, Options{Ready: func(context.Context) []Check {
+		return []Check{{Name: "config", OK: true}, {Name: "store", OK: false, Detail: "redis unreachable"}}
+	}})
+	status, body := get(t, s.URL+"/readyz", "", "")
+	if status != 503 || !strings.Contains(body, `"ready":false`) || !strings.Contains(body, "redis unreachable") {
+		t.Errorf("readyz = %d %s", status, body)
+	}
+}
+
+func TestReadToken(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := strings.Repeat("a1", 32)
+	if tok, err := ReadToken(write("good", good+"\n", 0o600)); err != nil || tok != good {
+		t.Errorf("ReadToken(good) = %q, %v", tok, err)
+	}
+	for name, tt := range map[string]struct {
+		content string
+		mode    os.FileMode
+		want    string
+	}{
+		"readable": {good, 0o644, "chmod 600"},
+		"short":    {"hunter2", 0o600, "use at least 32"},
+	} {
+		if _, err := ReadToken(write(name, tt.content, tt.mode)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("ReadToken(%s) = %v, want an error saying %q", name, err, tt.want)
+		}
+	}
+	if _, err := ReadToken(filepath.Join(dir, "missing")); err == nil {
+		t.Error("a missing token file is accepted")
+	}
+}

@@ -1,0 +1,271 @@
+package gateway
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rampartproxy/rampart/internal/admin"
+	"github.com/rampartproxy/rampart/internal/certs"
+	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/metrics"
+	"github.com/rampartproxy/rampart/internal/reqinfo"
+	"github.com/rampartproxy/rampart/internal/store"
+	"github.com/rampartproxy/rampart/internal/telemetry"
+)
+
+// This file is what the gateway shows of itself: the metrics and where
+// their state comes from, the readiness checks, and the admin listener.
+
+// newMetrics makes the metrics, reading the gateway's state at scrape time.
+func (g *Gateway) newMetrics() *metrics.Metrics {
+	state := metrics.State{
+		Certificates: g.certificates,
+		CSPReports: func() map[string]int64 {
+			by := map[string]int64{}
+			for v, n := range g.reports.Counts() {
+				by[v.Directive] += n
+			}
+			return by
+		},
+		Hashing: func() (int, int) {
+			if p := g.snap.Load().portal; p != nil {
+				return p.HashingNow()
+			}
+			return 0, 0
+		},
+	}
+	if r, ok := g.store.(*store.Redis); ok {
+		state.StoreUp, state.StoreErrors = r.Up, r.Errors
+	}
+	state.Alerts = func() (int64, int64, int64) {
+		return g.alerts.Sent.Load(), g.alerts.Failed.Load(), g.alerts.Dropped.Load()
+	}
+	return metrics.New(state)
+}
+
+// finish is the end of every request: its log line, its metrics, and a
+// 5xx for the alert rules that count them.
+func (g *Gateway) finish(r *http.Request, info *reqinfo.Info, sw *statusWriter) {
+	status := sw.statusOr200()
+	telemetry.Request(g.log, r, info, status, sw.bytes)
+	g.metrics.Request(info.Site, r.Method, status, time.Since(info.Start), info.Upstream, info.Truncated != nil)
+	if status >= 500 && g.alerts.Wants(config.StatusKind) {
+		g.alerts.Event(&telemetry.Entry{Time: time.Now(), Kind: config.StatusKind, Site: info.Site, RequestID: info.ID,
+			ClientIP: telemetry.ClientIP(info), Path: info.Path, Reason: fmt.Sprintf("status %d", status)})
+	}
+}
+
+// configureAlerts gives the alert rules this config's webhook and rules,
+// the instance's name and where to look; the listeners must be bound.
+func (g *Gateway) configureAlerts(cfg *config.Config) {
+	host, _ := os.Hostname()
+	where := "this instance's JSON log"
+	if g.adminLn != nil {
+		where = "the dashboard http://" + g.adminLn.Addr().String() + "/"
+	}
+	g.alerts.Configure(cfg.Alerts, net.JoinHostPort(cmp.Or(host, "rampart"), g.httpsPort), where)
+}
+
+// certificates lists the certificate served for each host name, as the
+// metrics and the dashboard show them. A local-CA site's certificate is
+// issued here if no handshake has asked for it yet; an ACME name without
+// a certificate yet is left out (readiness reports it).
+func (g *Gateway) certificates() []metrics.Certificate {
+	snap := g.snap.Load()
+	var managed []*x509.Certificate
+	if a := g.acme.Load(); a != nil {
+		for _, c := range a.Managed() {
+			if c.Leaf != nil {
+				managed = append(managed, c.Leaf)
+			}
+		}
+	}
+	var out []metrics.Certificate
+	for _, st := range snap.sites {
+		if st.acme {
+			for _, h := range st.hosts {
+				for _, leaf := range managed {
+					if leaf.VerifyHostname(h) == nil {
+						out = append(out, metrics.Certificate{Name: h, NotAfter: leaf.NotAfter, Source: "acme", Issuer: leaf.Issuer.CommonName})
+						break
+					}
+				}
+			}
+			continue
+		}
+		leaf, err := leafOf(st.cert)
+		if err != nil {
+			continue
+		}
+		source := "files"
+		if _, ok := st.cert.(*certs.Internal); ok {
+			source = "local_ca"
+		}
+		for _, h := range st.hosts {
+			out = append(out, metrics.Certificate{Name: h, NotAfter: leaf.NotAfter, Source: source, Issuer: leaf.Issuer.CommonName})
+		}
+	}
+	return out
+}
+
+func leafOf(src certs.Source) (*x509.Certificate, error) {
+	c, err := src.Certificate()
+	if err != nil {
+		return nil, err
+	}
+	if c.Leaf != nil {
+		return c.Leaf, nil
+	}
+	if len(c.Certificate) == 0 {
+		return nil, errors.New("empty certificate")
+	}
+	return x509.ParseCertificate(c.Certificate[0])
+}
+
+// ready runs the readiness checks of /readyz: the config is loaded,
+// every host name has a certificate, and the store answers (or is down
+// with store_failure open, which serves on purpose).
+func (g *Gateway) ready(ctx context.Context) []admin.Check {
+	snap := g.snap.Load()
+	checks := []admin.Check{{Name: "config", OK: true, Detail: fmt.Sprintf("%d sites", len(snap.sites))}}
+
+	have := map[string]bool{}
+	for _, c := range g.certificates() {
+		have[c.Name] = true
+	}
+	var missing []string
+	for _, st := range snap.sites {
+		for _, h := range st.hosts {
+			if !have[h] {
+				missing = append(missing, h)
+			}
+		}
+	}
+	cert := admin.Check{Name: "certificates", OK: len(missing) == 0, Detail: fmt.Sprintf("%d names", len(have))}
+	if len(missing) > 0 {
+		cert.Detail = "no certificate yet for " + strings.Join(missing, ", ")
+	}
+	checks = append(checks, cert)
+
+	st := admin.Check{Name: "store", OK: true, Detail: snap.cfg.Store}
+	if snap.cfg.Store != config.StoreEmbedded {
+		st.Detail = "redis"
+		if _, err := g.store.Get(ctx, "readyz"); err != nil && !errors.Is(err, store.ErrNotFound) {
+			st.Detail = "redis unreachable"
+			if snap.cfg.StoreFailure == config.FailOpen {
+				st.Detail += "; rate limits fail open (store_failure: open)"
+			} else {
+				st.OK = false
+				st.Detail += "; rate-limited requests get 503 (store_failure: closed)"
+			}
+		}
+	}
+	return append(checks, st)
+}
+
+// startAdmin binds the admin listener. A port taken from under the
+// default address is not fatal: Rampart serves without it and says so.
+func (g *Gateway) startAdmin(cfg *config.Config) error {
+	if cfg.Admin.Listen == "off" {
+		return nil
+	}
+	var token string
+	if cfg.Admin.TokenFile != "" {
+		var err error
+		if token, err = admin.ReadToken(cfg.Admin.TokenFile); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		if cfg.AdminDefaulted() {
+			g.log.Warn("no admin listener (health, metrics, dashboard): "+cfg.Admin.Listen+" is taken; set admin.listen to a free address, or off",
+				"kind", "admin_listener", "error", err.Error())
+			return nil
+		}
+		return fmt.Errorf("listen admin on %q: %w", cfg.Admin.Listen, bindHint(err))
+	}
+	g.adminLn = ln
+	g.admin = &http.Server{
+		Handler:           admin.Handler(admin.Options{Token: token, Ready: g.ready, Metrics: g.metrics.Handler()}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          log.New(discard{}, "", 0),
+	}
+	go func() { _ = g.admin.Serve(ln) }()
+	return nil
+}
+
+// AdminAddr is the admin listener's bound address, "" when there is none.
+func (g *Gateway) AdminAddr() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.adminLn == nil {
+		return ""
+	}
+	return g.adminLn.Addr().String()
+}
+
+// serverLog is the ErrorLog of the serving listeners: net/http's own
+// complaints go to the JSON log, and its TLS handshake failures are
+// counted by reason.
+func (g *Gateway) serverLog() *log.Logger {
+	return log.New(serverLogWriter{g}, "", 0)
+}
+
+type serverLogWriter struct{ g *Gateway }
+
+func (w serverLogWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "TLS handshake error") {
+		w.g.metrics.HandshakeFailed(msg)
+	}
+	w.g.log.Info(msg)
+	return len(p), nil
+}
+
+// countHandshake is the TLS config's VerifyConnection: it runs once per
+// completed handshake, new or resumed, and refuses nothing.
+func (g *Gateway) countHandshake(cs tls.ConnectionState) error {
+	g.metrics.Handshake(cs.Version)
+	return nil
+}
+
+// ReloadWith loads a config with load and swaps it in, counting the
+// reload (and its failure, whether the file or the swap failed) in the
+// metrics and as an event.
+func (g *Gateway) ReloadWith(load func() (*config.Config, error)) error {
+	cfg, err := load()
+	if err == nil {
+		err = g.Reload(cfg)
+	}
+	g.metrics.Reload(err == nil)
+	if err != nil {
+		telemetry.Notice(g.log, slog.LevelError, "config_reload_failed", "", "refused", "the previous config keeps serving: "+firstLine(err.Error()))
+		return err
+	}
+	telemetry.Notice(g.log, slog.LevelInfo, "config_reloaded", "", "ok", fmt.Sprintf("%d sites", len(cfg.Sites)))
+	return nil
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

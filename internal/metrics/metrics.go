@@ -1,0 +1,313 @@
+// Package metrics is Rampart's Prometheus metrics. Requests are counted as
+// they finish; everything else is read from the security events
+// (telemetry.Entry), so a metric and the log line it counts cannot
+// disagree; state (certificates, the store, the login portal) is read
+// when Prometheus scrapes.
+//
+// Names follow Prometheus's conventions: rampart_ prefix, _total for
+// counters, _seconds in base units. Every label value comes from a fixed
+// set or from the config (site and host names): never a path, an address,
+// a user or a header, whatever a client sends.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rampartproxy/rampart/internal/telemetry"
+	"github.com/rampartproxy/rampart/internal/version"
+)
+
+// Metrics holds Rampart's collectors in a registry of its own.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests       *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	upstream       *prometheus.HistogramVec
+	inFlight       prometheus.Gauge
+	truncated      *prometheus.CounterVec
+	upstreamErrors *prometheus.CounterVec
+	handshakes     *prometheus.CounterVec
+	handshakeFails *prometheus.CounterVec
+	blocked        *prometheus.CounterVec
+	events         *prometheus.CounterVec
+	logins         *prometheus.CounterVec
+	loginFailures  *prometheus.CounterVec
+	lockouts       *prometheus.CounterVec
+	storeOutages   prometheus.Counter
+	reloads        *prometheus.CounterVec
+	lastReload     prometheus.Gauge
+}
+
+// State is read at every scrape. Any field may be nil.
+type State struct {
+	// Certificates lists the certificates served, by host name.
+	Certificates func() []Certificate
+	// StoreUp reports whether the shared store answers (Redis); nil for
+	// the embedded store, which is always up.
+	StoreUp func() bool
+	// StoreErrors counts store calls that failed.
+	StoreErrors func() uint64
+	// CSPReports counts CSP violation reports by directive.
+	CSPReports func() map[string]int64
+	// Hashing is the login portal's password hashing: hashes running,
+	// and how many may run at once.
+	Hashing func() (busy, capacity int)
+	// Alerts counts alerts delivered to the webhook, given up on after
+	// retries, and dropped because the queue was full.
+	Alerts func() (sent, failed, dropped int64)
+}
+
+// Certificate is one served certificate.
+type Certificate struct {
+	Name     string // the host name it is served for
+	NotAfter time.Time
+	Source   string // local_ca, files, acme
+	Issuer   string // the issuer's common name
+}
+
+// Buckets of the latency histograms, in seconds: an app behind Rampart
+// answers in a millisecond to a minute.
+var buckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
+// New makes the collectors, registers them with the Go runtime's and the
+// process's, and reads state at every scrape.
+func New(state State) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_requests_total",
+			Help: "Requests answered, by site, status class (2xx, 3xx, 4xx, 5xx) and method (other for unusual ones)."},
+			[]string{"site", "status_class", "method"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rampart_request_duration_seconds",
+			Help: "Time from a request's headers to the end of its response, by site.", Buckets: buckets}, []string{"site"}),
+		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rampart_upstream_duration_seconds",
+			Help: "Time the upstream took to send its response headers, by site.", Buckets: buckets}, []string{"site"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rampart_requests_in_flight",
+			Help: "Requests being served now."}),
+		truncated: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_responses_truncated_total",
+			Help: "Responses the upstream cut short after they had started, by site."}, []string{"site"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_upstream_errors_total",
+			Help: "Requests the upstream did not answer, by site and kind (refused, timeout, reset, other)."}, []string{"site", "kind"}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_tls_handshakes_total",
+			Help: "TLS handshakes completed, by version."}, []string{"version"}),
+		handshakeFails: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_tls_handshake_failures_total",
+			Help: "TLS handshakes that failed, by reason."}, []string{"reason"}),
+		blocked: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_blocked_total",
+			Help: "Requests and responses a guard stopped, by guard and reason."}, []string{"guard", "reason"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_events_total",
+			Help: "Security events logged, by kind."}, []string{"kind"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_logins_total",
+			Help: "Completed logins to the login portal, by the last factor (password, totp, passkey, recovery)."}, []string{"factor"}),
+		loginFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_login_failures_total",
+			Help: "Failed login attempts, by reason."}, []string{"reason"}),
+		lockouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_lockouts_total",
+			Help: "Accounts and client addresses locked out after failed logins, by scope (account, address)."}, []string{"scope"}),
+		storeOutages: prometheus.NewCounter(prometheus.CounterOpts{Name: "rampart_store_outages_total",
+			Help: "Times the shared store became unreachable."}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_config_reloads_total",
+			Help: "Config reloads, by result (success, failure)."}, []string{"result"}),
+		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rampart_config_last_reload_success_timestamp_seconds",
+			Help: "When the config last loaded successfully, in Unix seconds."}),
+	}
+	m.lastReload.SetToCurrentTime()
+	release, revision, goVersion := version.Labels()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "rampart_build_info",
+		Help:        "Always 1; the labels name the build.",
+		ConstLabels: prometheus.Labels{"version": release, "revision": revision, "goversion": goVersion}})
+	build.Set(1)
+	m.reg.MustRegister(m.requests, m.duration, m.upstream, m.inFlight, m.truncated, m.upstreamErrors,
+		m.handshakes, m.handshakeFails, m.blocked, m.events, m.logins, m.loginFailures, m.lockouts,
+		m.storeOutages, m.reloads, m.lastReload, build, &stateCollector{state},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry is where the collectors are, for the dashboard's sampler.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in Prometheus's text format (or
+// OpenMetrics, when the scraper asks).
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{EnableOpenMetrics: true})
+}
+
+// Begin counts a request in flight; the returned func ends it.
+func (m *Metrics) Begin() func() {
+	m.inFlight.Inc()
+	return m.inFlight.Dec
+}
+
+// Request counts a finished request. upstream is zero when the request
+// never reached the upstream.
+func (m *Metrics) Request(site, method string, status int, total, upstream time.Duration, truncated bool) {
+	site = siteLabel(site)
+	m.requests.WithLabelValues(site, statusClass(status), methodLabel(method)).Inc()
+	m.duration.WithLabelValues(site).Observe(total.Seconds())
+	if upstream > 0 {
+		m.upstream.WithLabelValues(site).Observe(upstream.Seconds())
+	}
+	if truncated {
+		m.truncated.WithLabelValues(site).Inc()
+	}
+}
+
+// Handshake counts a completed TLS handshake.
+func (m *Metrics) Handshake(version uint16) {
+	m.handshakes.WithLabelValues(tlsVersion(version)).Inc()
+}
+
+// HandshakeFailed counts a failed TLS handshake by the error net/http
+// logged for it.
+func (m *Metrics) HandshakeFailed(msg string) {
+	m.handshakeFails.WithLabelValues(HandshakeReason(msg)).Inc()
+}
+
+// Reload counts a config reload.
+func (m *Metrics) Reload(ok bool) {
+	if ok {
+		m.reloads.WithLabelValues("success").Inc()
+		m.lastReload.SetToCurrentTime()
+		return
+	}
+	m.reloads.WithLabelValues("failure").Inc()
+}
+
+// Event counts a security event: subscribe it to the telemetry.Bus.
+func (m *Metrics) Event(e *telemetry.Entry) {
+	m.events.WithLabelValues(kindLabel(e.Kind)).Inc()
+	switch e.Kind {
+	case "request_blocked", "debug_leak_blocked", "open_redirect_blocked":
+		g, reason := GuardOf(e.Reason)
+		m.blocked.WithLabelValues(g, reason).Inc()
+	case "upstream_error":
+		m.upstreamErrors.WithLabelValues(siteLabel(e.Site), oneOf(e.Reason, "refused", "timeout", "reset")).Inc()
+	case "login":
+		m.logins.WithLabelValues(oneOf(e.Reason, "password", "totp", "passkey", "recovery")).Inc()
+	case "login_failed":
+		m.loginFailures.WithLabelValues(oneOf(e.Reason, "wrong_password", "wrong_code")).Inc()
+	case "login_refused":
+		m.loginFailures.WithLabelValues("locked_out").Inc()
+	case "lockout":
+		m.lockouts.WithLabelValues(oneOf(strings.TrimSuffix(e.Reason, "_locked"), "account", "address")).Inc()
+	case "store_down":
+		m.storeOutages.Inc()
+	}
+}
+
+// stateCollector reads State at scrape time.
+type stateCollector struct{ s State }
+
+var (
+	certExpiry = prometheus.NewDesc("rampart_certificate_expiry_seconds",
+		"Seconds until a served certificate expires, by host name (negative once expired).", []string{"name"}, nil)
+	storeUp = prometheus.NewDesc("rampart_store_up",
+		"1 when the store answers, 0 during an outage.", nil, nil)
+	storeErrors = prometheus.NewDesc("rampart_store_errors_total",
+		"Store calls that failed (each is decided by store_failure).", nil, nil)
+	cspReports = prometheus.NewDesc("rampart_csp_reports_total",
+		"CSP violation reports received, by directive (other for unknown ones).", []string{"directive"}, nil)
+	hashing = prometheus.NewDesc("rampart_login_hashing",
+		"Password hashes the login portal is computing now; past capacity, logins get 503 login_busy.", nil, nil)
+	hashingCap = prometheus.NewDesc("rampart_login_hashing_capacity",
+		"Password hashes the login portal computes at once.", nil, nil)
+	alertsSent = prometheus.NewDesc("rampart_alerts_total",
+		"Alerts posted to the webhook, by result (sent, failed after retries, dropped).", []string{"result"}, nil)
+)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{certExpiry, storeUp, storeErrors, cspReports, hashing, hashingCap, alertsSent} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	if f := c.s.Certificates; f != nil {
+		for _, cert := range f() {
+			ch <- prometheus.MustNewConstMetric(certExpiry, prometheus.GaugeValue, time.Until(cert.NotAfter).Seconds(), cert.Name)
+		}
+	}
+	up := 1.0
+	if f := c.s.StoreUp; f != nil && !f() {
+		up = 0
+	}
+	ch <- prometheus.MustNewConstMetric(storeUp, prometheus.GaugeValue, up)
+	var errs uint64
+	if f := c.s.StoreErrors; f != nil {
+		errs = f()
+	}
+	ch <- prometheus.MustNewConstMetric(storeErrors, prometheus.CounterValue, float64(errs))
+	if f := c.s.CSPReports; f != nil {
+		by := map[string]int64{}
+		for d, n := range f() {
+			by[Directive(d)] += n
+		}
+		for d, n := range by {
+			ch <- prometheus.MustNewConstMetric(cspReports, prometheus.CounterValue, float64(n), d)
+		}
+	}
+	if f := c.s.Hashing; f != nil {
+		busy, capacity := f()
+		ch <- prometheus.MustNewConstMetric(hashing, prometheus.GaugeValue, float64(busy))
+		ch <- prometheus.MustNewConstMetric(hashingCap, prometheus.GaugeValue, float64(capacity))
+	}
+	if f := c.s.Alerts; f != nil {
+		sent, failed, dropped := f()
+		for _, r := range []struct {
+			label string
+			n     int64
+		}{{"sent", sent}, {"failed", failed}, {"dropped", dropped}} {
+			ch <- prometheus.MustNewConstMetric(alertsSent, prometheus.CounterValue, float64(r.n), r.label)
+		}
+	}
+}
+
+func statusClass(status int) string {
+	switch {
+	case status >= 100 && status < 600:
+		return strconv.Itoa(status/100) + "xx"
+	}
+	return "other"
+}
+
+func methodLabel(m string) string {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+		return m
+	}
+	return "other"
+}
+
+// siteLabel is a site's name; a request no site claims has none.
+func siteLabel(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func tlsVersion(v uint16) string {
+	switch v {
+	case 0x0304:
+		return "1.3"
+	case 0x0303:
+		return "1.2"
+	}
+	return "other"
+}
+
+// oneOf is s if it is one of allowed, else "other".
+func oneOf(s string, allowed ...string) string {
+	for _, a := range allowed {
+		if s == a {
+			return s
+		}
+	}
+	return "other"
+}
