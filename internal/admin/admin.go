@@ -93,7 +93,10 @@ func guard(token string, next http.Handler) http.Handler {
 				plain(w, http.StatusForbidden, "The admin listener answers requests for 127.0.0.1, [::1] or localhost only.\n")
 				return
 			}
-		} else if !bearer(r.Header.Get("Authorization"), token) {
+		} else if r.URL.Path != "/" && !bearer(r.Header.Get("Authorization"), token) {
+			// The dashboard's page itself holds no data (a browser cannot
+			// send a bearer token when it opens a page): it asks for the
+			// token and sends it with each request for data.
 			w.Header().Set("WWW-Authenticate", `Bearer realm="rampart admin"`)
 			plain(w, http.StatusUnauthorized, "This needs the admin token: Authorization: Bearer TOKEN (admin.token_file).\n")
 			return

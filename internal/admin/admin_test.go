@@ -3,12 +3,16 @@ package admin
 import (
 	"context"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
 func serve(t *testing.T, o Options) *httptest.Server {
@@ -122,5 +126,40 @@ func TestReadToken(t *testing.T) {
 	}
 	if _, err := ReadToken(filepath.Join(dir, "missing")); err == nil {
 		t.Error("a missing token file is accepted")
+	}
+}
+
+func TestQuantileFollowsPrometheus(t *testing.T) {
+	t.Parallel()
+	// 100 observations: 50 up to 10 ms, 40 more up to 100 ms, 10 more up
+	// to 1 s. histogram_quantile gives 10 ms for the median (the top of
+	// the first bucket) and 550 ms for the 95th (halfway into the last).
+	bs := []bucket{{0.01, 50}, {0.1, 90}, {1, 100}, {math.Inf(1), 100}}
+	if q := quantile(0.5, bs); math.Abs(q-0.01) > 1e-9 {
+		t.Errorf("median = %v, want 0.01", q)
+	}
+	if q := quantile(0.95, bs); math.Abs(q-0.55) > 1e-9 {
+		t.Errorf("95th = %v, want 0.55", q)
+	}
+	if q := quantile(0.5, []bucket{{0.01, 0}, {math.Inf(1), 0}}); q != 0 {
+		t.Errorf("empty = %v", q)
+	}
+}
+
+func TestFeedKeepsTheNewest(t *testing.T) {
+	t.Parallel()
+	f := NewFeed(nil)
+	defer f.Close()
+	f.SetInstance("edge-1:443")
+	for i := range feedLocal + 10 {
+		f.Event(&telemetry.Entry{Kind: "request_blocked", Detail: strconv.Itoa(i)})
+	}
+	got, shared := f.Recent(context.Background(), 3)
+	if shared || len(got) != 3 || got[0].Detail != strconv.Itoa(feedLocal+9) || got[2].Detail != strconv.Itoa(feedLocal+7) || got[0].Instance != "edge-1:443" {
+		t.Errorf("Recent(3) = %+v (shared %v)", got, shared)
+	}
+	all, _ := f.Recent(context.Background(), 10*feedLocal)
+	if len(all) != feedLocal || all[len(all)-1].Detail != "10" {
+		t.Errorf("the ring holds %d, oldest %q", len(all), all[len(all)-1].Detail)
 	}
 }

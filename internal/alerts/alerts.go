@@ -133,6 +133,12 @@ func (a *Alerter) Wants(kind string) bool {
 
 func (a *Alerter) enqueue(s *state, r *rule, count int, e *telemetry.Entry) {
 	latest := *e
+	if latest.RequestID != "" {
+		// A request's event may carry what the client or the app sent
+		// (a traceback, an origin): it stays in the log and on the
+		// dashboard, not in a chat channel.
+		latest.Detail, latest.Input = "", ""
+	}
 	al := Alert{Event: r.Event, Count: count, Over: r.Over, Within: r.Within.Std().String(),
 		Instance: s.instance, Latest: &latest, Time: e.Time}
 	al.Text = text(al, s.where)

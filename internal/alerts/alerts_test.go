@@ -147,12 +147,17 @@ func TestOnlyConfiguredKindsCount(t *testing.T) {
 		a.Event(&telemetry.Entry{Time: now, Kind: "cookie_hardened"})
 	}
 	for range 3 {
-		a.Event(&telemetry.Entry{Time: now, Kind: "request_blocked", Site: "app.example.com", Path: "/.env", Reason: "sensitive_path"})
+		a.Event(&telemetry.Entry{Time: now, Kind: "request_blocked", Site: "app.example.com", Path: "/.env", Reason: "sensitive_path",
+			RequestID: "r1", Detail: "Traceback: DATABASE_PASSWORD=hunter2", Input: "origin https://x.test"})
 	}
 	testutil.WaitFor(t, "the alert", func() bool { _, got := rc.snapshot(); return len(got) == 1 })
 	_, got := rc.snapshot()
 	if !strings.Contains(got[0].Text, "3 request_blocked events within 1m0s (more than 2)") || !strings.Contains(got[0].Text, "path /.env") {
 		t.Errorf("text: %s", got[0].Text)
+	}
+	// What a request carried stays out of the chat channel.
+	if b, _ := json.Marshal(got[0]); strings.Contains(string(b), "hunter2") || strings.Contains(string(b), "x.test") {
+		t.Errorf("the alert carries a request's detail: %s", b)
 	}
 	// A reload with the same rule keeps its window: no second alert for
 	// the same burst.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/rampartproxy/rampart/internal/admin"
 	"github.com/rampartproxy/rampart/internal/alerts"
 	"github.com/rampartproxy/rampart/internal/certs"
 	"github.com/rampartproxy/rampart/internal/config"
@@ -38,10 +39,16 @@ type Gateway struct {
 	bus     *telemetry.Bus
 	metrics *metrics.Metrics
 	alerts  *alerts.Alerter
-	snap    atomic.Pointer[snapshot]
-	reports *csp.Reporter // outlives reloads: its counts are kept
-	store   store.Store   // opened once; a reload cannot move it
-	acme    atomic.Pointer[certs.ACME]
+	// feed and timeline are the dashboard's events and last hour.
+	feed     *admin.Feed
+	timeline *admin.Timeline
+	instance string    // host:port, naming this instance in alerts and shared events
+	started  time.Time // for the dashboard
+	stopped  chan struct{}
+	snap     atomic.Pointer[snapshot]
+	reports  *csp.Reporter // outlives reloads: its counts are kept
+	store    store.Store   // opened once; a reload cannot move it
+	acme     atomic.Pointer[certs.ACME]
 	// acmeRenewCheck and acmeExpiryCheck shorten certmagic's intervals
 	// in tests; zero means the defaults.
 	acmeRenewCheck, acmeExpiryCheck time.Duration
@@ -68,7 +75,7 @@ type Gateway struct {
 func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	bus := &telemetry.Bus{}
 	log = telemetry.Observe(log, bus)
-	g := &Gateway{log: log, bus: bus, serveErr: make(chan error, 2)}
+	g := &Gateway{log: log, bus: bus, serveErr: make(chan error, 2), started: time.Now(), stopped: make(chan struct{})}
 	g.reports = csp.NewReporter(func(r *http.Request, v csp.Violation, count int64) {
 		telemetry.Event(log, "csp_violation", reqinfo.From(r.Context()), v.Directive,
 			fmt.Sprintf("%s blocked %q on %q (%s); seen %d times", v.Directive, v.BlockedURI, v.DocumentURI, v.Disposition, count))
@@ -80,8 +87,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	g.store = st
 	g.metrics = g.newMetrics()
 	g.alerts = alerts.New(log)
+	shared, _ := st.(store.Recents)
+	g.feed = admin.NewFeed(shared)
+	g.timeline = admin.NewTimeline(g.metrics.Registry())
 	bus.Subscribe(g.metrics.Event)
 	bus.Subscribe(g.alerts.Event)
+	bus.Subscribe(g.feed.Event)
 	b := cfg.Buffering
 	if g.spool, err = spool.New(filepath.Join(cfg.StateDir, "spool"), spool.Limits{Memory: int64(b.Memory), MemoryTotal: int64(b.MemoryTotal),
 		File: int64(b.File), FileTotal: int64(b.FileTotal), PerClient: b.SlowPerClient}); err != nil {
@@ -241,6 +252,8 @@ func (g *Gateway) Start() error {
 		return fmt.Errorf("listen https on %q: %w", cfg.Listen.HTTPS, bindHint(err))
 	}
 	_, g.httpsPort, _ = net.SplitHostPort(g.httpsLn.Addr().String())
+	g.instance = instanceName(g.httpsPort)
+	g.feed.SetInstance(g.instance)
 	g.https = &http.Server{
 		Handler:           http.HandlerFunc(g.serveHTTPS),
 		TLSConfig:         g.tlsConfig(),
@@ -390,6 +403,12 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		a.Stop()
 	}
 	g.alerts.Close()
+	g.feed.Close()
+	select {
+	case <-g.stopped:
+	default:
+		close(g.stopped) // the timeline's sampler
+	}
 	errs = append(errs, g.store.Close())
 	return errors.Join(errs...)
 }

@@ -126,12 +126,11 @@ func deadUpstreams(t *testing.T) (refused, hang, reset string) {
 	return refused, hang, reset
 }
 
-// TestMetricsCountTheTraffic sends a scripted mix (allowed requests, one
-// refusal per guard, upstreams that fail each way, a CSP report, a bad
-// TLS handshake) through Rampart in front of a real gunicorn, and reads
-// the counts back from /metrics with Prometheus's parser.
-func TestMetricsCountTheTraffic(t *testing.T) {
-	t.Parallel()
+// trafficMix sends a scripted mix through Rampart in front of a real
+// gunicorn: allowed requests, one refusal per guard, upstreams that fail
+// each way, a CSP report and a bad TLS handshake.
+func trafficMix(t *testing.T) *testGateway {
+	t.Helper()
 	root := t.TempDir()
 	if err := os.WriteFile(filepath.Join(root, ".env"), []byte(carelessSecret+"\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -149,8 +148,7 @@ func TestMetricsCountTheTraffic(t *testing.T) {
 			{Hosts: []string{"reset.localhost"}, Upstream: "http://" + reset},
 		},
 	})
-	admin := tg.AdminAddr()
-	if admin == "" {
+	if tg.AdminAddr() == "" {
 		t.Fatal("no admin listener")
 	}
 	c := tg.client(false)
@@ -209,6 +207,15 @@ func TestMetricsCountTheTraffic(t *testing.T) {
 		conn.Close()
 		t.Error("a handshake for evil.test succeeded")
 	}
+	return tg
+}
+
+// TestMetricsCountTheTraffic reads the counts of trafficMix back from
+// /metrics with Prometheus's parser.
+func TestMetricsCountTheTraffic(t *testing.T) {
+	t.Parallel()
+	tg := trafficMix(t)
+	admin := tg.AdminAddr()
 
 	want := []struct {
 		name   string

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/reqinfo"
 	"github.com/rampartproxy/rampart/internal/store"
 	"github.com/rampartproxy/rampart/internal/telemetry"
+	"github.com/rampartproxy/rampart/internal/version"
 )
 
 // This file is what the gateway shows of itself: the metrics and where
@@ -69,12 +71,18 @@ func (g *Gateway) finish(r *http.Request, info *reqinfo.Info, sw *statusWriter) 
 // configureAlerts gives the alert rules this config's webhook and rules,
 // the instance's name and where to look; the listeners must be bound.
 func (g *Gateway) configureAlerts(cfg *config.Config) {
-	host, _ := os.Hostname()
 	where := "this instance's JSON log"
 	if g.adminLn != nil {
 		where = "the dashboard http://" + g.adminLn.Addr().String() + "/"
 	}
-	g.alerts.Configure(cfg.Alerts, net.JoinHostPort(cmp.Or(host, "rampart"), g.httpsPort), where)
+	g.alerts.Configure(cfg.Alerts, g.instance, where)
+}
+
+// instanceName is this instance's name in alerts and shared events: the
+// machine's and the HTTPS port.
+func instanceName(httpsPort string) string {
+	host, _ := os.Hostname()
+	return net.JoinHostPort(cmp.Or(host, "rampart"), httpsPort)
 }
 
 // certificates lists the certificate served for each host name, as the
@@ -197,8 +205,10 @@ func (g *Gateway) startAdmin(cfg *config.Config) error {
 		return fmt.Errorf("listen admin on %q: %w", cfg.Admin.Listen, bindHint(err))
 	}
 	g.adminLn = ln
+	dash := &admin.Dashboard{Timeline: g.timeline, Feed: g.feed, Details: g.details}
+	go g.timeline.Run(g.stopped)
 	g.admin = &http.Server{
-		Handler:           admin.Handler(admin.Options{Token: token, Ready: g.ready, Metrics: g.metrics.Handler()}),
+		Handler:           admin.Handler(admin.Options{Token: token, Ready: g.ready, Metrics: g.metrics.Handler(), Dashboard: dash}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -269,3 +279,39 @@ func firstLine(s string) string {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// details is the dashboard's view of the moment.
+func (g *Gateway) details(context.Context) admin.Details {
+	snap := g.snap.Load()
+	d := admin.Details{Instance: g.instance, Version: version.String(), Started: g.started, InFlight: g.metrics.InFlight(),
+		Store: admin.StoreStatus{Kind: "embedded", Up: true}}
+	for _, c := range g.certificates() {
+		d.Certificates = append(d.Certificates, admin.Certificate{Name: c.Name, Source: c.Source, Issuer: c.Issuer, NotAfter: c.NotAfter,
+			DaysLeft: time.Until(c.NotAfter).Hours() / 24})
+	}
+	if r, ok := g.store.(*store.Redis); ok {
+		d.Store = admin.StoreStatus{Kind: "redis", Up: r.Up(), Errors: r.Errors()}
+	}
+	byBlocked := map[[2]string]int64{}
+	for v, n := range g.reports.Counts() {
+		byBlocked[[2]string{v.Directive, v.BlockedURI}] += n
+	}
+	for k, n := range byBlocked {
+		d.CSP = append(d.CSP, admin.CSPCount{Directive: k[0], BlockedURI: k[1], Count: n})
+	}
+	slices.SortFunc(d.CSP, func(a, b admin.CSPCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.BlockedURI, b.BlockedURI))
+	})
+	d.CSP = d.CSP[:min(len(d.CSP), 25)]
+	if y, err := snap.cfg.Redacted(); err == nil {
+		d.Config = string(y)
+	}
+	a := snap.cfg.Alerts
+	d.Alerts = admin.AlertStatus{Webhook: config.Masked(a.Webhook, true), Sent: g.alerts.Sent.Load(), Failed: g.alerts.Failed.Load(), Dropped: g.alerts.Dropped.Load()}
+	if a.Webhook != "" {
+		for _, r := range a.Rules {
+			d.Alerts.Rules = append(d.Alerts.Rules, fmt.Sprintf("%s > %d in %s", r.Event, r.Over, r.Within.Std()))
+		}
+	}
+	return d
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/rampartproxy/rampart/internal/telemetry"
 	"github.com/rampartproxy/rampart/internal/version"
@@ -136,6 +137,15 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // OpenMetrics, when the scraper asks).
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{EnableOpenMetrics: true})
+}
+
+// InFlight is the number of requests being served now.
+func (m *Metrics) InFlight() float64 {
+	var d dto.Metric
+	if m.inFlight.Write(&d) != nil {
+		return 0
+	}
+	return d.GetGauge().GetValue()
 }
 
 // Begin counts a request in flight; the returned func ends it.

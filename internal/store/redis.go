@@ -42,8 +42,9 @@ type Redis struct {
 }
 
 var (
-	_ Store  = (*Redis)(nil)
-	_ Lister = (*Redis)(nil)
+	_ Store   = (*Redis)(nil)
+	_ Lister  = (*Redis)(nil)
+	_ Recents = (*Redis)(nil)
 )
 
 // Timeout is the default longest wait on Redis.
@@ -261,6 +262,43 @@ func (r *Redis) List(ctx context.Context, prefix string) ([]string, error) {
 			return keys, nil
 		}
 	}
+}
+
+// Push implements Recents: one round trip, LPUSH and LTRIM in a
+// transaction.
+func (r *Redis) Push(ctx context.Context, key string, keep int, values ...[]byte) error {
+	if len(values) == 0 {
+		return nil
+	}
+	args := make([]any, len(values))
+	for i, v := range values {
+		args[i] = v
+	}
+	return r.call(ctx, func(ctx context.Context) error {
+		pipe := r.client.TxPipeline()
+		pipe.LPush(ctx, r.prefix+key, args...)
+		pipe.LTrim(ctx, r.prefix+key, 0, int64(keep)-1)
+		_, err := pipe.Exec(ctx)
+		return err
+	})
+}
+
+// Recent implements Recents.
+func (r *Redis) Recent(ctx context.Context, key string, n int) ([][]byte, error) {
+	var vals []string
+	err := r.call(ctx, func(ctx context.Context) error {
+		var err error
+		vals, err = r.client.LRange(ctx, r.prefix+key, 0, int64(n)-1).Result()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(vals))
+	for i, v := range vals {
+		out[i] = []byte(v)
+	}
+	return out, nil
 }
 
 // globEscape quotes the characters SCAN's MATCH treats as a pattern.

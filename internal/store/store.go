@@ -98,3 +98,14 @@ func gcra(tat, now int64, l Limit) (Decision, int64) {
 	remaining := (burst - (newTat - now)) / interval
 	return Decision{Allowed: true, Remaining: int(remaining), ResetAfter: time.Duration(newTat - now)}, newTat
 }
+
+// Recents is an optional ability: a bounded list of recent items shared by
+// every instance, newest first (the dashboard's security events). Redis
+// has it; one embedded instance keeps its recent items in memory.
+type Recents interface {
+	// Push adds values at the head of the list key, in order (the last
+	// ends up first), and keeps only the newest keep.
+	Push(ctx context.Context, key string, keep int, values ...[]byte) error
+	// Recent returns up to n values of key, newest first.
+	Recent(ctx context.Context, key string, n int) ([][]byte, error)
+}

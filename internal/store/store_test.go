@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -424,4 +425,38 @@ func openCounted(t *testing.T, srv *redisserver.Server) (s *Redis, downs, ups *a
 		}
 	}
 	return s, downs, ups
+}
+
+func TestRedisRecents(t *testing.T) {
+	t.Parallel()
+	srv := redisserver.Start(t)
+	a, err := OpenRedis(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := OpenRedis(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	if err := a.Push(ctx, "events", 3, []byte("a1"), []byte("a2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Push(ctx, "events", 3, []byte("b1"), []byte("b2")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Recent(ctx, "events", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, v := range got {
+		s = append(s, string(v))
+	}
+	// Newest first, both instances' items, no more than keep.
+	if strings.Join(s, ",") != "b2,b1,a2" {
+		t.Errorf("Recent = %v, want [b2 b1 a2]", s)
+	}
 }
