@@ -28,6 +28,7 @@ import (
 // Metrics holds Rampart's collectors in a registry of its own.
 type Metrics struct {
 	reg *prometheus.Registry
+	own []prometheus.Collector // Rampart's, not the runtime's
 
 	requests       *prometheus.CounterVec
 	duration       *prometheus.HistogramVec
@@ -123,11 +124,33 @@ func New(state State) *Metrics {
 		Help:        "Always 1; the labels name the build.",
 		ConstLabels: prometheus.Labels{"version": release, "revision": revision, "goversion": goVersion}})
 	build.Set(1)
-	m.reg.MustRegister(m.requests, m.duration, m.upstream, m.inFlight, m.truncated, m.upstreamErrors,
+	m.own = []prometheus.Collector{m.requests, m.duration, m.upstream, m.inFlight, m.truncated, m.upstreamErrors,
 		m.handshakes, m.handshakeFails, m.blocked, m.events, m.logins, m.loginFailures, m.lockouts,
-		m.storeOutages, m.reloads, m.lastReload, build, &stateCollector{state},
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.storeOutages, m.reloads, m.lastReload, build, &stateCollector{state}}
+	m.reg.MustRegister(m.own...)
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// Names lists the names of Rampart's own metrics (histograms without
+// their _bucket, _sum and _count), whether or not they have a value yet.
+func (m *Metrics) Names() []string {
+	ch := make(chan *prometheus.Desc, 64)
+	go func() {
+		for _, c := range m.own {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	var out []string
+	for d := range ch {
+		// A Desc says its name only in its String: Desc{fqName: "…", …}.
+		if _, rest, ok := strings.Cut(d.String(), `fqName: "`); ok {
+			name, _, _ := strings.Cut(rest, `"`)
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // Registry is where the collectors are, for the dashboard's sampler.

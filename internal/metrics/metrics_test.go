@@ -3,6 +3,7 @@ package metrics
 import (
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
 // sources returns the non-test Go files of the module's internal tree.
@@ -105,5 +107,49 @@ func TestLabelsAreBounded(t *testing.T) {
 	}
 	if kindLabel("made_up") != "other" || kindLabel("login_failed") != "login_failed" {
 		t.Error("kind label is not bounded")
+	}
+}
+
+// TestDeployFilesUseRealMetrics: every rampart_ metric the shipped Grafana
+// dashboard and Prometheus rules name exists, and promtool accepts the
+// rules and passes their unit tests.
+func TestDeployFilesUseRealMetrics(t *testing.T) {
+	t.Parallel()
+	names := New(State{}).Names()
+	if len(names) < 20 {
+		t.Fatalf("Names() = %v", names)
+	}
+	metric := regexp.MustCompile(`rampart_[a-z_]+`)
+	for _, f := range []string{"../../deploy/grafana/rampart.json", "../../deploy/prometheus/rampart-rules.yml", "../../deploy/prometheus/rampart-rules.test.yml"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		used := 0
+		for _, n := range metric.FindAllString(string(b), -1) {
+			base := n
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				base = strings.TrimSuffix(base, suffix)
+			}
+			used++
+			if !slices.Contains(names, base) {
+				t.Errorf("%s names %s, which Rampart does not export", f, n)
+			}
+		}
+		if used == 0 {
+			t.Errorf("%s names no metric", f)
+		}
+	}
+	if dash, err := os.ReadFile("../../deploy/grafana/rampart.json"); err != nil || !strings.Contains(string(dash), `"uid": "${datasource}"`) {
+		t.Errorf("the dashboard's panels do not use the datasource variable (%v)", err)
+	}
+
+	promtool := testutil.Need(t, "promtool", "prometheus")
+	for _, args := range [][]string{{"check", "rules", "rampart-rules.yml"}, {"test", "rules", "rampart-rules.test.yml"}} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = "../../deploy/prometheus"
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
 	}
 }
