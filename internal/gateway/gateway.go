@@ -85,14 +85,18 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		return nil, err
 	}
 	g.store = st
-	g.metrics = g.newMetrics()
 	g.alerts = alerts.New(log)
-	shared, _ := st.(store.Recents)
-	g.feed = admin.NewFeed(shared)
-	g.timeline = admin.NewTimeline(g.metrics.Registry())
-	bus.Subscribe(g.metrics.Event)
 	bus.Subscribe(g.alerts.Event)
-	bus.Subscribe(g.feed.Event)
+	if cfg.Admin.Listen != "off" {
+		// Metrics and the dashboard's events are kept only for an admin
+		// listener to show them.
+		g.metrics = g.newMetrics()
+		shared, _ := st.(store.Recents)
+		g.feed = admin.NewFeed(shared)
+		g.timeline = admin.NewTimeline(g.metrics.Registry())
+		bus.Subscribe(g.metrics.Event)
+		bus.Subscribe(g.feed.Event)
+	}
 	b := cfg.Buffering
 	if g.spool, err = spool.New(filepath.Join(cfg.StateDir, "spool"), spool.Limits{Memory: int64(b.Memory), MemoryTotal: int64(b.MemoryTotal),
 		File: int64(b.File), FileTotal: int64(b.FileTotal), PerClient: b.SlowPerClient}); err != nil {
@@ -253,7 +257,9 @@ func (g *Gateway) Start() error {
 	}
 	_, g.httpsPort, _ = net.SplitHostPort(g.httpsLn.Addr().String())
 	g.instance = instanceName(g.httpsPort)
-	g.feed.SetInstance(g.instance)
+	if g.feed != nil {
+		g.feed.SetInstance(g.instance)
+	}
 	g.https = &http.Server{
 		Handler:           http.HandlerFunc(g.serveHTTPS),
 		TLSConfig:         g.tlsConfig(),
@@ -403,7 +409,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		a.Stop()
 	}
 	g.alerts.Close()
-	g.feed.Close()
+	if g.feed != nil {
+		g.feed.Close()
+	}
 	select {
 	case <-g.stopped:
 	default:

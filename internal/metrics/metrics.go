@@ -162,8 +162,14 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{EnableOpenMetrics: true})
 }
 
+// A nil *Metrics counts nothing: Rampart without an admin listener keeps
+// no metrics.
+
 // InFlight is the number of requests being served now.
 func (m *Metrics) InFlight() float64 {
+	if m == nil {
+		return 0
+	}
 	var d dto.Metric
 	if m.inFlight.Write(&d) != nil {
 		return 0
@@ -173,6 +179,9 @@ func (m *Metrics) InFlight() float64 {
 
 // Begin counts a request in flight; the returned func ends it.
 func (m *Metrics) Begin() func() {
+	if m == nil {
+		return nothing
+	}
 	m.inFlight.Inc()
 	return m.inFlight.Dec
 }
@@ -180,6 +189,9 @@ func (m *Metrics) Begin() func() {
 // Request counts a finished request. upstream is zero when the request
 // never reached the upstream.
 func (m *Metrics) Request(site, method string, status int, total, upstream time.Duration, truncated bool) {
+	if m == nil {
+		return
+	}
 	site = siteLabel(site)
 	m.requests.WithLabelValues(site, statusClass(status), methodLabel(method)).Inc()
 	m.duration.WithLabelValues(site).Observe(total.Seconds())
@@ -193,17 +205,26 @@ func (m *Metrics) Request(site, method string, status int, total, upstream time.
 
 // Handshake counts a completed TLS handshake.
 func (m *Metrics) Handshake(version uint16) {
+	if m == nil {
+		return
+	}
 	m.handshakes.WithLabelValues(tlsVersion(version)).Inc()
 }
 
 // HandshakeFailed counts a failed TLS handshake by the error net/http
 // logged for it.
 func (m *Metrics) HandshakeFailed(msg string) {
+	if m == nil {
+		return
+	}
 	m.handshakeFails.WithLabelValues(HandshakeReason(msg)).Inc()
 }
 
 // Reload counts a config reload.
 func (m *Metrics) Reload(ok bool) {
+	if m == nil {
+		return
+	}
 	if ok {
 		m.reloads.WithLabelValues("success").Inc()
 		m.lastReload.SetToCurrentTime()
@@ -233,6 +254,8 @@ func (m *Metrics) Event(e *telemetry.Entry) {
 		m.storeOutages.Inc()
 	}
 }
+
+func nothing() {}
 
 // stateCollector reads State at scrape time.
 type stateCollector struct{ s State }

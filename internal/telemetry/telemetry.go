@@ -26,6 +26,20 @@ func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
 // "truncated": true and the error; a WebSocket (or other protocol switch)
 // when it ends, with what went through it and why it ended.
 func Request(log *slog.Logger, r *http.Request, info *reqinfo.Info, status int, bytes int64) {
+	level := slog.LevelInfo
+	if info.Truncated != nil {
+		level = slog.LevelWarn
+	}
+	// A request line is never an event: whether it is written is the
+	// log's level alone, even under Observe (which enables every level
+	// from info for the events' sake).
+	h := log.Handler()
+	if bh, ok := h.(*busHandler); ok {
+		h = bh.next
+	}
+	if !h.Enabled(context.Background(), level) {
+		return
+	}
 	attrs := []slog.Attr{
 		slog.String("request_id", info.ID),
 		slog.String("client_ip", ClientIP(info)),
@@ -39,7 +53,6 @@ func Request(log *slog.Logger, r *http.Request, info *reqinfo.Info, status int, 
 		slog.Float64("duration_ms", ms(time.Since(info.Start))),
 		slog.Float64("upstream_ms", ms(info.Upstream)),
 	}
-	level := slog.LevelInfo
 	if t := info.Tunnel; t != nil {
 		attrs = append(attrs, slog.Group("upgrade",
 			slog.String("protocol", t.Protocol),
@@ -50,7 +63,6 @@ func Request(log *slog.Logger, r *http.Request, info *reqinfo.Info, status int, 
 		))
 	}
 	if info.Truncated != nil {
-		level = slog.LevelWarn
 		attrs = append(attrs, slog.Bool("truncated", true), slog.String("error", info.Truncated.Error()))
 	}
 	log.LogAttrs(context.Background(), level, "request", attrs...)

@@ -78,3 +78,17 @@ func TestObservePublishesEveryEventWhateverTheLevel(t *testing.T) {
 		t.Errorf("log at level error wrote:\n%s", l)
 	}
 }
+
+// TestObservedRequestLinesFollowTheLogLevel: under Observe (which lets
+// info records through for the events), request lines are still written
+// only when the log's own level allows them.
+func TestObservedRequestLinesFollowTheLogLevel(t *testing.T) {
+	t.Parallel()
+	out := &lockedBuffer{}
+	log := Observe(NewLogger(out, slog.LevelWarn), &Bus{})
+	r := httptest.NewRequest("GET", "https://a.test/", nil)
+	Request(log, r, &reqinfo.Info{ID: "id1", Start: time.Now()}, 200, 10)
+	if out.String() != "" {
+		t.Errorf("a request line at level warn: %s", out.String())
+	}
+}
