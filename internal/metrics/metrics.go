@@ -12,8 +12,9 @@ package metrics
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,8 +28,9 @@ import (
 
 // Metrics holds Rampart's collectors in a registry of its own.
 type Metrics struct {
-	reg *prometheus.Registry
-	own []prometheus.Collector // Rampart's, not the runtime's
+	reg   *prometheus.Registry
+	own   []prometheus.Collector // Rampart's, not the runtime's
+	sites sync.Map               // site name → *siteMetrics
 
 	requests       *prometheus.CounterVec
 	duration       *prometheus.HistogramVec
@@ -192,15 +194,50 @@ func (m *Metrics) Request(site, method string, status int, total, upstream time.
 	if m == nil {
 		return
 	}
-	site = siteLabel(site)
-	m.requests.WithLabelValues(site, statusClass(status), methodLabel(method)).Inc()
-	m.duration.WithLabelValues(site).Observe(total.Seconds())
+	sm := m.site(site)
+	sm.count(statusIndex(status), methodIndex(method)).Inc()
+	sm.duration.Observe(total.Seconds())
 	if upstream > 0 {
-		m.upstream.WithLabelValues(site).Observe(upstream.Seconds())
+		sm.upstream.Observe(upstream.Seconds())
 	}
 	if truncated {
-		m.truncated.WithLabelValues(site).Inc()
+		m.truncated.WithLabelValues(sm.name).Inc()
 	}
+}
+
+// siteMetrics are one site's series, looked up once: a request then
+// costs no label hashing.
+type siteMetrics struct {
+	m                  *Metrics
+	name               string
+	duration, upstream prometheus.Observer
+	requests           [len(classes)][len(methods) + 1]atomic.Pointer[prometheus.Counter]
+}
+
+func (m *Metrics) site(name string) *siteMetrics {
+	if v, ok := m.sites.Load(name); ok {
+		return v.(*siteMetrics)
+	}
+	label := siteLabel(name)
+	sm := &siteMetrics{m: m, name: label, duration: m.duration.WithLabelValues(label), upstream: m.upstream.WithLabelValues(label)}
+	v, _ := m.sites.LoadOrStore(name, sm)
+	return v.(*siteMetrics)
+}
+
+// count is the requests counter of a status class and method, made on
+// first use so that /metrics lists only what happened.
+func (sm *siteMetrics) count(class, method int) prometheus.Counter {
+	slot := &sm.requests[class][method]
+	if c := slot.Load(); c != nil {
+		return *c
+	}
+	m := "other"
+	if method < len(methods) {
+		m = methods[method]
+	}
+	c := sm.m.requests.WithLabelValues(sm.name, classes[class], m)
+	slot.Store(&c)
+	return c
 }
 
 // Handshake counts a completed TLS handshake.
@@ -324,18 +361,35 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func statusClass(status int) string {
-	switch {
-	case status >= 100 && status < 600:
-		return strconv.Itoa(status/100) + "xx"
+var (
+	classes = [...]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
+	methods = [...]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+)
+
+// statusIndex is the index in classes of a status.
+func statusIndex(status int) int {
+	if status >= 100 && status < 600 {
+		return status / 100
 	}
-	return "other"
+	return 0
 }
 
+// methodIndex is the index in methods of a method; len(methods) for
+// any other.
+func methodIndex(method string) int {
+	for i, m := range methods {
+		if m == method {
+			return i
+		}
+	}
+	return len(methods)
+}
+
+func statusClass(status int) string { return classes[statusIndex(status)] }
+
 func methodLabel(m string) string {
-	switch m {
-	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
-		return m
+	if i := methodIndex(m); i < len(methods) {
+		return methods[i]
 	}
 	return "other"
 }
