@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rampartproxy/rampart/internal/telemetry"
 )
@@ -151,15 +152,26 @@ func TestFeedKeepsTheNewest(t *testing.T) {
 	f := NewFeed(nil)
 	defer f.Close()
 	f.SetInstance("edge-1:443")
+	t0 := time.Now()
+	f.Event(&telemetry.Entry{Time: t0, Kind: "request_blocked", Path: "/.env"})
+	// A flood of another kind does not push the refusal out.
 	for i := range feedLocal + 10 {
-		f.Event(&telemetry.Entry{Kind: "request_blocked", Detail: strconv.Itoa(i)})
+		f.Event(&telemetry.Entry{Time: t0.Add(time.Duration(i+1) * time.Millisecond), Kind: "upstream_error", Detail: strconv.Itoa(i)})
 	}
-	got, shared := f.Recent(context.Background(), 3)
-	if shared || len(got) != 3 || got[0].Detail != strconv.Itoa(feedLocal+9) || got[2].Detail != strconv.Itoa(feedLocal+7) || got[0].Instance != "edge-1:443" {
-		t.Errorf("Recent(3) = %+v (shared %v)", got, shared)
+	refusals, others, shared := f.Recent(context.Background(), 3)
+	if shared || len(refusals) != 1 || refusals[0].Path != "/.env" || refusals[0].Instance != "edge-1:443" {
+		t.Errorf("refusals = %+v (shared %v)", refusals, shared)
 	}
-	all, _ := f.Recent(context.Background(), 10*feedLocal)
+	if len(others) != 3 || others[0].Detail != strconv.Itoa(feedLocal+9) || others[2].Detail != strconv.Itoa(feedLocal+7) {
+		t.Errorf("others = %+v", others)
+	}
+	_, all, _ := f.Recent(context.Background(), 10*feedLocal)
 	if len(all) != feedLocal || all[len(all)-1].Detail != "10" {
 		t.Errorf("the ring holds %d, oldest %q", len(all), all[len(all)-1].Detail)
+	}
+	// Merged for the table, newest first.
+	merged := latest(refusals, others, 4)
+	if len(merged) != 4 || merged[0].Kind != "upstream_error" || merged[3].Kind != "request_blocked" {
+		t.Errorf("latest = %+v", merged)
 	}
 }

@@ -116,20 +116,17 @@ func (d *Dashboard) page(w http.ResponseWriter) {
 	_, _ = w.Write([]byte(strings.ReplaceAll(page, "{{nonce}}", nonce)))
 }
 
-// blockedKinds are the events of a refusal.
-var blockedKinds = []string{"request_blocked", "debug_leak_blocked", "open_redirect_blocked"}
-
 func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	now := time.Now()
 	o := Overview{Details: d.Details(ctx), Now: now, Points: d.Timeline.Points(now), BlockedHour: map[string]float64{}}
-	all, shared := d.Feed.Recent(ctx, feedShared)
+	refusals, others, shared := d.Feed.Recent(ctx, feedShared)
 	o.SharedEvents = shared
-	o.Events = all[:min(len(all), 100)]
+	o.Events = latest(refusals, others, 100)
 	clients, paths := map[string]int{}, map[string]int{}
-	for _, e := range all {
-		if now.Sub(e.Time) > time.Hour || !slices.Contains(blockedKinds, e.Kind) {
+	for _, e := range refusals {
+		if now.Sub(e.Time) > time.Hour {
 			continue
 		}
 		if e.ClientIP != "" {
@@ -152,6 +149,19 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(buf.Bytes())
+}
+
+// latest merges two newest-first lists into the newest n.
+func latest(a, b []telemetry.Entry, n int) []telemetry.Entry {
+	out := make([]telemetry.Entry, 0, min(n, len(a)+len(b)))
+	for len(out) < n && (len(a) > 0 || len(b) > 0) {
+		if len(b) == 0 || len(a) > 0 && !a[0].Time.Before(b[0].Time) {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return out
 }
 
 // top is the n largest counts, largest first (ties by key).

@@ -17,40 +17,79 @@ import (
 // Writing to Redis happens on a goroutine of its own, in batches: a slow
 // or absent Redis never slows the request that logged the event, and
 // events it cannot take in time are dropped (the local ring keeps them).
+//
+// Refusals and other events have a ring (and a list) each, so that a
+// flood of one (a dead upstream's upstream_error on every request) does
+// not push the other out of the dashboard.
 type Feed struct {
 	instance atomic.Pointer[string]
 	shared   store.Recents // nil: this instance's events only
 
-	mu   sync.Mutex
-	ring []telemetry.Entry
-	next int
-	n    int
+	mu    sync.Mutex
+	rings [2]ring // others, refusals
 
-	out  chan []byte
+	out  chan queued
 	stop chan struct{}
 	done chan struct{}
 	// Dropped counts events that did not reach the shared list.
 	Dropped atomic.Int64
 }
 
+// ring is a fixed number of the latest events.
+type ring struct {
+	items []telemetry.Entry
+	next  int
+	n     int
+}
+
+func (r *ring) add(e telemetry.Entry) {
+	r.items[r.next] = e
+	r.next = (r.next + 1) % len(r.items)
+	r.n = min(r.n+1, len(r.items))
+}
+
+// newest returns up to n events, newest first.
+func (r *ring) newest(n int) []telemetry.Entry {
+	out := make([]telemetry.Entry, 0, min(n, r.n))
+	for i := 1; i <= r.n && len(out) < n; i++ {
+		out = append(out, r.items[(r.next-i+len(r.items))%len(r.items)])
+	}
+	return out
+}
+
+// queued is an event on its way to the shared list.
+type queued struct {
+	refusal bool
+	json    []byte
+}
+
+// IsRefusal reports whether an event kind is a refusal: a guard stopped
+// a request or a response.
+func IsRefusal(kind string) bool {
+	return kind == "request_blocked" || kind == "debug_leak_blocked" || kind == "open_redirect_blocked"
+}
+
 // Feed sizes: what the dashboard reads, and what Redis keeps.
 const (
 	feedLocal   = 500
 	feedShared  = 2000
-	feedKey     = "dashboard:events"
+	feedKey     = "dashboard:events" // and feedKey+":refusals"
 	feedBatch   = 256
 	feedPending = 4096
 )
 
 // NewFeed returns a Feed; shared may be nil. Close stops it.
 func NewFeed(shared store.Recents) *Feed {
-	f := &Feed{shared: shared, ring: make([]telemetry.Entry, feedLocal), stop: make(chan struct{}), done: make(chan struct{})}
+	f := &Feed{shared: shared, stop: make(chan struct{}), done: make(chan struct{})}
+	for i := range f.rings {
+		f.rings[i].items = make([]telemetry.Entry, feedLocal)
+	}
 	f.SetInstance("")
 	if shared == nil {
 		close(f.done)
 		return f
 	}
-	f.out = make(chan []byte, feedPending)
+	f.out = make(chan queued, feedPending)
 	go f.push()
 	return f
 }
@@ -62,10 +101,9 @@ func (f *Feed) SetInstance(name string) { f.instance.Store(&name) }
 func (f *Feed) Event(e *telemetry.Entry) {
 	c := *e
 	c.Instance = *f.instance.Load()
+	refusal := IsRefusal(c.Kind)
 	f.mu.Lock()
-	f.ring[f.next] = c
-	f.next = (f.next + 1) % len(f.ring)
-	f.n = min(f.n+1, len(f.ring))
+	f.rings[index(refusal)].add(c)
 	f.mu.Unlock()
 	if f.out == nil {
 		return
@@ -75,10 +113,24 @@ func (f *Feed) Event(e *telemetry.Entry) {
 		return
 	}
 	select {
-	case f.out <- b:
+	case f.out <- queued{refusal, b}:
 	default:
 		f.Dropped.Add(1)
 	}
+}
+
+func index(refusal bool) int {
+	if refusal {
+		return 1
+	}
+	return 0
+}
+
+func key(refusal bool) string {
+	if refusal {
+		return feedKey + ":refusals"
+	}
+	return feedKey
 }
 
 // push writes queued events to the shared list, as many per round trip
@@ -86,53 +138,61 @@ func (f *Feed) Event(e *telemetry.Entry) {
 func (f *Feed) push() {
 	defer close(f.done)
 	for {
-		var batch [][]byte
+		var batch [2][][]byte
 		select {
 		case <-f.stop:
 			return
-		case b := <-f.out:
-			batch = append(batch, b)
+		case q := <-f.out:
+			batch[index(q.refusal)] = append(batch[index(q.refusal)], q.json)
 		}
 	more:
-		for len(batch) < feedBatch {
+		for n := 1; n < feedBatch; n++ {
 			select {
-			case b := <-f.out:
-				batch = append(batch, b)
+			case q := <-f.out:
+				batch[index(q.refusal)] = append(batch[index(q.refusal)], q.json)
 			default:
 				break more
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		if err := f.shared.Push(ctx, feedKey, feedShared, batch...); err != nil {
-			f.Dropped.Add(int64(len(batch)))
+		for i, b := range batch {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			if err := f.shared.Push(ctx, key(i == 1), feedShared, b...); err != nil {
+				f.Dropped.Add(int64(len(b)))
+			}
+			cancel()
 		}
-		cancel()
 	}
 }
 
-// Recent returns up to n events, newest first: the cluster's when the
-// store is shared and answers (shared true), else this instance's.
-func (f *Feed) Recent(ctx context.Context, n int) (events []telemetry.Entry, shared bool) {
+// Recent returns up to n events of each class (refusals, others),
+// newest first: the cluster's when the store is shared and answers
+// (shared true), else this instance's.
+func (f *Feed) Recent(ctx context.Context, n int) (refusals, others []telemetry.Entry, shared bool) {
 	if f.shared != nil {
-		vals, err := f.shared.Recent(ctx, feedKey, n)
-		if err == nil {
-			out := make([]telemetry.Entry, 0, len(vals))
-			for _, v := range vals {
-				var e telemetry.Entry
-				if json.Unmarshal(v, &e) == nil {
-					out = append(out, e)
-				}
-			}
-			return out, true
+		r, err1 := f.sharedRecent(ctx, key(true), n)
+		o, err2 := f.sharedRecent(ctx, key(false), n)
+		if err1 == nil && err2 == nil {
+			return r, o, true
 		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]telemetry.Entry, 0, min(n, f.n))
-	for i := 1; i <= f.n && len(out) < n; i++ {
-		out = append(out, f.ring[(f.next-i+len(f.ring))%len(f.ring)])
+	return f.rings[1].newest(n), f.rings[0].newest(n), false
+}
+
+func (f *Feed) sharedRecent(ctx context.Context, key string, n int) ([]telemetry.Entry, error) {
+	vals, err := f.shared.Recent(ctx, key, n)
+	if err != nil {
+		return nil, err
 	}
-	return out, false
+	out := make([]telemetry.Entry, 0, len(vals))
+	for _, v := range vals {
+		var e telemetry.Entry
+		if json.Unmarshal(v, &e) == nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 // Close stops sharing; events still queued are dropped.
