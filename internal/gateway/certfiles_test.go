@@ -1,10 +1,17 @@
 package gateway
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/rampartproxy/rampart/internal/certs"
 	"github.com/rampartproxy/rampart/internal/config"
@@ -56,5 +63,45 @@ func TestFileCertificatesReloaded(t *testing.T) {
 	}
 	if !served().Equal(second) {
 		t.Fatal("reload did not re-read the certificate files")
+	}
+}
+
+// TestFileCertificateExpiring: a certificate file within two weeks of its
+// end is reported as cert_expiring at start (what the default alert rule
+// posts), once.
+func TestFileCertificateExpiring(t *testing.T) {
+	t.Parallel()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "files.test"}, DNSNames: []string{"files.test", "www.files.test"},
+		NotBefore: time.Now().Add(-80 * 24 * time.Hour), NotAfter: time.Now().Add(5 * 24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certPath, keyPath := filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "privkey.pem")
+	if err := certs.WritePair(certPath, keyPath, &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}); err != nil {
+		t.Fatal(err)
+	}
+	site := config.Site{Hosts: []string{"files.test", "www.files.test"}, Upstream: newRecorder(t).URL(), TLS: config.TLS{Mode: config.TLSFiles, Cert: certPath, Key: keyPath}}
+	tg := startGateway(t, config.Config{Sites: []config.Site{site}})
+	logs := tg.waitLog(t, `"kind":"cert_expiring"`)
+	if !strings.Contains(logs, "file_not_replaced") || !strings.Contains(logs, "files.test, www.files.test expires in 1") {
+		t.Errorf("the expiring file certificate is reported as:\n%s", logs)
+	}
+	// Once a day, not once a check.
+	warned := map[string]time.Time{}
+	before := strings.Count(tg.logs.String(), "cert_expiring")
+	tg.checkExpiry(warned, time.Now())
+	tg.checkExpiry(warned, time.Now().Add(time.Hour))
+	if n := strings.Count(tg.logs.String(), "cert_expiring") - before; n != 1 {
+		t.Errorf("two checks an hour apart reported it %d times, want once", n)
+	}
+	fams := scrape(t, tg.AdminAddr())
+	if left := value(fams, "rampart_certificate_expiry_seconds", "name=www.files.test"); left < 4*86400 || left > 5*86400 {
+		t.Errorf("rampart_certificate_expiry_seconds{name=www.files.test} = %v", left)
 	}
 }

@@ -303,6 +303,7 @@ func (g *Gateway) Start() error {
 		return err
 	}
 	g.configureAlerts(cfg)
+	go g.watchExpiry()
 	if cfg.Store == config.StoreEmbedded {
 		if err := g.startControl(cfg.StateDir); err != nil {
 			g.log.Warn("no control socket: rampart sessions cannot reach this instance", "kind", "control_socket", "error", err.Error())

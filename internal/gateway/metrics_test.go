@@ -344,3 +344,26 @@ func TestAdminListener(t *testing.T) {
 		t.Errorf("admin listener %q; log:\n%s", g.AdminAddr(), logs.String())
 	}
 }
+
+// TestReloadsAreCounted: a reload that loads and one whose file is bad
+// are both counted, and both are events.
+func TestReloadsAreCounted(t *testing.T) {
+	t.Parallel()
+	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor(newRecorder(t).URL())}})
+	good := tg.snap.Load().cfg
+	if err := tg.ReloadWith(func() (*config.Config, error) { return good, nil }); err != nil {
+		t.Fatal(err)
+	}
+	bad := func() (*config.Config, error) { return config.Parse("rampart.yaml", []byte("sitez: []\n")) }
+	if err := tg.ReloadWith(bad); err == nil {
+		t.Fatal("a bad config reloaded")
+	}
+	fams := scrape(t, tg.AdminAddr())
+	if ok, failed := value(fams, "rampart_config_reloads_total", "result=success"), value(fams, "rampart_config_reloads_total", "result=failure"); ok != 1 || failed != 1 {
+		t.Errorf("reloads: %v succeeded, %v failed; want 1 and 1", ok, failed)
+	}
+	logs := tg.waitLog(t, `"kind":"config_reload_failed"`)
+	if !strings.Contains(logs, `"kind":"config_reloaded"`) || !strings.Contains(logs, "at least one site is needed (and 1 more problem: rampart validate shows them)") {
+		t.Errorf("reload events:\n%s", logs)
+	}
+}

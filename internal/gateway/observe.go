@@ -265,14 +265,23 @@ func (g *Gateway) ReloadWith(load func() (*config.Config, error)) error {
 	g.metrics.Reload(err == nil)
 	if err != nil {
 		telemetry.Notice(g.log, slog.LevelError, "config_reload_failed", "", "refused", "the previous config keeps serving: "+firstLine(err.Error()))
+
 		return err
 	}
 	telemetry.Notice(g.log, slog.LevelInfo, "config_reloaded", "", "ok", fmt.Sprintf("%d sites", len(cfg.Sites)))
 	return nil
 }
 
+// firstLine is an error's first line, and how many more there are.
 func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
+	line, rest, _ := strings.Cut(s, "\n")
+	if n := strings.Count(rest, "\n") + 1; rest != "" {
+		more := "problems"
+		if n == 1 {
+			more = "problem"
+		}
+		return fmt.Sprintf("%s (and %d more %s: rampart validate shows them)", line, n, more)
+	}
 	return line
 }
 
@@ -314,4 +323,54 @@ func (g *Gateway) details(context.Context) admin.Details {
 		}
 	}
 	return d
+}
+
+// ExpiryWarning is how close to its end a certificate Rampart does not
+// renew itself (tls mode files) is reported: cert_expiring once a day per
+// certificate, from then on. ACME certificates have their own alarm (an
+// ACME renewal that failed); the local CA's renew on use.
+const ExpiryWarning = 14 * 24 * time.Hour
+
+// watchExpiry checks the file certificates at start and every hour, until
+// the gateway stops.
+func (g *Gateway) watchExpiry() {
+	warned := map[string]time.Time{}
+	tick := time.NewTicker(time.Hour)
+	defer tick.Stop()
+	for {
+		g.checkExpiry(warned, time.Now())
+		select {
+		case <-g.stopped:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (g *Gateway) checkExpiry(warned map[string]time.Time, now time.Time) {
+	type cert struct {
+		notAfter time.Time
+		issuer   string
+	}
+	names := map[cert][]string{}
+	for _, c := range g.certificates() {
+		if c.Source == "files" {
+			k := cert{c.NotAfter, c.Issuer}
+			names[k] = append(names[k], c.Name)
+		}
+	}
+	for c, hosts := range names {
+		id := strings.Join(hosts, ",") + "|" + c.notAfter.String()
+		left := c.notAfter.Sub(now)
+		if left > ExpiryWarning || now.Sub(warned[id]) < 24*time.Hour {
+			continue
+		}
+		warned[id] = now
+		what := fmt.Sprintf("expires in %s (%s)", left.Round(time.Hour), c.notAfter.UTC().Format(time.RFC3339))
+		if left <= 0 {
+			what = "expired on " + c.notAfter.UTC().Format(time.RFC3339)
+		}
+		telemetry.Notice(g.log, slog.LevelWarn, "cert_expiring", "", "file_not_replaced",
+			fmt.Sprintf("the certificate file for %s %s: renew it (certbot renew) and Rampart picks the new file up by itself", strings.Join(hosts, ", "), what))
+	}
 }
