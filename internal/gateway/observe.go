@@ -60,8 +60,10 @@ func (g *Gateway) newMetrics() *metrics.Metrics {
 // 5xx for the alert rules that count them.
 func (g *Gateway) finish(r *http.Request, info *reqinfo.Info, sw *statusWriter) {
 	status := sw.statusOr200()
-	telemetry.Request(g.log, r, info, status, sw.bytes)
+	// Counted before the line is written: whoever sees the line sees
+	// the count.
 	g.metrics.Request(info.Site, r.Method, status, time.Since(info.Start), info.Upstream, info.Truncated != nil)
+	telemetry.Request(g.log, r, info, status, sw.bytes)
 	if status >= 500 && g.alerts.Wants(config.StatusKind) {
 		g.alerts.Event(&telemetry.Entry{Time: time.Now(), Kind: config.StatusKind, Site: info.Site, RequestID: info.ID,
 			ClientIP: telemetry.ClientIP(info), Path: info.Path, Reason: fmt.Sprintf("status %d", status)})

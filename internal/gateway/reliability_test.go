@@ -150,6 +150,10 @@ func TestTruncatedResponseLogged(t *testing.T) {
 			t.Errorf("%s: log line %v", path, line)
 		}
 	}
+	// Each was counted before its request line was written.
+	if n := value(scrape(t, tg.AdminAddr()), "rampart_responses_truncated_total", "site=localhost"); n != 2 {
+		t.Errorf("rampart_responses_truncated_total = %v, want 2", n)
+	}
 }
 
 // requestLine returns the first request log line for path.
