@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -35,29 +36,8 @@ func BenchmarkProxy(b *testing.B) {
 	site := siteFor(up.URL)
 	site.CSP.NoncePlaceholder = &testPlaceholder
 	tg := startGateway(b, config.Config{Sites: []config.Site{site}})
-	// Request logs go to the captured buffer in tests; discard them here
-	// so the benchmark does not grow a buffer without bound.
-	tg.logs = nil
-	tg.Gateway.log = discardLogger()
-
-	run := func(b *testing.B, c *http.Client, url string) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				resp, err := c.Get(url)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				n, _ := io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 || n < 1000 {
-					b.Errorf("status %d, %d bytes", resp.StatusCode, n)
-					return
-				}
-			}
-		})
-	}
+	tg.quiet()
+	run := func(b *testing.B, c *http.Client, url string) { fetchParallel(b, c, url, nil) }
 	direct := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.Run("direct", func(b *testing.B) { run(b, direct, up.URL+"/") })
 	h1 := tg.client(false)
@@ -106,27 +86,10 @@ func BenchmarkRateLimit(b *testing.B) {
 		site := siteFor(up.URL)
 		site.RateLimits = tt.limits
 		tg := startGateway(b, config.Config{Store: tt.store, Sites: []config.Site{site}})
-		tg.Gateway.log = discardLogger()
+		tg.quiet()
 		c := tg.client(false)
 		c.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
-		b.Run(tt.name, func(b *testing.B) {
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					resp, err := c.Get("https://localhost/")
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						b.Errorf("status %d", resp.StatusCode)
-						return
-					}
-				}
-			})
-		})
+		b.Run(tt.name, func(b *testing.B) { fetchParallel(b, c, "https://localhost/", nil) })
 	}
 }
 
@@ -150,7 +113,7 @@ func BenchmarkSessionCheck(b *testing.B) {
 		site.RateLimits = []config.RateLimit{}
 		site.Routes = []config.Route{{Match: "/admin/", Auth: &config.RouteAuth{Require: true}}}
 		tg := startGateway(b, config.Config{Store: st.store, Sites: []config.Site{site}, Auth: config.Auth{UsersFile: users, MFA: config.MFAOptional}})
-		tg.Gateway.log = discardLogger()
+		tg.quiet()
 		c := tg.client(false)
 		c.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
 		resp, err := c.PostForm("https://localhost/.rampart/login", url.Values{"username": {"carol"}, "password": {carolPassword}})
@@ -164,26 +127,7 @@ func BenchmarkSessionCheck(b *testing.B) {
 			if path != "/" {
 				name = st.name + "-protected"
 			}
-			b.Run(name, func(b *testing.B) {
-				b.ReportAllocs()
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						req, _ := http.NewRequest("GET", "https://localhost"+path, nil)
-						req.Header.Set("Cookie", cookie)
-						resp, err := c.Do(req)
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						if resp.StatusCode != 200 {
-							b.Errorf("%s: status %d", path, resp.StatusCode)
-							return
-						}
-					}
-				})
-			})
+			b.Run(name, func(b *testing.B) { fetchParallel(b, c, "https://localhost"+path, http.Header{"Cookie": {cookie}}) })
 		}
 	}
 }
@@ -206,10 +150,8 @@ func BenchmarkObservation(b *testing.B) {
 	if watched.AdminAddr() == "" || unwatched.AdminAddr() != "" || unwatched.metrics != nil {
 		b.Fatal("the gateways are not watched and unwatched")
 	}
-	for _, tg := range []*testGateway{watched, unwatched} {
-		tg.logs = nil
-		tg.Gateway.log = telemetry.Observe(discardLogger(), tg.bus)
-	}
+	watched.quiet()
+	unwatched.quiet()
 	for _, proto := range []struct {
 		name string
 		h2   bool
@@ -222,20 +164,38 @@ func BenchmarkObservation(b *testing.B) {
 			if tr, ok := c.Transport.(*http.Transport); ok {
 				tr.MaxIdleConnsPerHost = 64
 			}
-			b.Run(v.name+"-"+proto.name, func(b *testing.B) {
-				b.ReportAllocs()
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						resp, err := c.Get("https://localhost/")
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						_, _ = io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-					}
-				})
-			})
+			b.Run(v.name+"-"+proto.name, func(b *testing.B) { fetchParallel(b, c, "https://localhost/", nil) })
 		}
 	}
+}
+
+// quiet sends the gateway's log lines nowhere, so that a benchmark does
+// not grow the captured buffer without bound; its events are still
+// published, as in production.
+func (tg *testGateway) quiet() {
+	tg.logs = nil
+	tg.Gateway.log = telemetry.Observe(discardLogger(), tg.bus)
+}
+
+// fetchParallel GETs url with header from every benchmark goroutine; each
+// answer must be a 200 of at least 1000 bytes.
+func fetchParallel(b *testing.B, c *http.Client, url string, header http.Header) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest("GET", url, nil)
+			maps.Copy(req.Header, header)
+			resp, err := c.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			n, _ := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || n < 1000 {
+				b.Errorf("%s: status %d, %d bytes", url, resp.StatusCode, n)
+				return
+			}
+		}
+	})
 }

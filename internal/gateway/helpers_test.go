@@ -254,3 +254,25 @@ func (tg *testGateway) waitLog(t testing.TB, substr string) string {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// rawServer accepts TCP connections on 127.0.0.1, each handled by handle
+// on its own goroutine, until the test ends; it returns the address. For
+// upstreams that misbehave below HTTP.
+func rawServer(t testing.TB, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+	return ln.Addr().String()
+}

@@ -97,28 +97,11 @@ func deadUpstreams(t *testing.T) (refused, hang, reset string) {
 	}
 	refused = ln.Addr().String()
 	ln.Close()
-	accept := func(handle func(net.Conn)) string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go handle(c)
-			}
-		}()
-		return ln.Addr().String()
-	}
-	hang = accept(func(c net.Conn) {
+	hang = rawServer(t, func(c net.Conn) {
 		defer c.Close()
 		_, _ = io.Copy(io.Discard, c) // reads, never answers, until Rampart gives up
 	})
-	reset = accept(func(c net.Conn) {
+	reset = rawServer(t, func(c net.Conn) {
 		_, _ = c.Read(make([]byte, 4096))
 		_ = c.(*net.TCPConn).SetLinger(0)
 		c.Close()

@@ -107,33 +107,20 @@ func post(client *http.Client, body []byte, sum string) string {
 // the operator with a request line that says so, with the request ID.
 func TestTruncatedResponseLogged(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				switch req.URL.Path {
-				case "/length": // 10 of 1000 bytes
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n0123456789")
-				case "/chunked": // no last chunk
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n")
-				}
-			}()
+	up := rawServer(t, func(c net.Conn) {
+		defer c.Close()
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	}()
-	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor("http://" + ln.Addr().String())}})
+		switch req.URL.Path {
+		case "/length": // 10 of 1000 bytes
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n0123456789")
+		case "/chunked": // no last chunk
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n")
+		}
+	})
+	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor("http://" + up)}})
 	for _, path := range []string{"/length", "/chunked"} {
 		// The error shows in the headers or in the body, depending on
 		// whether any of the response was flushed before the cut.
