@@ -188,6 +188,15 @@ type Site struct {
 	// MaxBody caps a request body. Default 16MiB. A larger body gets 413
 	// and never reaches the upstream.
 	MaxBody ByteSize `yaml:"max_body"`
+	// UpstreamMaxConns caps the requests in flight to the upstream at
+	// once, and so its connections; more wait in a queue, first come
+	// first served, as HAProxy's maxconn. Default 64: an app server runs
+	// a few workers, and hundreds of connections to it help nobody.
+	// WebSockets do not count.
+	UpstreamMaxConns int `yaml:"upstream_max_conns"`
+	// UpstreamQueueTimeout is how long a request waits in that queue
+	// before it gets 503 with Retry-After. Default 5s.
+	UpstreamQueueTimeout Duration `yaml:"upstream_queue_timeout"`
 	// Methods are the request methods passed on. Default GET, HEAD, POST,
 	// PUT, PATCH, DELETE, OPTIONS; any other method gets 405. CONNECT and
 	// TRACE are never allowed.
@@ -243,6 +252,10 @@ const (
 	DefaultSend          = 60 * time.Second
 	DefaultWebSocketIdle = 10 * time.Minute
 	DefaultWebSocketMax  = 24 * time.Hour
+
+	DefaultUpstreamMaxConns     = 64
+	DefaultUpstreamQueueTimeout = 5 * time.Second
+	MaxUpstreamConns            = 10000
 )
 
 // DefaultMethods are the methods a site passes on unless it says otherwise.
@@ -479,6 +492,10 @@ func (c *Config) applyDefaults() {
 		if s.MaxBody == 0 {
 			s.MaxBody = DefaultMaxBody
 		}
+		if s.UpstreamMaxConns == 0 {
+			s.UpstreamMaxConns = DefaultUpstreamMaxConns
+		}
+		setDuration(&s.UpstreamQueueTimeout, DefaultUpstreamQueueTimeout)
 		if len(s.Methods) == 0 {
 			s.Methods = slices.Clone(DefaultMethods)
 		}
@@ -610,6 +627,9 @@ func (c *Config) validate() Problems {
 		}
 		if s.MaxBody < 0 {
 			bad(at+".max_body", "must not be negative")
+		}
+		if s.UpstreamMaxConns < 1 || s.UpstreamMaxConns > MaxUpstreamConns {
+			bad(at+".upstream_max_conns", "must be between 1 and %d", MaxUpstreamConns)
 		}
 		s.validateHardening(at, bad)
 		for j, m := range s.Methods {

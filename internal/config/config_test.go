@@ -138,6 +138,8 @@ func TestProblemsHaveLines(t *testing.T) {
 		{"admin and alert mistakes", "admin: {listen: \"0.0.0.0:9090\"}\nalerts:\n  webhook: http://hooks.example.com/T0/secret\n  rules:\n    - {event: login_faild, over: 20}\n    - {event: status_5xx, over: -1}\nsites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n",
 			[]string{"bad.yaml:1: admin.listen: \"0.0.0.0:9090\" is reachable beyond this machine: set admin.token_file", "bad.yaml:3: alerts.webhook: plain http:// goes only to loopback",
 				"bad.yaml:5: alerts.rules[0].event: \"login_faild\" is not an event kind Rampart logs", "bad.yaml:6: alerts.rules[1].over: must be between 0"}},
+		{"upstream queue", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    upstream_max_conns: -1\n    upstream_queue_timeout: 0s\n",
+			[]string{"bad.yaml:4: sites[0].upstream_max_conns: must be between 1 and 10000", "bad.yaml:5: sites[0].upstream_queue_timeout: duration \"0s\" must be positive"}},
 		{"sensitive paths scalar", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {sensitive_paths: none}\n", []string{"bad.yaml:4: sites[0].guards.sensitive_paths: \"default\" or a list of patterns, not \"none\""}},
 	}
 	for _, tt := range tests {

@@ -303,3 +303,60 @@ func TestWerkzeugDebuggerNeverReachesClients(t *testing.T) {
 		t.Error("the blocked traceback was not logged for the operator")
 	}
 }
+
+// TestUpstreamQueue: with upstream_max_conns 2, a gunicorn that could take
+// four requests at once gets two; the rest wait their turn and, when the
+// wait runs out, get 503 with Retry-After from Rampart, counted as
+// refusals. The queue's length shows in the metrics while they wait.
+func TestUpstreamQueue(t *testing.T) {
+	t.Parallel()
+	app := runGunicorn(t, "app:app", gunicornOptions{worker: "gthread"})
+	site := siteFor(app.upstream())
+	site.UpstreamMaxConns = 2
+	site.UpstreamQueueTimeout = config.Duration(time.Second)
+	tg := startGateway(t, config.Config{Sites: []config.Site{site}})
+	type answer struct {
+		status int
+		retry  string
+		reason string
+	}
+	answers := make(chan answer, 5)
+	for range 5 {
+		go func() {
+			resp, err := tg.client(false).Get("https://localhost/slow?s=4")
+			if err != nil {
+				t.Error(err)
+				answers <- answer{}
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			answers <- answer{resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Rampart-Reason")}
+		}()
+	}
+	// Two at the app, three waiting: seen in the metrics.
+	testutil.WaitFor(t, "two requests in flight and three queued", func() bool {
+		fams := scrape(t, tg.AdminAddr())
+		return value(fams, "rampart_upstream_requests_in_flight", "site=localhost") == 2 &&
+			value(fams, "rampart_upstream_queue_length", "site=localhost") == 3
+	})
+	counts := map[int]int{}
+	for range 5 {
+		a := <-answers
+		counts[a.status]++
+		if a.status == 503 && (a.retry != "1" || a.reason != "upstream_queue_timeout; allow-with=sites[].upstream_max_conns") {
+			t.Errorf("a queue timeout answered Retry-After %q, Rampart-Reason %q", a.retry, a.reason)
+		}
+	}
+	if counts[200] != 2 || counts[503] != 3 {
+		t.Fatalf("answers %v; want two 200s (the app's) and three 503s (the queue's)", counts)
+	}
+	fams := scrape(t, tg.AdminAddr())
+	if n := value(fams, "rampart_blocked_total", "guard=upstream_queue", "reason=upstream_queue_timeout"); n != 3 {
+		t.Errorf("rampart_blocked_total{reason=upstream_queue_timeout} = %v, want 3", n)
+	}
+	// The places are free again: the next request goes straight through.
+	if s := tg.get(t, "localhost", "/slow?s=0"); s != 200 {
+		t.Errorf("after the queue emptied: %d", s)
+	}
+}

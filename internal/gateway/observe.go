@@ -50,6 +50,14 @@ func (g *Gateway) newMetrics() *metrics.Metrics {
 	if r, ok := g.store.(*store.Redis); ok {
 		state.StoreUp, state.StoreErrors = r.Up, r.Errors
 	}
+	state.Upstreams = func() []metrics.UpstreamLoad {
+		var out []metrics.UpstreamLoad
+		for _, st := range g.snap.Load().sites {
+			in, waiting := st.proxy.Load()
+			out = append(out, metrics.UpstreamLoad{Site: st.name, InUse: in, Waiting: waiting})
+		}
+		return out
+	}
 	state.Alerts = func() (int64, int64, int64) {
 		return g.alerts.Sent.Load(), g.alerts.Failed.Load(), g.alerts.Dropped.Load()
 	}

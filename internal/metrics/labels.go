@@ -46,6 +46,7 @@ var guards = map[string]string{
 	"session_store_unavailable":  "auth",
 	"not_found":                  "auth",
 	"slow_client_limit":          "slow_client",
+	"upstream_queue_timeout":     "upstream_queue",
 	"csp_report_rate":            "csp_report",
 	"csp_report_size":            "csp_report",
 	"csp_report_method":          "csp_report",

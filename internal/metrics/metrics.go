@@ -67,6 +67,15 @@ type State struct {
 	// Alerts counts alerts delivered to the webhook, given up on after
 	// retries, and dropped because the queue was full.
 	Alerts func() (sent, failed, dropped int64)
+	// Upstreams is each site's requests in flight to its upstream and
+	// waiting for a place (upstream_max_conns).
+	Upstreams func() []UpstreamLoad
+}
+
+// UpstreamLoad is one site's upstream, now.
+type UpstreamLoad struct {
+	Site           string
+	InUse, Waiting int64
 }
 
 // Certificate is one served certificate.
@@ -310,12 +319,16 @@ var (
 		"Password hashes the login portal is computing now; past capacity, logins get 503 login_busy.", nil, nil)
 	hashingCap = prometheus.NewDesc("rampart_login_hashing_capacity",
 		"Password hashes the login portal computes at once.", nil, nil)
+	upstreamInUse = prometheus.NewDesc("rampart_upstream_requests_in_flight",
+		"Requests at the upstream now, by site; at most its upstream_max_conns.", []string{"site"}, nil)
+	upstreamWaiting = prometheus.NewDesc("rampart_upstream_queue_length",
+		"Requests waiting for a place at the upstream now, by site.", []string{"site"}, nil)
 	alertsSent = prometheus.NewDesc("rampart_alerts_total",
 		"Alerts posted to the webhook, by result (sent, failed after retries, dropped).", []string{"result"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{certExpiry, storeUp, storeErrors, cspReports, hashing, hashingCap, alertsSent} {
+	for _, d := range []*prometheus.Desc{certExpiry, storeUp, storeErrors, cspReports, hashing, hashingCap, alertsSent, upstreamInUse, upstreamWaiting} {
 		ch <- d
 	}
 }
@@ -349,6 +362,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		busy, capacity := f()
 		ch <- prometheus.MustNewConstMetric(hashing, prometheus.GaugeValue, float64(busy))
 		ch <- prometheus.MustNewConstMetric(hashingCap, prometheus.GaugeValue, float64(capacity))
+	}
+	if f := c.s.Upstreams; f != nil {
+		for _, u := range f() {
+			ch <- prometheus.MustNewConstMetric(upstreamInUse, prometheus.GaugeValue, float64(u.InUse), u.Site)
+			ch <- prometheus.MustNewConstMetric(upstreamWaiting, prometheus.GaugeValue, float64(u.Waiting), u.Site)
+		}
 	}
 	if f := c.s.Alerts; f != nil {
 		sent, failed, dropped := f()

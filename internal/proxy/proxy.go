@@ -14,6 +14,7 @@ import (
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/pages"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
 	"github.com/rampartproxy/rampart/internal/telemetry"
@@ -35,6 +37,11 @@ type Options struct {
 	HeaderTimeout time.Duration
 	// IdleTimeout closes unused keep-alive connections to the upstream.
 	IdleTimeout time.Duration
+	// MaxConns caps the requests in flight to the upstream (and so its
+	// connections); the others wait up to QueueTimeout, in order. 0
+	// means config.DefaultUpstreamMaxConns.
+	MaxConns     int
+	QueueTimeout time.Duration
 	// Log receives upstream errors, with the request ID. Required.
 	Log *slog.Logger
 }
@@ -43,6 +50,8 @@ type Options struct {
 type Proxy struct {
 	rp        *httputil.ReverseProxy
 	transport *http.Transport
+	limit     *limited
+	busy      *guard.Denial // the answer when the queue wait runs out
 	target    *url.URL
 	log       *slog.Logger
 }
@@ -74,10 +83,19 @@ func New(o Options) *Proxy {
 		}
 		return &upstreamConn{Conn: c}, nil
 	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = config.DefaultUpstreamMaxConns
+	}
+	if o.QueueTimeout <= 0 {
+		o.QueueTimeout = config.DefaultUpstreamQueueTimeout
+	}
 	t := &http.Transport{
-		DialContext:           dial,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
+		DialContext: dial,
+		// No more requests go at once than MaxConns (limited), so as
+		// many idle connections are all it needs: a larger pool only
+		// churns connections under load.
+		MaxIdleConns:          o.MaxConns,
+		MaxIdleConnsPerHost:   o.MaxConns,
 		IdleConnTimeout:       o.IdleTimeout,
 		ResponseHeaderTimeout: o.HeaderTimeout,
 		ExpectContinueTimeout: time.Second,
@@ -92,10 +110,15 @@ func New(o Options) *Proxy {
 		ResponseHeaderTimeout: o.HeaderTimeout,
 		DisableCompression:    true,
 	}
-	p := &Proxy{transport: t, target: o.Upstream.URL, log: o.Log}
+	p := &Proxy{transport: t, target: o.Upstream.URL, log: o.Log,
+		limit: newLimited(&retrying{pooled: t, fresh: fresh, log: o.Log}, o.MaxConns, o.QueueTimeout),
+		busy: &guard.Denial{Status: http.StatusServiceUnavailable, Reason: "upstream_queue_timeout",
+			Message: "The application is busy right now. Try again in a moment.", Key: "sites[].upstream_max_conns",
+			Header: http.Header{"Retry-After": {strconv.Itoa(max(1, int(o.QueueTimeout.Seconds())))}}},
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
-		Transport:      &retrying{pooled: t, fresh: fresh, log: o.Log},
+		Transport:      p.limit,
 		ModifyResponse: modifyResponse,
 		ErrorHandler:   p.errorHandler,
 		// At 0, ReverseProxy flushes at once for responses of unknown
@@ -296,6 +319,12 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		// The client went away; nobody is left to answer.
 		p.log.Info("client closed request", "request_id", info.ID)
 		w.WriteHeader(499)
+		return
+	}
+	if errors.Is(err, ErrQueueTimeout) {
+		// The app is at upstream_max_conns and was for the whole wait:
+		// Rampart's refusal, not the app's error.
+		p.busy.With(fmt.Sprintf("%d requests in flight, %d waiting", p.limit.inUse.Load(), p.limit.queued.Load())).Answer(w, p.log, info)
 		return
 	}
 	status, msg := http.StatusBadGateway, "The application is not answering right now."
