@@ -49,7 +49,8 @@ type Options struct {
 // Proxy is one site's upstream. It is safe for concurrent use.
 type Proxy struct {
 	rp        *httputil.ReverseProxy
-	transport *http.Transport
+	transport *http.Transport // for what client hands over, and preflights
+	client    *client
 	limit     *limited
 	busy      *guard.Denial // the answer when the queue wait runs out
 	target    *url.URL
@@ -91,11 +92,14 @@ func New(o Options) *Proxy {
 	}
 	t := &http.Transport{
 		DialContext: dial,
-		// No more requests go at once than MaxConns (limited), so as
-		// many idle connections are all it needs: a larger pool only
-		// churns connections under load.
-		MaxIdleConns:          o.MaxConns,
-		MaxIdleConnsPerHost:   o.MaxConns,
+		// Only what client hands over comes here (WebSockets, bodies of
+		// unknown length), within MaxConns. Twice as many idle
+		// connections leave room for one that is on its way back to the
+		// pool (the Transport's read loop returns it a moment after the
+		// body's end frees the request's place) while the next request
+		// looks for one: no connection is dialled and dropped for that.
+		MaxIdleConns:          2 * o.MaxConns,
+		MaxIdleConnsPerHost:   2 * o.MaxConns,
 		IdleConnTimeout:       o.IdleTimeout,
 		ResponseHeaderTimeout: o.HeaderTimeout,
 		ExpectContinueTimeout: time.Second,
@@ -110,8 +114,13 @@ func New(o Options) *Proxy {
 		ResponseHeaderTimeout: o.HeaderTimeout,
 		DisableCompression:    true,
 	}
-	p := &Proxy{transport: t, target: o.Upstream.URL, log: o.Log,
-		limit: newLimited(&retrying{pooled: t, fresh: fresh, log: o.Log}, o.MaxConns, o.QueueTimeout),
+	c := &client{
+		dial:          func(ctx context.Context) (net.Conn, error) { return dial(ctx, "", o.Upstream.URL.Host) },
+		headerTimeout: o.HeaderTimeout, idleTimeout: o.IdleTimeout, maxIdle: o.MaxConns, maxHeader: maxResponseHeader,
+		fallback: &retrying{pooled: t, fresh: fresh, log: o.Log},
+	}
+	p := &Proxy{transport: t, client: c, target: o.Upstream.URL, log: o.Log,
+		limit: newLimited(c, o.MaxConns, o.QueueTimeout),
 		busy: &guard.Denial{Status: http.StatusServiceUnavailable, Reason: "upstream_queue_timeout",
 			Message: "The application is busy right now. Try again in a moment.", Key: "sites[].upstream_max_conns",
 			Header: http.Header{"Retry-After": {strconv.Itoa(max(1, int(o.QueueTimeout.Seconds())))}}},
@@ -136,6 +145,12 @@ func New(o Options) *Proxy {
 
 // ServeHTTP forwards r. The request's reqinfo.Info must be set.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Upgrade") == "" && r.ContentLength >= 0 {
+		// Rampart's own client lets a client that leaves cancel the
+		// request only once it is written, by itself.
+		p.rp.ServeHTTP(w, r)
+		return
+	}
 	ctx, done := untilWritten(r.Context())
 	defer done()
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
@@ -181,7 +196,10 @@ func untilWritten(client context.Context) (context.Context, func()) {
 }
 
 // Close drops idle upstream connections, once a reload has replaced p.
-func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
+func (p *Proxy) Close() {
+	p.client.closeIdle(true)
+	p.transport.CloseIdleConnections()
+}
 
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	info := reqinfo.From(pr.In.Context())
