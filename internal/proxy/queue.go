@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,7 +56,7 @@ func (l *limited) RoundTrip(req *http.Request) (*http.Response, error) {
 		l.release()
 		return nil, err
 	}
-	resp.Body = &releasing{ReadCloser: resp.Body, release: sync.OnceFunc(l.release)}
+	resp.Body = &releasing{ReadCloser: resp.Body, l: l}
 	return resp, nil
 }
 
@@ -70,7 +69,8 @@ func (l *limited) release() {
 // whichever comes first.
 type releasing struct {
 	io.ReadCloser
-	release func()
+	l    *limited
+	done atomic.Bool
 }
 
 func (r *releasing) Read(p []byte) (int, error) {
@@ -85,6 +85,12 @@ func (r *releasing) Close() error {
 	err := r.ReadCloser.Close()
 	r.release()
 	return err
+}
+
+func (r *releasing) release() {
+	if r.done.CompareAndSwap(false, true) {
+		r.l.release()
+	}
 }
 
 // Load is the upstream's requests in flight and waiting now.

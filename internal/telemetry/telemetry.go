@@ -65,7 +65,12 @@ func Request(log *slog.Logger, r *http.Request, info *reqinfo.Info, status int, 
 	if info.Truncated != nil {
 		attrs = append(attrs, slog.Bool("truncated", true), slog.String("error", info.Truncated.Error()))
 	}
-	log.LogAttrs(context.Background(), level, "request", attrs...)
+	// The record is built here and handed to the handler: Logger.LogAttrs
+	// would first walk the stack for the caller's source line
+	// (runtime.Callers), which the JSON log never shows.
+	rec := slog.NewRecord(time.Now(), level, "request", 0)
+	rec.AddAttrs(attrs...)
+	_ = h.Handle(context.Background(), rec)
 }
 
 // Event logs a security event: a guard stopped a request, or something

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
@@ -90,5 +91,16 @@ func TestObservedRequestLinesFollowTheLogLevel(t *testing.T) {
 	Request(log, r, &reqinfo.Info{ID: "id1", Start: time.Now()}, 200, 10)
 	if out.String() != "" {
 		t.Errorf("a request line at level warn: %s", out.String())
+	}
+}
+
+// BenchmarkRequestLine is one request's log line, JSON to nowhere.
+func BenchmarkRequestLine(b *testing.B) {
+	log := Observe(NewLogger(io.Discard, slog.LevelInfo), &Bus{})
+	r := httptest.NewRequest("GET", "https://a.test/some/page?x=1", nil)
+	info := &reqinfo.Info{ID: "0123456789abcdef01234567", Site: "a.test", Start: time.Now()}
+	b.ReportAllocs()
+	for b.Loop() {
+		Request(log, r, info, 200, 1024)
 	}
 }
