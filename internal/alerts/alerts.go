@@ -48,7 +48,15 @@ type Alerter struct {
 	// further one; tests shorten it.
 	backoff time.Duration
 
-	Sent, Failed, Dropped atomic.Int64
+	// Claim, if set, is asked before an alert is posted, with a key
+	// naming the rule and a lease of the rule's window: false means
+	// another instance has posted it for this window (the shared store's
+	// set-if-absent), so a cluster posts one alert, not one per
+	// instance. It runs on the sender's goroutine, never a request's; if
+	// it fails, the alert is posted (twice rather than never).
+	Claim func(ctx context.Context, key string, lease time.Duration) (bool, error)
+
+	Sent, Failed, Dropped, Duplicate atomic.Int64
 }
 
 // queued alerts at most; beyond it, alerts are dropped (and counted):
@@ -62,6 +70,8 @@ const attempts = 5
 type post struct {
 	url   string
 	alert Alert
+	key   string        // the rule, for Claim
+	lease time.Duration // its window
 }
 
 // state is one config's rules and where alerts go.
@@ -143,7 +153,7 @@ func (a *Alerter) enqueue(s *state, r *rule, count int, e *telemetry.Entry) {
 		Instance: s.instance, Latest: &latest, Time: e.Time}
 	al.Text = text(al, s.where)
 	select {
-	case a.queue <- post{url: s.webhook, alert: al}:
+	case a.queue <- post{url: s.webhook, alert: al, key: fmt.Sprintf("alert:%s:%d:%s", r.Event, r.Over, r.Within.Std()), lease: r.Within.Std()}:
 	default:
 		a.Dropped.Add(1)
 		a.log.Warn("alert dropped: the webhook has not taken the earlier ones", "event", r.Event)
@@ -201,6 +211,15 @@ func (a *Alerter) send() {
 }
 
 func (a *Alerter) deliver(p post) {
+	if a.Claim != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		mine, err := a.Claim(ctx, p.key, p.lease)
+		cancel()
+		if err == nil && !mine {
+			a.Duplicate.Add(1)
+			return
+		}
+	}
 	body, err := json.Marshal(p.alert)
 	if err != nil {
 		a.Failed.Add(1)

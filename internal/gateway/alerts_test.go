@@ -13,6 +13,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/alerts"
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/testutil"
+	"github.com/rampartproxy/rampart/internal/testutil/redisserver"
 )
 
 // hook is a webhook receiver that keeps what it is sent.
@@ -138,5 +139,39 @@ func TestDeadWebhookDoesNotSlowRequests(t *testing.T) {
 	fams := scrape(t, tg.AdminAddr())
 	if d, sent := value(fams, "rampart_alerts_total", "result=dropped"), value(fams, "rampart_alerts_total", "result=sent"); d < 30 || sent != 0 {
 		t.Errorf("with the webhook stuck: %v alerts dropped (want at least 100-64-1), %v sent", d, sent)
+	}
+}
+
+// TestAlertOncePerCluster: two instances on one Redis, the same rule and
+// webhook, each with an event that fires it: the webhook gets one alert,
+// and the other instance counts its own as a duplicate.
+func TestAlertOncePerCluster(t *testing.T) {
+	t.Parallel()
+	redis := redisserver.Start(t)
+	h := &hook{}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	rec := newRecorder(t)
+	cfg := func() config.Config {
+		return config.Config{Store: redis.URL(), Sites: []config.Site{siteFor(rec.URL())},
+			Alerts: config.Alerts{Webhook: srv.URL, Rules: []config.AlertRule{{Event: "request_blocked", Within: config.Duration(time.Hour)}}}}
+	}
+	a, b := startGateway(t, cfg()), startGateway(t, cfg())
+	if s := a.get(t, "localhost", "/.env"); s != 404 {
+		t.Fatalf("a: %d", s)
+	}
+	if s := b.get(t, "localhost", "/.env"); s != 404 {
+		t.Fatalf("b: %d", s)
+	}
+	testutil.WaitFor(t, "both instances to have dealt with their alert", func() bool {
+		done := 0.0
+		for _, g := range []*testGateway{a, b} {
+			fams := scrape(t, g.AdminAddr())
+			done += value(fams, "rampart_alerts_total", "result=sent") + value(fams, "rampart_alerts_total", "result=duplicate")
+		}
+		return done == 2
+	})
+	if got := h.alerts("request_blocked"); len(got) != 1 {
+		t.Errorf("two instances posted %d alerts for one rule and window, want 1", len(got))
 	}
 }

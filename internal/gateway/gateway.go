@@ -86,6 +86,12 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g.store = st
 	g.alerts = alerts.New(log)
+	if cfg.Store != config.StoreEmbedded {
+		// Instances sharing a store post each alert once between them.
+		g.alerts.Claim = func(ctx context.Context, key string, lease time.Duration) (bool, error) {
+			return st.Add(ctx, key, []byte(g.instance), lease)
+		}
+	}
 	bus.Subscribe(g.alerts.Event)
 	if cfg.Admin.Listen != "off" {
 		// Metrics and the dashboard's events are kept only for an admin

@@ -58,8 +58,8 @@ func (g *Gateway) newMetrics() *metrics.Metrics {
 		}
 		return out
 	}
-	state.Alerts = func() (int64, int64, int64) {
-		return g.alerts.Sent.Load(), g.alerts.Failed.Load(), g.alerts.Dropped.Load()
+	state.Alerts = func() (int64, int64, int64, int64) {
+		return g.alerts.Sent.Load(), g.alerts.Failed.Load(), g.alerts.Dropped.Load(), g.alerts.Duplicate.Load()
 	}
 	return metrics.New(state)
 }

@@ -65,8 +65,9 @@ type State struct {
 	// and how many may run at once.
 	Hashing func() (busy, capacity int)
 	// Alerts counts alerts delivered to the webhook, given up on after
-	// retries, and dropped because the queue was full.
-	Alerts func() (sent, failed, dropped int64)
+	// retries, dropped because the queue was full, and left to another
+	// instance that posted the same.
+	Alerts func() (sent, failed, dropped, duplicate int64)
 	// Upstreams is each site's requests in flight to its upstream and
 	// waiting for a place (upstream_max_conns).
 	Upstreams func() []UpstreamLoad
@@ -324,7 +325,7 @@ var (
 	upstreamWaiting = prometheus.NewDesc("rampart_upstream_queue_length",
 		"Requests waiting for a place at the upstream now, by site.", []string{"site"}, nil)
 	alertsSent = prometheus.NewDesc("rampart_alerts_total",
-		"Alerts posted to the webhook, by result (sent, failed after retries, dropped).", []string{"result"}, nil)
+		"Alerts for the webhook, by result (sent, failed after retries, dropped, duplicate: another instance sent it).", []string{"result"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -370,11 +371,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if f := c.s.Alerts; f != nil {
-		sent, failed, dropped := f()
+		sent, failed, dropped, duplicate := f()
 		for _, r := range []struct {
 			label string
 			n     int64
-		}{{"sent", sent}, {"failed", failed}, {"dropped", dropped}} {
+		}{{"sent", sent}, {"failed", failed}, {"dropped", dropped}, {"duplicate", duplicate}} {
 			ch <- prometheus.MustNewConstMetric(alertsSent, prometheus.CounterValue, float64(r.n), r.label)
 		}
 	}
