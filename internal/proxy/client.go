@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -108,8 +109,14 @@ func (c *client) newConn(ctx context.Context) (*pconn, error) {
 
 // handles reports whether the client can send req; the rest goes to
 // fallback.
-func handles(req *http.Request) bool {
-	return req.URL.Scheme == "http" && req.Method != http.MethodConnect && req.Header.Get("Upgrade") == "" &&
+func handles(req *http.Request) bool { return req.URL.Scheme == "http" && synchronous(req) }
+
+// synchronous reports whether a request, as the client received it or as
+// ReverseProxy passes it on, is one for the client: no protocol switch,
+// no CONNECT, a body of known length. Proxy.ServeHTTP asks it of the
+// incoming request to know which cancellation rules apply.
+func synchronous(req *http.Request) bool {
+	return req.Method != http.MethodConnect && req.Header.Get("Upgrade") == "" &&
 		(req.ContentLength > 0 || req.Body == nil || req.Body == http.NoBody)
 }
 
@@ -128,16 +135,9 @@ func (c *client) RoundTrip(req *http.Request) (*http.Response, error) {
 	// A kept-alive connection the app had closed: nothing was answered,
 	// so the request goes again, once, on a new connection, if its body
 	// can be sent again (Rampart buffered it).
-	if req.Body != nil && req.Body != http.NoBody {
-		if req.GetBody == nil {
-			return nil, err
-		}
-		body, gerr := req.GetBody()
-		if gerr != nil {
-			return nil, err
-		}
-		req = req.Clone(req.Context())
-		req.Body = body
+	req, ok := resend(req)
+	if !ok {
+		return nil, err
 	}
 	if pc, err = c.newConn(req.Context()); err != nil {
 		return nil, err
@@ -256,7 +256,7 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 			}
 			w.WriteString(k)
 			w.WriteString(": ")
-			w.WriteString(trimOWS(v))
+			w.WriteString(strings.Trim(v, " \t")) // optional whitespace around a value
 			w.WriteString("\r\n")
 		}
 	}
@@ -282,28 +282,8 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 	return err
 }
 
-// trimOWS drops the optional whitespace around a field value.
-func trimOWS(v string) string {
-	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-		v = v[1:]
-	}
-	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-		v = v[:len(v)-1]
-	}
-	return v
-}
-
-func validMethod(m string) bool {
-	if m == "" {
-		return false
-	}
-	for i := 0; i < len(m); i++ {
-		if !httpguts.IsTokenRune(rune(m[i])) {
-			return false
-		}
-	}
-	return true
-}
+// validMethod accepts a method name: a token, as a field name is.
+func validMethod(m string) bool { return httpguts.ValidHeaderFieldName(m) }
 
 // validURI accepts an origin-form request target ("/path?query", or "*")
 // with no space or control character.
@@ -317,11 +297,6 @@ func validURI(u string) bool {
 		}
 	}
 	return true
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // body is a response's body; at its end the connection goes back to the
@@ -416,9 +391,9 @@ func (c *client) sweep() {
 	}
 }
 
-// closeIdle closes the idle connections; with final, the pool takes no
-// more.
-func (c *client) closeIdle(final bool) {
+// close closes the idle connections, and the pool takes no more: a
+// connection that comes back later is closed.
+func (c *client) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, pc := range c.idle {
@@ -426,5 +401,5 @@ func (c *client) closeIdle(final bool) {
 	}
 	clear(c.idle)
 	c.idle = c.idle[:0]
-	c.closed = c.closed || final
+	c.closed = true
 }

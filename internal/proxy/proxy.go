@@ -145,7 +145,7 @@ func New(o Options) *Proxy {
 
 // ServeHTTP forwards r. The request's reqinfo.Info must be set.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("Upgrade") == "" && r.ContentLength >= 0 {
+	if synchronous(r) {
 		// Rampart's own client lets a client that leaves cancel the
 		// request only once it is written, by itself.
 		p.rp.ServeHTTP(w, r)
@@ -197,7 +197,7 @@ func untilWritten(client context.Context) (context.Context, func()) {
 
 // Close drops idle upstream connections, once a reload has replaced p.
 func (p *Proxy) Close() {
-	p.client.closeIdle(true)
+	p.client.close()
 	p.transport.CloseIdleConnections()
 }
 
@@ -359,9 +359,8 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 // down, or its unix socket is gone), "reset" (the app closed or reset the
 // connection mid-answer: a worker killed or restarted) or "other".
 func ErrorKind(err error) string {
-	var ne net.Error
 	switch {
-	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+	case isTimeout(err):
 		return "timeout"
 	case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT):
 		return "refused"

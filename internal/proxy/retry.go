@@ -58,13 +58,9 @@ func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err == nil || !retryable(req, err) {
 		return resp, err
 	}
-	again := req.Clone(req.Context())
-	if req.GetBody != nil {
-		body, gerr := req.GetBody()
-		if gerr != nil {
-			return nil, err
-		}
-		again.Body = body
+	again, ok := resend(req)
+	if !ok {
+		return nil, err
 	}
 	t.log.Info("upstream closed a kept-alive connection without answering; sent again on a fresh one",
 		"request_id", reqinfo.From(req.Context()).ID, "error", err.Error())
@@ -80,9 +76,31 @@ func retryable(req *http.Request, err error) bool {
 	if c, reused := a.get(); c == nil || !reused || c.answered.Load() || req.Context().Err() != nil {
 		return false
 	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
-		return false
+	return !isTimeout(err)
+}
+
+// resend returns req ready to go once more: with a fresh body from
+// GetBody (Rampart buffered it), or as it is when it has none; false when
+// its body cannot be sent again.
+func resend(req *http.Request) (*http.Request, bool) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return req, true
 	}
-	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	if req.GetBody == nil {
+		return nil, false
+	}
+	body, err := req.GetBody()
+	if err != nil {
+		return nil, false
+	}
+	again := req.Clone(req.Context())
+	again.Body = body
+	return again, true
+}
+
+// isTimeout reports an upstream that took too long: a deadline or a
+// net.Error that says so.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
