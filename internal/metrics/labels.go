@@ -54,18 +54,6 @@ var guards = map[string]string{
 	"csp_report_unreadable":      "csp_report",
 }
 
-// guardNames are the values of the guard label.
-var guardNames = func() []string {
-	var out []string
-	for _, g := range guards {
-		if !slices.Contains(out, g) {
-			out = append(out, g)
-		}
-	}
-	slices.Sort(out)
-	return out
-}()
-
 // GuardOf is the guard and reason labels of a refusal's reason.
 func GuardOf(reason string) (guard, label string) {
 	if g, ok := guards[reason]; ok {
@@ -73,9 +61,6 @@ func GuardOf(reason string) (guard, label string) {
 	}
 	return "other", "other"
 }
-
-// Guards are the values of the guard label, for the dashboard.
-func Guards() []string { return slices.Clone(guardNames) }
 
 func kindLabel(k string) string {
 	if slices.Contains(config.EventKinds, k) {

@@ -144,27 +144,6 @@ func New(state State) *Metrics {
 	return m
 }
 
-// Names lists the names of Rampart's own metrics (histograms without
-// their _bucket, _sum and _count), whether or not they have a value yet.
-func (m *Metrics) Names() []string {
-	ch := make(chan *prometheus.Desc, 64)
-	go func() {
-		for _, c := range m.own {
-			c.Describe(ch)
-		}
-		close(ch)
-	}()
-	var out []string
-	for d := range ch {
-		// A Desc says its name only in its String: Desc{fqName: "…", …}.
-		if _, rest, ok := strings.Cut(d.String(), `fqName: "`); ok {
-			name, _, _ := strings.Cut(rest, `"`)
-			out = append(out, name)
-		}
-	}
-	return out
-}
-
 // Registry is where the collectors are, for the dashboard's sampler.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
@@ -403,15 +382,6 @@ func methodIndex(method string) int {
 		}
 	}
 	return len(methods)
-}
-
-func statusClass(status int) string { return classes[statusIndex(status)] }
-
-func methodLabel(m string) string {
-	if i := methodIndex(m); i < len(methods) {
-		return methods[i]
-	}
-	return "other"
 }
 
 // siteLabel is a site's name; a request no site claims has none.
