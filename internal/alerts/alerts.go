@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -178,23 +179,9 @@ func text(al Alert, where string) string {
 		}
 	}
 	if len(latest) > 0 {
-		msg += " Latest: " + joinCut(latest, 400) + "."
+		msg += " Latest: " + telemetry.Cut(strings.Join(latest, ", "), 400) + "."
 	}
 	return msg + fmt.Sprintf(" Look at %s, or the log lines with \"kind\":%q.", where, al.Event)
-}
-
-func joinCut(parts []string, n int) string {
-	var b bytes.Buffer
-	for i, p := range parts {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(p)
-	}
-	if b.Len() > n {
-		return string(b.Bytes()[:n]) + "…"
-	}
-	return b.String()
 }
 
 // send posts queued alerts, one at a time, each retried with backoff.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/telemetry"
@@ -165,5 +166,17 @@ func TestOnlyConfiguredKindsCount(t *testing.T) {
 	a.Event(&telemetry.Entry{Time: now, Kind: "request_blocked"})
 	if a.Dropped.Load()+a.Failed.Load() != 0 || len(a.queue) != 0 {
 		t.Error("a reload reset the rule's window")
+	}
+}
+
+// TestAlertTextCutOnARune: a long latest event is cut to 400 bytes of
+// its fields, never in the middle of a character.
+func TestAlertTextCutOnARune(t *testing.T) {
+	t.Parallel()
+	al := Alert{Event: "request_blocked", Instance: "edge-1:443", Within: "5m0s",
+		Latest: &telemetry.Entry{Site: "app.example.com", Path: "/x" + strings.Repeat("é", 400)}} // an odd offset: a byte cut would split a rune
+	got := text(al, "the log")
+	if !utf8.ValidString(got) || !strings.Contains(got, "…") {
+		t.Errorf("cut text is not valid UTF-8 or not marked: %q", got)
 	}
 }

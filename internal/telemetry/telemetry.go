@@ -89,12 +89,12 @@ func Refusal(log *slog.Logger, kind string, info *reqinfo.Info, reason, detail, 
 		slog.String("site", info.Site),
 		slog.String("request_id", info.ID),
 		slog.String("client_ip", ClientIP(info)),
-		slog.String("path", cut(info.Path, 256)),
+		slog.String("path", Cut(info.Path, 256)),
 		slog.String("reason", reason),
 		slog.String("detail", detail),
 	}
 	if input != "" {
-		attrs = append(attrs, slog.String("input", cut(input, 256)))
+		attrs = append(attrs, slog.String("input", Cut(input, 256)))
 	}
 	if key != "" {
 		attrs = append(attrs, slog.String("allow_with", key))
@@ -102,8 +102,8 @@ func Refusal(log *slog.Logger, kind string, info *reqinfo.Info, reason, detail, 
 	log.LogAttrs(context.Background(), slog.LevelWarn, EventMessage, attrs...)
 }
 
-// cut shortens s to at most n bytes, on a rune boundary, marking the cut.
-func cut(s string, n int) string {
+// Cut shortens s to at most n bytes, on a rune boundary, marking the cut.
+func Cut(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
