@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -152,9 +151,12 @@ func ReadToken(path string) (string, error) {
 	}
 	sc := bufio.NewScanner(f)
 	sc.Scan()
+	if err := sc.Err(); err != nil {
+		return "", fmt.Errorf("admin.token_file %s: %w", path, err)
+	}
 	token := strings.TrimSpace(sc.Text())
 	if len(token) < MinTokenLength {
 		return "", fmt.Errorf("admin.token_file %s: the token is %d characters; use at least %d, such as: openssl rand -hex 32 > %s", path, len(token), MinTokenLength, path)
 	}
-	return token, errors.Join(sc.Err())
+	return token, nil
 }

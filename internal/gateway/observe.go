@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -223,7 +224,7 @@ func (g *Gateway) startAdmin(cfg *config.Config) error {
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       time.Minute,
-		ErrorLog:          log.New(discard{}, "", 0),
+		ErrorLog:          log.New(io.Discard, "", 0),
 	}
 	go func() { _ = g.admin.Serve(ln) }()
 	return nil
@@ -275,7 +276,6 @@ func (g *Gateway) ReloadWith(load func() (*config.Config, error)) error {
 	g.metrics.Reload(err == nil)
 	if err != nil {
 		telemetry.Notice(g.log, slog.LevelError, "config_reload_failed", "", "refused", "the previous config keeps serving: "+firstLine(err.Error()))
-
 		return err
 	}
 	telemetry.Notice(g.log, slog.LevelInfo, "config_reloaded", "", "ok", fmt.Sprintf("%d sites", len(cfg.Sites)))
@@ -294,10 +294,6 @@ func firstLine(s string) string {
 	}
 	return line
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // details is the dashboard's view of the moment.
 func (g *Gateway) details(context.Context) admin.Details {
