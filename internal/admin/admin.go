@@ -11,13 +11,13 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/reqinfo"
 )
 
 // Check is one readiness check's outcome.
@@ -84,11 +84,7 @@ func guard(token string, next http.Handler) http.Handler {
 			return
 		}
 		if token == "" {
-			host, _, err := net.SplitHostPort(r.Host)
-			if err != nil {
-				host = r.Host
-			}
-			if !config.IsLoopback(strings.Trim(host, "[]")) {
+			if !config.IsLoopback(reqinfo.Host(r.Host)) {
 				plain(w, http.StatusForbidden, "The admin listener answers requests for 127.0.0.1, [::1] or localhost only.\n")
 				return
 			}
