@@ -15,6 +15,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
+	"github.com/rampartproxy/rampart/internal/guard/headers"
 	"github.com/rampartproxy/rampart/internal/pages"
 	"github.com/rampartproxy/rampart/internal/portal"
 	"github.com/rampartproxy/rampart/internal/proxy"
@@ -27,14 +28,20 @@ import (
 // response guards; one log line at the end whatever happened.
 func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	snap := g.snap.Load()
-	info := &reqinfo.Info{Start: time.Now(), Client: snap.clients.Resolve(r.RemoteAddr, r.Header)}
+	// The request's facts and its writer, in one allocation.
+	ex := &struct {
+		info reqinfo.Info
+		sw   statusWriter
+	}{info: reqinfo.Info{Start: time.Now(), Client: snap.clients.Resolve(r.RemoteAddr, r.Header)}}
+	info := &ex.info
 	if id := r.Header.Get("X-Request-ID"); info.Client.Trusted && reqinfo.ValidID(id) {
 		info.ID = id
 	} else {
 		info.ID = reqinfo.NewID()
 	}
 	r = r.WithContext(reqinfo.With(r.Context(), info)) // guards ask it who the client is
-	sw := &statusWriter{ResponseWriter: w, send: snap.cfg.Timeouts.Send.Std()}
+	sw := &ex.sw
+	sw.ResponseWriter, sw.send = w, snap.cfg.Timeouts.Send.Std()
 	if r.ProtoMajor == 1 {
 		// The connection's deadline: set before the first write, so it is
 		// never one left over from the previous request. (An HTTP/2
@@ -42,7 +49,7 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		// connection's goroutine, so a one-write response skips it.)
 		sw.extendDeadline()
 	}
-	sw.Header().Set("X-Request-ID", info.ID)
+	sw.Header()["X-Request-Id"] = []string{info.ID} // Set would canonicalise the name anew each time
 	end := g.metrics.Begin()
 	defer func() { end(); g.finish(r, info, sw) }()
 	defer g.recoverPanic(sw, info)
@@ -64,7 +71,7 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	if rt.headers.CSP().UsesNonce() {
 		info.Nonce = csp.NewNonce()
 	}
-	sw.beforeWrite = func(h http.Header) { rt.headers.Apply(h, info.Nonce) }
+	sw.headers, sw.nonce = rt.headers, info.Nonce
 	if st == nil {
 		g.deny(sw, info, unknownHost(http.StatusMisdirectedRequest, r.Host))
 		return
@@ -165,8 +172,8 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 			}
 		}()
 	}
-	ctx := proxy.WithResponseHook(r.Context(), g.responseGuards(st, rt, info))
-	st.proxy.ServeHTTP(sw, r.WithContext(ctx))
+	info.Respond = g.responseGuards(st, rt, info)
+	st.proxy.ServeHTTP(sw, r)
 }
 
 // requireLogin admits a request to a protected route, returning who is
@@ -228,7 +235,7 @@ func unknownHost(status int, host string) *guard.Denial {
 // or identity.
 func limitEncodings(h http.Header) {
 	for _, v := range h.Values("Accept-Encoding") {
-		for _, e := range strings.Split(v, ",") {
+		for e := range strings.SplitSeq(v, ",") {
 			name, params, _ := strings.Cut(strings.TrimSpace(e), ";")
 			if strings.EqualFold(strings.TrimSpace(name), "gzip") && !refused(params) {
 				h.Set("Accept-Encoding", "gzip")
@@ -316,9 +323,11 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int // the final status; 0 until it is written
 	bytes  int64
-	// beforeWrite, if set, sees the final header once, just before it
-	// is sent (not the header of a 1xx informational response).
-	beforeWrite func(http.Header)
+	// headers, if set, are applied to the final header once, just before
+	// it is sent (not to the header of a 1xx informational response),
+	// with nonce for the CSP.
+	headers *headers.Policy
+	nonce   string
 	// onHijack, if set, wraps the connection of a protocol switch; if
 	// not, the connection cannot be taken over.
 	onHijack func(net.Conn) net.Conn
@@ -368,8 +377,8 @@ func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (w *statusWriter) WriteHeader(code int) {
 	if code >= 200 && w.status == 0 {
 		w.status = code
-		if w.beforeWrite != nil {
-			w.beforeWrite(w.Header())
+		if w.headers != nil {
+			w.headers.Apply(w.Header(), w.nonce)
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)

@@ -13,7 +13,6 @@ import (
 	"github.com/rampartproxy/rampart/internal/guard/leaks"
 	"github.com/rampartproxy/rampart/internal/guard/redirects"
 	"github.com/rampartproxy/rampart/internal/pages"
-	"github.com/rampartproxy/rampart/internal/proxy"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
 	"github.com/rampartproxy/rampart/internal/telemetry"
 )
@@ -22,7 +21,7 @@ import (
 // of docs/design.md: debug leaks, redirects, cookies, then the nonce in the
 // body. The security headers come after, as the response is written (see
 // statusWriter), so that they cover Rampart's own pages too.
-func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) proxy.ResponseHook {
+func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) func(*http.Response) error {
 	return func(resp *http.Response) error {
 		v, err := leaks.Inspect(resp)
 		if err != nil {
@@ -147,11 +146,17 @@ func rewriteSmall(resp *http.Response, placeholder, nonce string) error {
 		return err
 	}
 	body = csp.RewriteWhole(body, placeholder, nonce)
-	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.Body = &readerBody{Reader: bytes.NewReader(body)}
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	return nil
 }
+
+// readerBody is a body held in memory: io.NopCloser of a bytes.Reader in
+// one allocation.
+type readerBody struct{ *bytes.Reader }
+
+func (readerBody) Close() error { return nil }
 
 // replace turns resp into one of Rampart's own pages. Nothing of the
 // upstream's response survives but what the headers guard adds later.

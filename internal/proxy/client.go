@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,6 +64,7 @@ type pconn struct {
 	got    int64 // bytes of the current response read from the socket
 	reused bool  // it carried a request before
 	since  time.Time
+	close  func() // conn.Close, made once: a client that leaves calls it
 }
 
 // Read is the bufio.Reader's source: it counts, and holds the response
@@ -102,6 +104,7 @@ func (c *client) newConn(ctx context.Context) (*pconn, error) {
 		return nil, err
 	}
 	pc := &pconn{conn: conn, budget: -1}
+	pc.close = func() { conn.Close() }
 	pc.br = bufio.NewReaderSize(pc, 16<<10)
 	pc.bw = bufio.NewWriterSize(pc, 16<<10)
 	return pc, nil
@@ -177,7 +180,7 @@ func (c *client) exchange(pc *pconn, req *http.Request) (resp *http.Response, st
 		// The connection is not used again.
 	}
 	// The request is out: from now on a client that leaves cancels it.
-	stop := context.AfterFunc(req.Context(), func() { pc.conn.Close() })
+	stop := context.AfterFunc(req.Context(), pc.close)
 	if c.headerTimeout > 0 {
 		_ = pc.conn.SetReadDeadline(time.Now().Add(c.headerTimeout))
 	}
@@ -222,11 +225,12 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 	if host == "" {
 		host = req.URL.Host
 	}
-	uri := req.URL.RequestURI()
-	if !httpguts.ValidHostHeader(host) || !validMethod(req.Method) || !validURI(uri) {
-		return fmt.Errorf("proxy: request %q %q for host %q cannot be sent", req.Method, uri, host)
+	path, query, hasQuery := requestTarget(req.URL)
+	if !httpguts.ValidHostHeader(host) || !validMethod(req.Method) || !validPath(path) || !visible(query) {
+		return fmt.Errorf("proxy: request %q %q for host %q cannot be sent", req.Method, req.URL.RequestURI(), host)
 	}
-	keys := make([]string, 0, len(req.Header))
+	var room [32]string // on the stack for all but unusual requests
+	keys := room[:0]
 	for k, vs := range req.Header {
 		switch http.CanonicalHeaderKey(k) {
 		case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Trailer":
@@ -245,7 +249,11 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 	slices.Sort(keys)
 	w.WriteString(req.Method)
 	w.WriteByte(' ')
-	w.WriteString(uri)
+	w.WriteString(path)
+	if hasQuery {
+		w.WriteByte('?')
+		w.WriteString(query)
+	}
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(host)
 	w.WriteString("\r\n")
@@ -282,17 +290,30 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 	return err
 }
 
+// requestTarget is URL.RequestURI in parts, the path and the query
+// without its "?", so that writing them allocates nothing.
+func requestTarget(u *url.URL) (path, query string, hasQuery bool) {
+	if u.Opaque != "" {
+		path, query, hasQuery = strings.Cut(u.RequestURI(), "?")
+		return path, query, hasQuery
+	}
+	if path = u.EscapedPath(); path == "" {
+		path = "/"
+	}
+	return path, u.RawQuery, u.ForceQuery || u.RawQuery != ""
+}
+
 // validMethod accepts a method name: a token, as a field name is.
 func validMethod(m string) bool { return httpguts.ValidHeaderFieldName(m) }
 
-// validURI accepts an origin-form request target ("/path?query", or "*")
-// with no space or control character.
-func validURI(u string) bool {
-	if u == "" || u[0] != '/' && u != "*" {
-		return false
-	}
-	for i := 0; i < len(u); i++ {
-		if u[i] <= ' ' || u[i] == 0x7f {
+// validPath accepts the path of an origin-form request target ("/path",
+// or "*") with no space or control character.
+func validPath(p string) bool { return (p == "*" || strings.HasPrefix(p, "/")) && visible(p) }
+
+// visible reports whether s has no space or control character.
+func visible(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] == 0x7f {
 			return false
 		}
 	}

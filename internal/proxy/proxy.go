@@ -234,20 +234,33 @@ func Rewrite(out http.Header, in *http.Request, info *reqinfo.Info) {
 		}
 	}
 	for _, h := range strippedUpstream {
-		out.Del(h)
+		delete(out, h)
 	}
-	out.Del("Forwarded")
-	out.Set("X-Forwarded-For", info.Client.ForwardedFor)
-	out.Set("X-Forwarded-Proto", proto)
-	out.Set("X-Forwarded-Host", host)
-	if info.Client.Client.IsValid() {
-		out.Set("X-Real-IP", info.Client.Client.String())
+	delete(out, "Forwarded")
+	// The values share one array and the names are written canonical
+	// (Set would allocate for each): one allocation for all of them.
+	names := [6]string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"}
+	vals := make([]string, 3, len(names))
+	vals[0], vals[1], vals[2] = info.Client.ForwardedFor, proto, host
+	add := func(name, v string) {
+		names[len(vals)] = name
+		vals = append(vals, v)
+	}
+	switch c := info.Client; {
+	case !c.Client.IsValid():
+	case !c.Trusted:
+		add("X-Real-Ip", c.ForwardedFor) // the peer, already as text
+	default:
+		add("X-Real-Ip", c.Client.String())
 	}
 	if info.ID != "" {
-		out.Set("X-Request-ID", info.ID)
+		add("X-Request-Id", info.ID)
 	}
 	if info.Nonce != "" {
-		out.Set("X-CSP-Nonce", info.Nonce)
+		add("X-Csp-Nonce", info.Nonce)
+	}
+	for i, name := range names[:len(vals)] {
+		out[name] = vals[i : i+1 : i+1]
 	}
 }
 
@@ -283,20 +296,8 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 
-// ResponseHook inspects or rewrites an upstream response before it is
-// written: the response guards. An error becomes a 502.
-type ResponseHook func(*http.Response) error
-
-type hookKey struct{}
-
-// WithResponseHook returns ctx carrying the hook for one request.
-func WithResponseHook(ctx context.Context, hook ResponseHook) context.Context {
-	return context.WithValue(ctx, hookKey{}, hook)
-}
-
 func modifyResponse(resp *http.Response) error {
-	ctx := resp.Request.Context()
-	info := reqinfo.From(ctx)
+	info := reqinfo.From(resp.Request.Context())
 	info.Upstream = upstreamSince(info)
 	if resp.Body != nil && resp.Body != http.NoBody && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp.Body = &cutShort{ReadCloser: resp.Body, info: info}
@@ -304,8 +305,8 @@ func modifyResponse(resp *http.Response) error {
 	for _, h := range strippedDownstream {
 		resp.Header.Del(h)
 	}
-	if hook, ok := ctx.Value(hookKey{}).(ResponseHook); ok && hook != nil {
-		return hook(resp)
+	if info.Respond != nil {
+		return info.Respond(resp)
 	}
 	return nil
 }

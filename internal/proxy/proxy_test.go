@@ -166,6 +166,7 @@ func FuzzRewrite(f *testing.F) {
 	f.Add("GET / HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: nonsense,,\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=x\r\n\r\n", "[::1]:5")
 	f.Add("POST /x HTTP/1.1\r\nHost: [::1]:8443\r\nX-Forwarded-Host: a\r\n b\r\n\r\n", "10.0.0.1:1")
 	f.Add("GET / HTTP/1.1\r\nHost: a.test\r\nX-CSP-Nonce: chosen-by-client\r\n\r\n", "203.0.113.1:1")
+	f.Add("GET / HTTP/1.1\r\nHost: a.test\r\nX-Real-IP: 6.6.6.6\r\n\r\n", "@unix-socket")
 	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	res := clientip.New(trusted)
 	f.Fuzz(func(t *testing.T, raw, remote string) {
@@ -207,9 +208,14 @@ func FuzzRewrite(f *testing.F) {
 			if out.Get("X-Forwarded-Host") != in.Host || out.Get("X-Forwarded-Proto") != "https" {
 				t.Fatalf("untrusted headers believed: %v", out)
 			}
-			if ip := out.Get("X-Real-Ip"); ip != "" && ip != info.Client.Peer.String() {
-				t.Fatalf("X-Real-IP %q is not the peer %s", ip, info.Client.Peer)
-			}
+		}
+		// X-Real-IP is the client, or absent when its address is unknown.
+		want := ""
+		if info.Client.Client.IsValid() {
+			want = info.Client.Client.String()
+		}
+		if ip := out.Get("X-Real-Ip"); ip != want || !info.Client.Trusted && want != "" && ip != info.Client.Peer.String() {
+			t.Fatalf("X-Real-IP %q, want the client %q (peer %s)", ip, want, info.Client.Peer)
 		}
 		if peer := info.Client.Peer; peer.IsValid() && !strings.HasSuffix(out.Get("X-Forwarded-For"), peer.String()) {
 			t.Fatalf("X-Forwarded-For %q does not end with the peer %s", out.Get("X-Forwarded-For"), peer)

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -39,6 +40,11 @@ type Info struct {
 	// Truncated is why the upstream's response ended before all of it
 	// arrived; nil when it came whole.
 	Truncated error
+	// Respond inspects or rewrites the upstream's response before it is
+	// written: the response guards. An error becomes a 502. nil: none.
+	// (Here rather than in a context value of its own: one context and
+	// one request copy fewer per request.)
+	Respond func(*http.Response) error
 }
 
 // TunnelStats is what went through a connection that switched protocols,

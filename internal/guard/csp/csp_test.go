@@ -138,7 +138,11 @@ func FuzzRewrite(f *testing.F) {
 			t.Fatal("a body without the placeholder changed")
 		}
 		if whole := RewriteWhole(bytes.Clone(body), testPlaceholder, "n0nce"); !bytes.Equal(whole, got) {
-			t.Fatalf("RewriteWhole %q, streamed %q", whole, got)
+			t.Fatalf("RewriteWhole %q, streamed %q", whole, got) // in place
+		}
+		long := strings.Repeat("N", len(testPlaceholder)+1)
+		if whole, want := RewriteWhole(bytes.Clone(body), testPlaceholder, long), bytes.ReplaceAll(body, []byte(testPlaceholder), []byte(long)); !bytes.Equal(whole, want) {
+			t.Fatalf("RewriteWhole with a longer nonce %q, want %q", whole, want)
 		}
 	})
 }

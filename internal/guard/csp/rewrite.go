@@ -91,13 +91,26 @@ func (r *rewriter) rewrite() {
 	r.data = append(r.data[:0], d...)
 }
 
-// RewriteWhole replaces every placeholder in a body held in memory,
-// returning body itself when there is none.
+// RewriteWhole replaces every placeholder in a body held in memory, in
+// place when the nonce is no longer than the placeholder (the body only
+// shrinks, so no write overtakes the reading), returning body itself when
+// there is none.
 func RewriteWhole(body []byte, placeholder, nonce string) []byte {
 	if !bytes.Contains(body, []byte(placeholder)) {
 		return body
 	}
-	return bytes.ReplaceAll(body, []byte(placeholder), []byte(nonce))
+	if len(nonce) > len(placeholder) {
+		return bytes.ReplaceAll(body, []byte(placeholder), []byte(nonce))
+	}
+	out := body[:0]
+	for {
+		i := bytes.Index(body, []byte(placeholder))
+		if i < 0 {
+			return append(out, body...)
+		}
+		out = append(append(out, body[:i]...), nonce...)
+		body = body[i+len(placeholder):]
+	}
 }
 
 // partialSuffix is the length of the longest end of b that is a proper

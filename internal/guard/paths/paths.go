@@ -96,7 +96,7 @@ var notFound = &guard.Denial{Status: http.StatusNotFound, Reason: "sensitive_pat
 // decoded once or twice, cleaned, with backslashes taken for slashes.
 func (p *Policy) Check(r *http.Request) *guard.Denial {
 	for _, c := range Candidates(r.URL) {
-		if p.matches(c) {
+		if c != "" && p.matches(c) {
 			return notFound.With("path " + c)
 		}
 	}
@@ -105,21 +105,28 @@ func (p *Policy) Check(r *http.Request) *guard.Denial {
 
 // Candidates returns the cleaned, lower-cased forms of a request path a
 // server or framework might act on: decoded once (as net/http did), and
-// decoded a second time, in case something downstream decodes again.
-func Candidates(u *url.URL) []string {
+// decoded a second time, in case something downstream decodes again. The
+// second is "" when decoding again changes nothing. (An array, not a
+// slice: nothing to allocate for the common clean path.)
+func Candidates(u *url.URL) [2]string {
 	once := clean(u.Path)
-	out := []string{once}
+	if !strings.Contains(u.Path, "%") {
+		return [2]string{once}
+	}
 	if twice, err := url.PathUnescape(u.Path); err == nil {
 		if c := clean(twice); c != once {
-			out = append(out, c)
+			return [2]string{once, c}
 		}
 	}
-	return out
+	return [2]string{once}
 }
 
 func clean(p string) string {
 	p = strings.ReplaceAll(p, "\\", "/")
-	p = strings.ToLower(path.Clean("/" + p))
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	p = strings.ToLower(path.Clean(p))
 	// Windows drops trailing dots and spaces from file names.
 	return strings.TrimRight(p, ". ")
 }
@@ -145,7 +152,7 @@ func (p *Policy) matchRest(rest, whole string) bool {
 			return true
 		}
 	}
-	for _, seg := range strings.Split(rest, "/") {
+	for seg := range strings.SplitSeq(rest, "/") {
 		if seg == "" {
 			continue
 		}
