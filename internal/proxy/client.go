@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -41,6 +42,7 @@ type client struct {
 	maxIdle       int
 	maxHeader     int64 // response header bytes, as Transport's MaxResponseHeaderBytes
 	fallback      http.RoundTripper
+	log           *slog.Logger // says when a request goes again
 
 	mu      sync.Mutex
 	idle    []*pconn // most recently used last: taken from the end
@@ -138,10 +140,12 @@ func (c *client) RoundTrip(req *http.Request) (*http.Response, error) {
 	// A kept-alive connection the app had closed: nothing was answered,
 	// so the request goes again, once, on a new connection, if its body
 	// can be sent again (Rampart buffered it).
-	req, ok := resend(req)
+	again, ok := resend(req)
 	if !ok {
 		return nil, err
 	}
+	logResent(c.log, req, err)
+	req = again
 	if pc, err = c.newConn(req.Context()); err != nil {
 		return nil, err
 	}

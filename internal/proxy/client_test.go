@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampartproxy/rampart/internal/reqinfo"
 	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
@@ -99,7 +101,7 @@ func testClient(addr string) *client {
 	return &client{
 		dial:          func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
 		headerTimeout: 5 * time.Second, idleTimeout: time.Minute, maxIdle: 4, maxHeader: maxResponseHeader,
-		fallback: http.DefaultTransport,
+		fallback: http.DefaultTransport, log: slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -110,6 +112,7 @@ func get(t *testing.T, c *client, path string, body string) (*http.Response, str
 		req, _ = http.NewRequest("GET", "http://app"+path, nil)
 	}
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
+	req = req.WithContext(reqinfo.With(req.Context(), &reqinfo.Info{ID: "request" + strings.ReplaceAll(path, "/", "-")}))
 	resp, err := c.RoundTrip(req)
 	if err != nil {
 		return nil, "", err
@@ -158,6 +161,8 @@ func TestClientRetriesAStaleConnection(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 	})
 	c := testClient(up.addr)
+	var log bytes.Buffer // the client logs on the caller's goroutine
+	c.log = slog.New(slog.NewTextHandler(&log, nil))
 	if _, b, err := get(t, c, "/1", ""); err != nil || b != "ok" {
 		t.Fatal(b, err)
 	}
@@ -178,6 +183,9 @@ func TestClientRetriesAStaleConnection(t *testing.T) {
 	}
 	if n := up.conns.Load(); n != 2 {
 		t.Errorf("%d connections, want 2", n)
+	}
+	if l := log.String(); !strings.Contains(l, "sent again on a fresh one") || !strings.Contains(l, "request_id=request-2") {
+		t.Errorf("the retry is not on the log with its request ID: %q", l)
 	}
 }
 

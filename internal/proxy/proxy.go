@@ -117,7 +117,7 @@ func New(o Options) *Proxy {
 	c := &client{
 		dial:          func(ctx context.Context) (net.Conn, error) { return dial(ctx, "", o.Upstream.URL.Host) },
 		headerTimeout: o.HeaderTimeout, idleTimeout: o.IdleTimeout, maxIdle: o.MaxConns, maxHeader: maxResponseHeader,
-		fallback: &retrying{pooled: t, fresh: fresh, log: o.Log},
+		fallback: &retrying{pooled: t, fresh: fresh, log: o.Log}, log: o.Log,
 	}
 	p := &Proxy{transport: t, client: c, target: o.Upstream.URL, log: o.Log,
 		limit: newLimited(c, o.MaxConns, o.QueueTimeout),

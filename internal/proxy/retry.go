@@ -62,9 +62,14 @@ func (t *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !ok {
 		return nil, err
 	}
-	t.log.Info("upstream closed a kept-alive connection without answering; sent again on a fresh one",
-		"request_id", reqinfo.From(req.Context()).ID, "error", err.Error())
+	logResent(t.log, req, err)
 	return t.fresh.RoundTrip(again)
+}
+
+// logResent says on the log that req went again after err, with its ID.
+func logResent(log *slog.Logger, req *http.Request, err error) {
+	log.Info("upstream closed a kept-alive connection without answering; sent again on a fresh one",
+		"request_id", reqinfo.From(req.Context()).ID, "error", err.Error())
 }
 
 // retryable reports whether req, which failed with err, may go again.
