@@ -27,6 +27,9 @@ import (
 // site and route, the request guards, the body, then the proxy and the
 // response guards; one log line at the end whatever happened.
 func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
+	if serveHealth(w, r) {
+		return
+	}
 	snap := g.snap.Load()
 	// The request's facts and its writer, in one allocation.
 	ex := &struct {
@@ -295,6 +298,9 @@ func (g *Gateway) recoverPanic(w *statusWriter, info *reqinfo.Info) {
 func (g *Gateway) serveRedirect(w http.ResponseWriter, r *http.Request) {
 	if a := g.acme.Load(); a != nil && a.HandleHTTPChallenge(w, r) {
 		return // an HTTP-01 challenge (RFC 8555, section 8.3)
+	}
+	if serveHealth(w, r) {
+		return
 	}
 	snap := g.snap.Load()
 	info := &reqinfo.Info{Start: time.Now(), ID: reqinfo.NewID(), Client: snap.clients.Resolve(r.RemoteAddr, nil)}
