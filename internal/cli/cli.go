@@ -29,6 +29,7 @@ Examples:
   rampart serve --upstream http://127.0.0.1:5000  # your app, no config file
   rampart serve --upstream unix:/run/gunicorn.sock
   rampart serve --config rampart.yaml             # the full form
+  rampart init --domain app.example.com           # rampart.yaml and hardened systemd units
   rampart validate --config rampart.yaml          # check a config, with line numbers
   rampart ca root > rampart-ca.pem                # the local CA, to trust it
   rampart audit https://app.example.com           # grade a deployment, A+ to F
@@ -36,6 +37,7 @@ Examples:
 
 Commands:
   serve      run the proxy
+  init       write a config and hardened systemd units for a deployment
   validate   check a config file
   audit      check and grade running deployments
   certs      list the certificates Rampart manages
@@ -85,6 +87,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return e.serve(rest)
 	case "validate":
 		return e.validate(rest)
+	case "init":
+		return e.init(rest)
 	case "audit":
 		return e.audit(rest)
 	case "certs":
