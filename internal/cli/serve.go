@@ -131,7 +131,7 @@ func (e env) serve(args []string) int {
 	}
 	e.banner(g, cfg, *cfgPath, app)
 	boundHTTPS, boundHTTP := g.Addrs()
-	log.Info("started", "https", boundHTTPS, "http", boundHTTP, "sites", len(cfg.Sites), "config", *cfgPath)
+	log.Info("started", "https", boundHTTPS, "http", boundHTTP, "load_balancer", g.LoadBalancerAddr(), "sites", len(cfg.Sites), "config", *cfgPath)
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
@@ -200,7 +200,12 @@ func (e env) banner(g *gateway.Gateway, cfg *config.Config, cfgPath string, app 
 		if app != nil {
 			what = "the built-in demo app"
 		}
-		fmt.Fprintf(e.stderr, "rampart: serving https://%s/ -> %s\n", net.JoinHostPort(s.Hosts[0], port), what)
+		if httpsAddr != "" {
+			fmt.Fprintf(e.stderr, "rampart: serving https://%s/ -> %s\n", net.JoinHostPort(s.Hosts[0], port), what)
+		}
+	}
+	if lb := g.LoadBalancerAddr(); lb != "" {
+		fmt.Fprintf(e.stderr, "rampart: serving the load balancer on http://%s (peers in trusted_proxies only; X-Forwarded-Proto decides)\n", lb)
 	}
 	if httpAddr != "" {
 		fmt.Fprintf(e.stderr, "rampart: plain HTTP on %s redirects to HTTPS\n", httpAddr)

@@ -88,12 +88,26 @@ type Config struct {
 
 // Listen holds the listener addresses.
 type Listen struct {
-	// HTTPS is the TLS listener. Default ":443".
+	// HTTPS is the TLS listener. Default ":443", or "off" with a
+	// load_balancer listener.
 	HTTPS string `yaml:"https"`
 	// HTTP is the plain listener, which only redirects to HTTPS (301 for
-	// GET and HEAD, 308 otherwise). Default ":80"; "off" disables it.
+	// GET and HEAD, 308 otherwise). Default ":80", or "off" with a
+	// load_balancer listener; "off" disables it.
 	HTTP string `yaml:"http"`
+	// LoadBalancer is the plain HTTP listener for a load balancer that
+	// terminates TLS (AWS ALB, Google Cloud, a Kubernetes ingress, Fly,
+	// Render). Only peers in trusted_proxies are served; anyone else gets
+	// 403. The load balancer's X-Forwarded-Proto decides: https is served
+	// with HSTS and every guard, as on the HTTPS listener; http gets the
+	// redirect to https://. Default "off". Setting it turns the https and
+	// http listeners off unless they are given.
+	LoadBalancer string `yaml:"load_balancer"`
 }
+
+// BehindLoadBalancer reports whether a load balancer terminates TLS in
+// front of Rampart.
+func (l Listen) BehindLoadBalancer() bool { return l.LoadBalancer != "off" }
 
 // Timeouts bound how long Rampart waits. Values are Go durations ("5s", "2m").
 type Timeouts struct {
@@ -223,6 +237,7 @@ const (
 	TLSInternal = "internal" // certificates from Rampart's local CA
 	TLSFiles    = "files"    // certificate and key from PEM files
 	TLSACME     = "acme"     // certificates from an ACME CA
+	TLSOff      = "off"      // none: listen.https is off, a load balancer terminates TLS
 )
 
 // TLS is a site's certificate source.
@@ -453,11 +468,20 @@ func lineOf(lines map[string]int, path string) int {
 }
 
 func (c *Config) applyDefaults() {
+	if c.Listen.LoadBalancer == "" {
+		c.Listen.LoadBalancer = "off"
+	}
+	// Behind a load balancer, Rampart's own TLS and redirect listeners
+	// are there only when asked for.
+	httpsDef, httpDef := DefaultHTTPS, DefaultHTTP
+	if c.Listen.BehindLoadBalancer() {
+		httpsDef, httpDef = "off", "off"
+	}
 	if c.Listen.HTTPS == "" {
-		c.Listen.HTTPS = DefaultHTTPS
+		c.Listen.HTTPS = httpsDef
 	}
 	if c.Listen.HTTP == "" {
-		c.Listen.HTTP = DefaultHTTP
+		c.Listen.HTTP = httpDef
 	}
 	if c.StateDir == "" {
 		c.StateDir = DefaultStateDir()
@@ -498,6 +522,9 @@ func (c *Config) applyDefaults() {
 		setDuration(&s.UpstreamQueueTimeout, DefaultUpstreamQueueTimeout)
 		if len(s.Methods) == 0 {
 			s.Methods = slices.Clone(DefaultMethods)
+		}
+		if c.Listen.HTTPS == "off" && s.TLS == (TLS{}) {
+			s.TLS.Mode = TLSOff // the load balancer holds the certificate
 		}
 		if s.TLS.Mode == "" {
 			s.TLS.Mode = DefaultTLSMode(s.Hosts)
@@ -548,17 +575,27 @@ func (c *Config) validate() Problems {
 	bad := func(path, format string, args ...any) {
 		ps = append(ps, Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
 	}
-	if _, _, err := net.SplitHostPort(c.Listen.HTTPS); err != nil {
-		bad("listen.https", "%q is not a host:port address", c.Listen.HTTPS)
-	}
-	if c.Listen.HTTP != "off" {
-		if _, _, err := net.SplitHostPort(c.Listen.HTTP); err != nil {
-			bad("listen.http", "%q is not a host:port address (or \"off\")", c.Listen.HTTP)
+	for _, l := range []struct{ key, addr string }{{"https", c.Listen.HTTPS}, {"http", c.Listen.HTTP}, {"load_balancer", c.Listen.LoadBalancer}} {
+		if _, _, err := net.SplitHostPort(l.addr); err != nil && l.addr != "off" {
+			bad("listen."+l.key, "%q is not a host:port address (or \"off\")", l.addr)
 		}
 	}
+	switch lb := c.Listen.BehindLoadBalancer(); {
+	case c.Listen.HTTPS == "off" && !lb:
+		bad("listen.https", "off, and no load_balancer listener: nothing would serve the sites")
+	case c.Listen.HTTPS == "off" && c.Listen.HTTP != "off":
+		bad("listen.http", "redirects to HTTPS, which is off; behind a load balancer, the load_balancer listener redirects what arrived over http")
+	case lb && len(c.TrustedProxies) == 0:
+		bad("listen.load_balancer", "needs trusted_proxies: the addresses the load balancer connects from (its subnet). "+
+			"Only they are served there; a request from anyone else could claim to have come over HTTPS")
+	}
 	for i, p := range c.TrustedProxies {
-		if _, err := ParsePrefix(p); err != nil {
-			bad(fmt.Sprintf("trusted_proxies[%d]", i), "%q is not a CIDR or IP address", p)
+		at := fmt.Sprintf("trusted_proxies[%d]", i)
+		if pfx, err := ParsePrefix(p); err != nil {
+			bad(at, "%q is not a CIDR or IP address", p)
+		} else if pfx.Bits() == 0 {
+			bad(at, "%q trusts every address: anyone could choose the client IP the app, the rate limits and allow_ips see, "+
+				"and claim HTTPS; list the load balancer's or proxy's own range", p)
 		}
 	}
 	if c.MaxHeaderSize < 1<<10 || c.MaxHeaderSize > 1<<20 {
@@ -602,6 +639,10 @@ func (c *Config) validate() Problems {
 			bad(at+".upstream", "%v", err)
 		}
 		switch s.TLS.Mode {
+		case TLSOff:
+			if c.Listen.HTTPS != "off" {
+				bad(at+".tls.mode", "off only when listen.https is off (a load balancer terminates TLS)")
+			}
 		case TLSInternal:
 			if s.TLS.Cert != "" || s.TLS.Key != "" {
 				bad(at+".tls", "cert and key are only used with mode: files")
@@ -624,6 +665,9 @@ func (c *Config) validate() Problems {
 			}
 		default:
 			bad(at+".tls.mode", "%q is not one of internal, files, acme", s.TLS.Mode)
+		}
+		if c.Listen.HTTPS == "off" && s.TLS.Mode != TLSOff {
+			bad(at+".tls", "not used: listen.https is off, and the load balancer holds the certificate")
 		}
 		if s.MaxBody < 0 {
 			bad(at+".max_body", "must not be negative")

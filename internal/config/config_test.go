@@ -140,6 +140,18 @@ func TestProblemsHaveLines(t *testing.T) {
 				"bad.yaml:5: alerts.rules[0].event: \"login_faild\" is not an event kind Rampart logs", "bad.yaml:6: alerts.rules[1].over: must be between 0"}},
 		{"upstream queue", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    upstream_max_conns: -1\n    upstream_queue_timeout: 0s\n",
 			[]string{"bad.yaml:4: sites[0].upstream_max_conns: must be between 1 and 10000", "bad.yaml:5: sites[0].upstream_queue_timeout: duration \"0s\" must be positive"}},
+		{"load balancer without trusted proxies", "listen: {load_balancer: \":8080\"}\nsites:\n  - hosts: [app.example.com]\n    upstream: http://127.0.0.1:1\n",
+			[]string{"bad.yaml:1: listen.load_balancer: needs trusted_proxies"}},
+		{"trusting everyone", "listen: {load_balancer: \":8080\"}\ntrusted_proxies: [10.0.0.0/8, 0.0.0.0/0, \"::/0\"]\nsites:\n  - hosts: [app.example.com]\n    upstream: http://127.0.0.1:1\n",
+			[]string{"bad.yaml:2: trusted_proxies[1]: \"0.0.0.0/0\" trusts every address", "trusted_proxies[2]: \"::/0\" trusts every address"}},
+		{"nothing serves", "listen: {https: \"off\"}\nsites:\n  - hosts: [app.example.com]\n    upstream: http://127.0.0.1:1\n",
+			[]string{"bad.yaml:1: listen.https: off, and no load_balancer listener"}},
+		{"redirect to nothing", "listen: {load_balancer: \":8080\", http: \":80\"}\ntrusted_proxies: [10.0.0.0/16]\nsites:\n  - hosts: [app.example.com]\n    upstream: http://127.0.0.1:1\n",
+			[]string{"bad.yaml:1: listen.http: redirects to HTTPS, which is off"}},
+		{"certificates nobody serves", "listen: {load_balancer: \":8080\"}\ntrusted_proxies: [10.0.0.0/16]\nsites:\n  - hosts: [app.example.com]\n    upstream: http://127.0.0.1:1\n    tls: {mode: acme}\n",
+			[]string{"bad.yaml:6: sites[0].tls: not used: listen.https is off"}},
+		{"tls off with https on", "sites:\n  - hosts: [app.example.com]\n    upstream: http://127.0.0.1:1\n    tls: {mode: \"off\"}\n",
+			[]string{"bad.yaml:4: sites[0].tls.mode: off only when listen.https is off"}},
 		{"sensitive paths scalar", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {sensitive_paths: none}\n", []string{"bad.yaml:4: sites[0].guards.sensitive_paths: \"default\" or a list of patterns, not \"none\""}},
 	}
 	for _, tt := range tests {
@@ -314,5 +326,33 @@ sites:
 		if !strings.Contains(y, kept) {
 			t.Errorf("redacted config lost %q:\n%s", kept, y)
 		}
+	}
+}
+
+// TestLoadBalancerTopology: one key, load_balancer, turns Rampart's own
+// TLS and redirect listeners off unless they are given, and the sites'
+// certificates with them; given, they stay.
+func TestLoadBalancerTopology(t *testing.T) {
+	t.Parallel()
+	cfg, err := Parse("lb.yaml", []byte("listen: {load_balancer: \"10.0.1.5:8080\"}\ntrusted_proxies: [10.0.0.0/16]\nsites:\n  - hosts: [app.example.com]\n    upstream: http://127.0.0.1:1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := cfg.Listen; !l.BehindLoadBalancer() || l.HTTPS != "off" || l.HTTP != "off" || cfg.Sites[0].TLS.Mode != TLSOff || cfg.UsesACME() {
+		t.Errorf("behind a load balancer: %+v, tls %+v", l, cfg.Sites[0].TLS)
+	}
+	cfg, err = Parse("both.yaml", []byte("listen: {load_balancer: \":8080\", https: \":443\", http: \":80\"}\ntrusted_proxies: [10.0.0.0/16]\nsites:\n  - hosts: [app.example.com]\n    upstream: http://127.0.0.1:1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := cfg.Listen; l.HTTPS != ":443" || l.HTTP != ":80" || cfg.Sites[0].TLS.Mode != TLSACME {
+		t.Errorf("both: %+v, tls %+v", l, cfg.Sites[0].TLS)
+	}
+	cfg, err = Parse("direct.yaml", []byte("sites:\n  - hosts: [app.example.com]\n    upstream: http://127.0.0.1:1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := cfg.Listen; l.BehindLoadBalancer() || l.HTTPS != DefaultHTTPS || l.HTTP != DefaultHTTP {
+		t.Errorf("direct: %+v", l)
 	}
 }

@@ -67,6 +67,8 @@ type Gateway struct {
 	adminLn   net.Listener
 	httpsLn   net.Listener
 	httpLn    net.Listener
+	lb        *http.Server // the load balancer's listener (loadbalancer.go)
+	lbLn      net.Listener
 	httpsPort string // the port redirects point to
 	serveErr  chan error
 }
@@ -256,16 +258,91 @@ func (g *Gateway) Start() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	cfg := g.snap.Load().cfg
-	errLog := g.serverLog()
-	var err error
-	if g.httpsLn, err = net.Listen("tcp", cfg.Listen.HTTPS); err != nil {
-		return fmt.Errorf("listen https on %q: %w", cfg.Listen.HTTPS, bindHint(err))
+	if err := g.listen(cfg); err != nil {
+		return err
 	}
-	_, g.httpsPort, _ = net.SplitHostPort(g.httpsLn.Addr().String())
-	g.instance = instanceName(g.httpsPort)
+	if err := g.startACME(cfg); err != nil {
+		g.closeListeners()
+		return fmt.Errorf("acme: %w", err)
+	}
+	if err := g.startAdmin(cfg); err != nil {
+		g.closeListeners()
+		return err
+	}
+	g.configureAlerts(cfg)
+	go g.watchExpiry()
+	if cfg.Store == config.StoreEmbedded {
+		if err := g.startControl(cfg.StateDir); err != nil {
+			g.log.Warn("no control socket: rampart sessions cannot reach this instance", "kind", "control_socket", "error", err.Error())
+		}
+	}
+	if g.http != nil {
+		go func() { g.serveErr <- ignoreClosed(g.http.Serve(g.httpLn)) }()
+	}
+	if g.lb != nil {
+		go func() { g.serveErr <- ignoreClosed(g.lb.Serve(g.lbLn)) }()
+	}
+	if g.https != nil {
+		go func() { g.serveErr <- ignoreClosed(g.https.ServeTLS(plainHTTPListener{g.httpsLn, g}, "", "")) }()
+	}
+	return nil
+}
+
+// listen binds the serving listeners the config asks for, all or none.
+func (g *Gateway) listen(cfg *config.Config) error {
+	errLog := g.serverLog()
+	bind := func(name, addr string) (net.Listener, error) {
+		if addr == "off" {
+			return nil, nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			g.closeListeners()
+			return nil, fmt.Errorf("listen %s on %q: %w", name, addr, bindHint(err))
+		}
+		return ln, nil
+	}
+	var err error
+	if g.httpsLn, err = bind("https", cfg.Listen.HTTPS); err != nil {
+		return err
+	}
+	if g.httpLn, err = bind("http", cfg.Listen.HTTP); err != nil {
+		return err
+	}
+	if g.lbLn, err = bind("load_balancer", cfg.Listen.LoadBalancer); err != nil {
+		return err
+	}
+	named := g.httpsLn
+	if named == nil {
+		named = g.lbLn
+	}
+	_, port, _ := net.SplitHostPort(named.Addr().String())
+	g.instance = instanceName(port)
 	if g.feed != nil {
 		g.feed.SetInstance(g.instance)
 	}
+	if g.lbLn != nil {
+		g.lb = &http.Server{
+			Handler:           http.HandlerFunc(g.serveLoadBalancer),
+			ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Std(),
+			IdleTimeout:       cfg.Timeouts.Idle.Std(),
+			MaxHeaderBytes:    2 * int(cfg.MaxHeaderSize), // as on the HTTPS listener
+			ErrorLog:          errLog,
+		}
+	}
+	if g.httpLn != nil {
+		g.http = &http.Server{
+			Handler:           http.HandlerFunc(g.serveRedirect),
+			ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Std(),
+			IdleTimeout:       cfg.Timeouts.Idle.Std(),
+			MaxHeaderBytes:    int(cfg.MaxHeaderSize),
+			ErrorLog:          errLog,
+		}
+	}
+	if g.httpsLn == nil {
+		return nil
+	}
+	_, g.httpsPort, _ = net.SplitHostPort(g.httpsLn.Addr().String())
 	g.https = &http.Server{
 		Handler:           http.HandlerFunc(g.serveHTTPS),
 		TLSConfig:         g.tlsConfig(),
@@ -280,43 +357,16 @@ func (g *Gateway) Start() error {
 		MaxHeaderBytes: 2 * int(cfg.MaxHeaderSize),
 		ErrorLog:       errLog,
 	}
-	if cfg.Listen.HTTP != "off" {
-		if g.httpLn, err = net.Listen("tcp", cfg.Listen.HTTP); err != nil {
-			g.httpsLn.Close()
-			return fmt.Errorf("listen http on %q: %w", cfg.Listen.HTTP, bindHint(err))
-		}
-		g.http = &http.Server{
-			Handler:           http.HandlerFunc(g.serveRedirect),
-			ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Std(),
-			IdleTimeout:       cfg.Timeouts.Idle.Std(),
-			MaxHeaderBytes:    int(cfg.MaxHeaderSize),
-			ErrorLog:          errLog,
-		}
-		go func() { g.serveErr <- ignoreClosed(g.http.Serve(g.httpLn)) }()
-	}
-	if err := g.startACME(cfg); err != nil {
-		g.httpsLn.Close()
-		if g.httpLn != nil {
-			g.httpLn.Close()
-		}
-		return fmt.Errorf("acme: %w", err)
-	}
-	if err := g.startAdmin(cfg); err != nil {
-		g.httpsLn.Close()
-		if g.httpLn != nil {
-			g.httpLn.Close()
-		}
-		return err
-	}
-	g.configureAlerts(cfg)
-	go g.watchExpiry()
-	if cfg.Store == config.StoreEmbedded {
-		if err := g.startControl(cfg.StateDir); err != nil {
-			g.log.Warn("no control socket: rampart sessions cannot reach this instance", "kind", "control_socket", "error", err.Error())
-		}
-	}
-	go func() { g.serveErr <- ignoreClosed(g.https.ServeTLS(plainHTTPListener{g.httpsLn, g}, "", "")) }()
 	return nil
+}
+
+// closeListeners closes what listen bound, when starting fails.
+func (g *Gateway) closeListeners() {
+	for _, ln := range []net.Listener{g.httpsLn, g.httpLn, g.lbLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
 }
 
 // bindHint explains the usual reason a low port cannot be bound.
@@ -338,13 +388,21 @@ func ignoreClosed(err error) error {
 func (g *Gateway) Addrs() (https, http string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.httpsLn != nil {
-		https = g.httpsLn.Addr().String()
+	return addrOf(g.httpsLn), addrOf(g.httpLn)
+}
+
+// LoadBalancerAddr returns the load balancer listener's address, "" when off.
+func (g *Gateway) LoadBalancerAddr() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return addrOf(g.lbLn)
+}
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
 	}
-	if g.httpLn != nil {
-		http = g.httpLn.Addr().String()
-	}
-	return https, http
+	return ln.Addr().String()
 }
 
 // Errors delivers an error if a listener stops serving on its own.
@@ -401,7 +459,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var errs []error
-	for _, s := range []*http.Server{g.http, g.https, g.control, g.admin} {
+	for _, s := range []*http.Server{g.http, g.https, g.lb, g.control, g.admin} {
 		if s != nil {
 			errs = append(errs, s.Shutdown(ctx))
 		}

@@ -302,6 +302,12 @@ func (g *Gateway) serveRedirect(w http.ResponseWriter, r *http.Request) {
 	if serveHealth(w, r) {
 		return
 	}
+	g.redirect(w, r, g.httpsPort)
+}
+
+// redirect sends r to the same host and path on HTTPS at httpsPort, for a
+// host a site serves (400 otherwise).
+func (g *Gateway) redirect(w http.ResponseWriter, r *http.Request, httpsPort string) {
 	snap := g.snap.Load()
 	info := &reqinfo.Info{Start: time.Now(), ID: reqinfo.NewID(), Client: snap.clients.Resolve(r.RemoteAddr, nil)}
 	sw := &statusWriter{ResponseWriter: w}
@@ -317,7 +323,7 @@ func (g *Gateway) serveRedirect(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		code = http.StatusMovedPermanently
 	}
-	sw.Header().Set("Location", redirectTarget(host, g.httpsPort, r.URL.RequestURI()))
+	sw.Header().Set("Location", redirectTarget(host, httpsPort, r.URL.RequestURI()))
 	sw.Header().Set("Connection", "close")
 	sw.WriteHeader(code)
 }

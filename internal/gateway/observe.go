@@ -123,6 +123,9 @@ func (g *Gateway) certificates() []metrics.Certificate {
 			}
 			continue
 		}
+		if st.cert == nil {
+			continue // tls: off, behind a load balancer
+		}
 		leaf, err := leafOf(st.cert)
 		if err != nil {
 			continue
@@ -165,6 +168,9 @@ func (g *Gateway) ready(ctx context.Context) []admin.Check {
 	}
 	var missing []string
 	for _, st := range snap.sites {
+		if st.cert == nil && !st.acme {
+			continue // the load balancer holds its certificate
+		}
 		for _, h := range st.hosts {
 			if !have[h] {
 				missing = append(missing, h)

@@ -210,6 +210,7 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 		st.cert = src
 	case config.TLSACME:
 		st.acme = true
+	case config.TLSOff: // a load balancer terminates TLS
 	default:
 		return nil, fmt.Errorf("tls mode %q is not available", sc.TLS.Mode)
 	}

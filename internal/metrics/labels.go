@@ -47,6 +47,8 @@ var guards = map[string]string{
 	"not_found":                  "auth",
 	"slow_client_limit":          "slow_client",
 	"upstream_queue_timeout":     "upstream_queue",
+	"untrusted_peer":             "load_balancer",
+	"no_forwarded_proto":         "load_balancer",
 	"csp_report_rate":            "csp_report",
 	"csp_report_size":            "csp_report",
 	"csp_report_method":          "csp_report",
