@@ -34,6 +34,7 @@ Examples:
   rampart ca root > rampart-ca.pem                # the local CA, to trust it
   rampart audit https://app.example.com           # grade a deployment, A+ to F
   rampart user add alice --groups admins          # an account for the login portal
+  rampart state backup state.tar.gz               # the local CA, certificates and store, while serving
 
 Commands:
   serve      run the proxy
@@ -43,6 +44,7 @@ Commands:
   certs      list the certificates Rampart manages
   user       add and manage the login portal's users
   sessions   list and end login sessions
+  state      back up and restore the state directory
   ca root    print the local CA's root certificate
   version    print the version
 
@@ -97,6 +99,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return e.user(rest)
 	case "sessions":
 		return e.sessions(rest)
+	case "state":
+		return e.state(rest)
 	case "ca":
 		return e.ca(rest)
 	case "version", "--version":

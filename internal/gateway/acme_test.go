@@ -23,6 +23,7 @@ import (
 	"github.com/letsencrypt/pebble/v2/wfe"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/statebackup"
 	"github.com/rampartproxy/rampart/internal/testutil"
 	"github.com/rampartproxy/rampart/internal/testutil/redisserver"
 )
@@ -296,5 +297,68 @@ func TestACMESiteAddedByReload(t *testing.T) {
 	served(t, g.httpsAddr, p.roots(), nil)
 	if n := p.orders.Load(); n != 1 {
 		t.Errorf("%d orders placed, want 1", n)
+	}
+}
+
+// TestACMEStateRestored backs up the state of an instance that obtained
+// an ACME certificate, while it takes requests, restores it into a fresh
+// state_dir, and starts a second instance there: it serves the same
+// certificate, and no new order is placed (the first instance is gone,
+// so a new order could not even be validated).
+func TestACMEStateRestored(t *testing.T) {
+	httpsPort, httpPort := testutil.FreePort(t), testutil.FreePort(t)
+	p := startPebble(t, httpPort, httpsPort, 90*24*time.Hour)
+	dir := t.TempDir()
+	a := acmeGateway(t, p, httpsPort, httpPort, []string{config.ChallengeHTTP}, dir, "")
+	leaf := served(t, a.httpsAddr, p.roots(), nil)
+	testutil.WaitFor(t, "the certificate in the state directory", func() bool {
+		found, _ := filepath.Glob(filepath.Join(dir, "acme", "certificates", "*", "localhost", "localhost.crt"))
+		return len(found) == 1
+	})
+
+	// Under load: requests go on while the backup runs.
+	var answered atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.roots(), ServerName: "localhost"}}}
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if resp, err := c.Get("https://" + a.httpsAddr + "/"); err == nil {
+				resp.Body.Close()
+				answered.Add(1)
+			}
+		}
+	}()
+	testutil.WaitFor(t, "load", func() bool { return answered.Load() >= 10 })
+	backup := filepath.Join(t.TempDir(), "state.tar.gz")
+	_, from, err := statebackup.Backup(dir, backup, false)
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(from, "running") {
+		t.Errorf("the store was not copied by the running instance: %q", from)
+	}
+	if err := a.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	fresh := filepath.Join(t.TempDir(), "restored")
+	if _, _, err := statebackup.Restore(fresh, backup, false); err != nil {
+		t.Fatal(err)
+	}
+	b := acmeGateway(t, p, testutil.FreePort(t), testutil.FreePort(t), []string{config.ChallengeHTTP}, fresh, "")
+	if again := served(t, b.httpsAddr, p.roots(), nil); !again.Equal(leaf) {
+		t.Errorf("the restored instance serves serial %v, the first served %v", again.SerialNumber, leaf.SerialNumber)
+	}
+	if n := p.orders.Load(); n != 1 {
+		t.Errorf("%d orders placed, want the 1 of the first instance", n)
 	}
 }

@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/auth"
+	"github.com/rampartproxy/rampart/internal/statebackup"
+	"github.com/rampartproxy/rampart/internal/store"
 )
 
 // ControlSocket is the name of the control socket in state_dir: how
-// `rampart sessions` reaches a running serve whose embedded store it
-// cannot open (bbolt holds the file locked). It is mode 0600 in the 0700
-// state directory, so only the user Rampart runs as can use it.
-const ControlSocket = "control.sock"
+// `rampart sessions` and `rampart state backup` reach a running serve
+// whose embedded store they cannot open (bbolt holds the file locked).
+const ControlSocket = statebackup.ControlSocket
 
 // startControl listens on the control socket; a stale socket of an
 // earlier run is replaced.
@@ -42,6 +43,21 @@ func (g *Gateway) startControl(stateDir string) error {
 		q := r.URL.Query()
 		views, err := g.sessions().RevokeViews(r.Context(), q.Get("user"), q.Get("handle"), q.Get("all") == "true")
 		controlReply(w, views, err)
+	})
+	mux.HandleFunc("GET "+statebackup.StorePath, func(w http.ResponseWriter, r *http.Request) {
+		// rampart state backup: the bbolt file, copied in one read
+		// transaction while this instance serves.
+		e, ok := g.store.(*store.Embedded)
+		if !ok {
+			http.Error(w, "the store is not embedded", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		if _, err := e.Backup(w); err != nil {
+			g.log.Error("state backup failed", "kind", "state_backup", "error", err.Error())
+			panic(http.ErrAbortHandler) // the client sees a cut body, never a partial file as whole
+		}
+		g.log.Info("state backed up", "kind", "state_backup")
 	})
 	g.control = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = g.control.Serve(ln) }()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"io"
 	"path/filepath"
 	"sync"
 	"time"
@@ -55,7 +56,7 @@ func OpenEmbedded(stateDir string) (*Embedded, error) { return openEmbeddedClock
 // openEmbeddedClock is OpenEmbedded on the clock now, which tests set before
 // the sweeper starts reading it.
 func openEmbeddedClock(stateDir string, now func() time.Time) (*Embedded, error) {
-	path := filepath.Join(stateDir, "state.db")
+	path := filepath.Join(stateDir, StateFile)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%s: %w", path, ErrInUse)
@@ -308,4 +309,39 @@ func (e *Embedded) Close() error {
 		err = e.db.Close()
 	})
 	return err
+}
+
+// StateFile is the name of the embedded store's bbolt file in state_dir.
+const StateFile = "state.db"
+
+// Backup writes a consistent copy of the bbolt file to w, in one read
+// transaction (bbolt's own backup), while the store goes on serving.
+func (e *Embedded) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := e.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
+}
+
+// BackupFile writes a consistent copy of the bbolt file in stateDir to w
+// when no process holds it, and reports ErrInUse when one does.
+func BackupFile(stateDir string, w io.Writer) (int64, error) {
+	path := filepath.Join(stateDir, StateFile)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return 0, fmt.Errorf("%s: %w", path, ErrInUse)
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var n int64
+	err = db.View(func(tx *bolt.Tx) error {
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	return n, err
 }

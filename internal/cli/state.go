@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/rampartproxy/rampart/internal/statebackup"
+)
+
+const stateUsage = `Usage: rampart state backup FILE [flags]
+       rampart state restore FILE [flags]
+
+Backs up and restores the embedded state in state_dir: the local CA, the
+ACME account and certificates, the users file and the bbolt store
+(sessions, lockouts). A backup is a .tar.gz, written with mode 0600 (it
+holds private keys); keep it as you keep the keys.
+
+backup works while rampart serve runs: the bbolt file is copied in one
+read transaction by the running instance (through its control socket),
+so the copy is consistent. Nothing is written unless all of it is.
+
+restore refuses a state_dir a running rampart serve uses, and one that
+is not empty unless --force (the old one is then kept beside it, renamed
+DIR.replaced-TIME). It unpacks into a new directory and puts it in place
+at once: a restore that fails changes nothing. Run it as the user
+rampart serve runs as (sudo -u rampart ...), so the files are its own.
+
+With store: redis://..., ACME certificates and sessions live in Redis:
+back Redis up with its own tools.
+
+Examples:
+  rampart state backup /root/rampart-$(date +%F).tar.gz --config /etc/rampart/rampart.yaml
+  sudo -u rampart rampart state restore rampart-2026-11-22.tar.gz --state-dir /var/lib/rampart
+`
+
+func (e env) state(args []string) int {
+	if code, done := e.groupHelp(args, stateUsage); done {
+		return code
+	}
+	cmd := args[0]
+	if cmd != "backup" && cmd != "restore" {
+		return e.usageError(fmt.Sprintf("unknown command %q", "state "+cmd), "run 'rampart state --help'")
+	}
+	fs := e.flags("state "+cmd, stateUsage)
+	cfgPath := fs.String("config", "", "config file, for state_dir (default ./rampart.yaml when it exists)")
+	stateDir := fs.String("state-dir", "", "the state directory itself (default: the config's state_dir)")
+	force := fs.Bool("force", false, map[string]string{"backup": "overwrite FILE if it exists", "restore": "replace a state_dir that is not empty"}[cmd])
+	// FILE before the flags or after them.
+	var file string
+	rest := args[1:]
+	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		file, rest = rest[0], rest[1:]
+	}
+	if err := fs.Parse(rest); errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	} else if err != nil {
+		return e.usageError(err.Error(), "run 'rampart state --help'")
+	}
+	if file == "" && fs.NArg() > 0 {
+		file = fs.Arg(0)
+		rest = fs.Args()[1:]
+	} else {
+		rest = fs.Args()
+	}
+	if len(rest) > 0 {
+		return e.usageError(fmt.Sprintf("unexpected argument %q", rest[0]), "run 'rampart state --help'")
+	}
+	if file == "" {
+		return e.usageError("rampart state "+cmd+" needs a FILE", "for example: rampart state "+cmd+" rampart-state.tar.gz")
+	}
+	if *stateDir == "" {
+		cfg, err := loadFor(*cfgPath)
+		if err != nil {
+			return e.fail(err, "pass the state directory with --state-dir DIR")
+		}
+		*stateDir = cfg.StateDir
+	}
+	if cmd == "backup" {
+		n, from, err := statebackup.Backup(*stateDir, file, *force)
+		if err != nil {
+			return e.fail(err, "")
+		}
+		fmt.Fprintf(e.stdout, "backed up %s of %s (the store %s) to %s, mode 0600\n", plural(n, "file"), *stateDir, from, file)
+		return exitOK
+	}
+	n, old, err := statebackup.Restore(*stateDir, file, *force)
+	if err != nil {
+		return e.fail(err, "")
+	}
+	fmt.Fprintf(e.stdout, "restored %s into %s\n", plural(n, "file"), *stateDir)
+	if old != "" {
+		fmt.Fprintf(e.stdout, "the state it replaced is in %s\n", old)
+	}
+	return exitOK
+}
