@@ -118,8 +118,12 @@ func (e env) serve(args []string) int {
 	g, err := gateway.New(cfg, log)
 	if err != nil {
 		hint := ""
-		if errors.Is(err, store.ErrInUse) {
+		switch {
+		case errors.Is(err, store.ErrInUse):
 			hint = "another rampart uses " + cfg.StateDir + ": stop it, or give this one its own directory with --state-dir DIR"
+		case errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+			hint = fmt.Sprintf("state_dir %s must be writable by the user rampart runs as (uid %d): under systemd, StateDirectory=rampart; "+
+				"in a container, a volume mounted there without :ro", cfg.StateDir, os.Getuid())
 		}
 		return e.fail(err, hint)
 	}

@@ -62,7 +62,7 @@ func openEmbeddedClock(stateDir string, now func() time.Time) (*Embedded, error)
 		return nil, fmt.Errorf("%s: %w", path, ErrInUse)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, fmt.Errorf("state_dir: %w", err) // bbolt's error names the file
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(kvBucket)
