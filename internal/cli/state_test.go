@@ -92,6 +92,10 @@ func TestStateBackupAndRestore(t *testing.T) {
 	if fi, err := os.Stat(backup); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("the backup: %v, mode %v; want 0600", err, fi.Mode().Perm())
 	}
+	// Into the state directory itself: refused.
+	if code := Main([]string{"state", "backup", filepath.Join(dir, "b.tar.gz"), "--state-dir", dir}, io.Discard, &errs); code != 1 || !strings.Contains(errs.String(), "inside the state directory") {
+		t.Errorf("a backup inside the state directory: exit %d", code)
+	}
 	// Again without --force: refused.
 	if code := Main([]string{"state", "backup", backup, "--state-dir", dir}, io.Discard, &errs); code != 1 || !strings.Contains(errs.String(), "exists") {
 		t.Errorf("a second backup over the first: exit %d", code)

@@ -47,6 +47,11 @@ func Backup(stateDir, file string, force bool) (n int, from string, err error) {
 	if _, err := os.Stat(stateDir); err != nil {
 		return 0, "", fmt.Errorf("state_dir: %w", err)
 	}
+	if dir, err := filepath.Abs(filepath.Dir(file)); err == nil {
+		if sd, err := filepath.Abs(stateDir); err == nil && (dir == sd || strings.HasPrefix(dir, sd+string(filepath.Separator))) {
+			return 0, "", fmt.Errorf("%s is inside the state directory it would copy: write it elsewhere", file)
+		}
+	}
 	if _, err := os.Lstat(file); err == nil && !force {
 		return 0, "", fmt.Errorf("%s exists: nothing written (--force overwrites it)", file)
 	}
