@@ -49,6 +49,10 @@ type fixtures struct {
 var shared fixtures
 
 func (f *fixtures) get(t *testing.T) map[string]Report {
+	// The servers' tools, checked by every test that asks: a skip inside
+	// once.Do would leave the tests after it an empty map, failing.
+	testutil.Need(t, "nginx", "nginx")
+	testutil.Need(t, "gunicorn", "gunicorn python3-flask")
 	f.once.Do(func() {
 		ctx := context.Background()
 		f.reports = map[string]Report{}
