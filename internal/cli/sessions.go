@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,6 +20,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/auth"
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/gateway"
+	"github.com/rampartproxy/rampart/internal/statebackup"
 	"github.com/rampartproxy/rampart/internal/store"
 )
 
@@ -171,10 +171,7 @@ func sessionsCall(ctx context.Context, cfg *config.Config, direct func(*auth.Ses
 }
 
 func controlCall(ctx context.Context, sock, method, path string) ([]auth.SessionView, error) {
-	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	}}}
+	c := statebackup.ControlClient(sock)
 	req, err := http.NewRequestWithContext(ctx, method, "http://rampart"+path, nil)
 	if err != nil {
 		return nil, err

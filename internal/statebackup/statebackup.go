@@ -145,12 +145,17 @@ func copyStore(stateDir string, w io.Writer) (from string, err error) {
 	return "copied from its file", nil
 }
 
-func fetchStore(sock string, w io.Writer) error {
-	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+// ControlClient is an HTTP client of the control socket at sock; its
+// requests go to http://rampart/PATH.
+func ControlClient(sock string) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}}}
-	resp, err := c.Get("http://rampart" + StorePath)
+}
+
+func fetchStore(sock string, w io.Writer) error {
+	resp, err := ControlClient(sock).Get("http://rampart" + StorePath)
 	if err != nil {
 		return err
 	}
