@@ -661,6 +661,9 @@ func (c *Config) validate() Problems {
 			for j, h := range s.Hosts {
 				if _, err := netip.ParseAddr(h); err == nil {
 					bad(fmt.Sprintf("%s.hosts[%d]", at, j), "%q: ACME certificates are for DNS names, not IP addresses", h)
+				} else if strings.HasPrefix(h, "*.") {
+					bad(fmt.Sprintf("%s.hosts[%d]", at, j), "%q: a wildcard certificate needs the dns-01 challenge, which Rampart does not answer; "+
+						"list the names, or use tls mode files with a wildcard certificate", h)
 				}
 			}
 		default:

@@ -115,6 +115,7 @@ func TestProblemsHaveLines(t *testing.T) {
 		{"duplicate host", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:2\n", []string{`bad.yaml:4: sites[1].hosts[0]: host "localhost" is already served by sites[0]`}},
 		{"files needs cert", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    tls: {mode: files}\n", []string{"bad.yaml:4: sites[0].tls.cert", "sites[0].tls.key"}},
 		{"acme for an IP", "sites:\n  - hosts: [app.example.com, 203.0.113.1]\n    upstream: http://127.0.0.1:1\n    tls: {mode: acme}\n", []string{"bad.yaml:2: sites[0].hosts[1]: \"203.0.113.1\": ACME certificates are for DNS names"}},
+		{"acme for a wildcard", "sites:\n  - hosts: [\"*.example.com\"]\n    upstream: http://127.0.0.1:1\n", []string{"bad.yaml:2: sites[0].hosts[0]: \"*.example.com\": a wildcard certificate needs the dns-01 challenge"}},
 		{"acme settings", "acme: {ca: http://ca.test/dir, email: nope, challenges: [dns-01]}\nsites:\n  - hosts: [app.example.com]\n    upstream: http://127.0.0.1:1\n", []string{"bad.yaml:1: acme.ca", "acme.email", "acme.challenges[0]"}},
 		{"relative socket", "sites:\n  - hosts: [localhost]\n    upstream: unix:run/g.sock\n", []string{"bad.yaml:3: sites[0].upstream", "absolute path"}},
 		{"host with port", "sites:\n  - hosts: [\"localhost:8443\"]\n    upstream: http://127.0.0.1:1\n", []string{"a host name has no port"}},
