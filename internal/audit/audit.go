@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -29,6 +30,10 @@ type Report struct {
 	// Unreachable is set when the target could not be reached at all;
 	// Checks is then empty and the grade is F.
 	Unreachable string `json:"unreachable,omitempty"`
+	// Incomplete lists the checks that could lower the grade but could not
+	// run (status error): the grade is then an upper bound, and
+	// --fail-under does not pass it.
+	Incomplete []string `json:"incomplete,omitempty"`
 }
 
 // Options configure an audit.
@@ -40,7 +45,19 @@ type Options struct {
 	Concurrency int
 	// Progress, if set, is told when a target is done.
 	Progress func(done, total int)
+	// Deadline bounds the whole audit of one target; the checks not
+	// finished by then are errors. 0 means DefaultDeadline.
+	Deadline time.Duration
 }
+
+// DefaultDeadline is how long one target's audit may take: a loopback
+// target takes a fraction of a second, a distant one a few seconds; a
+// target that answers slowly on purpose is cut off here.
+const DefaultDeadline = 60 * time.Second
+
+// grace is how long after the deadline a check that does not watch its
+// context is waited for before it is reported unfinished.
+const grace = 2 * time.Second
 
 // Trust describes how the certificate was checked, for the report's
 // header, and whether it verified: the header must not read as a pass
@@ -97,7 +114,13 @@ func Run(ctx context.Context, targets []string, opts Options) []Report {
 // are fetched once and shared.
 func One(ctx context.Context, raw string, opts Options) Report {
 	start := time.Now()
-	r := Report{Target: raw, Started: start.UTC(), Trust: opts.Trust(true), Active: opts.Active}
+	deadline := opts.Deadline
+	if deadline <= 0 {
+		deadline = DefaultDeadline
+	}
+	ctx, cancel := context.WithTimeout(ctx, deadline)
+	defer cancel()
+	r := Report{Target: scan.Clean(raw), Started: start.UTC(), Trust: opts.Trust(true), Active: opts.Active, Checks: []scan.Result{}}
 	t, err := scan.NewTarget(raw, opts.Options)
 	if err == nil {
 		// Reachability first: a target that does not answer at all gets
@@ -129,16 +152,28 @@ func One(ctx context.Context, raw string, opts Options) Report {
 		run = append(run, c)
 	}
 	results := make([]scan.Result, len(run))
-	var wg sync.WaitGroup
+	outs := make([]chan scan.Result, len(run))
 	for i, c := range run {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i] = c.Result(ctx, t)
-		}()
+		outs[i] = make(chan scan.Result, 1)
+		go func() { outs[i] <- c.Result(ctx, t) }()
 	}
-	wg.Wait()
+	// A check that ignores its context is not waited for past the
+	// deadline and a grace.
+	expired := make(chan struct{})
+	timer := time.AfterFunc(time.Until(start.Add(deadline+grace)), func() { close(expired) })
+	defer timer.Stop()
+	for i, c := range run {
+		select {
+		case results[i] = <-outs[i]:
+		case <-expired:
+			results[i] = scan.Result{ID: c.ID, Title: c.Title, Status: scan.Error, Severity: scan.None, Reference: c.Reference}
+		}
+		if ctx.Err() != nil && results[i].Status == scan.Error {
+			results[i].Evidence = scan.Clean(fmt.Sprintf("not finished within the audit's deadline (%s)%s", deadline, prefixed(": ", results[i].Evidence)))
+		}
+	}
 	r.Checks = results
+	r.Incomplete = grade.Incomplete(results)
 	for _, c := range results {
 		if c.ID == "tls.certificate" && c.Status != scan.Pass && c.Status != scan.Skip {
 			r.Trust = opts.Trust(false)
@@ -147,4 +182,12 @@ func One(ctx context.Context, raw string, opts Options) Report {
 	r.Score, r.Grade = grade.Score(results)
 	r.DurationMS = time.Since(start).Milliseconds()
 	return r
+}
+
+// prefixed is sep and s, or "" when s is.
+func prefixed(sep, s string) string {
+	if s == "" {
+		return ""
+	}
+	return sep + s
 }

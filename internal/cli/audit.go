@@ -34,8 +34,11 @@ Examples:
   rampart audit https://app.example.com --active    # also POSTs: CSRF, rate limits, body limit
 
 Exit codes: 0 when every target grades at or above --fail-under (or none
-is given), 1 when one grades below, 2 when a target cannot be reached or
-the command line is wrong.
+is given), 1 when one grades below or its grade is incomplete (a check
+that could lower it did not run: the target dropped connections, or the
+--deadline passed), 2 when a target cannot be reached or the command line
+is wrong. Everything the target sends is escaped in every format: no
+control character, bidi override or newline of its own reaches the report.
 `
 
 func (e env) audit(args []string) int {
@@ -49,6 +52,7 @@ func (e env) audit(args []string) int {
 	concurrency := fs.Int("concurrency", 4, "targets audited at once")
 	httpPort := fs.Int("http-port", 80, "where plain HTTP is expected, for http.redirect")
 	timeout := fs.Duration("timeout", 10*time.Second, "timeout of each request")
+	deadline := fs.Duration("deadline", audit.DefaultDeadline, "the longest one target's audit may take; checks not done by then are errors")
 	// Flags may come before, between or after the URLs.
 	var targets []string
 	for rest := args; ; {
@@ -81,7 +85,11 @@ func (e env) audit(args []string) int {
 			return e.usageError(err.Error(), "give full URLs, such as https://app.example.com")
 		}
 	}
-	opts := audit.Options{Options: scan.Options{Insecure: *insecure, Timeout: *timeout, HTTPPort: *httpPort}, Active: *active, Concurrency: *concurrency}
+	if *deadline <= 0 || *timeout <= 0 {
+		return e.usageError("--deadline and --timeout must be positive", "")
+	}
+	opts := audit.Options{Options: scan.Options{Insecure: *insecure, Timeout: *timeout, HTTPPort: *httpPort}, Active: *active, Concurrency: *concurrency,
+		Deadline: *deadline}
 	if *cacert != "" {
 		pem, err := os.ReadFile(*cacert)
 		if err != nil {
@@ -122,6 +130,10 @@ func (e env) audit(args []string) int {
 			code = exitUsage
 		} else if *failUnder != "" && !grade.AtLeast(r.Grade, *failUnder) {
 			below = append(below, fmt.Sprintf("%s grades %s (score %d)", r.Target, r.Grade, r.Score))
+		} else if *failUnder != "" && len(r.Incomplete) > 0 {
+			// The grade is an upper bound: what did not run could lower it.
+			below = append(below, fmt.Sprintf("%s grades %s at best: %d checks that could lower it did not run (%s)",
+				r.Target, r.Grade, len(r.Incomplete), strings.Join(r.Incomplete, ", ")))
 		}
 	}
 	if len(below) > 0 {

@@ -2,13 +2,16 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rampartproxy/rampart/internal/certs"
@@ -50,5 +53,35 @@ func TestAuditGatesCI(t *testing.T) {
 		`rampart: hint: the report above lists what failed first, each with its fix\n$`)
 	if code != 1 || !want.MatchString(errs.String()) || !strings.Contains(out.String(), "  F  score") {
 		t.Errorf("bare server: exit %d; stdout %s; stderr %q, want it to match %s", code, out.String(), errs.String(), want)
+	}
+}
+
+// TestAuditFailsUnderWhenIncomplete: a target that answers its first
+// connection and drops every later one grades on what could run; with
+// checks that could lower the grade in error, --fail-under fails even at
+// F, and says which checks did not run.
+func TestAuditFailsUnderWhenIncomplete(t *testing.T) {
+	t.Parallel()
+	type connKey struct{}
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Context().Value(connKey{}).(int32) > 1 {
+			c, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				c.Close()
+			}
+			return
+		}
+		w.Write([]byte("hello"))
+	}))
+	srv.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, conns.Add(1))
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	var out, errs bytes.Buffer
+	code := Main([]string{"audit", srv.URL, "--insecure", "--fail-under", "F"}, &out, &errs)
+	if code != 1 || !strings.Contains(errs.String(), "at best") || !strings.Contains(errs.String(), "did not run") || !strings.Contains(out.String(), "INCOMPLETE") {
+		t.Errorf("exit %d; stdout %s; stderr %s", code, out.String(), errs.String())
 	}
 }

@@ -91,23 +91,25 @@ func sameAs(page, base *scan.Page) bool {
 func exposed(paths []string, looks func([]byte) bool) func(context.Context, *scan.Target) (scan.Status, string) {
 	return func(ctx context.Context, t *scan.Target) (scan.Status, string) {
 		base := baseline(ctx, t)
-		var found []string
-		reached := 0
+		var found, missed []string
+		var why error
 		for _, p := range paths {
 			page, err := t.Get(ctx, p)
 			if err != nil {
+				missed, why = append(missed, p), err
 				continue
 			}
-			reached++
 			if page.Status == http.StatusOK && looks(page.Body) && !sameAs(page, base) {
 				found = append(found, fmt.Sprintf("%s (%d bytes)", p, len(page.Body)))
 			}
 		}
-		if reached == 0 {
-			return scan.Error, "none of " + strings.Join(paths, ", ") + " could be fetched"
-		}
 		if len(found) > 0 {
 			return scan.Fail, "served: " + strings.Join(found, ", ")
+		}
+		if len(missed) > 0 {
+			// A path that could not be fetched is not a path not served:
+			// a target that drops the scanner must not pass.
+			return scan.Error, "could not fetch " + strings.Join(missed, ", ") + ": " + scan.Describe(why)
 		}
 		note := ""
 		if base != nil && base.Status == http.StatusOK {

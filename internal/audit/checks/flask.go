@@ -43,12 +43,20 @@ type flaskSession struct {
 	signed  string // what the signature covers: payload.timestamp
 	sig     []byte
 	payload map[string]any
+	// malformed says why the payload could not be read (it is nil then);
+	// the signature can still be checked.
+	malformed string
 }
+
+// maxSessionPayload bounds a decompressed session payload: a target could
+// send a zlib bomb.
+const maxSessionPayload = 1 << 20
 
 // decodeSession reads a Flask (itsdangerous URLSafeTimedSerializer)
 // cookie: base64url(json) "." base64url(timestamp) "." base64url(sig), the
-// payload zlib-compressed when the value starts with ".".
-func decodeSession(c *http.Cookie) (*flaskSession, bool) {
+// payload zlib-compressed when the value starts with ".". ok is false when
+// c does not have that shape at all.
+func decodeSession(c *http.Cookie) (s *flaskSession, ok bool) {
 	v := c.Value
 	i := strings.LastIndexByte(v, '.')
 	if i <= 0 {
@@ -64,25 +72,32 @@ func decodeSession(c *http.Cookie) (*flaskSession, bool) {
 	if err != nil || len(sig) != sha1.Size {
 		return nil, false
 	}
+	s = &flaskSession{name: c.Name, signed: signed, sig: sig}
 	raw, err := base64.RawURLEncoding.DecodeString(parts[0])
 	if err != nil {
-		return nil, false
+		s.malformed = "its payload is not base64url"
+		return s, true
 	}
 	if compressed {
 		zr, err := zlib.NewReader(bytes.NewReader(raw))
 		if err != nil {
-			return nil, false
+			s.malformed = "its payload is marked compressed but is not zlib"
+			return s, true
 		}
-		raw, err = io.ReadAll(io.LimitReader(zr, 1<<20))
-		if err != nil {
-			return nil, false
+		raw, err = io.ReadAll(io.LimitReader(zr, maxSessionPayload+1))
+		switch {
+		case err != nil:
+			s.malformed = "its compressed payload is damaged"
+			return s, true
+		case len(raw) > maxSessionPayload:
+			s.malformed = "its payload decompresses to over 1 MiB"
+			return s, true
 		}
 	}
-	var payload map[string]any
-	if json.Unmarshal(raw, &payload) != nil {
-		return nil, false
+	if json.Unmarshal(raw, &s.payload) != nil || s.payload == nil {
+		s.payload, s.malformed = nil, "its payload is not a JSON object"
 	}
-	return &flaskSession{name: c.Name, signed: signed, sig: sig, payload: payload}, true
+	return s, true
 }
 
 func sessions(ctx context.Context, t *scan.Target) []*flaskSession {
@@ -104,6 +119,9 @@ func checkSessionReadable(ctx context.Context, t *scan.Target) (scan.Status, str
 	}
 	var flagged, keys []string
 	for _, s := range ss {
+		if s.malformed != "" {
+			return scan.Warn, fmt.Sprintf("cookie %s has the shape of a Flask session, but %s", s.name, s.malformed)
+		}
 		for k := range s.payload {
 			keys = append(keys, s.name+"."+k)
 			if secretish.MatchString(k) {

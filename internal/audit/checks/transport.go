@@ -306,7 +306,8 @@ func checkInsecureRedirect(ctx context.Context, t *scan.Target) (scan.Status, st
 			continue
 		}
 		u, err := page.URL.Parse(loc)
-		if err == nil && u.Scheme == "http" && strings.EqualFold(u.Hostname(), t.URL.Hostname()) {
+		if err == nil && u.Scheme == "http" {
+			// To this host or another: either way the user leaves HTTPS.
 			return scan.Fail, fmt.Sprintf("GET %s over HTTPS redirects to %s", p, loc)
 		}
 		seen = append(seen, p+" -> "+loc)

@@ -120,3 +120,17 @@ func AtLeast(letter, min string) bool {
 	}
 	return rank(letter) <= rank(min)
 }
+
+// Incomplete lists the checks in error that could have lowered the score:
+// the grade of results is then only an upper bound. (A target that
+// answers the first connection well and drops the rest, as a WAF that
+// bans the scanner does, would otherwise grade A+.)
+func Incomplete(results []scan.Result) []string {
+	var out []string
+	for _, r := range results {
+		if m := Modifiers[r.ID]; r.Status == scan.Error && (m.Fail < 0 || m.Warn < 0) {
+			out = append(out, r.ID)
+		}
+	}
+	return out
+}

@@ -15,6 +15,7 @@ var pageSource string
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
 	"order": order,
+	"join":  strings.Join,
 	"count": func(checks []scan.Result, status string) int { return counts(checks)[scan.Status(status)] },
 	"upper": func(s scan.Status) string { return strings.ToUpper(string(s)) },
 	"gradeClass": func(g string) string {

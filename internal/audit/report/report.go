@@ -91,7 +91,11 @@ func Text(w io.Writer, reports []audit.Report, color bool) error {
 		if i > 0 {
 			b.WriteString("\n")
 		}
-		fmt.Fprintf(&b, "%s  %s  score %d\n", paint("1", r.Target), paint(gradeColor(r.Grade), r.Grade), r.Score)
+		fmt.Fprintf(&b, "%s  %s  score %d\n", paint("1", scan.Clean(r.Target)), paint(gradeColor(r.Grade), r.Grade), r.Score)
+		if len(r.Incomplete) > 0 {
+			fmt.Fprintf(&b, "  %s  %d checks that could lower the grade did not run (%s): the grade is at best %s\n",
+				paint("35", "INCOMPLETE"), len(r.Incomplete), strings.Join(r.Incomplete, ", "), r.Grade)
+		}
 		if r.Unreachable != "" {
 			fmt.Fprintf(&b, "  %s  the target could not be reached: %s\n", paint("31", "ERROR"), r.Unreachable)
 			continue

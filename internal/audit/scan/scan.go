@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 )
@@ -73,7 +72,7 @@ type Check struct {
 // Result runs the check on t and fills in the result.
 func (c Check) Result(ctx context.Context, t *Target) Result {
 	status, evidence := c.Run(ctx, t)
-	r := Result{ID: c.ID, Title: c.Title, Status: status, Severity: None, Evidence: evidence, Reference: c.Reference}
+	r := Result{ID: c.ID, Title: c.Title, Status: status, Severity: None, Evidence: Clean(evidence), Reference: c.Reference}
 	if status == Fail || status == Warn {
 		r.Severity, r.Fix = c.Severity, c.Fix
 	}
@@ -175,8 +174,15 @@ func (t *Target) Transport(tweak func(*tls.Config)) *http.Transport {
 		TLSHandshakeTimeout: t.Opts.Timeout,
 		DialContext:         (&net.Dialer{Timeout: t.Opts.Timeout}).DialContext,
 		DisableCompression:  true,
+		// Go would take 10 MiB of headers: a million tiny ones cost an
+		// audit gigabytes. No honest page needs more than this.
+		MaxResponseHeaderBytes: MaxHeaderBytes,
 	}
 }
+
+// MaxHeaderBytes bounds a response's headers; a target that sends more
+// fails the fetch.
+const MaxHeaderBytes = 128 << 10
 
 // HostPort is the target's host:port.
 func (t *Target) HostPort() string {
@@ -262,11 +268,17 @@ func (t *Target) Cookies(ctx context.Context, paths ...string) []*http.Cookie {
 	return out
 }
 
-// Describe shortens a network error for evidence.
+// Describe says what went wrong reaching the target, for evidence: the
+// cause without Go's "Get URL:" wrapping, cut and cleaned (an error can
+// quote what the target sent).
 func Describe(err error) string {
-	s := err.Error()
-	if i := strings.LastIndex(s, ": "); i > 0 && len(s) > 160 {
-		s = s[i+2:]
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
 	}
-	return s
+	s := err.Error()
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return Clean(s)
 }
