@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -133,7 +134,10 @@ func One(ctx context.Context, raw string, opts Options) Report {
 			t.FetchUnverified()
 			_, err = t.Get(ctx, "/")
 		}
-		if err != nil {
+		switch {
+		case err != nil && !t.Plain() && speaksPlainHTTP(ctx, t):
+			err = fmt.Errorf("%s answers plain HTTP, not TLS: audit http://%s to see what it serves (and put HTTPS in front of it)", t.HostPort(), t.URL.Host)
+		case err != nil:
 			err = errors.New(scan.Describe(err))
 		}
 	}
@@ -190,4 +194,23 @@ func prefixed(sep, s string) string {
 		return ""
 	}
 	return sep + s
+}
+
+// speaksPlainHTTP reports whether an https:// target that would not
+// complete a TLS handshake answers plain HTTP on the same port (a
+// gunicorn bound to a public port, say), so that the report can say so
+// instead of "handshake timeout".
+func speaksPlainHTTP(ctx context.Context, t *scan.Target) bool {
+	c := &http.Client{Timeout: min(t.Opts.Timeout, 5*time.Second), Transport: &http.Transport{MaxResponseHeaderBytes: scan.MaxHeaderBytes},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+t.HostPort()+"/", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return true
 }

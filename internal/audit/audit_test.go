@@ -3,9 +3,11 @@ package audit
 import (
 	"context"
 	"crypto/x509"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rampartproxy/rampart/internal/audit/checks"
 	"github.com/rampartproxy/rampart/internal/audit/scan"
@@ -88,6 +90,12 @@ func (f *fixtures) get(t *testing.T) map[string]Report {
 		preload := "max-age=63072000; includeSubDomains; preload"
 		run("rampart-preload", startRampart(t, "", func(s *config.Site) { s.Headers.StrictTransportSecurity = &preload }), false, nil)
 		run("soft404", startSoft404(t), false, nil)
+		run("chain-leaf-only", startChain(t, false), false, nil)
+		run("chain-full", startChain(t, true), false, nil)
+		// gunicorn straight on plain HTTP, with a weak key: the most
+		// common broken deployment.
+		_, plain := startFlask(t, flaskEnv{secretKey: "dev", leaky: true}, false)
+		run("flask-plain", server{url: plain}, false, nil)
 		wg.Wait()
 	})
 	return f.reports
@@ -117,6 +125,10 @@ func TestEveryCheckFailsAndPasses(t *testing.T) {
 		goodStatus     scan.Status
 		evidenceOnFail string
 	}{
+		{"tls.enabled", "flask-plain", scan.Fail, "rampart", scan.Pass, "plain HTTP"},
+		{"tls.chain", "chain-leaf-only", scan.Fail, "chain-full", scan.Pass, `its issuer "Audit test intermediate" is not`},
+		{"tls.chain", "flask-plain", scan.Skip, "rampart", scan.Pass, "a plain http:// target"},
+		{"tls.ocsp_stapling", "rampart", scan.Info, "", "", "no OCSP response stapled"},
 		{"tls.protocols", "nginx-bad", scan.Fail, "rampart", scan.Pass, "TLS 1.0"},
 		{"tls.ciphers", "nginx-bad", scan.Fail, "rampart", scan.Pass, "CBC"},
 		{"tls.certificate", "nginx-untrusted", scan.Fail, "rampart", scan.Pass, "does not verify"},
@@ -204,5 +216,40 @@ func TestActiveLearnsThePortal(t *testing.T) {
 	}
 	if c := find(t, reports["rampart+flask"], "active.admin_login"); c.Status != scan.Pass || c.Evidence != "/admin/ asks for a login" {
 		t.Errorf("the admin check: %s %q", c.Status, c.Evidence)
+	}
+}
+
+// TestPlainHTTPTarget: gunicorn straight on plain HTTP with a weak
+// SECRET_KEY grades F for having no HTTPS, and every check that works
+// over HTTP still runs: the key is still named. The same port audited as
+// https:// says precisely that it speaks plain HTTP.
+func TestPlainHTTPTarget(t *testing.T) {
+	reports := shared.get(t)
+	r := reports["flask-plain"]
+	if r.Unreachable != "" || r.Grade != "F" {
+		t.Fatalf("flask-plain: %s %q", r.Grade, r.Unreachable)
+	}
+	if c := find(t, r, "tls.enabled"); c.Status != scan.Fail || c.Severity != scan.Critical {
+		t.Errorf("tls.enabled: %s %s", c.Status, c.Severity)
+	}
+	if c := find(t, r, "flask.weak_secret_key"); c.Status != scan.Fail || !strings.Contains(c.Evidence, `SECRET_KEY "dev"`) {
+		t.Errorf("the weak key over plain HTTP: %s %q", c.Status, c.Evidence)
+	}
+	for _, id := range []string{"tls.protocols", "tls.certificate", "hsts.present", "http.insecure_redirect"} {
+		if c := find(t, r, id); c.Status != scan.Skip {
+			t.Errorf("%s over plain HTTP: %s %q", id, c.Status, c.Evidence)
+		}
+	}
+	if c := find(t, r, "http.redirect"); c.Status != scan.Fail {
+		t.Errorf("http.redirect on a plain target that does not redirect: %s %q", c.Status, c.Evidence)
+	}
+	// The shared servers are gone once the first test ends: a fresh one.
+	_, plain := startFlask(t, flaskEnv{secretKey: "dev"}, false)
+	u, _ := url.Parse(plain)
+	o := Options{}
+	o.Timeout = 2 * time.Second // gunicorn waits for more of the ClientHello: the handshake times out
+	wrong := One(t.Context(), "https://"+u.Host, o)
+	if !strings.Contains(wrong.Unreachable, "answers plain HTTP, not TLS") || !strings.Contains(wrong.Unreachable, "http://"+u.Host) {
+		t.Errorf("https:// to a plain HTTP port: %q", wrong.Unreachable)
 	}
 }

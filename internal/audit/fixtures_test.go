@@ -2,9 +2,15 @@ package audit
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -223,4 +229,50 @@ func startSoft404(t *testing.T) server {
 	roots.AddCert(srv.Certificate())
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	return server{url: "https://127.0.0.1:" + port, roots: roots}
+}
+
+// startChain serves HTTPS from Go's TLS server with a leaf signed by an
+// intermediate, signed by a root the audit trusts: with the intermediate
+// sent (full) or, as nginx with certbot's cert.pem instead of
+// fullchain.pem does, without it.
+func startChain(t *testing.T, full bool) server {
+	t.Helper()
+	key := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	issue := func(tmpl, parent *x509.Certificate, pub *ecdsa.PublicKey, signer *ecdsa.PrivateKey) *x509.Certificate {
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := x509.ParseCertificate(der)
+		return c
+	}
+	now := time.Now()
+	ca := func(serial int64, name string) *x509.Certificate {
+		return &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(90 * 24 * time.Hour),
+			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	}
+	rootKey, interKey, leafKey := key(), key(), key()
+	root := issue(ca(1, "Audit test root"), ca(1, "Audit test root"), &rootKey.PublicKey, rootKey)
+	inter := issue(ca(2, "Audit test intermediate"), root, &interKey.PublicKey, rootKey)
+	leaf := issue(&x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "localhost"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(90 * 24 * time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, inter, &leafKey.PublicKey, interKey)
+	chain := [][]byte{leaf.Raw}
+	if full {
+		chain = append(chain, inter.Raw)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<html>chain</html>") }))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: chain, PrivateKey: leafKey}}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(root)
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	return server{url: "https://localhost:" + port, httpPort: testutil.FreePort(t), roots: roots}
 }

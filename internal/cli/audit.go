@@ -24,7 +24,8 @@ const auditUsage = `Usage: rampart audit URL [URL...] [flags]
 Checks running deployments from outside against the production checklist
 (TLS, redirects, HSTS, CSP, headers, cookies, Flask sessions and debugger,
 exposed files), grades each from A+ to F, and says what to fix. Passive
-by default: GETs and TLS handshakes only.
+by default: GETs and TLS handshakes only. A plain http:// URL gets every
+check that works over HTTP, and F for having no HTTPS.
 
 Examples:
   rampart audit https://app.example.com
@@ -32,6 +33,7 @@ Examples:
   rampart audit https://localhost:8443 --cacert rampart-ca.pem --http-port 8080
   rampart audit https://app.example.com --format html --out report.html
   rampart audit https://app.example.com --active    # also POSTs: CSRF, rate limits, body limit
+  rampart audit http://my-server:8000                # an app server exposed over plain HTTP
 
 Exit codes: 0 when every target grades at or above --fail-under (or none
 is given), 1 when one grades below or its grade is incomplete (a check

@@ -24,24 +24,39 @@ import (
 
 var transport = []scan.Check{
 	{
+		ID: "tls.enabled", Title: "Served over HTTPS", Severity: scan.Critical, Reference: refMozillaTLS,
+		Fix: "Put the app behind TLS: run Rampart in front of it (rampart init --domain app.example.com writes the config), and bind gunicorn to a unix socket or 127.0.0.1, never to a public address.",
+		Run: checkTLSEnabled,
+	},
+	{
 		ID: "tls.protocols", Title: "TLS protocol versions", Severity: scan.High, Reference: refMozillaTLS,
 		Fix: "Accept TLS 1.2 and 1.3 only. Rampart does so by default; in nginx: ssl_protocols TLSv1.2 TLSv1.3;",
-		Run: checkProtocols,
+		Run: tlsOnly(checkProtocols),
 	},
 	{
 		ID: "tls.ciphers", Title: "TLS cipher suites", Severity: scan.Medium, Reference: refMozillaTLS,
 		Fix: "Offer only ECDHE suites with AES-GCM or ChaCha20-Poly1305 (Mozilla's intermediate profile). Rampart does so by default.",
-		Run: checkCiphers,
+		Run: tlsOnly(checkCiphers),
 	},
 	{
 		ID: "tls.certificate", Title: "Certificate: trust, names and expiry", Severity: scan.High, Reference: refMozillaTLS,
 		Fix: "Serve a certificate from a public CA that covers this name, and renew it automatically (Rampart: tls: {mode: acme}, or mode: files with certbot's files).",
-		Run: checkCertificate,
+		Run: tlsOnly(checkCertificate),
+	},
+	{
+		ID: "tls.chain", Title: "Certificate chain sent whole", Severity: scan.High, Reference: "https://www.rfc-editor.org/rfc/rfc8446#section-4.4.2",
+		Fix: "Send the intermediates with the leaf: in nginx, ssl_certificate fullchain.pem (not cert.pem). Rampart sends the whole chain certmagic or your files hold; with mode files, give the fullchain.",
+		Run: tlsOnly(checkChain),
+	},
+	{
+		ID: "tls.ocsp_stapling", Title: "OCSP stapling", Severity: scan.None, Reference: "https://www.rfc-editor.org/rfc/rfc6066#section-8",
+		Fix: "Information only: Let's Encrypt no longer runs OCSP, and short-lived certificates need none. Rampart staples where the CA offers it.",
+		Run: tlsOnly(checkStapling),
 	},
 	{
 		ID: "tls.http2", Title: "HTTP/2", Severity: scan.Low, Reference: "https://www.rfc-editor.org/rfc/rfc9113",
 		Fix: "Offer h2 through ALPN. Rampart does by default; in nginx: listen 443 ssl http2;",
-		Run: checkHTTP2,
+		Run: tlsOnly(checkHTTP2),
 	},
 	{
 		ID: "http.redirect", Title: "Plain HTTP to HTTPS redirect", Severity: scan.Medium, Reference: refHSTS,
@@ -51,18 +66,84 @@ var transport = []scan.Check{
 	{
 		ID: "http.insecure_redirect", Title: "Redirects from HTTPS back to http://", Severity: scan.Medium, Reference: refProxyFix,
 		Fix: "The app does not know it is behind TLS. In Flask, wrap it in werkzeug.middleware.proxy_fix.ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1); Rampart sends X-Forwarded-Proto and rewrites such redirects to https://.",
-		Run: checkInsecureRedirect,
+		Run: tlsOnly(checkInsecureRedirect),
 	},
 	{
 		ID: "hsts.present", Title: "Strict-Transport-Security", Severity: scan.Medium, Reference: refHSTS,
 		Fix: `Send Strict-Transport-Security: max-age=31536000; includeSubDomains. Rampart does by default (headers.strict_transport_security).`,
-		Run: checkHSTS,
+		Run: tlsOnly(checkHSTS),
 	},
 	{
 		ID: "hsts.preload_ready", Title: "HSTS preload readiness", Severity: scan.None, Reference: refHSTSPreload,
 		Fix: `When every subdomain serves HTTPS, add "; preload" (Rampart: headers.strict_transport_security: "max-age=63072000; includeSubDomains; preload") and submit the domain.`,
-		Run: checkHSTSPreload,
+		Run: tlsOnly(checkHSTSPreload),
 	},
+}
+
+// tlsOnly skips run on a plain http:// target: there is no TLS to judge,
+// and tls.enabled has said so.
+func tlsOnly(run func(context.Context, *scan.Target) (scan.Status, string)) func(context.Context, *scan.Target) (scan.Status, string) {
+	return func(ctx context.Context, t *scan.Target) (scan.Status, string) {
+		if t.Plain() {
+			return scan.Skip, "a plain http:// target: no TLS to check (tls.enabled)"
+		}
+		return run(ctx, t)
+	}
+}
+
+// checkTLSEnabled fails a plain http:// target, unless all it does is
+// send the browser to https:// on the same host.
+func checkTLSEnabled(ctx context.Context, t *scan.Target) (scan.Status, string) {
+	if !t.Plain() {
+		return scan.Pass, "audited over HTTPS"
+	}
+	page, err := t.Get(ctx, "/")
+	if err != nil {
+		return scan.Error, "GET /: " + scan.Describe(err)
+	}
+	if loc, err := page.URL.Parse(page.Header.Get("Location")); err == nil && page.Status >= 300 && page.Status < 400 &&
+		loc.Scheme == "https" && strings.EqualFold(loc.Hostname(), t.URL.Hostname()) {
+		return scan.Pass, fmt.Sprintf("%s redirects to %s: audit that URL for the rest", t.URL, loc)
+	}
+	return scan.Fail, fmt.Sprintf("%s serves the site over plain HTTP (%d on /): passwords and session cookies cross the network in the clear", t.URL, page.Status)
+}
+
+// checkChain fails a server that sends only its leaf when an intermediate
+// is needed: browsers that have not cached the intermediate (and most
+// non-browser clients) then fail, even if this machine's trust store
+// could build the chain.
+func checkChain(ctx context.Context, t *scan.Target) (scan.Status, string) {
+	st, err := handshake(ctx, t, t.TLSConfig(func(c *tls.Config) { c.InsecureSkipVerify = true }))
+	if err != nil {
+		return scan.Error, "no TLS handshake: " + scan.Describe(err)
+	}
+	chain := st.PeerCertificates
+	leaf := chain[0]
+	if len(chain) > 1 {
+		return scan.Pass, fmt.Sprintf("%d certificates sent: the leaf and %d more", len(chain), len(chain)-1)
+	}
+	if bytes.Equal(leaf.RawIssuer, leaf.RawSubject) {
+		return scan.Pass, "a self-signed leaf: no chain to send (tls.certificate judges the trust)"
+	}
+	// Signed by a trusted root itself: nothing between to send.
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: t.Opts.Roots, DNSName: t.URL.Hostname(), Intermediates: x509.NewCertPool()}); err == nil {
+		return scan.Pass, "the leaf is signed by a trusted root: no intermediate to send"
+	}
+	return scan.Fail, fmt.Sprintf("only the leaf is sent; its issuer %q is not (cert.pem instead of fullchain.pem?)", leaf.Issuer.CommonName)
+}
+
+// checkStapling says whether an OCSP response is stapled: information,
+// since Let's Encrypt no longer runs OCSP and short-lived certificates
+// need none.
+func checkStapling(ctx context.Context, t *scan.Target) (scan.Status, string) {
+	st, err := handshake(ctx, t, t.TLSConfig(func(c *tls.Config) { c.InsecureSkipVerify = true }))
+	if err != nil {
+		return scan.Error, "no TLS handshake: " + scan.Describe(err)
+	}
+	if len(st.OCSPResponse) > 0 {
+		return scan.Info, fmt.Sprintf("an OCSP response is stapled (%d bytes)", len(st.OCSPResponse))
+	}
+	return scan.Info, "no OCSP response stapled"
 }
 
 // handshake tries a TLS handshake with config and reports whether it
@@ -264,7 +345,10 @@ func checkHTTP2(ctx context.Context, t *scan.Target) (scan.Status, string) {
 
 func checkRedirect(ctx context.Context, t *scan.Target) (scan.Status, string) {
 	plain := &url.URL{Scheme: "http", Host: t.URL.Hostname(), Path: "/"}
-	if t.Opts.HTTPPort != 0 && t.Opts.HTTPPort != 80 {
+	switch {
+	case t.Plain():
+		plain.Host = t.URL.Host // the target itself
+	case t.Opts.HTTPPort != 0 && t.Opts.HTTPPort != 80:
 		plain.Host = net.JoinHostPort(t.URL.Hostname(), strconv.Itoa(t.Opts.HTTPPort))
 	}
 	c := &http.Client{Timeout: t.Opts.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -18,9 +18,11 @@ type Modifier struct {
 // Modifiers per check ID. Pass values are bonuses; a check not listed
 // counts nothing.
 var Modifiers = map[string]Modifier{
+	"tls.enabled":                    {Fail: -100},
 	"tls.protocols":                  {Fail: -20},
 	"tls.ciphers":                    {Fail: -10},
 	"tls.certificate":                {Fail: -40},
+	"tls.chain":                      {Fail: -20},
 	"tls.http2":                      {Fail: -5},
 	"http.redirect":                  {Fail: -20},
 	"http.insecure_redirect":         {Fail: -10},

@@ -124,11 +124,11 @@ type fetch struct {
 	err  error
 }
 
-// NewTarget prepares an audit of raw, which must be an https:// URL.
+// NewTarget prepares an audit of raw, an https:// or http:// URL.
 func NewTarget(raw string, opts Options) (*Target, error) {
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("%q is not an https:// URL", raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("%q is not an https:// or http:// URL", raw)
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 10 * time.Second
@@ -189,8 +189,15 @@ func (t *Target) HostPort() string {
 	if t.URL.Port() != "" {
 		return t.URL.Host
 	}
+	if t.Plain() {
+		return net.JoinHostPort(t.URL.Hostname(), "80")
+	}
 	return net.JoinHostPort(t.URL.Hostname(), "443")
 }
+
+// Plain reports whether the target is a plain http:// URL: the checks
+// that need TLS are skipped, and tls.enabled fails.
+func (t *Target) Plain() bool { return t.URL.Scheme == "http" }
 
 // Get fetches path (with its query) over HTTPS, once per Target.
 func (t *Target) Get(ctx context.Context, path string) (*Page, error) {
