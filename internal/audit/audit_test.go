@@ -90,6 +90,7 @@ func (f *fixtures) get(t *testing.T) map[string]Report {
 		preload := "max-age=63072000; includeSubDomains; preload"
 		run("rampart-preload", startRampart(t, "", func(s *config.Site) { s.Headers.StrictTransportSecurity = &preload }), false, nil)
 		run("soft404", startSoft404(t), false, nil)
+		run("go-debug", startGoDebug(t), false, nil)
 		run("chain-leaf-only", startChain(t, false), false, nil)
 		run("chain-full", startChain(t, true), false, nil)
 		// gunicorn straight on plain HTTP, with a weak key: the most
@@ -163,6 +164,9 @@ func TestEveryCheckFailsAndPasses(t *testing.T) {
 		{"exposure.backup_files", "nginx-bad", scan.Fail, "rampart", scan.Pass, "/app.py.bak"},
 		{"exposure.dotenv", "nginx-bad", scan.Fail, "soft404", scan.Pass, "/.env"},
 		{"exposure.source", "nginx-bad", scan.Fail, "soft404", scan.Pass, "/app.py"},
+		{"exposure.admin_tools", "go-debug", scan.Fail, "rampart", scan.Pass, "Go pprof at /debug/pprof/; Prometheus metrics at /metrics"},
+		{"exposure.admin_tools", "nginx-bad", scan.Fail, "soft404", scan.Pass, "nginx stub_status at /server-status"},
+		{"exposure.admin_tools", "go-debug", scan.Fail, "rampart+flask", scan.Pass, "/debug/pprof/"}, // /admin/ behind the portal
 		{"http.methods", "flask-bad", scan.Fail, "rampart", scan.Pass, "echoes"},
 		{"http.unknown_host", "nginx-bad", scan.Fail, "rampart", scan.Pass, "same page"},
 		{"active.open_redirect", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "redirects there"},

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/pprof"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rampartproxy/rampart/internal/certs"
 	"github.com/rampartproxy/rampart/internal/config"
@@ -275,4 +278,27 @@ func startChain(t *testing.T, full bool) server {
 	roots.AddCert(root)
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	return server{url: "https://localhost:" + port, httpPort: testutil.FreePort(t), roots: roots}
+}
+
+// startGoDebug is a Go service that left its debug handlers on the public
+// mux: net/http/pprof's index and Prometheus' /metrics, the real ones.
+func startGoDebug(t *testing.T) server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.Handle("/metrics", promhttp.Handler())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, "<html>service</html>")
+	})
+	srv := httptest.NewUnstartedServer(mux)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	return server{url: "https://127.0.0.1:" + port, httpPort: testutil.FreePort(t), roots: roots}
 }

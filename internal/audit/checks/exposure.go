@@ -33,6 +33,11 @@ var exposure = []scan.Check{
 		Run: exposed([]string{"/app.py.bak", "/app.py~", "/config.py.bak", "/config.py.old", "/app.py.orig", "/.app.py.swp"}, looksLikeBackup),
 	},
 	{
+		ID: "exposure.admin_tools", Title: "Admin tools and debug endpoints", Severity: scan.High, Reference: refExposure,
+		Fix: "Put them behind a login or off the public site: Rampart routes with auth: {require: true} (and allow_ips) ask for a login with a second factor; keep /metrics and pprof on a private listener (Rampart's own are on its admin listener, on loopback).",
+		Run: checkAdminTools,
+	},
+	{
 		ID: "http.methods", Title: "TRACE method", Severity: scan.Low, Reference: refMethods,
 		Fix: "Refuse TRACE: it echoes requests, cookies included. Rampart never proxies TRACE.",
 		Run: checkTrace,

@@ -51,6 +51,7 @@ var Modifiers = map[string]Modifier{
 	"exposure.git":                   {Fail: -100},
 	"exposure.source":                {Fail: -50},
 	"exposure.backup_files":          {Fail: -40},
+	"exposure.admin_tools":           {Fail: -50},
 	"http.methods":                   {Fail: -5},
 	"http.unknown_host":              {Fail: -10},
 	"active.open_redirect":           {Fail: -20},
