@@ -34,12 +34,17 @@ Examples:
   rampart audit https://app.example.com --format html --out report.html
   rampart audit https://app.example.com --active    # also POSTs: CSRF, rate limits, body limit
   rampart audit http://my-server:8000                # an app server exposed over plain HTTP
+  rampart audit https://staging.example.com --baseline main.json   # fail when anything got worse
+
+With --baseline FILE (an earlier --format json report), every check
+whose status got worse and every lower score is listed, and the exit code
+is 1: a CI gate for "this change made things worse".
 
 Exit codes: 0 when every target grades at or above --fail-under (or none
-is given), 1 when one grades below or its grade is incomplete (a check
-that could lower it did not run: the target dropped connections, or the
---deadline passed), 2 when a target cannot be reached or the command line
-is wrong. Everything the target sends is escaped in every format: no
+is given), 1 when one grades below, got worse than --baseline, or its
+grade is incomplete (a check that could lower it did not run: the target
+dropped connections, or the --deadline passed), 2 when a target cannot be
+reached or the command line is wrong. Everything the target sends is escaped in every format: no
 control character, bidi override or newline of its own reaches the report.
 `
 
@@ -55,6 +60,7 @@ func (e env) audit(args []string) int {
 	httpPort := fs.Int("http-port", 80, "where plain HTTP is expected, for http.redirect")
 	timeout := fs.Duration("timeout", 10*time.Second, "timeout of each request")
 	deadline := fs.Duration("deadline", audit.DefaultDeadline, "the longest one target's audit may take; checks not done by then are errors")
+	baseline := fs.String("baseline", "", "an earlier --format json report: exit 1 when any check, or the score, got worse")
 	// Flags may come before, between or after the URLs.
 	var targets []string
 	for rest := args; ; {
@@ -89,6 +95,17 @@ func (e env) audit(args []string) int {
 	}
 	if *deadline <= 0 || *timeout <= 0 {
 		return e.usageError("--deadline and --timeout must be positive", "")
+	}
+	var before map[string]audit.Report
+	if *baseline != "" {
+		old, err := audit.LoadReports(*baseline)
+		if err != nil {
+			return e.usageError(err.Error(), "write one with: rampart audit URL --format json --out baseline.json")
+		}
+		before = map[string]audit.Report{}
+		for _, r := range old {
+			before[r.Target] = r
+		}
 	}
 	opts := audit.Options{Options: scan.Options{Insecure: *insecure, Timeout: *timeout, HTTPPort: *httpPort}, Active: *active, Concurrency: *concurrency,
 		Deadline: *deadline}
@@ -136,6 +153,32 @@ func (e env) audit(args []string) int {
 			// The grade is an upper bound: what did not run could lower it.
 			below = append(below, fmt.Sprintf("%s grades %s at best: %d checks that could lower it did not run (%s)",
 				r.Target, r.Grade, len(r.Incomplete), strings.Join(r.Incomplete, ", ")))
+		}
+	}
+	if before != nil {
+		var worse, better []string
+		for _, r := range reports {
+			old, ok := before[r.Target]
+			if !ok {
+				fmt.Fprintf(e.stderr, "rampart: note: %s is not in the baseline %s: nothing to compare\n", r.Target, *baseline)
+				continue
+			}
+			w, b := audit.Compare(old, r)
+			for _, c := range w {
+				worse = append(worse, c.Target+": "+c.What)
+			}
+			for _, c := range b {
+				better = append(better, c.Target+": "+c.What)
+			}
+		}
+		if len(better) > 0 {
+			fmt.Fprintf(e.stderr, "rampart: note: better than the baseline:\n  %s\n", strings.Join(better, "\n  "))
+		}
+		if len(worse) > 0 {
+			fmt.Fprintf(e.stderr, "rampart: error: worse than the baseline %s:\n  %s\n", *baseline, strings.Join(worse, "\n  "))
+			if code == exitOK {
+				code = exitError
+			}
 		}
 	}
 	if len(below) > 0 {

@@ -85,3 +85,51 @@ func TestAuditFailsUnderWhenIncomplete(t *testing.T) {
 		t.Errorf("exit %d; stdout %s; stderr %s", code, out.String(), errs.String())
 	}
 }
+
+// TestAuditBaseline: against its own report as the baseline, nothing got
+// worse (exit 0); against a baseline where HSTS passed and the score was
+// higher, the regression is listed and the exit code is 1.
+func TestAuditBaseline(t *testing.T) {
+	t.Parallel()
+	bare := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello")) }))
+	t.Cleanup(bare.Close)
+	base := filepath.Join(t.TempDir(), "base.json")
+	var out, errs bytes.Buffer
+	if code := Main([]string{"audit", bare.URL, "--insecure", "--format", "json", "--out", base}, &out, &errs); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	if code := Main([]string{"audit", bare.URL, "--insecure", "--baseline", base}, &out, &errs); code != 0 || strings.Contains(errs.String(), "worse") {
+		t.Errorf("against itself: exit %d: %s", code, errs.String())
+	}
+	data, err := os.ReadFile(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r map[string]any
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r["checks"].([]any) {
+		if c := c.(map[string]any); c["id"] == "hsts.present" {
+			if c["status"] != "fail" {
+				t.Fatalf("the bare server's HSTS: %v", c["status"])
+			}
+			c["status"] = "pass"
+		}
+	}
+	r["score"] = r["score"].(float64) + 20
+	better, _ := json.Marshal(r)
+	if err := os.WriteFile(base, better, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	errs.Reset()
+	code := Main([]string{"audit", bare.URL, "--insecure", "--baseline", base}, &out, &errs)
+	if code != 1 || !strings.Contains(errs.String(), "worse than the baseline") || !strings.Contains(errs.String(), "hsts.present: fail, was pass") ||
+		!strings.Contains(errs.String(), "grade F (score") {
+		t.Errorf("a regression: exit %d: %s", code, errs.String())
+	}
+	errs.Reset()
+	if code := Main([]string{"audit", bare.URL, "--insecure", "--baseline", filepath.Join(t.TempDir(), "none.json")}, &out, &errs); code != 2 {
+		t.Errorf("a missing baseline: exit %d: %s", code, errs.String())
+	}
+}
