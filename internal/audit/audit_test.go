@@ -152,6 +152,8 @@ func TestEveryCheckFailsAndPasses(t *testing.T) {
 		{"headers.server_version", "nginx-bad", scan.Fail, "rampart", scan.Pass, "nginx/"},
 		{"cors.reflection", "nginx-bad", scan.Fail, "rampart", scan.Pass, "Access-Control-Allow-Credentials"},
 		{"sri.external_scripts", "nginx-bad", scan.Fail, "rampart", scan.Pass, "cdn.example.net"},
+		{"http.mixed_content", "nginx-bad", scan.Fail, "rampart", scan.Pass, "<script src=http://cdn.example.net/legacy.js> on /about.html"},
+		{"cookies.httponly", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "prefs (set on /account)"},
 		{"cookies.secure", "nginx-bad", scan.Fail, "rampart+flask", scan.Pass, "sid"},
 		{"cookies.httponly", "nginx-bad", scan.Fail, "rampart+flask", scan.Pass, "sid"},
 		{"cookies.samesite", "nginx-bad", scan.Fail, "rampart+flask", scan.Pass, "sid"},

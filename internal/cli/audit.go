@@ -23,8 +23,10 @@ const auditUsage = `Usage: rampart audit URL [URL...] [flags]
 
 Checks running deployments from outside against the production checklist
 (TLS, redirects, HSTS, CSP, headers, cookies, Flask sessions and debugger,
-exposed files), grades each from A+ to F, and says what to fix. Passive
-by default: GETs and TLS handshakes only. A plain http:// URL gets every
+exposed files, admin tools), grades each from A+ to F, and says what to
+fix. Passive by default: GETs and TLS handshakes only; it crawls up to
+--max-pages of the site's own pages for cookies, forms, scripts and mixed
+content, and never follows a log-out link. A plain http:// URL gets every
 check that works over HTTP, and F for having no HTTPS.
 
 Examples:
@@ -60,6 +62,7 @@ func (e env) audit(args []string) int {
 	httpPort := fs.Int("http-port", 80, "where plain HTTP is expected, for http.redirect")
 	timeout := fs.Duration("timeout", 10*time.Second, "timeout of each request")
 	deadline := fs.Duration("deadline", audit.DefaultDeadline, "the longest one target's audit may take; checks not done by then are errors")
+	maxPages := fs.Int("max-pages", scan.DefaultMaxPages, "pages of the site's own origin the crawl fetches, following links and form actions from / and /login")
 	baseline := fs.String("baseline", "", "an earlier --format json report: exit 1 when any check, or the score, got worse")
 	// Flags may come before, between or after the URLs.
 	var targets []string
@@ -96,6 +99,9 @@ func (e env) audit(args []string) int {
 	if *deadline <= 0 || *timeout <= 0 {
 		return e.usageError("--deadline and --timeout must be positive", "")
 	}
+	if *maxPages < 1 || *maxPages > scan.MaxMaxPages {
+		return e.usageError(fmt.Sprintf("--max-pages must be between 1 and %d", scan.MaxMaxPages), "")
+	}
 	var before map[string]audit.Report
 	if *baseline != "" {
 		old, err := audit.LoadReports(*baseline)
@@ -107,7 +113,7 @@ func (e env) audit(args []string) int {
 			before[r.Target] = r
 		}
 	}
-	opts := audit.Options{Options: scan.Options{Insecure: *insecure, Timeout: *timeout, HTTPPort: *httpPort}, Active: *active, Concurrency: *concurrency,
+	opts := audit.Options{Options: scan.Options{Insecure: *insecure, Timeout: *timeout, HTTPPort: *httpPort, MaxPages: *maxPages}, Active: *active, Concurrency: *concurrency,
 		Deadline: *deadline}
 	if *cacert != "" {
 		pem, err := os.ReadFile(*cacert)

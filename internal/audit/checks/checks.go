@@ -32,6 +32,7 @@ const (
 	refCookies       = "https://developer.mozilla.org/en-US/docs/Web/HTTP/Cookies#security"
 	refFlaskSession  = "https://flask.palletsprojects.com/en/stable/config/#SECRET_KEY"
 	refWerkzeugDbg   = "https://werkzeug.palletsprojects.com/en/stable/debug/#debugger-pin"
+	refMixed         = "https://developer.mozilla.org/en-US/docs/Web/Security/Mixed_content"
 	refExposure      = "https://owasp.org/www-project-web-security-testing-guide/latest/4-Web_Application_Security_Testing/02-Configuration_and_Deployment_Management_Testing/04-Review_Old_Backup_and_Unreferenced_Files_for_Sensitive_Information"
 	refProxyFix      = "https://flask.palletsprojects.com/en/stable/deploying/proxy_fix/"
 	refMethods       = "https://owasp.org/www-community/attacks/Cross_Site_Tracing"

@@ -2,6 +2,7 @@ package checks
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -28,21 +29,18 @@ var cookieChecks = []scan.Check{
 	},
 }
 
-// cookiePages are where the audit collects cookies.
-var cookiePages = []string{"/", "/login"}
-
 func cookieCheck(ok func(*http.Cookie) bool, what string) func(context.Context, *scan.Target) (scan.Status, string) {
 	return func(ctx context.Context, t *scan.Target) (scan.Status, string) {
-		cookies := t.Cookies(ctx, cookiePages...)
+		cookies := t.CrawledCookies(ctx)
 		if len(cookies) == 0 {
-			return scan.Skip, "no cookies set on / or /login"
+			return scan.Skip, fmt.Sprintf("no cookies set on the %d pages crawled", len(t.Crawl(ctx)))
 		}
 		var bad, good []string
 		for _, c := range cookies {
-			if ok(c) {
+			if ok(c.Cookie) {
 				good = append(good, c.Name)
 			} else {
-				bad = append(bad, c.Name)
+				bad = append(bad, c.Name+" (set on "+c.Page+")")
 			}
 		}
 		if len(bad) > 0 {

@@ -102,8 +102,8 @@ func decodeSession(c *http.Cookie) (s *flaskSession, ok bool) {
 
 func sessions(ctx context.Context, t *scan.Target) []*flaskSession {
 	var out []*flaskSession
-	for _, c := range t.Cookies(ctx, cookiePages...) {
-		if s, ok := decodeSession(c); ok {
+	for _, c := range t.CrawledCookies(ctx) {
+		if s, ok := decodeSession(c.Cookie); ok {
 			out = append(out, s)
 		}
 	}
@@ -115,7 +115,7 @@ var secretish = regexp.MustCompile(`(?i)pass(word|wd)?|secret|token|api[_-]?key|
 func checkSessionReadable(ctx context.Context, t *scan.Target) (scan.Status, string) {
 	ss := sessions(ctx, t)
 	if len(ss) == 0 {
-		return scan.Skip, "no Flask session cookie on / or /login"
+		return scan.Skip, "no Flask session cookie on the pages crawled"
 	}
 	var flagged, keys []string
 	for _, s := range ss {
@@ -150,7 +150,7 @@ func sign(secret, signed string) []byte {
 func checkWeakSecretKey(ctx context.Context, t *scan.Target) (scan.Status, string) {
 	ss := sessions(ctx, t)
 	if len(ss) == 0 {
-		return scan.Skip, "no Flask session cookie on / or /login"
+		return scan.Skip, "no Flask session cookie on the pages crawled"
 	}
 	for _, s := range ss {
 		for _, key := range WeakSecretKeys {

@@ -1,14 +1,11 @@
 package checks
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
-
-	"golang.org/x/net/html"
 
 	"github.com/rampartproxy/rampart/internal/audit/scan"
 )
@@ -73,6 +70,11 @@ var headerChecks = []scan.Check{
 		ID: "cors.reflection", Title: "CORS: an arbitrary Origin with credentials", Severity: scan.High, Reference: refCORS,
 		Fix: "Allow only the origins you trust (flask-cors origins=[…]); never echo the request's Origin together with Access-Control-Allow-Credentials: true.",
 		Run: checkCORS,
+	},
+	{
+		ID: "http.mixed_content", Title: "Mixed content (http:// subresources on HTTPS pages)", Severity: scan.Medium, Reference: refMixed,
+		Fix: "Load every script, style, frame and image over https:// (or relative). A CSP with upgrade-insecure-requests makes browsers upgrade what is left; Rampart's csp.add can add it.",
+		Run: checkMixedContent,
 	},
 	{
 		ID: "sri.external_scripts", Title: "Integrity on cross-origin scripts", Severity: scan.Medium, Reference: refSRI,
@@ -329,47 +331,27 @@ func checkCORS(ctx context.Context, t *scan.Target) (scan.Status, string) {
 }
 
 func checkSRI(ctx context.Context, t *scan.Target) (scan.Status, string) {
-	page, err := t.Get(ctx, "/")
-	if err != nil {
+	if _, err := t.Get(ctx, "/"); err != nil {
 		return scan.Error, "GET /: " + scan.Describe(err)
 	}
-	if !strings.Contains(strings.ToLower(page.Header.Get("Content-Type")), "html") {
-		return scan.Skip, "/ is not HTML"
-	}
 	var external, missing []string
-	z := html.NewTokenizer(bytes.NewReader(page.Body))
-	for {
-		tt := z.Next()
-		if tt == html.ErrorToken {
-			break
-		}
-		if tt != html.StartTagToken && tt != html.SelfClosingTagToken {
+	seen := map[string]bool{}
+	for _, p := range t.Crawl(ctx) {
+		page, err := t.Get(ctx, p)
+		if err != nil || !page.IsHTML() {
 			continue
 		}
-		name, hasAttr := z.TagName()
-		if string(name) != "script" || !hasAttr {
-			continue
-		}
-		var src, integrity string
-		for {
-			k, v, more := z.TagAttr()
-			switch string(k) {
-			case "src":
-				src = string(v)
-			case "integrity":
-				integrity = string(v)
+		for _, tag := range scan.Tags(page, "script") {
+			src := tag.Attr["src"]
+			u, err := page.URL.Parse(src)
+			if src == "" || err != nil || (u.Scheme == page.URL.Scheme && strings.EqualFold(u.Host, page.URL.Host)) || seen[u.String()] {
+				continue
 			}
-			if !more {
-				break
+			seen[u.String()] = true
+			external = append(external, u.String())
+			if tag.Attr["integrity"] == "" {
+				missing = append(missing, u.String()+" (on "+p+")")
 			}
-		}
-		u, err := page.URL.Parse(src)
-		if src == "" || err != nil || (u.Scheme == page.URL.Scheme && strings.EqualFold(u.Host, page.URL.Host)) {
-			continue
-		}
-		external = append(external, u.String())
-		if integrity == "" {
-			missing = append(missing, u.String())
 		}
 	}
 	switch {
@@ -378,5 +360,57 @@ func checkSRI(ctx context.Context, t *scan.Target) (scan.Status, string) {
 	case len(external) > 0:
 		return scan.Pass, "every cross-origin script has integrity: " + strings.Join(external, ", ")
 	}
-	return scan.Pass, "no cross-origin scripts on /"
+	return scan.Pass, fmt.Sprintf("no cross-origin scripts on the %d pages crawled", len(t.Crawl(ctx)))
+}
+
+// mixedSources are the attributes that load a subresource, by tag;
+// scripts, styles and frames are blocked by browsers (active mixed
+// content), images and media only warned about.
+var mixedSources = map[string][]string{
+	"script": {"src"}, "iframe": {"src"}, "frame": {"src"}, "object": {"data"}, "embed": {"src"},
+	"link": {"href"}, "img": {"src"}, "audio": {"src"}, "video": {"src", "poster"}, "source": {"src"},
+}
+
+func checkMixedContent(ctx context.Context, t *scan.Target) (scan.Status, string) {
+	if t.Plain() {
+		return scan.Skip, "a plain http:// target: everything is mixed (tls.enabled)"
+	}
+	if _, err := t.Get(ctx, "/"); err != nil {
+		return scan.Error, "GET /: " + scan.Describe(err)
+	}
+	var active, passive []string
+	tags := make([]string, 0, len(mixedSources))
+	for name := range mixedSources {
+		tags = append(tags, name)
+	}
+	for _, p := range t.Crawl(ctx) {
+		page, err := t.Get(ctx, p)
+		if err != nil || !page.IsHTML() {
+			continue
+		}
+		for _, tag := range scan.Tags(page, tags...) {
+			if tag.Name == "link" && !strings.Contains(strings.ToLower(tag.Attr["rel"]), "stylesheet") {
+				continue // only stylesheets load as subresources
+			}
+			for _, attr := range mixedSources[tag.Name] {
+				u, err := page.URL.Parse(strings.TrimSpace(tag.Attr[attr]))
+				if err != nil || u.Scheme != "http" {
+					continue
+				}
+				where := fmt.Sprintf("<%s %s=%s> on %s", tag.Name, attr, u, p)
+				if tag.Name == "img" || tag.Name == "audio" || tag.Name == "video" || tag.Name == "source" {
+					passive = append(passive, where)
+				} else {
+					active = append(active, where)
+				}
+			}
+		}
+	}
+	switch {
+	case len(active) > 0:
+		return scan.Fail, "loaded over http:// (browsers block these): " + strings.Join(active, ", ")
+	case len(passive) > 0:
+		return scan.Warn, "loaded over http://: " + strings.Join(passive, ", ")
+	}
+	return scan.Pass, fmt.Sprintf("no http:// subresources on the %d pages crawled", len(t.Crawl(ctx)))
 }

@@ -41,6 +41,7 @@ var Modifiers = map[string]Modifier{
 	"headers.server_version":         {Fail: -5},
 	"cors.reflection":                {Fail: -50, Warn: -10},
 	"sri.external_scripts":           {Fail: -5},
+	"http.mixed_content":             {Fail: -20, Warn: -5},
 	"cookies.secure":                 {Fail: -40},
 	"cookies.httponly":               {Fail: -30},
 	"cookies.samesite":               {Fail: -10, Pass: 5},

@@ -90,6 +90,8 @@ type Options struct {
 	Timeout time.Duration
 	// HTTPPort is where plain HTTP is expected; 0 means 80.
 	HTTPPort int
+	// MaxPages bounds the crawl; 0 means DefaultMaxPages.
+	MaxPages int
 }
 
 // Page is a fetched response, its body cut at MaxBody.
@@ -116,6 +118,9 @@ type Target struct {
 	// Nonce is a random name, made once per target, for paths and hosts
 	// that cannot exist (soft-404 baselines, made-up Host headers).
 	Nonce string
+
+	crawlOnce sync.Once
+	crawled   []string
 }
 
 type fetch struct {
@@ -253,26 +258,6 @@ func (t *Target) Do(ctx context.Context, method, path string, header http.Header
 		return nil, err
 	}
 	return &Page{URL: full, Status: resp.StatusCode, Header: resp.Header, Body: b, TLS: resp.TLS}, nil
-}
-
-// Cookies returns the Set-Cookie headers of the pages at paths that were
-// reachable, deduplicated by cookie name.
-func (t *Target) Cookies(ctx context.Context, paths ...string) []*http.Cookie {
-	seen := map[string]bool{}
-	var out []*http.Cookie
-	for _, p := range paths {
-		page, err := t.Get(ctx, p)
-		if err != nil {
-			continue
-		}
-		for _, c := range (&http.Response{Header: page.Header}).Cookies() {
-			if !seen[c.Name] {
-				seen[c.Name] = true
-				out = append(out, c)
-			}
-		}
-	}
-	return out
 }
 
 // Describe says what went wrong reaching the target, for evidence: the

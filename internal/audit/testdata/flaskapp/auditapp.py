@@ -19,7 +19,20 @@ def index():
     if os.environ.get("AUDIT_LEAKY") == "1":
         session["password"] = "hunter2"
         session["api_token"] = "tok_live_123"
-    return "<!doctype html><html><body><h1>audit app</h1></body></html>"
+    return '<!doctype html><html><body><h1>audit app</h1><a href="/account">account</a> <a href="/logout">log out</a></body></html>'
+
+
+@app.route("/account")
+def account():
+    # A page only the crawl finds: its cookie, set without any flag.
+    resp = app.make_response("<!doctype html><html><body>settings</body></html>")
+    resp.set_cookie("prefs", "dark", httponly=False)
+    return resp
+
+
+@app.route("/logout")
+def logout():
+    raise RuntimeError("the crawl must never follow a log-out link")
 
 
 @app.route("/login", methods=["GET", "POST"])
