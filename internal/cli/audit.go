@@ -15,6 +15,7 @@ import (
 
 	"github.com/rampartproxy/rampart/internal/audit"
 	"github.com/rampartproxy/rampart/internal/audit/grade"
+	hostaudit "github.com/rampartproxy/rampart/internal/audit/local"
 	"github.com/rampartproxy/rampart/internal/audit/report"
 	"github.com/rampartproxy/rampart/internal/audit/scan"
 )
@@ -37,6 +38,7 @@ Examples:
   rampart audit https://app.example.com --active    # also POSTs: CSRF, rate limits, body limit
   rampart audit http://my-server:8000                # an app server exposed over plain HTTP
   rampart audit https://staging.example.com --baseline main.json   # fail when anything got worse
+  sudo rampart audit --local                         # this machine: ports, secrets, root services, units
 
 With --baseline FILE (an earlier --format json report), every check
 whose status got worse and every lower score is listed, and the exit code
@@ -63,6 +65,9 @@ func (e env) audit(args []string) int {
 	timeout := fs.Duration("timeout", 10*time.Second, "timeout of each request")
 	deadline := fs.Duration("deadline", audit.DefaultDeadline, "the longest one target's audit may take; checks not done by then are errors")
 	maxPages := fs.Int("max-pages", scan.DefaultMaxPages, "pages of the site's own origin the crawl fetches, following links and form actions from / and /login")
+	local := fs.Bool("local", false, "audit this machine instead of URLs: public app servers and databases, world-readable secrets, root services, systemd units, debug mode")
+	localDirs := fs.String("local-dirs", "", "with --local: comma-separated directories searched for secrets (default /etc,/srv,/opt,/var/www,/home,/root)")
+	unitDirs := fs.String("unit-dirs", "", "with --local: comma-separated directories of systemd units (default /etc/systemd/system)")
 	baseline := fs.String("baseline", "", "an earlier --format json report: exit 1 when any check, or the score, got worse")
 	// Flags may come before, between or after the URLs.
 	var targets []string
@@ -79,8 +84,13 @@ func (e env) audit(args []string) int {
 		}
 		targets, rest = append(targets, rest[0]), rest[1:]
 	}
-	if len(targets) == 0 {
-		return e.usageError("no URL to audit", "rampart audit https://app.example.com")
+	switch {
+	case *local && len(targets) > 0:
+		return e.usageError("--local audits this machine: give no URL with it", "run them one after the other")
+	case !*local && (*localDirs != "" || *unitDirs != ""):
+		return e.usageError("--local-dirs and --unit-dirs go with --local", "")
+	case len(targets) == 0 && !*local:
+		return e.usageError("no URL to audit", "rampart audit https://app.example.com, or rampart audit --local for this machine")
 	}
 	if !slices.Contains(report.Formats, *format) {
 		return e.usageError(fmt.Sprintf("--format %q is not one of %s", *format, strings.Join(report.Formats, ", ")), "")
@@ -131,7 +141,12 @@ func (e env) audit(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	reports := audit.Run(ctx, targets, opts)
+	var reports []audit.Report
+	if *local {
+		reports = []audit.Report{hostaudit.Run(ctx, hostaudit.Options{Dirs: splitList(*localDirs), UnitDirs: splitList(*unitDirs)})}
+	} else {
+		reports = audit.Run(ctx, targets, opts)
+	}
 	if opts.Progress != nil {
 		fmt.Fprintln(e.stderr)
 	}
@@ -204,4 +219,15 @@ func isTerminal(w any) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

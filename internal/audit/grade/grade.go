@@ -60,6 +60,14 @@ var Modifiers = map[string]Modifier{
 	"active.rate_limit_login":        {Fail: -10},
 	"active.body_limit":              {Fail: -5},
 	"active.admin_login":             {Fail: -25},
+
+	// rampart audit --local: the host.
+	"local.app_server_public": {Fail: -40},
+	"local.database_public":   {Fail: -100},
+	"local.secret_files":      {Fail: -40},
+	"local.root_services":     {Fail: -30},
+	"local.systemd_hardening": {Warn: -10},
+	"local.debug_mode":        {Fail: -100},
 }
 
 // BonusFloor is the score without bonuses that bonuses need.

@@ -1,0 +1,495 @@
+// Package local is `rampart audit --local`: the machine it runs on,
+// checked from the inside against the seeds' second half (app servers and
+// databases not on public interfaces, secrets not world-readable, nothing
+// running as root that need not, systemd units hardened, no debug mode in
+// a running app). It reads /proc, the socket tables and the filesystem;
+// without root it sees its own processes whole and the rest by socket and
+// owner only, and says so.
+package local
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rampartproxy/rampart/internal/audit"
+	"github.com/rampartproxy/rampart/internal/audit/grade"
+	"github.com/rampartproxy/rampart/internal/audit/scan"
+)
+
+// Options say where to look.
+type Options struct {
+	// Dirs are searched for world-readable secrets. Default: /etc, /srv,
+	// /opt, /var/www, /home, /root.
+	Dirs []string
+	// UnitDirs hold systemd unit files. Default: /etc/systemd/system.
+	UnitDirs []string
+	// DBPorts name the database and cache ports that must stay on
+	// loopback. Default: DefaultDBPorts.
+	DBPorts map[uint16]string
+	// Proc is the proc filesystem. Default: /proc.
+	Proc string
+}
+
+// DefaultDBPorts are the usual database and cache ports.
+var DefaultDBPorts = map[uint16]string{5432: "PostgreSQL", 3306: "MySQL", 6379: "Redis", 27017: "MongoDB", 11211: "memcached", 9200: "Elasticsearch"}
+
+// Run audits this machine; the report's target is local:HOSTNAME.
+func Run(ctx context.Context, o Options) audit.Report {
+	start := time.Now()
+	if len(o.Dirs) == 0 {
+		o.Dirs = []string{"/etc", "/srv", "/opt", "/var/www", "/home", "/root"}
+	}
+	if len(o.UnitDirs) == 0 {
+		o.UnitDirs = []string{"/etc/systemd/system"}
+	}
+	if o.DBPorts == nil {
+		o.DBPorts = DefaultDBPorts
+	}
+	if o.Proc == "" {
+		o.Proc = "/proc"
+	}
+	host, _ := os.Hostname()
+	r := audit.Report{Target: scan.Clean("local:" + host), Started: start.UTC(), Trust: "not applicable (--local)", Checks: []scan.Result{}}
+	m := machine{o: o}
+	m.listeners = m.readListeners()
+	m.procs = m.readProcs()
+	for _, c := range Checks {
+		status, evidence := c.Run(ctx, &m)
+		res := scan.Result{ID: c.ID, Title: c.Title, Status: status, Severity: scan.None, Evidence: scan.Clean(evidence), Reference: c.Reference}
+		if status == scan.Fail || status == scan.Warn {
+			res.Severity, res.Fix = c.Severity, c.Fix
+		}
+		r.Checks = append(r.Checks, res)
+	}
+	r.Score, r.Grade = grade.Score(r.Checks)
+	r.Incomplete = grade.Incomplete(r.Checks)
+	r.DurationMS = time.Since(start).Milliseconds()
+	return r
+}
+
+// Check is one host check.
+type Check struct {
+	ID, Title, Fix, Reference string
+	Severity                  scan.Severity
+	Run                       func(context.Context, *machine) (scan.Status, string)
+}
+
+// machine is what the checks look at, read once.
+type machine struct {
+	o         Options
+	listeners []listener
+	procs     map[int]*proc // by PID; only those we could read
+	byInode   map[uint64]int
+	partial   bool // some processes' sockets could not be read (not root)
+}
+
+type listener struct {
+	addr  netip.AddrPort
+	inode uint64
+}
+
+type proc struct {
+	pid     int
+	uid     int
+	comm    string
+	cmdline string
+	environ []string // nil when unreadable
+}
+
+// public reports whether a listener is reachable beyond this machine.
+func (l listener) public() bool { return !l.addr.Addr().IsLoopback() }
+
+func (l listener) String() string { return l.addr.String() }
+
+// readListeners parses the TCP socket tables for listening sockets.
+func (m *machine) readListeners() []listener {
+	var out []listener
+	for _, name := range []string{"net/tcp", "net/tcp6"} {
+		f, err := os.Open(filepath.Join(m.o.Proc, name))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		sc.Scan() // the header
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 10 || fields[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			ap, ok := parseProcAddr(fields[1])
+			inode, err := strconv.ParseUint(fields[9], 10, 64)
+			if ok && err == nil {
+				out = append(out, listener{addr: ap, inode: inode})
+			}
+		}
+		f.Close()
+	}
+	return out
+}
+
+// parseProcAddr reads "0100007F:1F90" (IPv4) or its 32-hex-digit IPv6
+// form, each 32-bit word in host (little-endian) order.
+func parseProcAddr(s string) (netip.AddrPort, bool) {
+	h, p, ok := strings.Cut(s, ":")
+	port, err := strconv.ParseUint(p, 16, 16)
+	raw, err2 := hex.DecodeString(h)
+	if !ok || err != nil || err2 != nil || (len(raw) != 4 && len(raw) != 16) {
+		return netip.AddrPort{}, false
+	}
+	for i := 0; i < len(raw); i += 4 {
+		raw[i], raw[i+1], raw[i+2], raw[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
+	}
+	a, _ := netip.AddrFromSlice(raw)
+	return netip.AddrPortFrom(a.Unmap(), uint16(port)), true
+}
+
+// readProcs reads every process it may, and which sockets each holds.
+func (m *machine) readProcs() map[int]*proc {
+	procs := map[int]*proc{}
+	m.byInode = map[uint64]int{}
+	entries, _ := os.ReadDir(m.o.Proc)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		dir := filepath.Join(m.o.Proc, e.Name())
+		status, err := os.ReadFile(filepath.Join(dir, "status"))
+		if err != nil {
+			continue
+		}
+		p := &proc{pid: pid, uid: -1}
+		for line := range strings.SplitSeq(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "Uid:"); ok {
+				if f := strings.Fields(v); len(f) > 0 {
+					p.uid, _ = strconv.Atoi(f[0])
+				}
+			}
+			if v, ok := strings.CutPrefix(line, "Name:"); ok {
+				p.comm = strings.TrimSpace(v)
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
+			p.cmdline = strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "environ")); err == nil {
+			p.environ = strings.Split(string(b), "\x00")
+		}
+		fds, err := os.ReadDir(filepath.Join(dir, "fd"))
+		if err != nil {
+			m.partial = true
+		}
+		for _, fd := range fds {
+			link, err := os.Readlink(filepath.Join(dir, "fd", fd.Name()))
+			if ino, ok := strings.CutPrefix(link, "socket:["); ok && err == nil {
+				if n, err := strconv.ParseUint(strings.TrimSuffix(ino, "]"), 10, 64); err == nil {
+					m.byInode[n] = pid
+				}
+			}
+		}
+		procs[pid] = p
+	}
+	return procs
+}
+
+// owner returns the process holding a listener, or nil when unknown.
+func (m *machine) owner(l listener) *proc {
+	if pid, ok := m.byInode[l.inode]; ok {
+		return m.procs[pid]
+	}
+	return nil
+}
+
+// appServer matches the processes that serve a web app.
+var appServer = regexp.MustCompile(`(?i)\b(gunicorn|uwsgi|uvicorn|hypercorn|waitress|daphne|flask|werkzeug|manage\.py runserver|python[0-9.]*|node|ruby|puma|java|php)\b`)
+
+func (p *proc) describe() string {
+	cmd := p.cmdline
+	if cmd == "" {
+		cmd = p.comm
+	}
+	if len(cmd) > 120 {
+		cmd = cmd[:120] + "…"
+	}
+	return fmt.Sprintf("%s (pid %d, uid %d)", cmd, p.pid, p.uid)
+}
+
+func (p *proc) isAppServer() bool {
+	return appServer.MatchString(p.comm) || appServer.MatchString(p.cmdline)
+}
+
+// Checks are the host checks, in report order.
+var Checks = []Check{
+	{ID: "local.app_server_public", Title: "App servers listening beyond loopback", Severity: scan.High, Reference: refGunicorn,
+		Fix: "Bind gunicorn to a unix socket (--bind unix:/run/app/gunicorn.sock) or 127.0.0.1 and let Rampart face the network; rampart init writes such a unit.",
+		Run: checkAppServerPublic},
+	{ID: "local.database_public", Title: "Database and cache ports beyond loopback", Severity: scan.Critical, Reference: refRedis,
+		Fix: "Bind them to 127.0.0.1 (Redis: bind 127.0.0.1 -::1; PostgreSQL: listen_addresses = 'localhost') or a private network behind a firewall, with authentication on.",
+		Run: checkDatabasePublic},
+	{ID: "local.secret_files", Title: "World-readable secrets", Severity: scan.High, Reference: refPerms,
+		Fix: "chmod 0600 (or 0640 with the service's group) every .env, private key and secret-bearing config; rotate what was readable.",
+		Run: checkSecretFiles},
+	{ID: "local.root_services", Title: "Network services running as root", Severity: scan.High, Reference: refSystemd,
+		Fix: "Run the app under its own user (User= in its unit; rampart init writes one); only a proxy that binds 80 and 443 needs CAP_NET_BIND_SERVICE, not root.",
+		Run: checkRootServices},
+	{ID: "local.systemd_hardening", Title: "systemd units hardened", Severity: scan.Medium, Reference: refSystemd,
+		Fix: "Give each service User=, NoNewPrivileges=yes, PrivateTmp=yes, ProtectSystem=strict and ProtectHome=yes at least; rampart init writes units that systemd-analyze security rates 1.4.",
+		Run: checkUnits},
+	{ID: "local.debug_mode", Title: "Debug mode in running apps", Severity: scan.Critical, Reference: refDebug,
+		Fix: "Never run with FLASK_DEBUG=1 or --debug in production: the Werkzeug debugger runs any code a visitor types. Unset it in the unit's environment.",
+		Run: checkDebugMode},
+}
+
+const (
+	refGunicorn = "https://docs.gunicorn.org/en/stable/deploy.html"
+	refRedis    = "https://redis.io/docs/latest/operate/oss_and_stack/management/security/"
+	refPerms    = "https://cheatsheetseries.owasp.org/cheatsheets/Secrets_Management_Cheat_Sheet.html"
+	refSystemd  = "https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html#Security"
+	refDebug    = "https://flask.palletsprojects.com/en/stable/debugging/"
+)
+
+func checkAppServerPublic(_ context.Context, m *machine) (scan.Status, string) {
+	var bad, unknown []string
+	for _, l := range m.listeners {
+		if !l.public() {
+			continue
+		}
+		p := m.owner(l)
+		switch {
+		case p == nil:
+			unknown = append(unknown, l.String())
+		case p.isAppServer():
+			bad = append(bad, l.String()+" by "+p.describe())
+		}
+	}
+	if len(bad) > 0 {
+		return scan.Fail, "listening beyond loopback: " + strings.Join(sortedUnique(bad), "; ")
+	}
+	if len(unknown) > 0 && m.partial {
+		return scan.Info, "no app server of this user's is public; run as root to see who holds " + strings.Join(sortedUnique(unknown), ", ")
+	}
+	return scan.Pass, "no app server listens beyond loopback"
+}
+
+func checkDatabasePublic(_ context.Context, m *machine) (scan.Status, string) {
+	var bad []string
+	for _, l := range m.listeners {
+		name, ok := m.o.DBPorts[l.addr.Port()]
+		if !ok || !l.public() {
+			continue
+		}
+		who := ""
+		if p := m.owner(l); p != nil {
+			who = " by " + p.describe()
+		}
+		bad = append(bad, fmt.Sprintf("%s on %s%s", name, l, who))
+	}
+	if len(bad) > 0 {
+		return scan.Fail, "reachable beyond this machine: " + strings.Join(sortedUnique(bad), "; ")
+	}
+	return scan.Pass, "no database or cache port listens beyond loopback"
+}
+
+// secretName are the file names that hold secrets by convention.
+var secretName = regexp.MustCompile(`(?i)(^\.env(\..+)?$|\.env$|\.pem$|\.key$|^id_(rsa|ecdsa|ed25519)$|\.p12$|^credentials(\.json)?$|^settings\.py$|^config\.py$)`)
+
+// secretContent is what makes a file a secret whatever its name.
+var secretContent = regexp.MustCompile(`PRIVATE KEY-----|(?m)^\s*(export\s+)?[A-Z_]*(SECRET|PASSWORD|TOKEN|API_KEY)[A-Z_]*\s*[=:]\s*\S`)
+
+// skipDirs are never walked into: huge, and where the keys are test
+// fixtures of languages and libraries (Python's own test suite ships
+// private keys), not a deployment's secrets.
+var skipDirs = map[string]bool{"proc": true, "sys": true, "dev": true, "node_modules": true, ".git": true, "__pycache__": true,
+	"site-packages": true, "dist-packages": true, "ssl": true, "ca-certificates": true, "test": true, "tests": true, "testdata": true,
+	".pyenv": true, ".cache": true, ".cargo": true, ".rustup": true, ".npm": true, ".nvm": true, ".gradle": true, ".m2": true,
+	"mod": true, "vendor": true, "venv": true, ".venv": true}
+
+// maxEntries bounds the walk of each directory tree.
+const maxEntries = 200000
+
+func checkSecretFiles(ctx context.Context, m *machine) (scan.Status, string) {
+	var bad []string
+	seen := 0
+	for _, root := range m.o.Dirs {
+		_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			seen++
+			if err != nil || ctx.Err() != nil || seen > maxEntries {
+				if d != nil && d.IsDir() && err != nil {
+					return fs.SkipDir
+				}
+				if seen > maxEntries || ctx.Err() != nil {
+					return fs.SkipAll
+				}
+				return nil
+			}
+			if d.IsDir() {
+				if skipDirs[d.Name()] && path != root {
+					return fs.SkipDir
+				}
+				return nil
+			}
+			if !d.Type().IsRegular() || !secretName.MatchString(d.Name()) {
+				return nil
+			}
+			info, err := d.Info()
+			if err != nil || info.Mode().Perm()&0o004 == 0 || info.Size() > 1<<20 {
+				return nil
+			}
+			data, err := os.ReadFile(path)
+			if err != nil || !secretContent.Match(data) {
+				return nil // a public certificate, an empty template
+			}
+			bad = append(bad, fmt.Sprintf("%s (%v)", path, info.Mode().Perm()))
+			return nil
+		})
+	}
+	if len(bad) > 0 {
+		return scan.Fail, "readable by every user: " + strings.Join(sortedUnique(bad), ", ")
+	}
+	return scan.Pass, "no world-readable .env, private key or secret-bearing config under " + strings.Join(m.o.Dirs, ", ")
+}
+
+func checkRootServices(_ context.Context, m *machine) (scan.Status, string) {
+	var bad []string
+	for _, l := range m.listeners {
+		if p := m.owner(l); p != nil && p.uid == 0 && p.isAppServer() {
+			bad = append(bad, l.String()+" by "+p.describe())
+		}
+	}
+	if len(bad) > 0 {
+		return scan.Fail, "app servers running as root: " + strings.Join(sortedUnique(bad), "; ")
+	}
+	if m.partial {
+		return scan.Info, "none of the processes this user can see; run as root to see them all"
+	}
+	return scan.Pass, "no app server listening on the network runs as root"
+}
+
+// hardening are the directives every service should set, as the seeds ask.
+var hardening = []string{"NoNewPrivileges", "PrivateTmp", "ProtectSystem", "ProtectHome"}
+
+func checkUnits(ctx context.Context, m *machine) (scan.Status, string) {
+	analyze, _ := exec.LookPath("systemd-analyze")
+	var bad, good []string
+	for _, dir := range m.o.UnitDirs {
+		units, _ := filepath.Glob(filepath.Join(dir, "*.service"))
+		for _, u := range units {
+			data, err := os.ReadFile(u)
+			if err != nil {
+				continue
+			}
+			if fi, err := os.Lstat(u); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+				continue // an alias, or masked: the unit itself is elsewhere
+			}
+			var missing []string
+			set := directives(data)
+			if set["User"] == "" || set["User"] == "root" {
+				if set["DynamicUser"] != "yes" {
+					missing = append(missing, "User= (runs as root)")
+				}
+			}
+			for _, d := range hardening {
+				if v := set[d]; v == "" || v == "no" || v == "false" {
+					missing = append(missing, d+"=")
+				}
+			}
+			score := ""
+			if analyze != "" {
+				if x := exposure(ctx, analyze, u); x != "" {
+					score = ", exposure " + x
+				}
+			}
+			name := filepath.Base(u)
+			if len(missing) > 0 {
+				bad = append(bad, fmt.Sprintf("%s lacks %s%s", name, strings.Join(missing, ", "), score))
+			} else {
+				good = append(good, name+score)
+			}
+		}
+	}
+	switch {
+	case len(bad) > 0:
+		return scan.Warn, strings.Join(bad, "; ")
+	case len(good) == 0:
+		return scan.Skip, "no service units in " + strings.Join(m.o.UnitDirs, ", ")
+	}
+	return scan.Pass, "hardened: " + strings.Join(good, ", ")
+}
+
+// directives reads a unit file's [Service] keys (the last value wins).
+func directives(data []byte) map[string]string {
+	set := map[string]string{}
+	section := ""
+	for line := range strings.SplitSeq(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			section = line
+			continue
+		}
+		if k, v, ok := strings.Cut(line, "="); ok && section == "[Service]" && !strings.HasPrefix(line, "#") {
+			set[strings.TrimSpace(k)] = strings.ToLower(strings.TrimSpace(v))
+		}
+	}
+	return set
+}
+
+var overall = regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`)
+
+// exposure runs systemd-analyze security offline on a unit file.
+func exposure(ctx context.Context, analyze, unit string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, analyze, "security", "--offline=yes", unit).CombinedOutput()
+	if m := overall.FindSubmatch(out); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
+
+// debugEnv are environment settings that turn the Werkzeug debugger on.
+var debugEnv = []string{"FLASK_DEBUG=1", "FLASK_DEBUG=true", "FLASK_ENV=development"}
+
+func checkDebugMode(_ context.Context, m *machine) (scan.Status, string) {
+	var bad []string
+	unreadable := 0
+	for _, p := range m.procs {
+		if !p.isAppServer() {
+			continue
+		}
+		if p.environ == nil {
+			unreadable++
+		}
+		for _, kv := range p.environ {
+			if slices.Contains(debugEnv, kv) {
+				bad = append(bad, kv+" in "+p.describe())
+			}
+		}
+		if f := strings.Fields(p.cmdline); slices.Contains(f, "--debug") && (slices.Contains(f, "flask") || slices.Contains(f, "run")) {
+			bad = append(bad, "--debug in "+p.describe())
+		}
+	}
+	if len(bad) > 0 {
+		return scan.Fail, "debug mode on: " + strings.Join(sortedUnique(bad), "; ")
+	}
+	if unreadable > 0 {
+		return scan.Info, fmt.Sprintf("no debug mode in the apps this user can read; %d app processes' environments are not readable (run as root)", unreadable)
+	}
+	return scan.Pass, "no app process runs with FLASK_DEBUG, FLASK_ENV=development or --debug"
+}
+
+func sortedUnique(s []string) []string {
+	slices.Sort(s)
+	return slices.Compact(s)
+}
