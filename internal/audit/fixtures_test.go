@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
 	"log/slog"
 	"math/big"
@@ -39,6 +40,18 @@ type server struct {
 	url      string
 	httpPort int
 	roots    *x509.CertPool
+	rootPEM  []byte // the same roots as PEM, for other tools
+}
+
+// trusting returns a pool of certs and the same as PEM.
+func trusting(certs ...*x509.Certificate) (*x509.CertPool, []byte) {
+	pool := x509.NewCertPool()
+	var b []byte
+	for _, c := range certs {
+		pool.AddCert(c)
+		b = append(b, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return pool, b
 }
 
 func (s server) opts(active bool) Options {
@@ -83,14 +96,13 @@ func startRampart(t *testing.T, upstream string, tweaks ...func(*config.Site)) s
 	_, hp, _ := net.SplitHostPort(httpAddr)
 	_, sp, _ := net.SplitHostPort(httpsAddr)
 	port, _ := strconv.Atoi(hp)
-	roots := x509.NewCertPool()
-	roots.AddCert(g.CA().Root)
-	return server{url: "https://localhost:" + sp, httpPort: port, roots: roots}
+	roots, rootPEM := trusting(g.CA().Root)
+	return server{url: "https://localhost:" + sp, httpPort: port, roots: roots, rootPEM: rootPEM}
 }
 
 // localCert writes a certificate for localhost from a fresh local CA into
-// dir as cert.pem and key.pem, and returns the CA's pool.
-func localCert(t *testing.T, dir string) *x509.CertPool {
+// dir as cert.pem and key.pem, and returns the CA's pool and PEM.
+func localCert(t *testing.T, dir string) (*x509.CertPool, []byte) {
 	t.Helper()
 	ca, err := certs.OpenLocalCA(t.TempDir())
 	if err != nil {
@@ -103,9 +115,7 @@ func localCert(t *testing.T, dir string) *x509.CertPool {
 	if err := certs.WritePair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), leaf); err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Root)
-	return roots
+	return trusting(ca.Root)
 }
 
 // startBadNginx runs Debian's nginx with testdata/nginx/bad.conf: every
@@ -115,7 +125,7 @@ func startBadNginx(t *testing.T) server {
 	t.Helper()
 	bin := testutil.Need(t, "nginx", "nginx")
 	dir := t.TempDir()
-	roots := localCert(t, dir)
+	roots, rootPEM := localCert(t, dir)
 	www := filepath.Join(dir, "www")
 	if err := os.CopyFS(www, os.DirFS("testdata/nginx/www")); err != nil {
 		t.Fatal(err)
@@ -143,7 +153,7 @@ func startBadNginx(t *testing.T) server {
 	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")
 	out := startGroup(t, cmd)
 	waitTCP(t, "127.0.0.1:"+strconv.Itoa(httpsPort), out)
-	return server{url: "https://localhost:" + strconv.Itoa(httpsPort), httpPort: httpPort, roots: roots}
+	return server{url: "https://localhost:" + strconv.Itoa(httpsPort), httpPort: httpPort, roots: roots, rootPEM: rootPEM}
 }
 
 // startGroup starts cmd in its own process group and kills the whole
@@ -200,8 +210,9 @@ func startFlask(t *testing.T, env flaskEnv, tlsDirect bool) (server, string) {
 	args := []string{"--chdir", appDir, "--workers", "1", "--worker-class", "gthread", "--threads", "8",
 		"--bind", "127.0.0.1:" + strconv.Itoa(port), "--graceful-timeout", "1"}
 	var roots *x509.CertPool
+	var rootPEM []byte
 	if tlsDirect {
-		roots = localCert(t, dir)
+		roots, rootPEM = localCert(t, dir)
 		args = append(args, "--certfile", filepath.Join(dir, "cert.pem"), "--keyfile", filepath.Join(dir, "key.pem"))
 	}
 	cmd := exec.Command(bin, append(args, "auditapp:application")...)
@@ -209,7 +220,7 @@ func startFlask(t *testing.T, env flaskEnv, tlsDirect bool) (server, string) {
 	out := startGroup(t, cmd)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	waitTCP(t, addr, out)
-	return server{url: "https://localhost:" + strconv.Itoa(port), httpPort: testutil.FreePort(t), roots: roots}, "http://" + addr
+	return server{url: "https://localhost:" + strconv.Itoa(port), httpPort: testutil.FreePort(t), roots: roots, rootPEM: rootPEM}, "http://" + addr
 }
 
 func b(v bool) string {
@@ -228,10 +239,9 @@ func startSoft404(t *testing.T) server {
 		io.WriteString(w, "<!doctype html><html><body><div id=app></div>"+strings.Repeat("<!-- padding -->", 40)+"</body></html>")
 	}))
 	t.Cleanup(srv.Close)
-	roots := x509.NewCertPool()
-	roots.AddCert(srv.Certificate())
+	roots, rootPEM := trusting(srv.Certificate())
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	return server{url: "https://127.0.0.1:" + port, roots: roots}
+	return server{url: "https://127.0.0.1:" + port, roots: roots, rootPEM: rootPEM}
 }
 
 // startChain serves HTTPS from Go's TLS server with a leaf signed by an

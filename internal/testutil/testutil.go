@@ -90,6 +90,16 @@ func NeedPython(t testing.TB, module, pkg string) string {
 	return python
 }
 
+// NeedPath returns path when it exists; when it does not, the test is
+// skipped naming the command that installs it (under CI=true, failed).
+func NeedPath(t testing.TB, path, install string) string {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		missing(t, path, install)
+	}
+	return path
+}
+
 func missing(t testing.TB, name, install string) {
 	t.Helper()
 	msg := name + " is not installed: " + install
