@@ -92,14 +92,6 @@ func checkAdminTools(ctx context.Context, t *scan.Target) (scan.Status, string) 
 }
 
 func sortedUnique(s []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, v := range s {
-		if !seen[v] {
-			seen[v] = true
-			out = append(out, v)
-		}
-	}
-	slices.Sort(out)
-	return out
+	slices.Sort(s)
+	return slices.Compact(s)
 }

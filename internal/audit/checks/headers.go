@@ -336,11 +336,9 @@ func checkSRI(ctx context.Context, t *scan.Target) (scan.Status, string) {
 	}
 	var external, missing []string
 	seen := map[string]bool{}
-	for _, p := range t.Crawl(ctx) {
-		page, err := t.Get(ctx, p)
-		if err != nil || !page.IsHTML() {
-			continue
-		}
+	paths, pages := t.CrawledHTML(ctx)
+	for i, page := range pages {
+		p := paths[i]
 		for _, tag := range scan.Tags(page, "script") {
 			src := tag.Attr["src"]
 			u, err := page.URL.Parse(src)
@@ -383,11 +381,9 @@ func checkMixedContent(ctx context.Context, t *scan.Target) (scan.Status, string
 	for name := range mixedSources {
 		tags = append(tags, name)
 	}
-	for _, p := range t.Crawl(ctx) {
-		page, err := t.Get(ctx, p)
-		if err != nil || !page.IsHTML() {
-			continue
-		}
+	paths, pages := t.CrawledHTML(ctx)
+	for i, page := range pages {
+		p := paths[i]
 		for _, tag := range scan.Tags(page, tags...) {
 			if tag.Name == "link" && !strings.Contains(strings.ToLower(tag.Attr["rel"]), "stylesheet") {
 				continue // only stylesheets load as subresources

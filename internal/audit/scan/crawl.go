@@ -59,6 +59,16 @@ func (t *Target) crawl(ctx context.Context) []string {
 	return reached
 }
 
+// CrawledHTML returns the HTML pages of the crawl, each with its path.
+func (t *Target) CrawledHTML(ctx context.Context) (paths []string, pages []*Page) {
+	for _, p := range t.Crawl(ctx) {
+		if page, err := t.Get(ctx, p); err == nil && page.IsHTML() {
+			paths, pages = append(paths, p), append(pages, page)
+		}
+	}
+	return paths, pages
+}
+
 // IsHTML reports whether the page is an HTML document.
 func (p *Page) IsHTML() bool {
 	return strings.Contains(strings.ToLower(p.Header.Get("Content-Type")), "html")
