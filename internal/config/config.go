@@ -230,6 +230,8 @@ type Site struct {
 	CSRF CSRF `yaml:"csrf"`
 	// RateLimits limit requests per client.
 	RateLimits []RateLimit `yaml:"rate_limits"`
+	// WAF is the web application firewall (Coraza and the OWASP CRS).
+	WAF WAF `yaml:"waf"`
 }
 
 // TLS modes.
@@ -679,6 +681,10 @@ func (c *Config) validate() Problems {
 			bad(at+".upstream_max_conns", "must be between 1 and %d", MaxUpstreamConns)
 		}
 		s.validateHardening(at, bad)
+		validateWAF(at+".waf", &s.WAF, bad)
+		for j := range s.Routes {
+			validateWAF(fmt.Sprintf("%s.routes[%d].waf", at, j), s.Routes[j].WAF, bad)
+		}
 		for j, m := range s.Methods {
 			mp := fmt.Sprintf("%s.methods[%d]", at, j)
 			switch {

@@ -162,6 +162,9 @@ type Route struct {
 	// Auth puts the route behind the login portal (see Config.Auth).
 	// Default: no login.
 	Auth *RouteAuth `yaml:"auth"`
+	// WAF overrides the site's firewall for this route; its exclusions
+	// are added to the site's.
+	WAF *WAF `yaml:"waf"`
 }
 
 // Defaults of the response hardening.

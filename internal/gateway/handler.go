@@ -137,6 +137,11 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	portal.StripCookie(r.Header)
+	// The firewall last of the request guards: after the cheap ones and
+	// the body, so a flood of refused requests costs no rule evaluation.
+	if rt.waf != nil && g.firewall(sw, r, info, rt.waf) {
+		return
+	}
 	if user != nil {
 		user.SetHeaders(r.Header)
 	}

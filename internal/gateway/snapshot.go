@@ -30,6 +30,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/guard/paths"
 	"github.com/rampartproxy/rampart/internal/guard/ratelimit"
 	"github.com/rampartproxy/rampart/internal/guard/redirects"
+	"github.com/rampartproxy/rampart/internal/guard/waf"
 	"github.com/rampartproxy/rampart/internal/portal"
 	"github.com/rampartproxy/rampart/internal/proxy"
 	"github.com/rampartproxy/rampart/internal/store"
@@ -76,6 +77,7 @@ type site struct {
 // route is one path prefix's response policy, compiled.
 type route struct {
 	match string
+	waf   *waf.Firewall // nil when off
 	// placeholder is the secret string written over with the nonce in
 	// HTML responses; "" when the route has none.
 	placeholder string
@@ -260,7 +262,34 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 	}
 	slices.SortStableFunc(st.routes, func(a, b *route) int { return len(b.match) - len(a.match) })
 	st.routes = append(st.routes, compileRoute(config.Route{Match: "/"}, sc))
+	for i, rt := range st.routes {
+		// The rule sets compile once per distinct configuration, here,
+		// so that a config whose rules do not compile loads not at all.
+		rc := config.Route{Match: "/"}
+		if i < len(sc.Routes) {
+			rc = routeOf(sc.Routes, rt.match)
+		}
+		if rt.waf, err = compileWAF(rc.MergeWAF(sc)); err != nil {
+			return nil, fmt.Errorf("route %s: %w", rt.match, err)
+		}
+	}
 	return st, nil
+}
+
+// routeOf finds the configured route with match.
+func routeOf(routes []config.Route, match string) config.Route {
+	for _, rc := range routes {
+		if rc.Match == match {
+			return rc
+		}
+	}
+	return config.Route{Match: match}
+}
+
+// compileWAF compiles a route's firewall; nil when it is off.
+func compileWAF(w config.WAF) (*waf.Firewall, error) {
+	return waf.New(waf.Settings{Mode: w.Mode, Paranoia: w.Paranoia, AnomalyThreshold: w.AnomalyThreshold,
+		Exclusions: w.Exclusions, BodyLimit: int64(w.BodyLimit), PassLargeBodies: w.BodyOverLimit == "pass"})
 }
 
 // compileRoute merges a route's overrides into its site's settings.

@@ -48,6 +48,8 @@ var guards = map[string]string{
 	"slow_client_limit":          "slow_client",
 	"upstream_queue_timeout":     "upstream_queue",
 	"untrusted_peer":             "load_balancer",
+	"waf_blocked":                "waf",
+	"waf_body_too_large":         "waf",
 	"no_forwarded_proto":         "load_balancer",
 	"csp_report_rate":            "csp_report",
 	"csp_report_size":            "csp_report",
