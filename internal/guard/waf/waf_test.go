@@ -104,3 +104,28 @@ func TestLargeBodies(t *testing.T) {
 		t.Errorf("a large body with pass: %+v", v)
 	}
 }
+
+// BenchmarkCheck is the firewall's cost per request at paranoia 1: a GET
+// with a query, and a 10 KB form POST.
+func BenchmarkCheck(b *testing.B) {
+	f, err := New(settings(Block))
+	if err != nil {
+		b.Fatal(err)
+	}
+	form := "comment=" + url.QueryEscape(strings.Repeat("An ordinary comment, with punctuation; and numbers 1, 2, 3. ", 170))
+	for _, tt := range []struct {
+		name, method, target, body string
+	}{
+		{"get", "GET", "/search?q=running+shoes&page=2", ""},
+		{"post-10KB", "POST", "/comments", form[:10<<10]},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			for b.Loop() {
+				r := request(tt.method, tt.target, tt.body, map[string]string{"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "Mozilla/5.0"})
+				if v := f.Check(r, "203.0.113.5:1", "bench"); v.Denial != nil {
+					b.Fatalf("blocked: %+v", v)
+				}
+			}
+		})
+	}
+}
