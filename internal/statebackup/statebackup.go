@@ -21,8 +21,6 @@ import (
 	"syscall"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/rampartproxy/rampart/internal/store"
 )
 
@@ -212,7 +210,7 @@ func Restore(stateDir, file string, force bool) (n int, old string, err error) {
 	if n, err = unpack(in, tmp); err != nil {
 		return 0, "", fmt.Errorf("%s: %w (nothing restored)", file, err)
 	}
-	if err := checkStore(tmp); err != nil {
+	if err := store.CheckFile(tmp); err != nil {
 		return 0, "", fmt.Errorf("%s: the store in it is damaged: %w (nothing restored)", file, err)
 	}
 	if len(entries) > 0 {
@@ -239,8 +237,7 @@ func Running(stateDir string) bool {
 		c.Close()
 		return true
 	}
-	_, err := store.BackupFile(stateDir, io.Discard)
-	return errors.Is(err, store.ErrInUse)
+	return store.InUse(stateDir)
 }
 
 // unpack writes the archive r into dir, refusing anything but plain files
@@ -287,23 +284,4 @@ func unpack(r io.Reader, dir string) (n int, err error) {
 			return 0, fmt.Errorf("%q: not a plain file or directory", h.Name)
 		}
 	}
-}
-
-// checkStore opens the restored bbolt file, if any, and checks its pages.
-func checkStore(dir string) error {
-	path := filepath.Join(dir, store.StateFile)
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return err
-		}
-		return nil
-	})
 }

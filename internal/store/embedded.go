@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -316,29 +318,62 @@ const StateFile = "state.db"
 
 // Backup writes a consistent copy of the bbolt file to w, in one read
 // transaction (bbolt's own backup), while the store goes on serving.
-func (e *Embedded) Backup(w io.Writer) (int64, error) {
-	var n int64
-	err := e.db.View(func(tx *bolt.Tx) error {
-		var err error
-		n, err = tx.WriteTo(w)
-		return err
-	})
-	return n, err
-}
+func (e *Embedded) Backup(w io.Writer) (int64, error) { return writeTo(e.db, w) }
 
 // BackupFile writes a consistent copy of the bbolt file in stateDir to w
 // when no process holds it, and reports ErrInUse when one does.
 func BackupFile(stateDir string, w io.Writer) (int64, error) {
-	path := filepath.Join(stateDir, StateFile)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return 0, fmt.Errorf("%s: %w", path, ErrInUse)
-	}
+	db, err := openReadOnly(stateDir)
 	if err != nil {
 		return 0, err
 	}
 	defer db.Close()
-	var n int64
+	return writeTo(db, w)
+}
+
+// InUse reports whether a process (a running rampart serve) holds the
+// bbolt file in stateDir. Opening it read-only takes a shared lock, which
+// waits a second for the writer's exclusive one.
+func InUse(stateDir string) bool {
+	db, err := openReadOnly(stateDir)
+	if err == nil {
+		db.Close()
+	}
+	return errors.Is(err, ErrInUse)
+}
+
+// CheckFile checks every page of the bbolt file in stateDir, if there is
+// one: a restored copy is checked before it is put in place.
+func CheckFile(stateDir string) error {
+	if _, err := os.Stat(filepath.Join(stateDir, StateFile)); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	db, err := openReadOnly(stateDir)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		return nil
+	})
+}
+
+// openReadOnly opens the bbolt file in stateDir for reading; ErrInUse
+// when a process holds it for writing.
+func openReadOnly(stateDir string) (*bolt.DB, error) {
+	path := filepath.Join(stateDir, StateFile)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%s: %w", path, ErrInUse)
+	}
+	return db, err
+}
+
+// writeTo copies db to w in one read transaction.
+func writeTo(db *bolt.DB, w io.Writer) (n int64, err error) {
 	err = db.View(func(tx *bolt.Tx) error {
 		n, err = tx.WriteTo(w)
 		return err
