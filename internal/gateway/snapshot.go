@@ -258,32 +258,31 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 		st.guards = append(st.guards, st.limits)
 	}
 	for _, rc := range sc.Routes {
-		st.routes = append(st.routes, compileRoute(rc, sc))
+		rt, err := compileRouteWAF(rc, sc)
+		if err != nil {
+			return nil, err
+		}
+		st.routes = append(st.routes, rt)
 	}
 	slices.SortStableFunc(st.routes, func(a, b *route) int { return len(b.match) - len(a.match) })
-	st.routes = append(st.routes, compileRoute(config.Route{Match: "/"}, sc))
-	for i, rt := range st.routes {
-		// The rule sets compile once per distinct configuration, here,
-		// so that a config whose rules do not compile loads not at all.
-		rc := config.Route{Match: "/"}
-		if i < len(sc.Routes) {
-			rc = routeOf(sc.Routes, rt.match)
-		}
-		if rt.waf, err = compileWAF(rc.MergeWAF(sc)); err != nil {
-			return nil, fmt.Errorf("route %s: %w", rt.match, err)
-		}
+	rt, err := compileRouteWAF(config.Route{Match: "/"}, sc)
+	if err != nil {
+		return nil, err
 	}
+	st.routes = append(st.routes, rt)
 	return st, nil
 }
 
-// routeOf finds the configured route with match.
-func routeOf(routes []config.Route, match string) config.Route {
-	for _, rc := range routes {
-		if rc.Match == match {
-			return rc
-		}
+// compileRouteWAF is compileRoute with the route's firewall. The rule
+// sets compile once per distinct configuration, here, so that a config
+// whose rules do not compile loads not at all.
+func compileRouteWAF(rc config.Route, sc config.Site) (*route, error) {
+	rt := compileRoute(rc, sc)
+	var err error
+	if rt.waf, err = compileWAF(rc.MergeWAF(sc)); err != nil {
+		return nil, fmt.Errorf("route %s: %w", rc.Match, err)
 	}
-	return config.Route{Match: match}
+	return rt, nil
 }
 
 // compileWAF compiles a route's firewall; nil when it is off.
