@@ -4,21 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/rampartproxy/rampart/internal/audit/scan"
 )
-
-// adminTool is a dashboard or debug endpoint that must not answer the
-// internet without a login, and how to recognise its page.
-type adminTool struct {
-	name, path string
-	looks      func(body []byte) bool
-}
 
 func contains(words ...string) func([]byte) bool {
 	return func(b []byte) bool {
@@ -33,11 +24,12 @@ func contains(words ...string) func([]byte) bool {
 
 func matches(re string) func([]byte) bool { return regexp.MustCompile(re).Match }
 
-// adminTools are probed with a GET each. A page counts only when it
-// answers 200, carries the tool's fingerprint, and is not the site's
-// soft-404 page; 401, 403 and a redirect to a login are what a protected
-// tool answers, and are not findings.
-var adminTools = []adminTool{
+// adminTools are dashboards and debug endpoints that must not answer the
+// internet without a login, each probed with a GET. A page counts only
+// when it answers 200, carries the tool's fingerprint, and is not the
+// site's soft-404 page; 401, 403 and a redirect to a login are what a
+// protected tool answers, and are not findings.
+var adminTools = []probe{
 	{"Flask-Admin", "/admin/", contains("/admin/static/")},
 	{"Celery Flower", "/flower/", matches(`(?i)<title>\s*Flower`)},
 	{"RQ dashboard", "/rq/", matches(`(?i)rq[ -]dashboard`)},
@@ -59,26 +51,11 @@ var djangoDebug = contains("Using the URLconf defined in")
 
 func checkAdminTools(ctx context.Context, t *scan.Target) (scan.Status, string) {
 	base := baseline(ctx, t)
-	var (
-		mu            sync.Mutex
-		found, missed []string
-		why           error
-		wg            sync.WaitGroup
-	)
-	for _, tool := range adminTools {
-		wg.Go(func() {
-			page, err := t.Get(ctx, tool.path)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err != nil:
-				missed, why = append(missed, tool.path), err
-			case page.Status == http.StatusOK && tool.looks(page.Body) && !sameAs(page, base):
-				found = append(found, fmt.Sprintf("%s at %s", tool.name, tool.path))
-			}
-		})
+	served, missed, why := fetchAll(ctx, t, base, adminTools)
+	var found []string
+	for _, hit := range served {
+		found = append(found, fmt.Sprintf("%s at %s", hit.name, hit.path))
 	}
-	wg.Wait()
 	if base != nil && djangoDebug(base.Body) {
 		found = append(found, "Django's debug 404 page (DEBUG = True) at /"+t.Nonce)
 	}
@@ -86,7 +63,7 @@ func checkAdminTools(ctx context.Context, t *scan.Target) (scan.Status, string) 
 		return scan.Fail, "answering without a login: " + strings.Join(sortedUnique(found), "; ")
 	}
 	if len(missed) > 0 {
-		return scan.Error, "could not fetch " + strings.Join(sortedUnique(missed), ", ") + ": " + scan.Describe(why)
+		return scan.Error, "could not fetch " + strings.Join(missed, ", ") + ": " + scan.Describe(why)
 	}
 	return scan.Pass, fmt.Sprintf("none of %d admin and debug endpoints answers without a login", len(adminTools))
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/rampartproxy/rampart/internal/audit/scan"
 )
@@ -96,17 +98,14 @@ func sameAs(page, base *scan.Page) bool {
 func exposed(paths []string, looks func([]byte) bool) func(context.Context, *scan.Target) (scan.Status, string) {
 	return func(ctx context.Context, t *scan.Target) (scan.Status, string) {
 		base := baseline(ctx, t)
-		var found, missed []string
-		var why error
-		for _, p := range paths {
-			page, err := t.Get(ctx, p)
-			if err != nil {
-				missed, why = append(missed, p), err
-				continue
-			}
-			if page.Status == http.StatusOK && looks(page.Body) && !sameAs(page, base) {
-				found = append(found, fmt.Sprintf("%s (%d bytes)", p, len(page.Body)))
-			}
+		probes := make([]probe, len(paths))
+		for i, p := range paths {
+			probes[i] = probe{path: p, looks: looks}
+		}
+		served, missed, why := fetchAll(ctx, t, base, probes)
+		var found []string
+		for _, hit := range served {
+			found = append(found, fmt.Sprintf("%s (%d bytes)", hit.path, len(hit.page.Body)))
 		}
 		if len(found) > 0 {
 			return scan.Fail, "served: " + strings.Join(found, ", ")
@@ -122,6 +121,45 @@ func exposed(paths []string, looks func([]byte) bool) func(context.Context, *sca
 		}
 		return scan.Pass, "not served: " + strings.Join(paths, ", ") + note
 	}
+}
+
+// probe is a path that must not be served, and how to recognise what
+// would be there.
+type probe struct {
+	name, path string
+	looks      func(body []byte) bool
+}
+
+// hit is a probe the target served.
+type hit struct {
+	probe
+	page *scan.Page
+}
+
+// fetchAll fetches every probe's path, at once, and returns those that
+// answered 200 with their fingerprint and not as the site's soft-404 page
+// base, in probe order; the paths that could not be fetched; and the last
+// reason one could not.
+func fetchAll(ctx context.Context, t *scan.Target, base *scan.Page, probes []probe) (served []hit, missed []string, why error) {
+	pages := make([]*scan.Page, len(probes))
+	errs := make([]error, len(probes))
+	var wg sync.WaitGroup
+	for i, p := range probes {
+		wg.Go(func() { pages[i], errs[i] = t.Get(ctx, p.path) })
+	}
+	wg.Wait()
+	for i, p := range probes {
+		switch page := pages[i]; {
+		case errs[i] != nil:
+			if !slices.Contains(missed, p.path) {
+				missed = append(missed, p.path)
+			}
+			why = errs[i]
+		case page.Status == http.StatusOK && p.looks(page.Body) && !sameAs(page, base):
+			served = append(served, hit{p, page})
+		}
+	}
+	return served, missed, why
 }
 
 func checkTrace(ctx context.Context, t *scan.Target) (scan.Status, string) {
