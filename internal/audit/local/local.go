@@ -310,9 +310,11 @@ var secretContent = regexp.MustCompile(`PRIVATE KEY-----|(?m)^\s*(export\s+)?[A-
 
 // skipDirs are never walked into: huge, and where the keys are test
 // fixtures of languages and libraries (Python's own test suite ships
-// private keys), not a deployment's secrets.
+// private keys), not a deployment's secrets. (/etc/ssl is walked: its
+// public certificates do not count, and a readable private key there
+// must.)
 var skipDirs = map[string]bool{"proc": true, "sys": true, "dev": true, "node_modules": true, ".git": true, "__pycache__": true,
-	"site-packages": true, "dist-packages": true, "ssl": true, "ca-certificates": true, "test": true, "tests": true, "testdata": true,
+	"site-packages": true, "dist-packages": true, "test": true, "tests": true, "testdata": true,
 	".pyenv": true, ".cache": true, ".cargo": true, ".rustup": true, ".npm": true, ".nvm": true, ".gradle": true, ".m2": true,
 	"mod": true, "vendor": true, "venv": true, ".venv": true}
 
@@ -325,13 +327,12 @@ func checkSecretFiles(ctx context.Context, m *machine) (scan.Status, string) {
 	for _, root := range m.o.Dirs {
 		_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 			seen++
-			if err != nil || ctx.Err() != nil || seen > maxEntries {
-				if d != nil && d.IsDir() && err != nil {
-					return fs.SkipDir
-				}
-				if seen > maxEntries || ctx.Err() != nil {
-					return fs.SkipAll
-				}
+			switch {
+			case ctx.Err() != nil || seen > maxEntries:
+				return fs.SkipAll
+			case err != nil && d != nil && d.IsDir():
+				return fs.SkipDir // unreadable
+			case err != nil:
 				return nil
 			}
 			if d.IsDir() {

@@ -105,6 +105,10 @@ func TestHostAudit(t *testing.T) {
 	write(bad, ".env", "SECRET_KEY=dev\nDATABASE_PASSWORD=hunter2\n", 0o644)
 	write(bad, "server.key", "-----BEGIN EC PRIVATE KEY-----\nMHc...\n-----END EC PRIVATE KEY-----\n", 0o644)
 	write(bad, "app.service", "[Service]\nExecStart=/usr/bin/gunicorn app:app\n", 0o644)
+	if err := os.MkdirAll(filepath.Join(bad, "ssl", "private"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(filepath.Join(bad, "ssl", "private"), "site.pem", "-----BEGIN PRIVATE KEY-----\nMIG...\n-----END PRIVATE KEY-----\n", 0o644)
 	write(good, ".env", "SECRET_KEY=0123456789abcdef\n", 0o600)
 	write(good, "cert.pem", "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n", 0o644)
 	write(good, ".env.example", "SECRET_KEY=\n", 0o644) // a template: nothing in it
@@ -126,7 +130,7 @@ func TestHostAudit(t *testing.T) {
 	for id, want := range map[string]string{
 		"local.app_server_public": pidText(badPID),
 		"local.database_public":   "Redis on 0.0.0.0:" + strconv.Itoa(redisPort),
-		"local.secret_files":      filepath.Join(bad, ".env") + " (-rw-r--r--), " + filepath.Join(bad, "server.key"),
+		"local.secret_files":      filepath.Join(bad, ".env") + " (-rw-r--r--), " + filepath.Join(bad, "server.key") + " (-rw-r--r--), " + filepath.Join(bad, "ssl", "private", "site.pem"),
 		"local.debug_mode":        "FLASK_DEBUG=1 in",
 	} {
 		if c := find(id); c.Status != scan.Fail || !strings.Contains(c.Evidence, want) {
