@@ -48,8 +48,9 @@ Exit codes: 0 when every target grades at or above --fail-under (or none
 is given), 1 when one grades below, got worse than --baseline, or its
 grade is incomplete (a check that could lower it did not run: the target
 dropped connections, or the --deadline passed), 2 when a target cannot be
-reached or the command line is wrong. Everything the target sends is escaped in every format: no
-control character, bidi override or newline of its own reaches the report.
+reached or the command line is wrong. Everything the target sends is
+escaped in every format: no control character, bidi override or newline
+of its own reaches the report.
 `
 
 func (e env) audit(args []string) int {
