@@ -69,15 +69,15 @@ type Gateway struct {
 	httpLn    net.Listener
 	lb        *http.Server // the load balancer's listener (loadbalancer.go)
 	lbLn      net.Listener
-	httpsPort string // the port redirects point to
-	serveErr  chan error
+	httpsPort string     // the port redirects point to
+	serveErr  chan error // one place for each serving listener: https, http, load balancer
 }
 
 // New compiles cfg. Nothing is bound until Start.
 func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	bus := &telemetry.Bus{}
 	log = telemetry.Observe(log, bus)
-	g := &Gateway{log: log, bus: bus, serveErr: make(chan error, 2), started: time.Now(), stopped: make(chan struct{})}
+	g := &Gateway{log: log, bus: bus, serveErr: make(chan error, 3), started: time.Now(), stopped: make(chan struct{})}
 	g.reports = csp.NewReporter(func(r *http.Request, v csp.Violation, count int64) {
 		telemetry.Event(log, "csp_violation", reqinfo.From(r.Context()), v.Directive,
 			fmt.Sprintf("%s blocked %q on %q (%s); seen %d times", v.Directive, v.BlockedURI, v.DocumentURI, v.Disposition, count))
@@ -253,7 +253,7 @@ func (g *Gateway) startACME(cfg *config.Config) error {
 }
 
 // Start binds the listeners and serves in the background. It returns once
-// both listeners are bound, or with the error that stopped one binding.
+// every listener is bound, or with the error that stopped one binding.
 func (g *Gateway) Start() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -273,7 +273,7 @@ func (g *Gateway) Start() error {
 	go g.watchExpiry()
 	if cfg.Store == config.StoreEmbedded {
 		if err := g.startControl(cfg.StateDir); err != nil {
-			g.log.Warn("no control socket: rampart sessions cannot reach this instance", "kind", "control_socket", "error", err.Error())
+			g.log.Warn("no control socket: rampart sessions and rampart state backup cannot reach this instance", "kind", "control_socket", "error", err.Error())
 		}
 	}
 	if g.http != nil {
