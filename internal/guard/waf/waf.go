@@ -200,6 +200,9 @@ func verdictOf(rules []types.MatchedRule) Verdict {
 			continue // bookkeeping rules (setvar, initialisation)
 		}
 		match := Match{RuleID: id, Message: m.Message(), Data: cut(m.Data(), 200)}
+		if where, ok := secretPlace(m.MatchedDatas()); ok {
+			match.Data = "(withheld: it matched in " + where + ")"
+		}
 		for _, tag := range m.Rule().Tags() {
 			if n, ok := strings.CutPrefix(tag, "paranoia-level/"); ok {
 				match.Paranoia, _ = strconv.Atoi(n)
@@ -208,6 +211,29 @@ func verdictOf(rules []types.MatchedRule) Verdict {
 		v.Matches = append(v.Matches, match)
 	}
 	return v
+}
+
+// secretField names form fields and JSON keys whose values are secrets.
+var secretField = regexp.MustCompile(`(?i)pass|secret|token|key|auth|otp|code|card|session`)
+
+// secretPlace reports where a match was when what matched may be a
+// secret the log must not hold: a cookie, a credential header, a
+// secret-looking field, or the raw body (which holds every field).
+func secretPlace(data []types.MatchData) (string, bool) {
+	for _, d := range data {
+		name, key := d.Variable().Name(), strings.ToLower(d.Key())
+		switch {
+		case strings.HasPrefix(name, "REQUEST_COOKIES"):
+			return "a cookie", true
+		case name == "REQUEST_HEADERS" && (key == "authorization" || key == "proxy-authorization" || key == "cookie"):
+			return "the " + key + " header", true
+		case strings.HasPrefix(name, "ARGS") && secretField.MatchString(key):
+			return "the field " + strconv.Quote(cut(key, 40)), true
+		case name == "REQUEST_BODY" || name == "XML" || name == "FILES_TMP_CONTENT":
+			return "the raw body", true
+		}
+	}
+	return "", false
 }
 
 func cut(s string, n int) string {
