@@ -144,7 +144,14 @@ func (f *Firewall) Check(r *http.Request, client, id string) Verdict {
 	}()
 	host, port := splitHostPort(client)
 	tx.ProcessConnection(host, port, "", 0)
-	tx.ProcessURI(r.URL.RequestURI(), r.Method, r.Proto)
+	// The request target as the client sent it: the rules decode and
+	// normalise it themselves, and Rampart's own clean-up (merged
+	// slashes, dot segments) could hide what they look for ("file://").
+	target := r.RequestURI
+	if target == "" {
+		target = r.URL.RequestURI()
+	}
+	tx.ProcessURI(target, r.Method, r.Proto)
 	tx.AddRequestHeader("Host", r.Host)
 	if r.ContentLength > 0 && r.Header.Get("Content-Length") == "" {
 		// Rampart framed the buffered body itself and dropped the
@@ -181,8 +188,10 @@ func (f *Firewall) Check(r *http.Request, client, id string) Verdict {
 	return v
 }
 
-// verdictOf gathers the matches, the CRS's own scoring and blocking
-// rules (949xxx, 980xxx) giving the score but not listed.
+// verdictOf gathers the matches and the anomaly score, which the CRS's
+// blocking evaluation (949110: "Inbound Anomaly Score Exceeded (Total
+// Score: N)") tells; that rule is a match too, so that detect mode says
+// which requests block mode would stop.
 func verdictOf(rules []types.MatchedRule) Verdict {
 	var v Verdict
 	for _, m := range rules {
@@ -190,11 +199,8 @@ func verdictOf(rules []types.MatchedRule) Verdict {
 		if id >= 900000 && id < 910000 {
 			continue // the CRS's setup and initialisation
 		}
-		if id >= 949000 && id < 950000 || id >= 980000 && id < 981000 {
-			if s := totalScore.FindStringSubmatch(m.Message() + " " + m.Data()); s != nil {
-				v.Score, _ = strconv.Atoi(s[1])
-			}
-			continue
+		if s := totalScore.FindStringSubmatch(m.Message()); s != nil {
+			v.Score, _ = strconv.Atoi(s[1])
 		}
 		if m.Message() == "" {
 			continue // bookkeeping rules (setvar, initialisation)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -59,7 +60,9 @@ func TestCRSBlocksAndDetects(t *testing.T) {
 		if r.GetBody != nil {
 			r2.Body, _ = r.GetBody()
 		}
-		if v := detect.Check(r2, "203.0.113.5:4000", "d-"+name); v.Denial != nil || len(v.Matches) == 0 {
+		// Detect mode blocks nothing, and says block mode would have
+		// (949110, the CRS's blocking evaluation, with the score).
+		if v := detect.Check(r2, "203.0.113.5:4000", "d-"+name); v.Denial != nil || !slices.ContainsFunc(v.Matches, func(m Match) bool { return m.RuleID == 949110 }) || v.Score < 5 {
 			t.Errorf("%s, detect mode: %+v", name, v)
 		}
 	}
