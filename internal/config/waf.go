@@ -29,6 +29,9 @@ type WAF struct {
 	// BodyOverLimit is what happens to a larger body: reject (the default,
 	// 413) or pass (uninspected), for an upload route.
 	BodyOverLimit string `yaml:"body_over_limit"`
+	// Directives are SecLang added after the CRS setup. Not settable from
+	// the YAML: tests set them (the CRS regression suite's own setup).
+	Directives string `yaml:"-"`
 }
 
 // Defaults of the WAF.

@@ -288,7 +288,8 @@ func compileRouteWAF(rc config.Route, sc config.Site) (*route, error) {
 // compileWAF compiles a route's firewall; nil when it is off.
 func compileWAF(w config.WAF) (*waf.Firewall, error) {
 	return waf.New(waf.Settings{Mode: w.Mode, Paranoia: w.Paranoia, AnomalyThreshold: w.AnomalyThreshold,
-		Exclusions: w.Exclusions, BodyLimit: int64(w.BodyLimit), PassLargeBodies: w.BodyOverLimit == "pass"})
+		Exclusions: w.Exclusions, BodyLimit: int64(w.BodyLimit), PassLargeBodies: w.BodyOverLimit == "pass",
+		Directives: w.Directives})
 }
 
 // compileRoute merges a route's overrides into its site's settings.

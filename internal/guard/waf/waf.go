@@ -38,13 +38,16 @@ type Settings struct {
 	Exclusions       []string // rule IDs (942100) or tags (attack-sqli)
 	BodyLimit        int64    // bytes of request body inspected
 	PassLargeBodies  bool     // a larger body passes uninspected; else 413
+	// Directives are SecLang added after the CRS setup, before its rules.
+	// Not in the YAML: the CRS regression suite sets its own setup here.
+	Directives string
 }
 
 // key identifies Settings that compile to the same rules.
 func (s Settings) key() string {
 	ex := slices.Clone(s.Exclusions)
 	slices.Sort(ex)
-	return fmt.Sprint(s.Mode, "|", s.Paranoia, "|", s.AnomalyThreshold, "|", strings.Join(ex, ","), "|", s.BodyLimit, "|", s.PassLargeBodies)
+	return fmt.Sprint(s.Mode, "|", s.Paranoia, "|", s.AnomalyThreshold, "|", strings.Join(ex, ","), "|", s.BodyLimit, "|", s.PassLargeBodies, "|", s.Directives)
 }
 
 // Firewall is compiled Settings.
@@ -96,8 +99,9 @@ SecAuditEngine Off
 Include @crs-setup.conf.example
 SecAction "id:900000,phase:1,pass,t:none,nolog,setvar:tx.blocking_paranoia_level=%d"
 SecAction "id:900110,phase:1,pass,t:none,nolog,setvar:tx.inbound_anomaly_score_threshold=%d"
+%s
 Include @owasp_crs/*.conf
-`, engine, s.BodyLimit, s.BodyLimit, s.Paranoia, s.AnomalyThreshold)
+`, engine, s.BodyLimit, s.BodyLimit, s.Paranoia, s.AnomalyThreshold, s.Directives)
 	for _, ex := range s.Exclusions {
 		if _, err := strconv.Atoi(ex); err == nil {
 			fmt.Fprintf(&b, "SecRuleRemoveById %s\n", ex)
