@@ -279,17 +279,18 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 func compileRouteWAF(rc config.Route, sc config.Site) (*route, error) {
 	rt := compileRoute(rc, sc)
 	var err error
-	if rt.waf, err = compileWAF(rc.MergeWAF(sc)); err != nil {
+	if rt.waf, err = compileWAF(rc.MergeWAF(sc), sc.Methods); err != nil {
 		return nil, fmt.Errorf("route %s: %w", rc.Match, err)
 	}
 	return rt, nil
 }
 
-// compileWAF compiles a route's firewall; nil when it is off.
-func compileWAF(w config.WAF) (*waf.Firewall, error) {
+// compileWAF compiles a route's firewall, which allows the site's
+// methods; nil when it is off.
+func compileWAF(w config.WAF, methods []string) (*waf.Firewall, error) {
 	return waf.New(waf.Settings{Mode: w.Mode, Paranoia: w.Paranoia, AnomalyThreshold: w.AnomalyThreshold,
 		Exclusions: w.Exclusions, BodyLimit: int64(w.BodyLimit), PassLargeBodies: w.BodyOverLimit == "pass",
-		Directives: w.Directives})
+		Methods: methods, Directives: w.Directives})
 }
 
 // compileRoute merges a route's overrides into its site's settings.

@@ -38,6 +38,11 @@ type Settings struct {
 	Exclusions       []string // rule IDs (942100) or tags (attack-sqli)
 	BodyLimit        int64    // bytes of request body inspected
 	PassLargeBodies  bool     // a larger body passes uninspected; else 413
+	// Methods are the methods the site passes on (its own guard refuses
+	// others first); the CRS allows these (911100) instead of its default
+	// GET HEAD POST OPTIONS, which made every PUT, PATCH and DELETE of a
+	// JSON API a match.
+	Methods []string
 	// Directives are SecLang added after the CRS setup, before its rules.
 	// Not in the YAML: the CRS regression suite sets its own setup here.
 	Directives string
@@ -47,7 +52,7 @@ type Settings struct {
 func (s Settings) key() string {
 	ex := slices.Clone(s.Exclusions)
 	slices.Sort(ex)
-	return fmt.Sprint(s.Mode, "|", s.Paranoia, "|", s.AnomalyThreshold, "|", strings.Join(ex, ","), "|", s.BodyLimit, "|", s.PassLargeBodies, "|", s.Directives)
+	return fmt.Sprint(s.Mode, "|", s.Paranoia, "|", s.AnomalyThreshold, "|", strings.Join(ex, ","), "|", s.BodyLimit, "|", s.PassLargeBodies, "|", strings.Join(s.Methods, " "), "|", s.Directives)
 }
 
 // Firewall is compiled Settings.
@@ -99,9 +104,11 @@ SecAuditEngine Off
 Include @crs-setup.conf.example
 SecAction "id:900000,phase:1,pass,t:none,nolog,setvar:tx.blocking_paranoia_level=%d"
 SecAction "id:900110,phase:1,pass,t:none,nolog,setvar:tx.inbound_anomaly_score_threshold=%d"
-%s
-Include @owasp_crs/*.conf
-`, engine, s.BodyLimit, s.BodyLimit, s.Paranoia, s.AnomalyThreshold, s.Directives)
+`, engine, s.BodyLimit, s.BodyLimit, s.Paranoia, s.AnomalyThreshold)
+	if len(s.Methods) > 0 {
+		fmt.Fprintf(&b, "SecAction \"id:900200,phase:1,pass,t:none,nolog,setvar:'tx.allowed_methods=%s'\"\n", strings.Join(s.Methods, " "))
+	}
+	b.WriteString(s.Directives + "\nInclude @owasp_crs/*.conf\n")
 	for _, ex := range s.Exclusions {
 		if _, err := strconv.Atoi(ex); err == nil {
 			fmt.Fprintf(&b, "SecRuleRemoveById %s\n", ex)
