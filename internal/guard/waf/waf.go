@@ -210,8 +210,10 @@ func verdictOf(rules []types.MatchedRule) Verdict {
 		if id >= 900000 && id < 910000 {
 			continue // the CRS's setup and initialisation
 		}
-		if s := totalScore.FindStringSubmatch(m.Message()); s != nil {
-			v.Score, _ = strconv.Atoi(s[1])
+		if id >= 949000 && id < 950000 {
+			if s := totalScore.FindStringSubmatch(m.Message()); s != nil {
+				v.Score, _ = strconv.Atoi(s[1])
+			}
 		}
 		if m.Message() == "" {
 			continue // bookkeeping rules (setvar, initialisation)
