@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -71,39 +68,17 @@ func TestCRSRegression(t *testing.T) {
 		return false
 	})
 
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "text/plain")
-		_, _ = io.WriteString(w, "ok")
-	}))
-	t.Cleanup(app.Close)
-
 	logPath := filepath.Join(t.TempDir(), "waf.log")
 	bridge := newFTWLog(t, logPath)
-	site := siteFor(app.URL)
+	site := siteFor(newRecorder(t).URL()) // answers 200 "ok" to anything
 	// The site serves every DNS name the suite's requests use, as a site
 	// serves its own names; Rampart refuses other Hosts (unknown_host), as
 	// it does here for an empty Host, an IP literal or control characters.
-	site.Hosts = append(site.Hosts, crsHosts(tests)...)
+	site.Hosts = append(site.Hosts, crsHosts(tests, site.Hosts)...)
 	site.TLS = config.TLS{Mode: config.TLSInternal}
 	site.WAF = config.WAF{Mode: "detect", Paranoia: 4, Directives: crsSetup}
-	c := config.Config{Sites: []config.Site{site}, StateDir: t.TempDir()}
-	c.Listen.HTTPS, c.Listen.HTTP = "127.0.0.1:0", "127.0.0.1:0"
-	cfg, err := config.Build(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Admin.Listen = "127.0.0.1:0"
-	g, err := New(cfg, slog.New(slog.NewJSONHandler(bridge, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = g.Shutdown(t.Context()) })
-	httpsAddr, _ := g.Addrs()
-	_, portText, _ := net.SplitHostPort(httpsAddr)
+	tg := startGatewayLogging(t, config.Config{Sites: []config.Site{site}}, bridge)
+	_, portText, _ := net.SplitHostPort(tg.httpsAddr)
 	port, _ := strconv.Atoi(portText)
 
 	zerolog.SetGlobalLevel(zerolog.WarnLevel)
@@ -201,21 +176,21 @@ func crsTests(t *testing.T, keep func(rule uint) bool) (tests []*test.FTWTest, r
 
 var dnsName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$`)
 
-// crsHosts are the DNS names in the tests' Host headers, localhost aside.
-func crsHosts(tests []*test.FTWTest) []string {
-	hosts := []string{"localhost"}
+// crsHosts are the DNS names in the tests' Host headers not in have.
+func crsHosts(tests []*test.FTWTest, have []string) []string {
+	var hosts []string
 	for _, ft := range tests {
 		for _, tc := range ft.Tests {
 			for _, st := range tc.Stages {
 				for _, h := range test.NewInput(&st.Input).GetHeaders().GetAll("Host") {
-					if dnsName.MatchString(h.Value) && net.ParseIP(h.Value) == nil && !slices.Contains(hosts, h.Value) {
+					if dnsName.MatchString(h.Value) && net.ParseIP(h.Value) == nil && !slices.Contains(have, h.Value) && !slices.Contains(hosts, h.Value) {
 						hosts = append(hosts, h.Value)
 					}
 				}
 			}
 		}
 	}
-	return hosts[1:]
+	return hosts
 }
 
 // difference is a test that fails through Rampart: the event Rampart

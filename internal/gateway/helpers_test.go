@@ -174,6 +174,13 @@ func siteFor(upstream string) config.Site {
 
 func startGateway(t testing.TB, c config.Config) *testGateway {
 	t.Helper()
+	return startGatewayLogging(t, c, nil)
+}
+
+// startGatewayLogging is startGateway whose log also goes to tee, each
+// line as it is written.
+func startGatewayLogging(t testing.TB, c config.Config, tee io.Writer) *testGateway {
+	t.Helper()
 	if c.Listen.HTTPS == "" {
 		c.Listen.HTTPS = "127.0.0.1:0"
 	}
@@ -187,18 +194,28 @@ func startGateway(t testing.TB, c config.Config) *testGateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startBuilt(t, cfg, nil)
+	return startBuiltLogging(t, cfg, nil, tee)
 }
 
 // startBuilt starts a gateway for a built config; tweak, if set, changes
 // the gateway before it starts.
 func startBuilt(t testing.TB, cfg *config.Config, tweak func(*Gateway)) *testGateway {
 	t.Helper()
+	return startBuiltLogging(t, cfg, tweak, nil)
+}
+
+// startBuiltLogging is startBuilt whose log also goes to tee, if set.
+func startBuiltLogging(t testing.TB, cfg *config.Config, tweak func(*Gateway), tee io.Writer) *testGateway {
+	t.Helper()
 	if cfg.AdminDefaulted() {
 		cfg.Admin.Listen = "127.0.0.1:0" // tests run side by side
 	}
 	logs := &syncBuffer{}
-	g, err := New(cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	var w io.Writer = logs
+	if tee != nil {
+		w = io.MultiWriter(logs, tee)
+	}
+	g, err := New(cfg, slog.New(slog.NewJSONHandler(w, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
