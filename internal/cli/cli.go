@@ -31,6 +31,7 @@ Examples:
   rampart serve --config rampart.yaml             # the full form
   rampart init --domain app.example.com           # rampart.yaml and hardened systemd units
   rampart validate --config rampart.yaml          # check a config, with line numbers
+  rampart route /admin/uploads/x.pdf              # what protects a path, and from which route
   rampart ca root > rampart-ca.pem                # the local CA, to trust it
   rampart audit https://app.example.com           # grade a deployment, A+ to F
   rampart user add alice --groups admins          # an account for the login portal
@@ -40,6 +41,7 @@ Commands:
   serve      run the proxy
   init       write a config and hardened systemd units for a deployment
   validate   check a config file
+  route      show what protects a path: its route, login, allow_ips, WAF
   audit      check and grade running deployments
   certs      list the certificates Rampart manages
   user       add and manage the login portal's users
@@ -89,6 +91,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return e.serve(rest)
 	case "validate":
 		return e.validate(rest)
+	case "route":
+		return e.route(rest)
 	case "init":
 		return e.init(rest)
 	case "audit":

@@ -91,7 +91,17 @@ func (e env) serve(args []string) int {
 				return nil, err
 			}
 			overrides(c)
-			return config.Build(*c) // re-validate what the flags changed
+			built, err := config.Build(*c) // re-validate what the flags changed
+			if err != nil {
+				return nil, err
+			}
+			// The file's warnings, with their lines (the flags change no
+			// route); logged at start and on every reload.
+			built.Warnings = c.Warnings
+			for _, w := range built.Warnings {
+				log.Warn("config warning", "warning", w.Error())
+			}
+			return built, nil
 		}
 		up := *upstream
 		if up == "" {

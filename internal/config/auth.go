@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Auth configures the login portal: who may log in, how, and for how
@@ -55,6 +57,22 @@ type RouteAuth struct {
 	// Groups, when set, admit only users in at least one of them; others
 	// get 403.
 	Groups []string `yaml:"groups"`
+	// Off is "auth: off": no login on this route although a route it is
+	// nested in requires one.
+	Off bool `yaml:"-"`
+}
+
+// UnmarshalYAML accepts the scalar "off" or a mapping.
+func (a *RouteAuth) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		if n.Value != "off" {
+			return typeError(n, "\"off\" or {require: true, groups: [...]}, not %q", n.Value)
+		}
+		*a = RouteAuth{Off: true}
+		return nil
+	}
+	type plain RouteAuth // without this method
+	return n.Decode((*plain)(a))
 }
 
 // MFA settings.
@@ -104,12 +122,12 @@ func (c *Config) validateAuth(bad func(path, format string, args ...any)) {
 	}
 	for i, s := range c.Sites {
 		for j, r := range s.Routes {
-			if r.Auth == nil {
+			if r.Auth == nil || r.Auth.Off {
 				continue
 			}
 			rp := fmt.Sprintf("sites[%d].routes[%d].auth", i, j)
 			if !r.Auth.Require {
-				bad(rp+".require", "only true is accepted; leave auth out for a route anyone may see")
+				bad(rp+".require", "only true is accepted; leave auth out for a route anyone may see, or write auth: off inside a protected route")
 			}
 			for k, g := range r.Auth.Groups {
 				if !ValidName(g) {
@@ -140,7 +158,7 @@ func ValidName(s string) bool {
 func (c *Config) Protected() bool {
 	for _, s := range c.Sites {
 		for _, r := range s.Routes {
-			if r.Auth != nil {
+			if r.Auth.LoginRequired() {
 				return true
 			}
 		}

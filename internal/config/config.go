@@ -84,6 +84,11 @@ type Config struct {
 	// Sites are the applications served. Each host name belongs to exactly
 	// one site; a name no site lists is refused during the TLS handshake.
 	Sites []Site `yaml:"sites"`
+
+	// Warnings are what validation accepted but a reader should know:
+	// a route that loosens a protection of the route it is nested in.
+	// `rampart validate` prints them and `rampart serve` logs them.
+	Warnings Problems `yaml:"-"`
 }
 
 // Listen holds the listener addresses.
@@ -386,14 +391,30 @@ func Build(c Config) (*Config, error) {
 
 func (c *Config) finish(name string, lines map[string]int) error {
 	c.applyDefaults()
-	if ps := c.validate(); len(ps) > 0 {
+	place := func(ps Problems) Problems {
 		for i := range ps {
 			ps[i].File = name
 			ps[i].Line = lineOf(lines, ps[i].Path)
 		}
 		return sortProblems(ps)
 	}
+	if ps := c.validate(); len(ps) > 0 {
+		return place(ps)
+	}
+	c.Warnings = place(c.warnings())
 	return nil
+}
+
+// warnings are what a valid config does that its author may not mean.
+func (c *Config) warnings() Problems {
+	var ps Problems
+	warn := func(path, format string, args ...any) {
+		ps = append(ps, Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
+	}
+	for i := range c.Sites {
+		c.Sites[i].routeWarnings(fmt.Sprintf("sites[%d]", i), warn)
+	}
+	return ps
 }
 
 func sortProblems(ps Problems) Problems {

@@ -129,11 +129,14 @@ type Guards struct {
 	InsecureUnderscoreHeaders []string `yaml:"insecure_underscore_headers"`
 }
 
-// Route overrides a site's settings for a path prefix. The longest
-// matching prefix wins; a key the route does not set keeps the site's
-// value.
+// Route overrides a site's settings below a path. The route with the
+// longest covering match serves a path; a key it does not set is
+// inherited from the route it is nested in, or from the site (see
+// RouteCovers and Site.Effective).
 type Route struct {
-	// Match is a path prefix, such as /static/.
+	// Match is a path, such as /static/: the route covers it (with or
+	// without the trailing slash) and every path below it, by whole
+	// segments: /admin/ws does not cover /admin/wsanything.
 	Match string `yaml:"match"`
 	// Headers overrides header values for this route.
 	Headers Headers `yaml:"headers"`
@@ -352,7 +355,7 @@ func (s *Site) validateHardening(at string, bad func(path, format string, args .
 			bad(fmt.Sprintf("%s.guards.redirect_allow[%d]", at, i), "%v", err)
 		}
 	}
-	seen := map[string]bool{}
+	seen := map[string]int{}
 	for i, r := range s.Routes {
 		rp := fmt.Sprintf("%s.routes[%d]", at, i)
 		if !strings.HasPrefix(r.Match, "/") {
@@ -360,10 +363,13 @@ func (s *Site) validateHardening(at string, bad func(path, format string, args .
 		} else if c, ok := normalize.CleanPath(r.Match); !ok || c != r.Match {
 			bad(rp+".match", "%q never matches: requests are matched by their canonical path; write %q", r.Match, c)
 		}
-		if seen[r.Match] {
-			bad(rp+".match", "%q is matched by an earlier route already", r.Match)
+		if k, dup := seen[routeBase(r.Match)]; dup && s.Routes[k].Match == r.Match {
+			bad(rp+".match", "%q is matched by an earlier route already (routes[%d])", r.Match, k)
+		} else if dup {
+			bad(rp+".match", "%q is matched by an earlier route already: routes[%d] (%q), as a match covers the path with and without its trailing slash", r.Match, k, s.Routes[k].Match)
+		} else {
+			seen[routeBase(r.Match)] = i
 		}
-		seen[r.Match] = true
 		for j, ip := range r.AllowIPs {
 			if _, err := ParsePrefix(ip); err != nil {
 				bad(fmt.Sprintf("%s.allow_ips[%d]", rp, j), "%q is not a CIDR or IP address", ip)

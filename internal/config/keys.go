@@ -19,8 +19,8 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, ps *Problems) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if reflect.PointerTo(t).Implements(reflect.TypeFor[yaml.Unmarshaler]()) {
-		return // a value with its own syntax (a duration, a size)
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[yaml.Unmarshaler]()) && (n.Kind != yaml.MappingNode || t.Kind() != reflect.Struct) {
+		return // a value with its own syntax (a duration, a size, auth: off)
 	}
 	switch n.Kind {
 	case yaml.DocumentNode:

@@ -48,26 +48,34 @@ var wafTag = regexp.MustCompile(`^[0-9]{6}$|^[A-Za-z0-9][A-Za-z0-9_./-]*$`)
 func (r Route) MergeWAF(s Site) WAF {
 	w := s.WAF
 	w.Exclusions = slices.Clone(w.Exclusions)
-	if r.WAF == nil {
-		return w.withDefaults()
+	if r.WAF != nil {
+		w.overlay(*r.WAF)
 	}
-	if r.WAF.Mode != "" {
-		w.Mode = r.WAF.Mode
-	}
-	if r.WAF.Paranoia != 0 {
-		w.Paranoia = r.WAF.Paranoia
-	}
-	if r.WAF.AnomalyThreshold != 0 {
-		w.AnomalyThreshold = r.WAF.AnomalyThreshold
-	}
-	if r.WAF.BodyLimit != 0 {
-		w.BodyLimit = r.WAF.BodyLimit
-	}
-	if r.WAF.BodyOverLimit != "" {
-		w.BodyOverLimit = r.WAF.BodyOverLimit
-	}
-	w.Exclusions = append(w.Exclusions, r.WAF.Exclusions...)
 	return w.withDefaults()
+}
+
+// overlay sets the keys inner sets over w's; inner's exclusions are
+// added to w's.
+func (w *WAF) overlay(inner WAF) {
+	if inner.Mode != "" {
+		w.Mode = inner.Mode
+	}
+	if inner.Paranoia != 0 {
+		w.Paranoia = inner.Paranoia
+	}
+	if inner.AnomalyThreshold != 0 {
+		w.AnomalyThreshold = inner.AnomalyThreshold
+	}
+	if inner.BodyLimit != 0 {
+		w.BodyLimit = inner.BodyLimit
+	}
+	if inner.BodyOverLimit != "" {
+		w.BodyOverLimit = inner.BodyOverLimit
+	}
+	if inner.Directives != "" {
+		w.Directives = inner.Directives
+	}
+	w.Exclusions = append(slices.Clone(w.Exclusions), inner.Exclusions...)
 }
 
 func (w WAF) withDefaults() WAF {

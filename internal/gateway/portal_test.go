@@ -28,6 +28,7 @@ import (
 // (admins, no second factor).
 type portalEnv struct {
 	*testGateway
+	app      *gunicorn // straight, to show what the app does without Rampart
 	users    string
 	secret   string   // alice's TOTP secret
 	recovery []string // alice's recovery codes
@@ -42,7 +43,7 @@ const (
 func startPortal(t *testing.T, tweak func(*config.Config)) *portalEnv {
 	t.Helper()
 	app := runGunicorn(t, "admin:app", gunicornOptions{worker: "gthread"})
-	e := &portalEnv{users: filepath.Join(t.TempDir(), "users.yaml")}
+	e := &portalEnv{app: app, users: filepath.Join(t.TempDir(), "users.yaml")}
 	key, err := auth.NewTOTP("localhost", "alice")
 	if err != nil {
 		t.Fatal(err)

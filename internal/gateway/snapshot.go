@@ -121,10 +121,11 @@ func (s *onceSet) first(key string) bool {
 	return true
 }
 
-// route returns the route for a request path: the longest match.
+// route returns the route for a request path: the longest match that
+// covers it (config.RouteCovers).
 func (st *site) route(path string) *route {
 	for _, rt := range st.routes {
-		if strings.HasPrefix(path, rt.match) {
+		if config.RouteCovers(rt.match, path) {
 			return rt
 		}
 	}
@@ -257,14 +258,18 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 	if !st.limits.Empty() {
 		st.guards = append(st.guards, st.limits)
 	}
-	for _, rc := range sc.Routes {
-		rt, err := compileRouteWAF(rc, sc)
+	for i := range sc.Routes {
+		// Each route with what it inherits from the routes it is nested
+		// in: a route inside a protected one is protected too.
+		rt, err := compileRouteWAF(sc.Effective(i), sc)
 		if err != nil {
 			return nil, err
 		}
 		st.routes = append(st.routes, rt)
 	}
-	slices.SortStableFunc(st.routes, func(a, b *route) int { return len(b.match) - len(a.match) })
+	slices.SortStableFunc(st.routes, func(a, b *route) int {
+		return len(strings.TrimSuffix(b.match, "/")) - len(strings.TrimSuffix(a.match, "/"))
+	})
 	rt, err := compileRouteWAF(config.Route{Match: "/"}, sc)
 	if err != nil {
 		return nil, err
@@ -309,8 +314,16 @@ func compileRoute(rc config.Route, sc config.Site) *route {
 
 		redirectParams: !rc.InsecureOpenRedirectParams,
 		allow:          allowips.New(validPrefixes(rc.AllowIPs)),
-		auth:           rc.Auth,
+		auth:           loginRequired(rc.Auth),
 	}
+}
+
+// loginRequired is a route's effective auth, nil when it needs none.
+func loginRequired(a *config.RouteAuth) *config.RouteAuth {
+	if !a.LoginRequired() {
+		return nil
+	}
+	return a
 }
 
 // prefixes parses CIDRs and addresses (config.ParsePrefix).

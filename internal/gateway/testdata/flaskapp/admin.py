@@ -27,3 +27,8 @@ def index():
 @app.route("/admin/<path:rest>", methods=["GET", "POST"])
 def admin(rest=""):
     return seen()
+
+
+@app.route("/internal/<path:rest>")
+def internal(rest=""):
+    return seen()
