@@ -134,7 +134,15 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 			return nil, fmt.Errorf("state_dir: %w", err)
 		}
-		return store.OpenEmbedded(cfg.StateDir)
+		e, err := store.OpenEmbedded(cfg.StateDir)
+		if err != nil {
+			return nil, err
+		}
+		e.SetOnEvict(func(n uint64) {
+			telemetry.Notice(log, slog.LevelWarn, "store_full", "", "buckets_evicted", fmt.Sprintf(
+				"%d rate-limit and lockout buckets evicted: a flood of distinct clients or keys filled the %d the store holds, and their counts started over", n, store.MaxBuckets))
+		})
+		return e, nil
 	}
 	r, err := store.OpenRedisTimeout(cfg.Store, cfg.StoreTimeout.Std())
 	if err != nil {

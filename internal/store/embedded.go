@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -23,14 +24,18 @@ import (
 // Rampart on the same state directory is refused rather than sharing the
 // file behind the first one's back.
 type Embedded struct {
-	db     *bolt.DB
-	shards [64]bucketShard
-	seed   maphash.Seed
-	locks  sync.Map // key → *lease
-	now    func() time.Time
-	stop   chan struct{}
-	done   chan struct{}
-	closed sync.Once
+	db      *bolt.DB
+	shards  [64]bucketShard
+	evicted atomic.Uint64 // buckets evicted to stay within MaxBuckets
+	onEvict atomic.Pointer[func(uint64)]
+	seed    maphash.Seed
+	// maxPerShard is MaxBuckets over the shards; tests lower it.
+	maxPerShard int
+	locks       sync.Map // key → *lease
+	now         func() time.Time
+	stop        chan struct{}
+	done        chan struct{}
+	closed      sync.Once
 }
 
 var (
@@ -45,6 +50,17 @@ type bucketShard struct {
 }
 
 var kvBucket = []byte("kv")
+
+// MaxBuckets bounds the rate-limit buckets held in memory: about 100
+// bytes each with BucketKey's bound, so about 50 MiB at most. Only a
+// flood of distinct keys reaches it (every client address, account and
+// rule of a busy site within one window stays far below); past it the
+// bucket nearest to full is evicted, which forgets the least.
+const MaxBuckets = 1 << 19
+
+// evictSample is how many buckets an eviction looks at, as Redis's
+// approximated LRU samples a few keys rather than keeping an order.
+const evictSample = 8
 
 // sweepEvery is how often expired buckets and values are dropped. A
 // bucket whose arrival time has passed is full, the same as no bucket, so
@@ -73,7 +89,8 @@ func openEmbeddedClock(stateDir string, now func() time.Time) (*Embedded, error)
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	e := &Embedded{db: db, seed: maphash.MakeSeed(), now: now, stop: make(chan struct{}), done: make(chan struct{})}
+	e := &Embedded{db: db, seed: maphash.MakeSeed(), now: now, stop: make(chan struct{}), done: make(chan struct{}),
+		maxPerShard: MaxBuckets / 64}
 	for i := range e.shards {
 		e.shards[i].tat = map[string]int64{}
 	}
@@ -85,15 +102,31 @@ func (e *Embedded) sweep() {
 	defer close(e.done)
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
+	var told uint64
+	var toldAt time.Time
 	for {
 		select {
 		case <-e.stop:
 			return
 		case <-t.C:
 			e.Sweep()
+			if f, n := e.onEvict.Load(), e.evicted.Load(); f != nil && n > told && time.Since(toldAt) >= time.Minute {
+				(*f)(n - told)
+				told, toldAt = n, time.Now()
+			}
 		}
 	}
 }
+
+// SetOnEvict has f called by the sweeper, at most once a minute, with the
+// number of buckets evicted since its last call: a flood of distinct
+// keys reached MaxBuckets, and the limits of the evicted buckets started
+// over.
+func (e *Embedded) SetOnEvict(f func(evicted uint64)) { e.onEvict.Store(&f) }
+
+// Evicted is how many buckets have been evicted to stay within
+// MaxBuckets since the store opened.
+func (e *Embedded) Evicted() uint64 { return e.evicted.Load() }
 
 // Sweep drops full rate-limit buckets and expired values now.
 func (e *Embedded) Sweep() {
@@ -148,16 +181,44 @@ func (e *Embedded) Allow(ctx context.Context, key string, l Limit) (Decision, er
 	if err := ctx.Err(); err != nil {
 		return Decision{}, err
 	}
+	key = BucketKey(key)
 	s := &e.shards[maphash.String(e.seed, key)%uint64(len(e.shards))]
 	now := e.now().UnixNano()
 	s.mu.Lock()
-	d, tat := gcra(s.tat[key], now, l)
+	old, held := s.tat[key]
+	d, tat := gcra(old, now, l)
 	if d.Allowed {
+		if !held && len(s.tat) >= e.maxPerShard {
+			if !s.evict(now) {
+				e.evicted.Add(1)
+			}
+		}
 		s.tat[key] = tat
 	}
 	s.peak = max(s.peak, len(s.tat))
 	s.mu.Unlock()
 	return d, nil
+}
+
+// evict makes room for one bucket: the first full one found (dropping
+// it changes nothing), else the one of a few that will be full soonest.
+// It reports whether what it dropped was full.
+func (s *bucketShard) evict(now int64) (full bool) {
+	victim, soonest, n := "", int64(0), 0
+	for k, tat := range s.tat { // Go's map order is random: a sample
+		if tat <= now {
+			delete(s.tat, k)
+			return true
+		}
+		if victim == "" || tat < soonest {
+			victim, soonest = k, tat
+		}
+		if n++; n == evictSample {
+			break
+		}
+	}
+	delete(s.tat, victim)
+	return false
 }
 
 // Values are stored as 8 bytes of expiry (unix nanoseconds, 0 for none)

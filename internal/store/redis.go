@@ -226,7 +226,7 @@ func (r *Redis) Allow(ctx context.Context, key string, l Limit) (Decision, error
 	var res *redis_rate.Result
 	err := r.call(ctx, func(ctx context.Context) error {
 		var err error
-		res, err = r.limiter.Allow(ctx, r.prefix+"rl:"+key, redis_rate.Limit{Rate: l.Rate, Burst: l.Burst, Period: l.Period})
+		res, err = r.limiter.Allow(ctx, r.prefix+"rl:"+BucketKey(key), redis_rate.Limit{Rate: l.Rate, Burst: l.Burst, Period: l.Period})
 		return err
 	})
 	if err != nil {

@@ -8,6 +8,8 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"time"
 )
@@ -47,6 +49,10 @@ type Store interface {
 	Lock(ctx context.Context, key string, lease time.Duration) (unlock func(context.Context) error, err error)
 	// Allow takes one unit from the rate limit bucket key, atomically:
 	// with Redis, one server-side script decides, so instances agree.
+	// A key longer than MaxBucketKey is kept as BucketKey gives it, so a
+	// bucket's size never depends on what a client typed. The embedded
+	// store holds at most MaxBuckets buckets: past it, it evicts the
+	// bucket nearest to full (see Embedded.OnEvict).
 	Allow(ctx context.Context, key string, l Limit) (Decision, error)
 	// Close releases the store's resources.
 	Close() error
@@ -108,4 +114,20 @@ type Recents interface {
 	Push(ctx context.Context, key string, keep int, values ...[]byte) error
 	// Recent returns up to n values of key, newest first.
 	Recent(ctx context.Context, key string, n int) ([][]byte, error)
+}
+
+// MaxBucketKey is the longest bucket key kept as it is.
+const MaxBucketKey = 160
+
+// BucketKey bounds a bucket key: a longer one is kept as its first bytes
+// and the SHA-256 of the whole, MaxBucketKey bytes in all. Callers hash
+// the parts of a key a client chooses (user names, paths, header
+// values) themselves; this is the backstop that makes the bound hold
+// whatever a caller forgot.
+func BucketKey(key string) string {
+	if len(key) <= MaxBucketKey {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return key[:MaxBucketKey-1-2*len(sum)] + "#" + hex.EncodeToString(sum[:])
 }

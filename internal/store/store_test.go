@@ -351,19 +351,137 @@ func TestEmbeddedMemoryBounded(t *testing.T) {
 		}
 	}
 	full := heap()
-	if s.Buckets() != 1_000_000 {
-		t.Fatalf("%d buckets after 1M keys", s.Buckets())
+	// Every key is within its window, so past MaxBuckets each new one
+	// evicts one that is not yet full, and says so.
+	if s.Buckets() != MaxBuckets || s.Evicted() != 1_000_000-MaxBuckets {
+		t.Fatalf("%d buckets and %d evictions after 1M keys, want %d and %d", s.Buckets(), s.Evicted(), MaxBuckets, 1_000_000-MaxBuckets)
 	}
 	clock.Add(int64(time.Second)) // past every bucket's window
 	s.Sweep()
 	after := heap()
-	t.Logf("1M distinct keys: heap %.1f MiB while within their window (%.0f bytes per key), %.1f MiB after the sweep",
-		float64(full-before)/(1<<20), float64(full-before)/1e6, float64(int64(after)-int64(before))/(1<<20))
+	t.Logf("1M distinct keys: heap %.1f MiB while within their window (%.0f bytes per bucket held), %.1f MiB after the sweep",
+		float64(full-before)/(1<<20), float64(full-before)/MaxBuckets, float64(int64(after)-int64(before))/(1<<20))
+	if full > before+64<<20 {
+		t.Errorf("heap %d MiB above the start at MaxBuckets", (full-before)>>20)
+	}
 	if s.Buckets() != 0 {
 		t.Fatalf("%d buckets left after their window", s.Buckets())
 	}
 	if after > before+16<<20 {
 		t.Errorf("heap %d MiB above the start after the sweep", (after-before)>>20)
+	}
+}
+
+// TestBucketKeysTheClientSizes: keys with parts a client typed (a
+// 1 MB user name) cost what any key costs, in memory and in Redis, and
+// still count apart.
+func TestBucketKeysTheClientSizes(t *testing.T) {
+	t.Parallel()
+	srv := redisserver.Start(t)
+	rs, err := OpenRedisTimeout(srv.URL(), testutil.WaitTimeout) // this test is about size, not latency
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rs.Close() })
+	rs.prefix = "sized:"
+	var evicted atomic.Uint64
+	em, err := OpenEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { em.Close() })
+	em.SetOnEvict(func(n uint64) { evicted.Add(n) })
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	ctx := context.Background()
+	l := Limit{Rate: 5, Period: time.Minute, Burst: 1}
+	name := strings.Repeat("a", 1<<20)
+	before := heap()
+	for i := range 300 {
+		key := fmt.Sprintf("lockfail:user:%s%d", name, i)
+		for _, st := range []Store{em, rs} {
+			if d, err := st.Allow(ctx, key, l); err != nil || !d.Allowed {
+				t.Fatalf("first event of a new key: %+v %v", d, err)
+			}
+			if d, _ := st.Allow(ctx, key, l); d.Allowed {
+				t.Fatalf("a long key was not counted: a second event in its bucket of 1 was allowed")
+			}
+		}
+	}
+	grew := int64(heap()) - int64(before)
+	t.Logf("300 keys of 1 MiB: heap +%d KiB", grew>>10)
+	if grew > 1<<20 {
+		t.Errorf("the embedded store kept %d KiB for 300 buckets", grew>>10)
+	}
+	keys, err := rs.client.Keys(ctx, "*sized:rl:*").Result() // redis_rate adds "rate:"
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if len(k) > MaxBucketKey+len("rate:sized:rl:") {
+			t.Fatalf("Redis holds a key of %d bytes", len(k))
+		}
+	}
+	if len(keys) != 300 {
+		t.Errorf("%d keys in Redis, want 300", len(keys))
+	}
+	if evicted.Load() != 0 {
+		t.Errorf("evictions reported with %d buckets", em.Buckets())
+	}
+}
+
+// TestEmbeddedEvictionIsLoud: at its bound the store evicts what it
+// forgets least (a full bucket), else one of the soonest full, counts
+// it, and tells its owner.
+func TestEmbeddedEvictionIsLoud(t *testing.T) {
+	t.Parallel()
+	var clock atomic.Int64
+	clock.Store(time.Unix(1_000_000, 0).UnixNano())
+	s, err := openEmbeddedClock(t.TempDir(), func() time.Time { return time.Unix(0, clock.Load()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	told := make(chan uint64, 1)
+	s.SetOnEvict(func(n uint64) { told <- n })
+	s.maxPerShard = 4
+	ctx := context.Background()
+	short := Limit{Rate: 1, Period: time.Second, Burst: 1}
+	for i := range 1000 {
+		if _, err := s.Allow(ctx, fmt.Sprint("k", i), short); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.Buckets() > 64*4 || s.Evicted() == 0 {
+		t.Fatalf("%d buckets, %d evicted: the bound did not hold", s.Buckets(), s.Evicted())
+	}
+	n := s.Evicted()
+	// Buckets that are full again when the next key comes: dropping one
+	// forgets nothing, and is no eviction.
+	clock.Add(int64(2 * time.Second))
+	tiny := Limit{Rate: 1_000_000, Period: time.Second, Burst: 1} // 1 µs a bucket
+	for i := range 1000 {
+		if _, err := s.Allow(ctx, fmt.Sprint("j", i), tiny); err != nil {
+			t.Fatal(err)
+		}
+		clock.Add(int64(2 * time.Microsecond))
+	}
+	if s.Evicted() != n {
+		t.Errorf("full buckets were counted as evictions: %d, then %d", n, s.Evicted())
+	}
+	// The sweeper tells once (then at most once a minute): all of them,
+	// unless it ran in the middle of the flood.
+	select {
+	case got := <-told:
+		if got == 0 || got > n {
+			t.Errorf("OnEvict(%d), want up to %d", got, n)
+		}
+	case <-time.After(testutil.WaitTimeout):
+		t.Fatal("OnEvict was not called")
 	}
 }
 

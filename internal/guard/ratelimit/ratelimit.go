@@ -101,7 +101,7 @@ func (r *Rule) bucket(req *http.Request, client netip.Addr) string {
 	who := ClientKey(client)
 	switch {
 	case r.key == "ip+path":
-		who += "|" + req.URL.Path
+		who += "|p=" + digest(req.URL.Path) // a path can be 32 KiB long
 	case strings.HasPrefix(r.key, "header:"):
 		if v := req.Header.Get(r.key[7:]); v != "" {
 			who = "h=" + digest(v)
