@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -254,32 +255,96 @@ func TestSessionsRevoke(t *testing.T) {
 func TestLockout(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	l := NewLockout(openStore(t), 3, 5, time.Minute)
-	for i := range 3 {
-		if d, _ := l.Locked(ctx, "alice", "192.0.2.1"); d != 0 {
-			t.Fatalf("locked after %d failures", i)
-		}
-		locked, err := l.Fail(ctx, "alice", "192.0.2.1")
+	l := NewLockout(openStore(t), 3, 5, 6, time.Minute)
+	locked := func(a Attempt) string {
+		t.Helper()
+		d, scope, err := l.Locked(ctx, a)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := i == 2; (len(locked) == 1 && locked[0] == "account") != want {
-			t.Fatalf("failure %d locked %v", i+1, locked)
+		if (d > 0) != (scope != "") || d > time.Minute {
+			t.Fatalf("Locked(%+v) = %v by %q", a, d, scope)
+		}
+		return scope
+	}
+	fail := func(a Attempt) []string {
+		t.Helper()
+		got, err := l.Fail(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	alice1 := Attempt{User: "alice", Client: "192.0.2.1"}
+	for i := range 3 {
+		if s := locked(alice1); s != "" {
+			t.Fatalf("locked by %s after %d failures", s, i)
+		}
+		if got, want := fail(alice1), i == 2; slices.Equal(got, []string{ScopePair}) != want {
+			t.Fatalf("failure %d locked %v", i+1, got)
 		}
 	}
-	if d, _ := l.Locked(ctx, "alice", "192.0.2.9"); d < 59*time.Second || d > time.Minute {
-		t.Fatalf("alice from another address: locked for %v, want a minute", d)
+	if s := locked(alice1); s != ScopePair {
+		t.Fatalf("alice from the guessing address: locked by %q", s)
 	}
-	if d, _ := l.Locked(ctx, "bob", "192.0.2.9"); d != 0 {
-		t.Fatal("bob is locked by alice's failures")
+	// One guesser locks out itself, not the account's owner.
+	if s := locked(Attempt{User: "alice", Client: "192.0.2.9"}); s != "" {
+		t.Fatalf("alice from another address is locked by %s", s)
 	}
 	// The address: two more failures on other accounts lock it for all.
-	l.Fail(ctx, "bob", "192.0.2.1")
-	locked, _ := l.Fail(ctx, "carol", "192.0.2.1")
-	if len(locked) != 1 || locked[0] != "address" {
-		t.Fatalf("the fifth failure from one address locked %v", locked)
+	fail(Attempt{User: "bob", Client: "192.0.2.1"})
+	if got := fail(Attempt{User: "carol", Client: "192.0.2.1"}); !slices.Equal(got, []string{ScopeAddress}) {
+		t.Fatalf("the fifth failure from one address locked %v", got)
 	}
-	if d, _ := l.Locked(ctx, "dave", "192.0.2.1"); d == 0 {
-		t.Fatal("a locked address may still try other accounts")
+	if s := locked(Attempt{User: "dave", Client: "192.0.2.1"}); s != ScopeAddress {
+		t.Fatalf("a locked address may still try other accounts (%q)", s)
+	}
+	// The account, from many addresses: six failures in all lock it for
+	// every browser that has not signed in to it before...
+	for i, c := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"} {
+		if got, want := fail(Attempt{User: "alice", Client: c}), i == 2; slices.Equal(got, []string{ScopeAccount}) != want {
+			t.Fatalf("failure %d of alice from many addresses locked %v", 4+i, got)
+		}
+	}
+	if s := locked(Attempt{User: "alice", Client: "203.0.113.7"}); s != ScopeAccount {
+		t.Fatalf("alice from a new address, after six failures from four: locked by %q", s)
+	}
+	// ...but not a browser that has: its own failures count, no others.
+	owner := Attempt{User: "alice", Client: "192.0.2.1", Device: "d1"}
+	if s := locked(owner); s != "" {
+		t.Fatalf("alice's own browser is locked by %s", s)
+	}
+	for range 2 {
+		if got := fail(owner); len(got) > 0 {
+			t.Fatalf("the owner's typo locked %v", got)
+		}
+	}
+	if got := fail(owner); !slices.Equal(got, []string{ScopeDevice}) {
+		t.Fatalf("three failures of a known browser locked %v", got)
+	}
+	if s := locked(Attempt{User: "alice", Client: "192.0.2.1", Device: "d2"}); s != "" {
+		t.Fatalf("another known browser is locked by %s", s)
+	}
+}
+
+func TestLockoutKeysHoldNoName(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	l := NewLockout(st, 1, 5, 1, time.Minute)
+	name := strings.Repeat("n", 1<<20)
+	if _, err := l.Fail(context.Background(), Attempt{User: name, Client: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := st.(store.Lister).List(context.Background(), "lockout:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 {
+		t.Fatalf("keys %q, want the pair's and the account's", keys)
+	}
+	for _, k := range keys {
+		if len(k) > 80 || strings.Contains(k, "nnnn") {
+			t.Errorf("a lockout key holds the typed name: %.100q", k)
+		}
 	}
 }

@@ -34,22 +34,33 @@ type SessionTimes struct {
 	Absolute Duration `yaml:"absolute"`
 }
 
-// Lockout counts failed logins (a wrong password, code or recovery code).
+// Lockout counts failed logins (a wrong password, code or recovery
+// code). No lockout on an account alone: anyone who knows a user name
+// could keep its owner out. A browser that has signed in to the account
+// before (a device cookie) is judged by its own failures only.
 type Lockout struct {
-	// Attempts locks an account after this many failures within Window.
-	// Default 5.
+	// Attempts locks an account from one address (IPv6 by /64), and a
+	// known browser, after this many failures within Window. Default 5.
 	Attempts int `yaml:"attempts"`
 	// IPAttempts locks a client address (IPv6 by /64) after this many
 	// failures within Window, whichever accounts they named. Default 20:
 	// an office behind one address makes more honest typos than one
 	// person.
 	IPAttempts int `yaml:"ip_attempts"`
+	// AccountAttempts locks an account after this many failures within
+	// Window from all addresses together: a guesser with many addresses
+	// gets no more. It locks out only browsers that have not signed in
+	// to the account before, so the owner still gets in from theirs.
+	// Default 10: 40 guesses an hour, however many addresses.
+	AccountAttempts int `yaml:"account_attempts"`
 	// Window is how long a failure counts, and how long a lockout lasts.
 	// Default 15m.
 	Window Duration `yaml:"window"`
 }
 
-// RouteAuth puts a route behind the login portal.
+// RouteAuth puts a route behind the login portal. A route nested in a
+// protected one is protected too; "auth: off" lets anyone in below it,
+// which validation reports as a warning.
 type RouteAuth struct {
 	// Require sends a visitor without a session to the login page (GET
 	// and HEAD) or answers 401 (other methods).
@@ -87,6 +98,7 @@ const (
 	DefaultSessionAbsolute = 12 * time.Hour
 	DefaultLockoutAttempts = 5
 	DefaultLockoutIP       = 20
+	DefaultLockoutAccount  = 10
 	DefaultLockoutWindow   = 15 * time.Minute
 )
 
@@ -107,6 +119,9 @@ func (c *Config) applyAuthDefaults() {
 	if a.Lockout.IPAttempts == 0 {
 		a.Lockout.IPAttempts = DefaultLockoutIP
 	}
+	if a.Lockout.AccountAttempts == 0 {
+		a.Lockout.AccountAttempts = max(DefaultLockoutAccount, a.Lockout.Attempts)
+	}
 }
 
 func (c *Config) validateAuth(bad func(path, format string, args ...any)) {
@@ -117,8 +132,10 @@ func (c *Config) validateAuth(bad func(path, format string, args ...any)) {
 	if a.Session.Idle > a.Session.Absolute {
 		bad("auth.session.idle", "%s is longer than absolute (%s)", a.Session.Idle.Std(), a.Session.Absolute.Std())
 	}
-	if a.Lockout.Attempts < 1 || a.Lockout.IPAttempts < 1 {
-		bad("auth.lockout", "attempts and ip_attempts must be at least 1")
+	if a.Lockout.Attempts < 1 || a.Lockout.IPAttempts < 1 || a.Lockout.AccountAttempts < 1 {
+		bad("auth.lockout", "attempts, ip_attempts and account_attempts must be at least 1")
+	} else if a.Lockout.AccountAttempts < a.Lockout.Attempts {
+		bad("auth.lockout.account_attempts", "%d is below attempts (%d): the account would lock before one address does", a.Lockout.AccountAttempts, a.Lockout.Attempts)
 	}
 	for i, s := range c.Sites {
 		for j, r := range s.Routes {

@@ -63,7 +63,7 @@ func TestDefaults(t *testing.T) {
 		{"store", cfg.Store, "embedded"},
 		{"store failure", cfg.StoreFailure, "open"},
 		{"csrf", *s.CSRF.Enabled, true},
-		{"default login limits", fmt.Sprint(s.RateLimits), "[{/login [POST] 2/s 100 ip} {/login [POST] 5/m 5 ip+form:username,email,login,user}]"},
+		{"default login limits", fmt.Sprint(s.RateLimits), "[{/login [POST] 2/s 100 ip} {/login [POST] 5/m 5 ip+form:username,email,login,user} {/login [POST] 30/h 10 form:username,email,login,user}]"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -125,7 +125,7 @@ func TestProblemsHaveLines(t *testing.T) {
 			[]string{"bad.yaml:4: sites[0].cookies.secure: only true", "bad.yaml:4: sites[0].cookies.samesite: \"lax\" is not Strict", "bad.yaml:5: sites[0].csp.policy: leave out report-uri",
 				"bad.yaml:6: sites[0].headers.prefer_upstream[0]", "bad.yaml:7: sites[0].guards.sensitive_paths[0]", "bad.yaml:9: sites[0].routes[0].match", "bad.yaml:11: sites[0].routes[2].match: \"/a/\" is matched by an earlier route"}},
 		{"login portal mistakes", "auth:\n  mfa: sometimes\n  session: {idle: 13h}\n  lockout: {attempts: -1}\nsites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    routes:\n      - match: /admin/\n        auth: {require: false, groups: [\"ops team\"]}\n",
-			[]string{"bad.yaml:2: auth.mfa: \"sometimes\" is not required or optional", "bad.yaml:3: auth.session.idle: 13h0m0s is longer than absolute (12h0m0s)", "bad.yaml:4: auth.lockout: attempts and ip_attempts must be at least 1",
+			[]string{"bad.yaml:2: auth.mfa: \"sometimes\" is not required or optional", "bad.yaml:3: auth.session.idle: 13h0m0s is longer than absolute (12h0m0s)", "bad.yaml:4: auth.lockout: attempts, ip_attempts and account_attempts must be at least 1",
 				"bad.yaml:10: sites[0].routes[0].auth.require: only true", "sites[0].routes[0].auth.groups[0]: \"ops team\" is not a group name"}},
 		{"sensitive paths cannot be emptied", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {sensitive_paths: []}\n", []string{"bad.yaml:4: sites[0].guards.sensitive_paths: list at least one"}},
 		{"protection mistakes", "store: mysql://db\nstore_failure: maybe\nsites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    csrf: {enabled: false, trusted_origins: [partner.test], insecure_exempt: [hooks]}\n    rate_limits:\n      - {match: login, rate: 10/day, key: mac}\n",

@@ -51,7 +51,9 @@ type RateLimit struct {
 	// ip+form:NAME[,NAME...]: the address and the first of those form
 	// fields the body has (URL-encoded, multipart or JSON; compared
 	// without case), such as a login's user name; a request without any
-	// of them is not counted by the rule. Default ip.
+	// of them is not counted by the rule. form:NAME[,NAME...] is the
+	// field alone, from every address together: one account, however
+	// many addresses guess at it. Default ip.
 	Key string `yaml:"key"`
 }
 
@@ -61,10 +63,14 @@ type RateLimit struct {
 // behind one address who logged in within a second got 429, while a
 // guesser got 36,000 tries an hour at one account. So one account from
 // one address gets 5 tries, then one every 12 s (300 an hour), and one
-// address 100 logins at once, then 2 a second.
+// address 100 logins at once, then 2 a second. Those two count per
+// address, so a guesser with a range of addresses (300 IPv6 /64s cost
+// nothing) got every guess through: one account from all addresses
+// together gets 10 tries, then 30 an hour.
 var DefaultRateLimits = []RateLimit{
 	{Match: "/login", Methods: []string{"POST"}, Rate: "2/s", Burst: 100, Key: "ip"},
 	{Match: "/login", Methods: []string{"POST"}, Rate: "5/m", Burst: 5, Key: "ip+form:" + strings.Join(LoginFields, ",")},
+	{Match: "/login", Methods: []string{"POST"}, Rate: "30/h", Burst: 10, Key: "form:" + strings.Join(LoginFields, ",")},
 }
 
 // LoginFields are the form fields that name the account in common login
@@ -161,7 +167,7 @@ func (c *Config) validateProtection(bad func(path, format string, args ...any)) 
 				bad(rp+".burst", "must be at least 1")
 			}
 			if k := r.Key; k != "ip" && k != "ip+path" && !(strings.HasPrefix(k, "header:") && len(k) > 7) && !(strings.HasPrefix(k, "cookie:") && len(k) > 7) && !validFormKey(k) {
-				bad(rp+".key", "%q is not ip, ip+path, header:NAME, cookie:NAME or ip+form:NAME[,NAME...]", k)
+				bad(rp+".key", "%q is not ip, ip+path, header:NAME, cookie:NAME, ip+form:NAME[,NAME...] or form:NAME[,NAME...]", k)
 			}
 			for m, method := range r.Methods {
 				if !slices.Contains([]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}, method) {
@@ -172,8 +178,17 @@ func (c *Config) validateProtection(bad func(path, format string, args ...any)) 
 	}
 }
 
+// FormKey returns the field names of a rule key ip+form:NAMES or
+// form:NAMES, and whether it is one.
+func FormKey(k string) (names string, ok bool) {
+	if names, ok = strings.CutPrefix(k, "ip+form:"); ok {
+		return names, true
+	}
+	return strings.CutPrefix(k, "form:")
+}
+
 func validFormKey(k string) bool {
-	names, ok := strings.CutPrefix(k, "ip+form:")
+	names, ok := FormKey(k)
 	if !ok {
 		return false
 	}

@@ -180,16 +180,26 @@ func TestCookieChangesAreNamed(t *testing.T) {
 func TestDefaultLoginLimits(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder(t)
-	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor(rec.URL())}})
+	// Behind a trusted proxy, so a guesser can come from many addresses.
+	tg := startGateway(t, config.Config{TrustedProxies: []string{"127.0.0.1"}, Sites: []config.Site{siteFor(rec.URL())}})
 	c := tg.client(false)
-	burst := func(n int, user func(i int) string) (ok int) {
+	burst := func(n int, user func(i int) string, addr ...func(i int) string) (ok int) {
 		var wg sync.WaitGroup
 		var admitted atomic.Int32
 		for i := range n {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				resp, err := c.Post("https://localhost/login", "application/x-www-form-urlencoded", strings.NewReader("username="+user(i)+"&password=pw"))
+				req, err := http.NewRequest("POST", "https://localhost/login", strings.NewReader("username="+user(i)+"&password=pw"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				if len(addr) > 0 {
+					req.Header.Set("X-Forwarded-For", addr[0](i))
+				}
+				resp, err := c.Do(req)
 				if err != nil {
 					t.Error(err)
 					return
@@ -206,7 +216,11 @@ func TestDefaultLoginLimits(t *testing.T) {
 	office := burst(50, func(i int) string { return fmt.Sprintf("employee%d", i) })
 	guesses := burst(30, func(int) string { return "alice" })
 	spray := burst(300, func(i int) string { return fmt.Sprintf("victim%d", i) })
-	t.Logf("one address: 50 people at once, %d admitted; 30 guesses at one account, %d; 300 accounts sprayed, %d", office, guesses, spray)
+	// 300 guesses at one account from 300 IPv6 /64s: each address is
+	// new, so only the account's own limit, across addresses, holds.
+	distributed := burst(300, func(int) string { return "alice" }, func(i int) string { return fmt.Sprintf("2001:db8:%x::1", i) })
+	t.Logf("one address: 50 people at once, %d admitted; 30 guesses at one account, %d; 300 accounts sprayed, %d; 300 guesses at one account from 300 /64s, %d",
+		office, guesses, spray, distributed)
 	if office != 50 {
 		t.Errorf("only %d of 50 people behind one address could log in at once", office)
 	}
@@ -216,5 +230,9 @@ func TestDefaultLoginLimits(t *testing.T) {
 	// 100 burst - 55 used by the office and alice, plus what refills at 2/s.
 	if spray > 100 {
 		t.Errorf("%d of 300 sprayed logins reached the app", spray)
+	}
+	// 10 at once for the account, 5 of them spent by the guesses above.
+	if distributed > 6 {
+		t.Errorf("%d of 300 guesses at one account from 300 addresses reached the app", distributed)
 	}
 }

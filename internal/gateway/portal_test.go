@@ -7,12 +7,15 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/rampartproxy/rampart/internal/auth"
 	"github.com/rampartproxy/rampart/internal/config"
@@ -369,12 +372,13 @@ func from(addr string) []string { return []string{"X-Forwarded-For", addr} }
 
 func trustLoopback(c *config.Config) {
 	c.TrustedProxies = []string{"127.0.0.1"}
-	c.Auth.Lockout = config.Lockout{Attempts: 3, IPAttempts: 5, Window: config.Duration(time.Minute)}
+	c.Auth.Lockout = config.Lockout{Attempts: 3, IPAttempts: 5, AccountAttempts: 6, Window: config.Duration(time.Minute)}
 }
 
-// TestLoginLockout: failures lock the account, from any address, and the
-// address, for any account; while locked even the right password gets
-// 429 with Retry-After, and no hash is computed.
+// TestLoginLockout: failures lock the account from the address they came
+// from, and the address, for any account; while locked even the right
+// password gets 429 with Retry-After, and no hash is computed. The same
+// account from elsewhere is not locked.
 func TestLoginLockout(t *testing.T) {
 	t.Parallel()
 	e := startPortal(t, trustLoopback)
@@ -386,12 +390,13 @@ func TestLoginLockout(t *testing.T) {
 			t.Fatalf("failure %d: %d", i+1, r.StatusCode)
 		}
 	}
-	for _, addr := range []string{"192.0.2.1", "198.51.100.7"} {
-		r := try("alice", alicePassword, addr)
-		retry, _ := strconv.Atoi(r.Header.Get("Retry-After"))
-		if r.StatusCode != http.StatusTooManyRequests || retry < 50 || retry > 61 || !strings.HasPrefix(r.Header.Get("Rampart-Reason"), "login_locked") {
-			t.Errorf("alice's right password from %s while locked: %d, Retry-After %q, %q", addr, r.StatusCode, r.Header.Get("Retry-After"), r.Header.Get("Rampart-Reason"))
-		}
+	r := try("alice", alicePassword, "192.0.2.1")
+	retry, _ := strconv.Atoi(r.Header.Get("Retry-After"))
+	if r.StatusCode != http.StatusTooManyRequests || retry < 50 || retry > 61 || !strings.HasPrefix(r.Header.Get("Rampart-Reason"), "login_locked") {
+		t.Errorf("alice's right password from the guessing address: %d, Retry-After %q, %q", r.StatusCode, r.Header.Get("Retry-After"), r.Header.Get("Rampart-Reason"))
+	}
+	if r := try("alice", alicePassword, "198.51.100.7"); r.StatusCode != http.StatusSeeOther {
+		t.Errorf("alice from her own address, while 192.0.2.1 guesses: %d", r.StatusCode)
 	}
 	// 192.0.2.1 has 3 failures; two more, on names that are no account,
 	// lock the address for every account.
@@ -404,7 +409,7 @@ func TestLoginLockout(t *testing.T) {
 		t.Errorf("carol from another address: %d", r.StatusCode)
 	}
 	logs := e.waitLog(t, `"reason":"address_locked"`)
-	for _, want := range []string{`"reason":"account_locked"`, `"reason":"address_locked"`, `"reason":"locked_out"`} {
+	for _, want := range []string{`"reason":"pair_locked"`, `"reason":"address_locked"`, `"reason":"locked_out"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("no %s event", want)
 		}
@@ -416,10 +421,10 @@ func TestLoginLockout(t *testing.T) {
 		want   float64
 	}{
 		{"rampart_login_failures_total", []string{"reason=wrong_password"}, 5},
-		{"rampart_login_failures_total", []string{"reason=locked_out"}, 3},
-		{"rampart_lockouts_total", []string{"scope=account"}, 1},
+		{"rampart_login_failures_total", []string{"reason=locked_out"}, 2},
+		{"rampart_lockouts_total", []string{"scope=pair"}, 1},
 		{"rampart_lockouts_total", []string{"scope=address"}, 1},
-		{"rampart_blocked_total", []string{"guard=auth", "reason=login_locked"}, 3},
+		{"rampart_blocked_total", []string{"guard=auth", "reason=login_locked"}, 2},
 	} {
 		if got := value(fams, w.name, w.labels...); got != w.want {
 			t.Errorf("%s%v = %v, want %v", w.name, w.labels, got, w.want)
@@ -427,6 +432,82 @@ func TestLoginLockout(t *testing.T) {
 	}
 	if strings.Contains(logs, "nobody1") {
 		t.Error("a name that is no account was logged")
+	}
+}
+
+// TestLockoutKeepsTheOwnerIn measures a guesser who knows alice's name,
+// with the shipped lockout settings: from one address, and from 1,000
+// (IPv6 /64s, as a cloud range gives them). It counts the guesses whose
+// password was checked (401; a 429 checks nothing), and whether alice
+// gets in during the attack: from the browser she signed in with before,
+// she does; from a browser new to her account, while it is under attack
+// from many addresses, she waits, and the page says why.
+func TestLockoutKeepsTheOwnerIn(t *testing.T) {
+	t.Parallel()
+	e := startPortal(t, func(c *config.Config) { c.TrustedProxies = []string{"127.0.0.1"} })
+	try := func(password, addr, cookie string) reply {
+		return e.do(t, "POST", portal.LoginPath, url.Values{"username": {"alice"}, "password": {password}, "next": {"/admin/"}}, cookie, from(addr)...)
+	}
+	// Before the attack alice signs in from her laptop, which keeps a
+	// device cookie.
+	r := try(alicePassword, "203.0.113.5", "")
+	pending := sessionCookie(t, r)
+	code, _ := auth.TOTPCode(e.secret, time.Now())
+	r = e.do(t, "POST", portal.MFAPath, url.Values{"code": {code}}, pending, from("203.0.113.5")...)
+	device := ""
+	for _, c := range r.Cookies() {
+		if c.Name == auth.DeviceCookie {
+			device = c.Name + "=" + c.Value
+			if !c.Secure || !c.HttpOnly || c.Path != "/" || c.SameSite != http.SameSiteStrictMode || c.MaxAge < 86400 {
+				t.Errorf("the device cookie's attributes: %+v", c)
+			}
+		}
+	}
+	if r.StatusCode != http.StatusSeeOther || device == "" {
+		t.Fatalf("alice's sign-in: %d, no device cookie in %q", r.StatusCode, r.Header.Values("Set-Cookie"))
+	}
+	checked := func(addrs []string, n int) int {
+		got := 0
+		for _, a := range addrs {
+			for i := range n {
+				switch r := try(fmt.Sprintf("guess-%s-%d", a, i), a, ""); r.StatusCode {
+				case http.StatusUnauthorized:
+					got++
+				case http.StatusTooManyRequests:
+				default:
+					t.Fatalf("a guess from %s: %d", a, r.StatusCode)
+				}
+			}
+		}
+		return got
+	}
+	one := checked([]string{"192.0.2.66"}, 30)
+	var many []string
+	for i := range 1000 {
+		many = append(many, fmt.Sprintf("2001:db8:%x:%x::1", i>>8, i&255))
+	}
+	more := checked(many, 1)
+	// The buckets refill at their rate: a window's worth per window.
+	perHour := func(n int) int { return n * int(time.Hour/config.DefaultLockoutWindow) }
+	t.Logf("guesses checked in one window: %d from 1 address (%d an hour), %d more from 1,000 addresses (%d an hour in all)",
+		one, perHour(one), more, perHour(one+more))
+	if one != config.DefaultLockoutAttempts || one+more != config.DefaultLockoutAccount {
+		t.Errorf("guesses checked: %d from one address, %d in all; want %d and %d", one, one+more, config.DefaultLockoutAttempts, config.DefaultLockoutAccount)
+	}
+	// During the attack: her laptop, from a new address, gets in.
+	if r := try(alicePassword, "198.51.100.200", device); r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != portal.MFAPath {
+		t.Errorf("alice from her own browser during the attack: %d %q", r.StatusCode, r.Header.Get("Location"))
+	}
+	// A browser new to her account waits, and is told what works.
+	r = try(alicePassword, "198.51.100.201", "")
+	if r.StatusCode != http.StatusTooManyRequests || !strings.Contains(r.body, "browser you have signed in with before") {
+		t.Errorf("alice from a new browser during the attack: %d\n%s", r.StatusCode, r.body)
+	}
+	fams := scrape(t, e.AdminAddr())
+	for _, scope := range []string{"pair", "account"} {
+		if got := value(fams, "rampart_lockouts_total", "scope="+scope); got < 1 {
+			t.Errorf("no %s lockout counted", scope)
+		}
 	}
 }
 
@@ -440,6 +521,7 @@ func TestLoginFloodKeepsServing(t *testing.T) {
 		trustLoopback(c)
 		c.Auth.Lockout.IPAttempts = 1000
 		c.Auth.Lockout.Attempts = 1000
+		c.Auth.Lockout.AccountAttempts = 1000
 	})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -568,7 +650,7 @@ func TestLoginTimingHidesAccounts(t *testing.T) {
 	t.Parallel()
 	e := startPortal(t, func(c *config.Config) {
 		trustLoopback(c)
-		c.Auth.Lockout.Attempts, c.Auth.Lockout.IPAttempts = 1000, 1000
+		c.Auth.Lockout.Attempts, c.Auth.Lockout.IPAttempts, c.Auth.Lockout.AccountAttempts = 1000, 1000, 1000
 	})
 	var known, unknown []time.Duration
 	for i := range 80 {
@@ -599,4 +681,81 @@ func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// TestLoginFloodWithHugeNames repeats an outside attack: failed sign-ins
+// with 1 MB user names from rotating addresses. Each name reached a
+// lockout key as typed, and the heap grew by about 1.75 MB a request
+// (Redis likewise). Now a name is a digest wherever it is kept, so the
+// flood leaves no more than any other flood of failures. Not parallel:
+// it measures the process's heap, which other tests would disturb.
+func TestLoginFloodWithHugeNames(t *testing.T) {
+	srv := redisserver.Start(t)
+	rc := redis.NewClient(&redis.Options{Addr: strings.TrimSuffix(strings.TrimPrefix(srv.URL(), "redis://"), "/0")})
+	defer rc.Close()
+	usedMemory := func() int64 {
+		info, err := rc.Info(t.Context(), "memory").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+		t.Fatal("no used_memory in INFO")
+		return 0
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	const n = 50
+	name := strings.Repeat("x", 1<<20)
+	for _, backend := range []string{"embedded", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			e := startPortal(t, func(c *config.Config) {
+				trustLoopback(c)
+				c.Auth.Lockout.IPAttempts = 1000
+				if backend == "redis" {
+					c.Store = srv.URL()
+				}
+			})
+			// One client, its connections closed before each reading: the
+			// test's own connections are not what is measured.
+			c := e.client(false)
+			c.CloseIdleConnections()
+			beforeHeap, beforeRedis := heap(), usedMemory()
+			for i := range n {
+				body := url.Values{"username": {fmt.Sprint(name, i)}, "password": {"wrong-password-1"}}.Encode()
+				req, err := http.NewRequest("POST", "https://localhost"+portal.LoginPath, strings.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("X-Forwarded-For", fmt.Sprintf("2001:db8:%x::1", i))
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusUnauthorized {
+					t.Fatalf("failed login %d: %d", i, resp.StatusCode)
+				}
+			}
+			c.CloseIdleConnections()
+			grewHeap, grewRedis := int64(heap())-int64(beforeHeap), usedMemory()-beforeRedis
+			t.Logf("%d failed logins with 1 MiB names: heap %+d KiB, Redis %+d KiB", n, grewHeap>>10, grewRedis>>10)
+			if grewHeap > 8<<20 || grewRedis > 1<<20 {
+				t.Errorf("the flood kept memory: heap %+d KiB, Redis %+d KiB", grewHeap>>10, grewRedis>>10)
+			}
+			if logs := e.logs.String(); strings.Contains(logs, "xxxxxxxx") {
+				t.Error("a typed name reached the log")
+			}
+		})
+	}
 }

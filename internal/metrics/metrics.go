@@ -122,7 +122,7 @@ func New(state State) *Metrics {
 		loginFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_login_failures_total",
 			Help: "Failed login attempts, by reason."}, []string{"reason"}),
 		lockouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_lockouts_total",
-			Help: "Accounts and client addresses locked out after failed logins, by scope (account, address)."}, []string{"scope"}),
+			Help: "Lockouts after failed logins, by scope (pair: an account from one address; address; account: from every address; device: a known browser)."}, []string{"scope"}),
 		storeOutages: prometheus.NewCounter(prometheus.CounterOpts{Name: "rampart_store_outages_total",
 			Help: "Times the shared store became unreachable."}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_config_reloads_total",
@@ -275,7 +275,7 @@ func (m *Metrics) Event(e *telemetry.Entry) {
 	case "login_refused":
 		m.loginFailures.WithLabelValues("locked_out").Inc()
 	case "lockout":
-		m.lockouts.WithLabelValues(oneOf(strings.TrimSuffix(e.Reason, "_locked"), "account", "address")).Inc()
+		m.lockouts.WithLabelValues(oneOf(strings.TrimSuffix(e.Reason, "_locked"), "pair", "address", "account", "device")).Inc()
 	case "store_down":
 		m.storeOutages.Inc()
 	}

@@ -31,6 +31,9 @@ var (
 		Message: "Too many sign-in attempts from your address. Wait a few seconds and try again."}
 	lockedOut = &guard.Denial{Status: http.StatusTooManyRequests, Reason: "login_locked",
 		Message: "Too many failed sign-ins. Wait, then try again.", Key: "auth.lockout"}
+	accountLocked = &guard.Denial{Status: http.StatusTooManyRequests, Reason: "login_locked",
+		Message: "Too many failed sign-ins for this account from many places. Sign in from a browser you have signed in with before, or wait, then try again.",
+		Key:     "auth.lockout.account_attempts"}
 	hashBusy = &guard.Denial{Status: http.StatusServiceUnavailable, Reason: "login_busy",
 		Message: "Too many people are signing in at once. Try again in a few seconds.", Header: http.Header{"Retry-After": {"5"}}}
 	crossOrigin = &guard.Denial{Status: http.StatusForbidden, Reason: "cross_origin_login",
@@ -80,7 +83,8 @@ func (p *Portal) serveLogin(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, retryAfter(tooManyLogins, d.RetryAfter).With("address "+client))
 		return
 	}
-	if !p.notLocked(w, r, name, client) {
+	attempt := p.attempt(r, name)
+	if !p.notLocked(w, r, attempt) {
 		return
 	}
 	user, known := p.users.Lookup(name)
@@ -94,7 +98,7 @@ func (p *Portal) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil || !known {
-		p.failed(r, name, known, client, "password")
+		p.failed(r, attempt, known, "password")
 		p.page(w, r, http.StatusUnauthorized, "login.html", pages.PortalData{Title: "Sign in", Error: msgWrongPassword, User: name, Next: next})
 		return
 	}
@@ -151,35 +155,55 @@ func (p *Portal) verify(ctx context.Context, password, hash string) error {
 	return auth.Verify(password, hash)
 }
 
-// notLocked answers 429 when the account or the address is locked out.
-func (p *Portal) notLocked(w http.ResponseWriter, r *http.Request, user, client string) bool {
-	wait, err := p.lockout.Locked(r.Context(), user, client)
+// attempt is who is signing in as user: the address, and the browser's
+// device token when it was issued for this user.
+func (p *Portal) attempt(r *http.Request, user string) auth.Attempt {
+	a := auth.Attempt{User: user, Client: clientKey(r)}
+	if c, err := r.Cookie(auth.DeviceCookie); err == nil {
+		a.Device = p.devices.Known(r.Context(), c.Value, user)
+	}
+	return a
+}
+
+// loggedName is how a user name appears in the log: an account's name,
+// or notAccount for anything else typed (people type their password into
+// the user name field, and a name can be a megabyte long).
+func (p *Portal) loggedName(user string) string {
+	if _, known := p.users.Lookup(user); known {
+		return user
+	}
+	return notAccount
+}
+
+// notLocked answers 429 when the attempt is locked out.
+func (p *Portal) notLocked(w http.ResponseWriter, r *http.Request, a auth.Attempt) bool {
+	wait, scope, err := p.lockout.Locked(r.Context(), a)
 	if err != nil {
 		p.fail(w, r, storeFailed.With(err.Error()))
 		return false
 	}
 	if wait > 0 {
-		logged := user
-		if _, known := p.users.Lookup(user); !known {
-			logged = notAccount
-		}
+		logged := p.loggedName(a.User)
 		p.event(r, "login_refused", "locked_out", logged)
-		p.fail(w, r, retryAfter(lockedOut, wait).With("user "+user+" from "+client))
+		d := lockedOut
+		if scope == auth.ScopeAccount {
+			d = accountLocked
+		}
+		p.fail(w, r, retryAfter(d, wait).With("user "+logged+" from "+a.Client+", locked by "+scope))
 		return false
 	}
 	return true
 }
 
 // failed counts a failure toward the lockouts and logs it. A name that
-// is no account is not logged: people type their password into the user
-// name field.
-func (p *Portal) failed(r *http.Request, user string, known bool, client, what string) {
-	logged := user
+// is no account is not logged.
+func (p *Portal) failed(r *http.Request, a auth.Attempt, known bool, what string) {
+	logged := a.User
 	if !known {
 		logged = notAccount
 	}
 	p.event(r, "login_failed", "wrong_"+what, logged)
-	locked, err := p.lockout.Fail(r.Context(), user, client)
+	locked, err := p.lockout.Fail(r.Context(), a)
 	if err != nil {
 		p.log.Error("lockout not counted", "kind", "store_error", "error", err.Error())
 	}
@@ -212,6 +236,14 @@ func (p *Portal) start(w http.ResponseWriter, r *http.Request, sess auth.Session
 		return false
 	}
 	setCookie(w, id)
+	if sess.Stage == auth.StageDone {
+		// This browser now knows the account: a lockout caused from
+		// elsewhere will not keep it out (auth.Lockout).
+		if token, err := p.devices.Issue(r.Context(), sess.User); err == nil {
+			http.SetCookie(w, &http.Cookie{Name: auth.DeviceCookie, Value: token, Path: "/", MaxAge: int(auth.DeviceLifetime.Seconds()),
+				Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+		}
+	}
 	return true
 }
 
@@ -266,14 +298,14 @@ func (p *Portal) serveMFA(w http.ResponseWriter, r *http.Request) {
 	if len(user.Passkeys) > 0 && passkeysFor(r) {
 		d.Passkey, d.PasskeyOp, d.Script = true, "login", passkeyScript
 	}
-	client, ok := p.stepForm(w, r, "mfa.html", d, user.Name)
+	attempt, ok := p.stepForm(w, r, "mfa.html", d, user.Name)
 	if !ok {
 		return
 	}
 	code := r.PostFormValue("code")
 	factor, msg := p.checkCode(r.Context(), user, code)
 	if factor == "" {
-		p.failed(r, user.Name, true, client, "code")
+		p.failed(r, attempt, true, "code")
 		d.Error = msg
 		p.page(w, r, http.StatusUnauthorized, "mfa.html", d)
 		return
@@ -283,17 +315,17 @@ func (p *Portal) serveMFA(w http.ResponseWriter, r *http.Request) {
 
 // stepForm serves a login step's page (name, filled by d) to a GET, and
 // admits a POST of its form: same origin, user not locked out. ok says
-// whether there is a form to handle; client is the sender's lockout key.
-func (p *Portal) stepForm(w http.ResponseWriter, r *http.Request, name string, d pages.PortalData, user string) (client string, ok bool) {
+// whether there is a form to handle; a is who sent it, for the lockouts.
+func (p *Portal) stepForm(w http.ResponseWriter, r *http.Request, name string, d pages.PortalData, user string) (a auth.Attempt, ok bool) {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		p.page(w, r, http.StatusOK, name, d)
-		return "", false
+		return a, false
 	}
 	if !p.post(w, r) {
-		return "", false
+		return a, false
 	}
-	client = clientKey(r)
-	return client, p.notLocked(w, r, user, client)
+	a = p.attempt(r, user)
+	return a, p.notLocked(w, r, a)
 }
 
 // checkCode checks a TOTP or recovery code of user and spends it. It
@@ -364,13 +396,13 @@ func (p *Portal) serveEnrol(w http.ResponseWriter, r *http.Request) {
 	if passkeysFor(r) {
 		d.Passkey, d.PasskeyOp, d.Script = true, "enrol", passkeyScript
 	}
-	client, ok := p.stepForm(w, r, "enrol.html", d, user.Name)
+	attempt, ok := p.stepForm(w, r, "enrol.html", d, user.Name)
 	if !ok {
 		return
 	}
 	step, ok := auth.TOTPStep(sess.Secret, r.PostFormValue("code"), p.now())
 	if !ok {
-		p.failed(r, user.Name, true, client, "code")
+		p.failed(r, attempt, true, "code")
 		d.Error = msgWrongCode
 		p.page(w, r, http.StatusUnauthorized, "enrol.html", d)
 		return

@@ -149,7 +149,7 @@ func (p *Portal) ceremony(w http.ResponseWriter, r *http.Request, enrol bool) (*
 		jsonError(w, http.StatusBadRequest, "Passkeys cannot be used on this address.")
 		return nil, auth.User{}, nil, false
 	}
-	if wait, err := p.lockout.Locked(r.Context(), user.Name, clientKey(r)); err != nil || wait > 0 {
+	if wait, _, err := p.lockout.Locked(r.Context(), p.attempt(r, user.Name)); err != nil || wait > 0 {
 		jsonError(w, http.StatusTooManyRequests, lockedOut.Message)
 		return nil, auth.User{}, nil, false
 	}
@@ -212,7 +212,7 @@ func (p *Portal) servePasskeyFinish(w http.ResponseWriter, r *http.Request, enro
 		}
 	}
 	if err != nil || cred == nil {
-		p.failed(r, user.Name, true, clientKey(r), "passkey")
+		p.failed(r, p.attempt(r, user.Name), true, "passkey")
 		jsonError(w, http.StatusUnauthorized, "The passkey did not work. Try again.")
 		return
 	}

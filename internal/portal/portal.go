@@ -59,6 +59,7 @@ type Portal struct {
 	users    *auth.Directory
 	sessions *auth.Sessions
 	lockout  *auth.Lockout
+	devices  *auth.Devices
 	store    store.Store
 	log      *slog.Logger
 	mfa      bool // mfa: required
@@ -103,7 +104,8 @@ func New(cfg config.Auth, st store.Store, log *slog.Logger) (*Portal, error) {
 	return &Portal{
 		users:    users,
 		sessions: auth.NewSessions(st, cfg.Session.Idle.Std(), cfg.Session.Absolute.Std()),
-		lockout:  auth.NewLockout(st, cfg.Lockout.Attempts, cfg.Lockout.IPAttempts, cfg.Lockout.Window.Std()),
+		lockout:  auth.NewLockout(st, cfg.Lockout.Attempts, cfg.Lockout.IPAttempts, cfg.Lockout.AccountAttempts, cfg.Lockout.Window.Std()),
+		devices:  auth.NewDevices(st),
 		store:    st,
 		log:      log,
 		mfa:      cfg.MFA == config.MFARequired,
@@ -192,19 +194,23 @@ func (p *Portal) session(r *http.Request) (*auth.Session, error) {
 	return p.sessions.Get(ctx, c.Value)
 }
 
-// StripCookie removes the session cookie from a request on its way to
-// the app: the app has no use for it, and an app that logs its cookies
-// must not log a live session.
+// ownCookies is the prefix of Rampart's cookies: the session's and the
+// device token's.
+const ownCookies = "__Host-rampart_"
+
+// StripCookie removes Rampart's cookies (the session, the device token)
+// from a request on its way to the app: the app has no use for them, and
+// an app that logs its cookies must not log a live session.
 func StripCookie(h http.Header) {
 	lines := h["Cookie"]
 	changed := false
 	for i, l := range lines {
-		if !strings.Contains(l, auth.CookieName) {
+		if !strings.Contains(l, ownCookies) {
 			continue
 		}
 		var kept []string
 		for _, c := range strings.Split(l, ";") {
-			if name, _, _ := strings.Cut(strings.TrimSpace(c), "="); name != auth.CookieName {
+			if name, _, _ := strings.Cut(strings.TrimSpace(c), "="); !strings.HasPrefix(name, ownCookies) {
 				kept = append(kept, strings.TrimSpace(c))
 			}
 		}

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -90,5 +91,36 @@ func TestLoginLimitsSpareAnOffice(t *testing.T) {
 	}
 	if office != 50 || guesses > 6 {
 		t.Errorf("50 people logging in at once: %d admitted; 30 guesses at one account: %d admitted (want 50, at most 5 or 6)", office, guesses)
+	}
+}
+
+// TestAccountLimitAcrossAddresses: a form: rule counts the account from
+// every address together, where ip+form: gives each address its own.
+func TestAccountLimitAcrossAddresses(t *testing.T) {
+	t.Parallel()
+	st, err := store.OpenEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rules := []config.RateLimit{
+		{Match: "/login", Rate: "5/m", Burst: 5, Key: "ip+form:username"},
+		{Match: "/login", Rate: "30/h", Burst: 10, Key: "form:username"},
+	}
+	p, err := New("s", rules, st, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admitted := map[string]int{}
+	for i := range 300 {
+		for _, user := range []string{"alice", "bob"} {
+			r := withBody(request("POST", "/login", fmt.Sprintf("2001:db8:%x::1", i)), "application/x-www-form-urlencoded", "username="+user)
+			if p.CheckBody(r) == nil {
+				admitted[user]++
+			}
+		}
+	}
+	if admitted["alice"] != 10 || admitted["bob"] != 10 {
+		t.Errorf("300 guesses per account from 300 addresses: %v admitted, want 10 each", admitted)
 	}
 }

@@ -30,7 +30,8 @@ type Rule struct {
 	limit   store.Limit
 	key     string   // ip, ip+path, header:NAME, cookie:NAME, ip+form:NAME,...
 	policy  string   // the RateLimit-Policy value
-	fields  []string // for ip+form:NAME,...: the form fields, first found wins
+	fields  []string // for ip+form:NAME,... and form:NAME,...: the form fields, first found wins
+	account bool     // form:NAME,...: the field alone, from every address
 	// describe names the rule in the log: "rate_limits[0]: POST /login,
 	// 10/s burst 20, key ip".
 	describe string
@@ -55,8 +56,9 @@ func New(site string, rules []config.RateLimit, st store.Store, failClosed bool)
 		}
 		r := Rule{name: "r" + strconv.Itoa(i), match: rc.Match, key: rc.Key,
 			limit: store.Limit{Rate: n, Period: period, Burst: max(rc.Burst, 1)}}
-		if names, ok := strings.CutPrefix(rc.Key, "ip+form:"); ok {
+		if names, ok := config.FormKey(rc.Key); ok {
 			r.fields = strings.Split(names, ",")
+			r.account = !strings.HasPrefix(rc.Key, "ip+")
 			for _, f := range r.fields {
 				if !slices.Contains(p.allFields, f) {
 					p.allFields = append(p.allFields, f)
@@ -156,6 +158,9 @@ func (p *Policy) check(r *http.Request, form bool) *guard.Denial {
 			v := firstField(fields, rule.fields)
 			if v == "" {
 				continue
+			}
+			if rule.account {
+				who = rule.name // every address together
 			}
 			who += "|f=" + digest(strings.ToLower(v)) // firstField trimmed it
 		}
