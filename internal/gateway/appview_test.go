@@ -148,8 +148,24 @@ func TestAppViewHeaders(t *testing.T) {
 		// An app behind a login portal or forward-auth proxy trusts
 		// Remote-User and its kin; a client must never be able to send
 		// them, in any spelling.
-		req := request("GET", "/whoami", "Remote-User: admin", "Remote_Groups: admins", "X-Forwarded-User: admin", "X-Auth-Request-Email: admin@example.test")
-		keys := []string{"HTTP_REMOTE_USER", "HTTP_REMOTE_GROUPS", "HTTP_X_FORWARDED_USER", "HTTP_X_AUTH_REQUEST_EMAIL"}
+		// Whole families: Authelia, oauth2-proxy, Grafana, Kubernetes,
+		// Pomerium, Cloudflare Access, Google IAP, AWS ALB, Azure.
+		identity := []string{
+			"Remote-User: admin", "Remote_Groups: admins", "Remote-Email: admin@example.test",
+			"X-Forwarded-User: admin", "X-Forwarded-Email: admin@example.test", "X-Forwarded-Groups: admins",
+			"X-Forwarded-Preferred-Username: admin", "X-Forwarded-Access-Token: eyJhbGciOi",
+			"X-Auth-Request-Email: admin@example.test", "X-Auth-Request-Preferred-Username: admin", "X-Auth-Request-Groups: admins",
+			"X-Webauth-User: admin", "X-WEBAUTH-EMAIL: admin@example.test", "X-Remote-User: admin", "X-Remote-Group: system:masters",
+			"X-Pomerium-Claim-Email: admin@example.test", "Cf-Access-Authenticated-User-Email: admin@example.test",
+			"X-Goog-Authenticated-User-Email: accounts.google.com:admin@example.test", "X-Amzn-Oidc-Identity: admin",
+			"X-Ms-Client-Principal-Name: admin", "X-Authenticated-User: admin",
+		}
+		var keys []string
+		for _, h := range identity {
+			name, _, _ := strings.Cut(h, ":")
+			keys = append(keys, "HTTP_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_")))
+		}
+		req := request("GET", "/whoami", identity...)
 		environ := func(r rawResponse) []string {
 			var got struct {
 				EnvironKeys []string `json:"environ_keys"`
@@ -169,6 +185,28 @@ func TestAppViewHeaders(t *testing.T) {
 		for _, k := range keys {
 			if slices.Contains(through, k) {
 				t.Errorf("%s from the client reached the app through Rampart", k)
+			}
+		}
+		// The same over HTTP/2, where names arrive in lower case.
+		h2 := mustRequest(t, "GET", "https://localhost/whoami")
+		for _, h := range identity {
+			name, value, _ := strings.Cut(h, ":")
+			if !strings.Contains(name, "_") { // HTTP/2 has no use for names Go would refuse
+				h2.Header[strings.ToLower(name)] = []string{strings.TrimSpace(value)}
+			}
+		}
+		resp, err := tg.client(true).Do(h2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("not HTTP/2: %s", resp.Proto)
+		}
+		for _, k := range environ(rawResponse{status: resp.StatusCode, body: string(body)}) {
+			if slices.Contains(keys, k) {
+				t.Errorf("%s from the client reached the app over HTTP/2", k)
 			}
 		}
 	})

@@ -52,11 +52,49 @@ var Dropped = []string{
 	"Proxy",
 	// Another client address than the one clientip decided.
 	"True-Client-Ip", "X-Client-Ip", "Client-Ip", "X-Cluster-Client-Ip", "X-Originating-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip", "X-Proxyuser-Ip",
-	// An identity: the headers a login portal or forward-auth proxy
-	// (Rampart's, Authelia's, oauth2-proxy's) sets for the app, which an
-	// app behind one trusts. Only Rampart may set them.
-	"Remote-User", "Remote-Groups", "Remote-Name", "Remote-Email",
-	"X-Remote-User", "X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups", "X-Forwarded-Preferred-Username", "X-Auth-Request-User", "X-Auth-Request-Email",
+}
+
+// DroppedFamilies are prefixes of request header names that never reach
+// the app: the identities a login portal or forward-auth proxy sets for
+// the app, which an app that sat behind one trusts. Only Rampart's login
+// portal may tell the app who is signed in (Remote-User, -Groups,
+// -Name), and it sets its own after this. Whole families, so a spelling
+// nobody listed (X-Auth-Request-Preferred-Username) goes too. Every
+// X-Forwarded- name but For, Proto and Host (which Rampart sets from
+// trusted_proxies) is in the list: besides identities (-User, -Email,
+// -Groups, -Access-Token) it holds other paths, ports and schemes.
+var DroppedFamilies = []string{
+	"Remote-",               // Authelia, Rampart's own names
+	"X-Remote-",             // Apache, Kubernetes' authenticating proxy
+	"X-Auth-Request-",       // oauth2-proxy
+	"X-Forwarded-",          // oauth2-proxy, Traefik; other paths and schemes
+	"X-Webauth-",            // Grafana's auth proxy
+	"X-Pomerium-",           // Pomerium's claims and assertion
+	"Cf-Access-",            // Cloudflare Access
+	"X-Goog-Authenticated-", // Google IAP
+	"X-Goog-Iap-",           // Google IAP
+	"X-Amzn-Oidc-",          // AWS ALB OpenID Connect
+	"X-Ms-Client-Principal", // Azure App Service authentication
+	"X-Ms-Token-",           // Azure App Service authentication
+	"X-Authenticated-",      // assorted SSO front ends (X-Authenticated-User)
+}
+
+// forwarded are the X-Forwarded- names Rampart's proxy sets itself: they
+// are not dropped here, but replaced with what clientip decided.
+var forwarded = map[string]bool{"X-Forwarded-For": true, "X-Forwarded-Proto": true, "X-Forwarded-Host": true}
+
+// Drops reports whether a request header never reaches the app from a
+// client (names with "_" aside).
+func Drops(name string) bool {
+	if droppedSet[name] {
+		return true
+	}
+	for _, f := range DroppedFamilies {
+		if len(name) >= len(f) && strings.EqualFold(name[:len(f)], f) {
+			return !forwarded[http.CanonicalHeaderKey(name)]
+		}
+	}
+	return false
 }
 
 // droppedSet is Dropped as a set, for one lookup per request header.
@@ -99,7 +137,7 @@ func New(allowUnderscore []string) (*Policy, error) {
 		switch {
 		case !strings.Contains(name, "_"):
 			return nil, fmt.Errorf("%q has no '_': only names with one are dropped", name)
-		case res[key]:
+		case res[key] || Drops(strings.ReplaceAll(name, "_", "-")):
 			return nil, fmt.Errorf("%q reaches the app as %s, which only Rampart may set", name, key)
 		}
 		p.allowed[key] = true
@@ -137,7 +175,7 @@ func (p *Policy) Normalize(r *http.Request) (dropped []string, d *guard.Denial) 
 func (p *Policy) headers(r *http.Request) (dropped []string) {
 	var keys map[string]int // environ key → how many names file under it
 	for name := range r.Header {
-		if droppedSet[name] {
+		if Drops(name) {
 			dropped = append(dropped, name)
 			delete(r.Header, name)
 			continue
