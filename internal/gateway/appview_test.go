@@ -212,6 +212,48 @@ func TestAppViewHeaders(t *testing.T) {
 	})
 }
 
+// TestAppViewHostPort: a port in Host reaches the app (ProxyFix, or
+// Werkzeug's own request.host) and Flask builds absolute URLs from it,
+// such as a password reset link. Only the listener's port, 443, or none
+// pass, over HTTP/1.1 and HTTP/2.
+func TestAppViewHostPort(t *testing.T) {
+	t.Parallel()
+	app, tg := startCareless(t, gunicornOptions{worker: "gthread"}, nil)
+	hostSeen := func(r rawResponse) string {
+		var got struct {
+			Host string `json:"host"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &got); err != nil {
+			t.Fatalf("%d %s: %v", r.status, r.body, err)
+		}
+		return got.Host
+	}
+	raw := func(host string) string {
+		return "GET /whoami HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n"
+	}
+	if h := hostSeen(app.direct(t, raw("localhost:1337"))); h != "localhost:1337" {
+		t.Fatalf("straight from gunicorn the app reads host %q (the premise: localhost:1337)", h)
+	}
+	_, own, _ := net.SplitHostPort(tg.httpsAddr)
+	for host, want := range map[string]int{"localhost:1337": 421, "localhost:": 421, "localhost:80": 421, "localhost": 200, "localhost:443": 200, "localhost:" + own: 200} {
+		r := tg.through(t, raw(host))
+		if r.status != want {
+			t.Errorf("Host %s through Rampart: %d, want %d", host, r.status, want)
+		} else if want == 200 && hostSeen(r) != strings.TrimSuffix(host, ":443") { // Werkzeug drops https's own port
+			t.Errorf("Host %s reached the app as %q", host, hostSeen(r))
+		}
+	}
+	req := mustRequest(t, "GET", "https://localhost:1337/whoami")
+	resp, err := tg.client(true).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != 421 || !strings.HasPrefix(resp.Header.Get("Rampart-Reason"), "unknown_host") {
+		t.Errorf(":authority localhost:1337 over %s: %d %q", resp.Proto, resp.StatusCode, resp.Header.Get("Rampart-Reason"))
+	}
+}
+
 // TestAppViewDebuggerQuery: Werkzeug decodes query keys, so every
 // spelling of __debugger__ is the debugger's command endpoint.
 func TestAppViewDebuggerQuery(t *testing.T) {

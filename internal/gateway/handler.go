@@ -79,6 +79,10 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		g.deny(sw, info, unknownHost(http.StatusMisdirectedRequest, r.Host))
 		return
 	}
+	if !servedPort(r) {
+		g.deny(sw, info, unservedPort.With("host "+r.Host))
+		return
+	}
 	info.Site = st.name
 	if n, largest := headerSize(r); n > int64(snap.cfg.MaxHeaderSize) {
 		g.deny(sw, info, tooLarge.With(fmt.Sprintf("%d bytes over %d; the largest field: %s", n, snap.cfg.MaxHeaderSize, largest)))
@@ -228,6 +232,28 @@ func headerSize(r *http.Request) (n int64, largest string) {
 		largest = "request target"
 	}
 	return n, largest
+}
+
+// unservedPort is a Host naming a port no one connected to: the app
+// would build its links (a password reset's) from it.
+var unservedPort = &guard.Denial{Status: http.StatusMisdirectedRequest, Reason: "unknown_host",
+	Message: "This server does not serve that port.", Key: "listen.https"}
+
+// servedPort reports whether r's Host has no port, or the port of the
+// listener it came in on, or 443 (the port a client of a load balancer
+// or a port forward sees). Any other port reaches the app as part of
+// X-Forwarded-Host, and Flask builds absolute URLs with it.
+func servedPort(r *http.Request) bool {
+	_, port, err := net.SplitHostPort(r.Host)
+	if err != nil || port == "443" {
+		return true // no port (IPv6 literals in brackets included)
+	}
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if _, local, err := net.SplitHostPort(a.String()); err == nil && local == port {
+			return true
+		}
+	}
+	return false
 }
 
 var slowClient = &guard.Denial{Status: http.StatusTooManyRequests, Reason: "slow_client_limit",
