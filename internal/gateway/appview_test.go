@@ -254,6 +254,30 @@ func TestAppViewHostPort(t *testing.T) {
 	}
 }
 
+// TestNoncePageIsNotShared: a page the app marks public for shared
+// caches, with the response's CSP nonce in it. A CDN in front would give
+// every visitor that nonce; through Rampart the page is private.
+func TestNoncePageIsNotShared(t *testing.T) {
+	t.Parallel()
+	app, tg := startCareless(t, gunicornOptions{worker: "gthread"}, nil)
+	if r := app.direct(t, request("GET", "/cached-page", "X-CSP-Nonce: abc")); r.header.Get("Cache-Control") != "public, max-age=600, s-maxage=3600" || !strings.Contains(r.body, `nonce="abc"`) {
+		t.Fatalf("straight from gunicorn: %q %s (the premise: a public page with the nonce)", r.header.Get("Cache-Control"), r.body)
+	}
+	r := tg.through(t, request("GET", "/cached-page"))
+	csp := r.header.Get("Content-Security-Policy")
+	i := strings.Index(csp, "'nonce-")
+	if r.status != 200 || i < 0 {
+		t.Fatalf("%d, CSP %q", r.status, csp)
+	}
+	nonce := csp[i+len("'nonce-") : i+strings.Index(csp[i+1:], "'")+1]
+	if !strings.Contains(r.body, `nonce="`+nonce+`"`) {
+		t.Fatalf("the page does not carry the response's nonce %q: %s", nonce, r.body)
+	}
+	if got := r.header.Get("Cache-Control"); got != "private, max-age=600" {
+		t.Errorf("Cache-Control %q, want private, max-age=600", got)
+	}
+}
+
 // TestAppViewDebuggerQuery: Werkzeug decodes query keys, so every
 // spelling of __debugger__ is the debugger's command endpoint.
 func TestAppViewDebuggerQuery(t *testing.T) {

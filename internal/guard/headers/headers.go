@@ -77,6 +77,46 @@ func (p *Policy) Apply(h http.Header, nonce string) {
 	if p.download {
 		h.Set("Content-Disposition", attachment(h.Get("Content-Disposition")))
 	}
+	if nonce != "" && isHTML(h) {
+		privateCache(h)
+	}
+}
+
+// isHTML reports whether a response is an HTML page: where a nonce is
+// written into the body.
+func isHTML(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.TrimSpace(strings.ToLower(mt))
+	return mt == "text/html" || mt == "application/xhtml+xml"
+}
+
+// privateCache keeps a page that carries this response's CSP nonce out
+// of shared caches: a CDN or proxy that stored it would hand every
+// visitor the same nonce, and an attacker who read it once could run
+// script on the page for as long as it is cached. "public" and
+// "s-maxage" go, "private" is added; the browser's own cache, and what
+// the app said of it (max-age, no-store, no-cache), stay.
+func privateCache(h http.Header) {
+	var kept []string
+	private := false
+	for _, v := range h.Values("Cache-Control") {
+		for _, d := range strings.Split(v, ",") {
+			d = strings.TrimSpace(d)
+			name, _, _ := strings.Cut(strings.ToLower(d), "=")
+			switch name {
+			case "", "public", "s-maxage", "proxy-revalidate":
+				continue
+			case "private", "no-store":
+				private = true
+			}
+			kept = append(kept, d)
+		}
+	}
+	if !private {
+		kept = append([]string{"private"}, kept...)
+	}
+	h.Set("Cache-Control", strings.Join(kept, ", "))
 }
 
 var reportingEndpoints = []string{csp.ReportingEndpoints()}

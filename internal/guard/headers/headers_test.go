@@ -114,3 +114,32 @@ func TestRouteOverridesAndDownload(t *testing.T) {
 		}
 	}
 }
+
+// TestNoncePagesStayPrivate: a page carrying a response's nonce is never
+// left to a shared cache, whatever the app said; other responses are.
+func TestNoncePagesStayPrivate(t *testing.T) {
+	t.Parallel()
+	p := New(config.Headers{}, csp.New("default-src 'self'", false, true), false)
+	for _, tc := range []struct {
+		name, ct, nonce, cc, want string
+	}{
+		{"public page", "text/html; charset=utf-8", "n1", "public, max-age=600", "private, max-age=600"},
+		{"shared-cache lifetime", "text/html", "n1", "max-age=60, s-maxage=600, proxy-revalidate", "private, max-age=60"},
+		{"no cache-control", "text/html", "n1", "", "private"},
+		{"no-store kept", "TEXT/HTML", "n1", "no-store", "no-store"},
+		{"already private", "text/html", "n1", "private, max-age=0", "private, max-age=0"},
+		{"not HTML", "application/json", "n1", "public, max-age=600", "public, max-age=600"},
+		{"no nonce", "text/html", "", "public, max-age=600", "public, max-age=600"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{"Content-Type": {tc.ct}}
+			if tc.cc != "" {
+				h.Set("Cache-Control", tc.cc)
+			}
+			p.Apply(h, tc.nonce)
+			if got := h.Get("Cache-Control"); got != tc.want {
+				t.Errorf("Cache-Control %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -71,3 +71,12 @@ def get_only():
 
 
 application = DebuggedApplication(ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1), evalex=True)
+
+
+@app.route("/cached-page")
+def cached_page():
+    """A page with the CSP nonce in it, marked for shared caches."""
+    nonce = request.headers.get("X-CSP-Nonce", "")
+    resp = make_response(f'<!doctype html><script nonce="{nonce}">document.title="hi"</script>')
+    resp.headers["Cache-Control"] = "public, max-age=600, s-maxage=3600"
+    return resp
