@@ -125,6 +125,11 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	}
 	release, d := st.body.Buffer(sw, r)
 	defer release()
+	// The body is complete (Go answered the client's Expect when it was
+	// read) and Content-Length exact: an Expect would only make the
+	// upstream wait for a second go-ahead, and the WAF must judge the
+	// request the upstream gets.
+	r.Header.Del("Expect")
 	if d == nil {
 		d = st.limits.CheckBody(r) // a login's user name, now that the body is here
 	}
@@ -155,9 +160,6 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		g.deny(sw, info, slowClient)
 		return
 	}
-	// The body is complete and Content-Length exact: an Expect would only
-	// make the upstream wait for a second go-ahead.
-	r.Header.Del("Expect")
 	if rt.placeholder != "" {
 		// The nonce is written over the placeholder in HTML bodies on the
 		// way back, which Rampart can do for gzip and identity only, and

@@ -20,6 +20,7 @@ import (
 	"testing"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
 // ordinary is one request of the false-positive corpus: what a Flask
@@ -338,4 +339,45 @@ func ruleList(m map[string][]string) string {
 		parts = append(parts, name+": "+strings.Join(m[name], " "))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// TestWAFJudgesTheForwardedRequest: the firewall judges the request the
+// app will get. Rampart answers Expect: 100-continue itself and forwards
+// the body whole without it, so the CRS must not hold it against the
+// client, while a header that does reach the app still counts.
+func TestWAFJudgesTheForwardedRequest(t *testing.T) {
+	t.Parallel()
+	app := startGunicornApp(t, "ordinary:app")
+	site := siteFor(app.upstream())
+	site.WAF = config.WAF{Mode: "block", Paranoia: 1}
+	tg := startGateway(t, config.Config{Sites: []config.Site{site}})
+	c := tg.client(false)
+	c.Transport.(*http.Transport).ExpectContinueTimeout = testutil.WaitTimeout // wait for the 100, as curl does
+	post := func(header ...string) (int, string) {
+		r, err := http.NewRequest("POST", "https://localhost/comments", strings.NewReader("comment=Looks+good+to+me"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		browser(r)
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for i := 0; i+1 < len(header); i += 2 {
+			r.Header.Set(header[i], header[i+1])
+		}
+		resp, err := c.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := post("Expect", "100-continue"); code != http.StatusOK || !strings.Contains(body, "Looks good to me") {
+		t.Errorf("a form posted with Expect: 100-continue: %d %.300s", code, body)
+	}
+	if code, _ := post("X-HTTP-Method-Override", "DELETE"); code != http.StatusOK {
+		t.Errorf("a header Rampart drops before the app still counted: %d", code)
+	}
+	if code, _ := post("Content-Encoding", "gzip"); code != http.StatusForbidden {
+		t.Errorf("a restricted header that does reach the app was not held against it: %d", code)
+	}
 }
