@@ -450,3 +450,55 @@ func TestAppViewEncodedTracebacks(t *testing.T) {
 		}
 	}
 }
+
+// TestAppViewTracebacksPastTheSearch: a 400 that echoes 70 KB of input
+// before its traceback (past the 64 KiB a 4xx is searched before its
+// header goes), and a 500 JSON body with traceback.format_tb() frames and
+// no "Traceback" line. Straight from gunicorn both give the secret away;
+// through Rampart the first is cut before the traceback (a broken
+// response, logged) and the second is replaced, over HTTP/1.1 and HTTP/2.
+func TestAppViewTracebacksPastTheSearch(t *testing.T) {
+	t.Parallel()
+	app, tg := startCareless(t, gunicornOptions{worker: "gthread"}, nil)
+	input := strings.Repeat("a", 70<<10)
+	for _, req := range []string{
+		"POST /echo-error HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: " + fmt.Sprint(len(input)) + "\r\nConnection: close\r\n\r\n" + input,
+		request("GET", "/api/fail"),
+	} {
+		if d := app.direct(t, req); !strings.Contains(d.body, "hunter2") || !strings.Contains(d.body, `File \"`) && !strings.Contains(d.body, `File "`) {
+			t.Fatalf("%.40q: the app does not leak (the premise): %d %.200s", req, d.status, d.body)
+		}
+	}
+	for _, h2 := range []bool{false, true} {
+		c := tg.client(h2)
+		get := func(path string) (*http.Response, string, error) {
+			resp, err := c.Get("https://localhost" + path)
+			if path == "/echo-error" {
+				resp, err = c.Post("https://localhost"+path, "text/plain", strings.NewReader(input))
+			}
+			if err != nil {
+				return nil, "", err
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			return resp, string(b), err
+		}
+		resp, body, err := get("/echo-error")
+		if err == nil || strings.Contains(body, "Traceback") || strings.Contains(body, "hunter2") {
+			t.Errorf("h2 %v: the long 400 ended with %v after %d bytes, traceback given out: %v", h2, err, len(body), strings.Contains(body, "hunter2"))
+		}
+		if resp != nil && resp.StatusCode != 400 {
+			t.Errorf("h2 %v: the long 400 answered %d", h2, resp.StatusCode)
+		}
+		resp, body, err = get("/api/fail")
+		if err != nil || resp.StatusCode != 500 || strings.Contains(body, "hunter2") || strings.Contains(body, "app.py") || resp.Header.Get("Rampart-Reason") != "debug_leak_blocked" {
+			t.Errorf("h2 %v: the frames-only 500: %v %v %q %.200s", h2, err, resp != nil && resp.StatusCode == 500, resp.Header.Get("Rampart-Reason"), body)
+		}
+	}
+	if logs := tg.waitLog(t, "past the first"); !strings.Contains(logs, `"kind":"debug_leak_blocked"`) {
+		t.Error("the cut response was not logged as a leak")
+	}
+	if logs := tg.waitLog(t, `"truncated":true`); !strings.Contains(logs, "cut before a traceback") {
+		t.Error("the request's line does not say the response was cut")
+	}
+}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,13 +18,21 @@ import (
 	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
+var errTracebackCut = errors.New("cut before a traceback in the body (debug_leak_blocked)")
+
 // responseGuards returns the response guards of one request, in the order
 // of docs/design.md: debug leaks, redirects, cookies, then the nonce in the
 // body. The security headers come after, as the response is written (see
 // statusWriter), so that they cover Rampart's own pages too.
 func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) func(*http.Response) error {
 	return func(resp *http.Response) error {
-		v, err := leaks.Inspect(resp)
+		v, err := leaks.Inspect(resp, func(v leaks.Verdict) {
+			// Found as the body streamed: the client gets a broken
+			// response, without the traceback, and the request's line
+			// says it was cut.
+			info.Truncated = errTracebackCut
+			telemetry.Event(g.log, "debug_leak_blocked", info, v.Reason, v.Sample)
+		})
 		if err != nil {
 			return err
 		}

@@ -193,10 +193,8 @@ func checkWerkzeugDebugger(ctx context.Context, t *scan.Target) (scan.Status, st
 		if page.Status >= 400 && page.Status < 500 {
 			continue
 		}
-		for _, m := range leaks.Markers {
-			if bytes.Contains(page.Body, m) {
-				return scan.Fail, fmt.Sprintf("GET %s answers %d with %q", p, page.Status, m)
-			}
+		if found := leaks.Find(page.Body); found != "" {
+			return scan.Fail, fmt.Sprintf("GET %s answers %d with %q", p, page.Status, found)
 		}
 		if p != "/" && page.Status == 200 && bytes.Contains(page.Body, []byte("debugger")) && strings.Contains(page.Header.Get("Content-Type"), "javascript") {
 			return scan.Fail, "GET " + p + " serves the debugger's script"

@@ -14,10 +14,12 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"regexp"
 	"strings"
 
 	"github.com/andybalholm/brotli"
@@ -91,6 +93,30 @@ var Markers = [][]byte{
 	[]byte("EVALEX"),
 }
 
+// frameLine is a traceback frame without its "Traceback" header, as
+// traceback.format_tb() or format_stack() put them in a JSON error body:
+// File "/srv/app.py", line 98, in view. The quotes may come escaped by
+// JSON (\") or HTML (&quot;, &#34;).
+var frameLine = regexp.MustCompile(`File (?:\\?"|&quot;|&#34;|&#x22;)[^"\r\n]{1,512}?(?:\\?"|&quot;|&#34;|&#x22;), line [0-9]{1,7}, in `)
+
+// window is the longest match Find can make: a scan of a stream keeps
+// this much of one piece to find a match across pieces.
+const window = 600
+
+// Find reports the first sign of a traceback or the debugger in body, as
+// a short description, or "".
+func Find(body []byte) string {
+	for _, m := range Markers {
+		if bytes.Contains(body, m) {
+			return string(m)
+		}
+	}
+	if loc := frameLine.FindIndex(body); loc != nil {
+		return "a traceback frame: " + string(body[loc[0]:min(loc[1], loc[0]+200)])
+	}
+	return ""
+}
+
 // Verdict is what Inspect found.
 type Verdict struct {
 	// Leak is set when the response must not reach the client.
@@ -107,16 +133,21 @@ type Verdict struct {
 // Inspect decides on an error response (status 400 and up) with a text,
 // HTML, JSON or XML body: it reads up to InspectLimit bytes of a 5xx
 // (InspectLimit4xx of a 4xx), decodes them (gzip, deflate, br, zstd) and
-// looks for Markers, then puts the body back as the upstream sent it, so
-// it is intact when nothing is found.
+// looks for a traceback (Find), then puts the body back as the upstream
+// sent it, so it is intact when nothing is found.
 //
 // A 5xx that cannot be read whole is a Leak: an app's error page has no
 // reason to be large or oddly encoded, and passing it on unread is how
-// the outside test got a gzipped traceback through. A 4xx is inspected as
-// far as it can be and otherwise passed on. Responses below 400 are not
-// inspected: pages that teach Python show tracebacks on purpose, and the
-// debugger's own endpoints are refused on the way in (Check).
-func Inspect(resp *http.Response) (Verdict, error) {
+// the outside test got a gzipped traceback through. A 4xx longer than
+// its limit goes on to the client, searched as it streams: a traceback
+// after 70 KB of echoed input is found there, the response is cut before
+// it (the client gets a broken response, never the traceback), and late
+// is called once with the verdict, for the log. A 4xx whose coding
+// cannot be decoded, or that is longer than its limit and encoded, is
+// replaced: it cannot be searched as it streams. Responses below 400 are
+// not inspected: pages that teach Python show tracebacks on purpose, and
+// the debugger's own endpoints are refused on the way in (Check).
+func Inspect(resp *http.Response, late func(Verdict)) (Verdict, error) {
 	if resp.StatusCode < 400 || !textual(resp.Header.Get("Content-Type")) || resp.Body == nil || resp.Body == http.NoBody {
 		return Verdict{}, nil
 	}
@@ -126,21 +157,96 @@ func Inspect(resp *http.Response) (Verdict, error) {
 		limit = InspectLimit
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	resp.Body = readCloser{io.MultiReader(bytes.NewReader(raw), resp.Body), resp.Body}
+	rest := resp.Body
+	resp.Body = readCloser{io.MultiReader(bytes.NewReader(raw), rest), rest}
 	if err != nil {
 		return Verdict{}, err
 	}
-	decoded, whole := decode(raw, resp.Header.Values("Content-Encoding"), limit)
-	for _, m := range Markers {
-		if bytes.Contains(decoded, m) {
-			return Verdict{Leak: true, Reason: "traceback_in_response", Sample: string(decoded[:min(len(decoded), 2048)])}, nil
-		}
+	codings := resp.Header.Values("Content-Encoding")
+	decoded, whole := decode(raw, codings, limit)
+	if found := Find(decoded); found != "" {
+		return Verdict{Leak: true, Reason: "traceback_in_response", Sample: sample(decoded, found)}, nil
 	}
-	if serverError && (!whole || int64(len(raw)) > limit) {
-		return Verdict{Leak: true, Reason: "uninspectable_server_error", Sample: fmt.Sprintf("%d bytes or more, Content-Encoding %q", len(raw), resp.Header.Values("Content-Encoding"))}, nil
+	longer := int64(len(raw)) > limit
+	switch {
+	case serverError && (!whole || longer):
+		return Verdict{Leak: true, Reason: "uninspectable_server_error", Sample: fmt.Sprintf("%d bytes or more, Content-Encoding %q", len(raw), codings)}, nil
+	case longer && !identity(codings):
+		return Verdict{Leak: true, Reason: "uninspectable_error", Sample: fmt.Sprintf("a %d answer of more than %d bytes, Content-Encoding %q", resp.StatusCode, limit, codings)}, nil
+	case longer:
+		// Searched as it streams, from where the search above ended.
+		resp.Body = &scanning{r: resp.Body, c: rest, late: late, status: resp.StatusCode}
 	}
 	return Verdict{}, nil
 }
+
+// sample is the body from a little before what was found, for the log.
+func sample(body []byte, found string) string {
+	at := max(0, bytes.Index(body, []byte(found))-256)
+	if strings.HasPrefix(found, "a traceback frame: ") {
+		at = max(0, frameLine.FindIndex(body)[0]-256)
+	}
+	return string(body[at:min(len(body), at+2048)])
+}
+
+func identity(codings []string) bool {
+	for _, v := range codings {
+		for _, c := range strings.Split(v, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// errCut ends a response whose rest held a traceback.
+var errCut = errors.New("a traceback in the response: cut off")
+
+// scanning searches a body as it streams. It holds back the last window
+// bytes it has read, so a traceback that starts in one read and ends in
+// the next is found before any of it leaves; on finding one it stops,
+// returning errCut, and the proxy aborts the response.
+type scanning struct {
+	r      io.Reader
+	c      io.Closer
+	late   func(Verdict)
+	status int
+	held   []byte // read, searched, not yet given out
+	out    []byte // searched and free to give out
+	err    error
+	buf    [32 << 10]byte
+}
+
+func (s *scanning) Read(p []byte) (int, error) {
+	for len(s.out) == 0 {
+		if s.err != nil {
+			return 0, s.err
+		}
+		n, err := s.r.Read(s.buf[:])
+		s.held = append(s.held, s.buf[:n]...)
+		if found := Find(s.held); found != "" {
+			s.held, s.out, s.err = nil, nil, errCut
+			if s.late != nil {
+				s.late(Verdict{Leak: true, Reason: "traceback_in_response", Sample: fmt.Sprintf("in a %d answer, past the first %d bytes: %s", s.status, InspectLimit4xx, found)})
+			}
+			return 0, errCut
+		}
+		if err != nil {
+			s.out, s.held, s.err = s.held, nil, err // the end: nothing more to find
+			continue
+		}
+		if keep := len(s.held) - window; keep > 0 {
+			s.out = append(s.out[:0], s.held[:keep]...)
+			s.held = append(s.held[:0], s.held[keep:]...)
+		}
+	}
+	n := copy(p, s.out)
+	s.out = s.out[n:]
+	return n, nil
+}
+
+func (s *scanning) Close() error { return s.c.Close() }
 
 // decode undoes the content codings of body, last applied first, up to
 // limit bytes. whole is false when a coding is unknown, the stream is

@@ -5,11 +5,13 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
@@ -104,7 +106,10 @@ func TestInspect(t *testing.T) {
 		{"a traceback after a long prefix, 5xx", 500, "text/plain", "", long + tb, true, "uninspectable_server_error"},
 		{"a traceback after a long gzipped prefix, 5xx", 500, "text/plain", "gzip", encode(t, long+tb, "gzip"), true, "uninspectable_server_error"},
 		{"a long clean 4xx passes", 404, "text/plain", "", long + "x", false, ""},
-		{"a 4xx is searched for its first 64 KiB only", 404, "text/plain", "", strings.Repeat("x", InspectLimit4xx) + tb, false, ""},
+		{"a long gzipped 4xx is not passed unsearched", 404, "text/plain", "gzip", encode(t, long+"x", "gzip") + strings.Repeat("\x00", InspectLimit4xx), true, "uninspectable_error"},
+		{"frames without their header, in JSON", 500, "application/json", "", `{"error": "boom", "trace": ["  File \"/srv/app.py\", line 98, in view\n"]}`, true, "traceback_in_response"},
+		{"frames without their header, HTML-escaped", 422, "text/html", "", `<pre>File &quot;/srv/app/views.py&quot;, line 12, in create</pre>`, true, "traceback_in_response"},
+		{"a file name and a line are no frame", 404, "text/html", "", `File "report.pdf", line 3 of the index, is not here`, false, ""},
 		{"a traceback within a 4xx's 64 KiB", 404, "text/plain", "", strings.Repeat("x", InspectLimit4xx-len(tb)) + tb, true, "traceback_in_response"},
 		{"a traceback within the limit after a prefix", 503, "text/plain", "", strings.Repeat("x", InspectLimit/2) + tb, true, "traceback_in_response"},
 	} {
@@ -116,12 +121,52 @@ func TestInspect(t *testing.T) {
 			if tt.ce != "" {
 				resp.Header.Set("Content-Encoding", tt.ce)
 			}
-			v, err := Inspect(resp)
+			v, err := Inspect(resp, func(v Verdict) { t.Errorf("a late verdict: %+v", v) })
 			if err != nil || v.Leak != tt.leak || v.Reason != tt.reason {
 				t.Fatalf("Inspect = %+v, %v; want leak %v, reason %q", v, err, tt.leak, tt.reason)
 			}
 			if body, _ := io.ReadAll(resp.Body); string(body) != tt.body {
 				t.Error("the body was not put back whole")
+			}
+		})
+	}
+}
+
+// TestInspectLongErrorStreams: a 4xx longer than its 64 KiB limit goes
+// on searched as it streams. A traceback anywhere in it, however the
+// reads cut it, ends the body before the traceback's first byte.
+func TestInspectLongErrorStreams(t *testing.T) {
+	t.Parallel()
+	tb := "Traceback (most recent call last):\n  File \"app.py\", line 3, in view\nRuntimeError: boom"
+	frames := `{"trace": ["  File \"/srv/app.py\", line 98, in view"]}`
+	for _, tt := range []struct {
+		name, prefix, leak string
+	}{
+		{"70 KB echoed, then a traceback", strings.Repeat("a", 70<<10), tb},
+		{"a traceback across a read boundary", strings.Repeat("b", 96<<10-10), tb},
+		{"a megabyte, then frames", strings.Repeat("c", 1<<20), frames},
+		{"clean", strings.Repeat("d", 200<<10), ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			body := tt.prefix + tt.leak + strings.Repeat(" tail", 100)
+			resp := &http.Response{StatusCode: 400, Header: http.Header{"Content-Type": {"text/html"}}, Body: io.NopCloser(iotest.HalfReader(strings.NewReader(body)))}
+			var late []Verdict
+			v, err := Inspect(resp, func(v Verdict) { late = append(late, v) })
+			if err != nil || v.Leak {
+				t.Fatalf("Inspect = %+v, %v: the first 64 KiB are clean", v, err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			if tt.leak == "" {
+				if err != nil || string(got) != body || len(late) > 0 {
+					t.Fatalf("a clean body: %d of %d bytes, %v, late %v", len(got), len(body), err, late)
+				}
+				return
+			}
+			if !errors.Is(err, errCut) || len(late) != 1 || late[0].Reason != "traceback_in_response" {
+				t.Fatalf("err %v, late %+v", err, late)
+			}
+			if len(got) > len(tt.prefix) || !strings.HasPrefix(tt.prefix, string(got)) {
+				t.Errorf("%d bytes given out, past the %d before the traceback", len(got), len(tt.prefix))
 			}
 		})
 	}

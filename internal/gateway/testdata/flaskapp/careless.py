@@ -80,3 +80,22 @@ def cached_page():
     resp = make_response(f'<!doctype html><script nonce="{nonce}">document.title="hi"</script>')
     resp.headers["Cache-Control"] = "public, max-age=600, s-maxage=3600"
     return resp
+
+
+@app.route("/echo-error", methods=["POST"])
+def echo_error():
+    """A 400 that echoes the input back, then the traceback it caught."""
+    try:
+        raise ValueError("secret internal detail: DATABASE_PASSWORD=hunter2")
+    except ValueError:
+        body = "bad input: " + request.get_data(as_text=True) + "\n" + traceback.format_exc()
+    return Response(body, status=400, mimetype="text/plain")
+
+
+@app.route("/api/fail")
+def api_fail():
+    """A JSON error with the frames of its traceback, without the header."""
+    try:
+        raise RuntimeError("secret internal detail: DATABASE_PASSWORD=hunter2")
+    except RuntimeError as e:
+        return jsonify(error=str(e.__class__.__name__), trace=traceback.format_tb(e.__traceback__)), 500
