@@ -127,6 +127,12 @@ type Guards struct {
 	// header. Name only headers the app really reads; a name that would
 	// pose as a header Rampart sets or drops is refused. Default none.
 	InsecureUnderscoreHeaders []string `yaml:"insecure_underscore_headers"`
+	// InsecureUploadPaths lets multipart uploads through whose file names
+	// are paths out of a folder ("/etc/cron.d/x", "C:\x", "..\x"),
+	// which are otherwise refused with 400: Werkzeug hands them to the
+	// app as sent, and an app that saves under the client's name writes
+	// there. Browsers never send one. Default false.
+	InsecureUploadPaths bool `yaml:"insecure_upload_paths"`
 }
 
 // Route overrides a site's settings below a path. The route with the

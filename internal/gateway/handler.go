@@ -16,6 +16,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
 	"github.com/rampartproxy/rampart/internal/guard/headers"
+	"github.com/rampartproxy/rampart/internal/guard/uploads"
 	"github.com/rampartproxy/rampart/internal/pages"
 	"github.com/rampartproxy/rampart/internal/portal"
 	"github.com/rampartproxy/rampart/internal/proxy"
@@ -132,6 +133,9 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	r.Header.Del("Expect")
 	if d == nil {
 		d = st.limits.CheckBody(r) // a login's user name, now that the body is here
+	}
+	if d == nil && !st.uploadPaths {
+		d = uploads.CheckFilenames(r) // before the WAF, which misses absolute paths
 	}
 	if d != nil {
 		g.deny(sw, info, d)

@@ -68,10 +68,13 @@ type site struct {
 	redirects *redirects.Policy
 	paths     requestGuard      // skipped under portal.Prefix, which is Rampart's own
 	limits    *ratelimit.Policy // also in guards, but for its form rules after the body
-	proxy     *proxy.Proxy
-	inbound   *normalize.Policy
-	key       string   // identifies the proxy, so reloads can reuse it
-	routes    []*route // longest match first; the last is the site itself ("/")
+	// uploadPaths is guards.insecure_upload_paths: file names that are
+	// paths pass.
+	uploadPaths bool
+	proxy       *proxy.Proxy
+	inbound     *normalize.Policy
+	key         string   // identifies the proxy, so reloads can reuse it
+	routes      []*route // longest match first; the last is the site itself ("/")
 }
 
 // route is one path prefix's response policy, compiled.
@@ -184,7 +187,7 @@ func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error)
 }
 
 func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy, ca func() (*certs.LocalCA, error), shared store.Store, log *slog.Logger) (*site, error) {
-	st := &site{name: sc.Hosts[0]}
+	st := &site{name: sc.Hosts[0], uploadPaths: sc.Guards.InsecureUploadPaths}
 	for _, h := range sc.Hosts {
 		if a, err := netip.ParseAddr(h); err == nil {
 			h = a.Unmap().String() // the form a connection's local address takes

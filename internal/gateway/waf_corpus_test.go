@@ -135,14 +135,14 @@ func corpus(t *testing.T) []ordinary {
 	// test's site excludes that rule on /graphql, as the README says to.
 	c = append(c, ordinary{name: "graphql", method: "POST", target: "/graphql", contentType: "application/json",
 		body: []byte(`{"query":"query GetUser($id: ID!) { user(id: $id) { name email } }","variables":{"id":"42"}}`), want: map[string]string{}})
-	c = append(c, uploads(t)...)
+	c = append(c, uploadCorpus(t)...)
 	return c
 }
 
 // uploads are multipart posts of real files: a PNG, a zip (as a .docx
 // is), a CSV with quotes, a PDF header, text in French, a name with
 // spaces and accents.
-func uploads(t *testing.T) []ordinary {
+func uploadCorpus(t *testing.T) []ordinary {
 	t.Helper()
 	img := image.NewRGBA(image.Rect(0, 0, 32, 32))
 	for i := range img.Pix {
