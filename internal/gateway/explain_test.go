@@ -236,3 +236,43 @@ func TestDefaultLoginLimits(t *testing.T) {
 		t.Errorf("%d of 300 guesses at one account from 300 addresses reached the app", distributed)
 	}
 }
+
+// TestLoginLimitReadsTheNameAsTheAppDoes: loginapp.py reads the user
+// name from request.values or get_json(force=True). Every spelling below
+// gets "alice" to it straight from gunicorn; through Rampart's default
+// limits, guesses at alice from one address reach it 5 times however
+// they are spelled.
+func TestLoginLimitReadsTheNameAsTheAppDoes(t *testing.T) {
+	t.Parallel()
+	app := startGunicornApp(t, "loginapp:app")
+	spellings := []struct{ target, ct, body string }{
+		{"/login", "application/x-www-form-urlencoded; charset=utf-8; charset=utf-8", "username=alice&password=guess"},
+		{"/login", "application/x-www-form-urlencoded;;foo", "username=alice&password=guess"},
+		{"/login?username=alice", "application/x-www-form-urlencoded", "password=guess"},
+		{"/login", "application/json", `{"username": "alice", "n": 1e999}`},
+		{"/login", "application/json", "\xef\xbb\xbf" + `{"username": "alice"}`},
+		{"/login", "application/vnd.login+json", `{"username": "alice"}`},
+		{"/login", "text/plain", `{"username": "alice"}`},
+		{"/login", "application/x-www-form-urlencoded", "pad=" + strings.Repeat("x", 70<<10) + "&username=alice"},
+	}
+	raw := func(s struct{ target, ct, body string }) string {
+		return fmt.Sprintf("POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", s.target, s.ct, len(s.body), s.body)
+	}
+	for _, s := range spellings {
+		if r := app.direct(t, raw(s)); !strings.Contains(r.body, `"user":"alice"`) {
+			t.Fatalf("%s %.60s: the app did not read alice (the premise): %d %s", s.ct, s.body, r.status, r.body)
+		}
+	}
+	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor(app.upstream())}})
+	reached := 0
+	for range 3 {
+		for _, s := range spellings {
+			if r := tg.through(t, raw(s)); strings.Contains(r.body, `"user":"alice"`) {
+				reached++
+			}
+		}
+	}
+	if reached != 5 {
+		t.Errorf("%d of %d guesses at alice from one address reached the app, want 5", reached, 3*len(spellings))
+	}
+}

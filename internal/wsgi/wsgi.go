@@ -76,3 +76,75 @@ func unhex(c byte) byte {
 	}
 	return c - 'A' + 10
 }
+
+// OptionsHeader splits a header such as Content-Type or a multipart
+// part's Content-Disposition the way Werkzeug's parse_options_header
+// does: the value is what comes before the first ';', trimmed (callers
+// lower-case a media type, as Request.mimetype does); each option is
+// key=value, a token or a quoted string with \" and \\ escapes (and
+// %22, as browsers write a quote in a multipart file name), its key
+// lower-cased; an option that is not one is skipped, and the last of a
+// repeated key wins. key*=charset”value (RFC 2231) is percent-decoded
+// into key. Go's mime.ParseMediaType refuses a repeated or malformed
+// option and so reads nothing where Werkzeug reads the rest.
+func OptionsHeader(h string) (value string, options map[string]string) {
+	value, rest, _ := strings.Cut(h, ";")
+	value = strings.TrimSpace(value)
+	options = map[string]string{}
+	for rest != "" {
+		rest = strings.TrimLeft(rest, " \t")
+		i := 0
+		for i < len(rest) && isTokenChar(rest[i]) {
+			i++
+		}
+		key := strings.ToLower(rest[:i])
+		rest = rest[i:]
+		var v string
+		ok := key != "" && strings.HasPrefix(rest, "=")
+		if ok {
+			rest = rest[1:]
+			if strings.HasPrefix(rest, `"`) {
+				v, rest, ok = quoted(rest)
+			} else {
+				j := 0
+				for j < len(rest) && isTokenChar(rest[j]) {
+					j++
+				}
+				v, rest, ok = rest[:j], rest[j:], j > 0
+			}
+		}
+		if ok {
+			if k, star := strings.CutSuffix(key, "*"); star {
+				if _, enc, found := strings.Cut(v, "''"); found {
+					v = Unquote(strings.ReplaceAll(enc, "+", "%2B"))
+				}
+				key = k
+			}
+			options[key] = v
+		}
+		_, rest, _ = strings.Cut(rest, ";")
+	}
+	return value, options
+}
+
+// quoted reads a quoted string at the start of s.
+func quoted(s string) (v, rest string, ok bool) {
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		switch {
+		case s[i] == '\\' && i+1 < len(s) && (s[i+1] == '\\' || s[i+1] == '"'):
+			b.WriteByte(s[i+1])
+			i++
+		case s[i] == '"':
+			return strings.ReplaceAll(b.String(), "%22", `"`), s[i+1:], true
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return "", "", false
+}
+
+// isTokenChar reports whether c may be in an RFC 9110 token.
+func isTokenChar(c byte) bool {
+	return c > 0x20 && c < 0x7f && !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, rune(c))
+}

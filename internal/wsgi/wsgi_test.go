@@ -1,6 +1,7 @@
 package wsgi
 
 import (
+	"maps"
 	"slices"
 	"testing"
 )
@@ -45,5 +46,32 @@ func TestQuery(t *testing.T) {
 				t.Errorf("Query(%q) = %q, want %q", tt.raw, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestOptionsHeader: each case was compared with Werkzeug 3's
+// parse_options_header (main, after 3.1.8): the same value and options.
+func TestOptionsHeader(t *testing.T) {
+	for _, tc := range []struct {
+		in, value string
+		options   map[string]string
+	}{
+		{"application/x-www-form-urlencoded; charset=utf-8; charset=latin1", "application/x-www-form-urlencoded", map[string]string{"charset": "latin1"}},
+		{"Application/JSON ; foo; =bar", "Application/JSON", map[string]string{}},
+		{"multipart/form-data; boundary=X; boundary=B", "multipart/form-data", map[string]string{"boundary": "B"}},
+		{`multipart/form-data; boundary="a\"b"; x=1`, "multipart/form-data", map[string]string{"boundary": `a"b`, "x": "1"}},
+		{`form-data; name="f"; filename="C:\\x\\y.txt"`, "form-data", map[string]string{"name": "f", "filename": `C:\x\y.txt`}},
+		{`form-data; name="f"; filename="a%22b"`, "form-data", map[string]string{"name": "f", "filename": `a"b`}},
+		{`form-data; name=f; filename*=UTF-8''%2Fetc%2Fx`, "form-data", map[string]string{"name": "f", "filename": "/etc/x"}},
+		{`form-data; name="f"; filename*=utf-8''a+b`, "form-data", map[string]string{"name": "f", "filename": "a+b"}},
+		{"text/plain;charset", "text/plain", map[string]string{}},
+		{`a/b; k="unterminated`, "a/b", map[string]string{}},
+		{"a/b; K=V; k=w", "a/b", map[string]string{"k": "w"}},
+		{"a/b;;;k=v", "a/b", map[string]string{"k": "v"}},
+	} {
+		v, o := OptionsHeader(tc.in)
+		if v != tc.value || !maps.Equal(o, tc.options) {
+			t.Errorf("OptionsHeader(%q) = %q %v, want %q %v", tc.in, v, o, tc.value, tc.options)
+		}
 	}
 }

@@ -131,10 +131,14 @@ func (p *Policy) Check(r *http.Request) *guard.Denial {
 	return p.check(r, false)
 }
 
-// CheckBody counts r against the rules keyed on a form field (ip+form:),
-// once its body is buffered: a login form's user name, so that one
-// account's guesses are limited without limiting everyone behind the
-// same address. A request without such a field is not counted by them.
+// CheckBody counts r against the rules keyed on a form field (ip+form:,
+// form:), once its body is buffered: a login form's user name, so that
+// one account's guesses are limited without limiting everyone behind the
+// same address. Every account name the request carries where the app may
+// read it is counted (see accounts). A request whose body cannot be read
+// as the app would read it is counted as an unknown account of its
+// address; one that plainly carries none of the fields is not counted by
+// these rules.
 func (p *Policy) CheckBody(r *http.Request) *guard.Denial {
 	if len(p.allFields) == 0 {
 		return nil // no rule is keyed on a form field
@@ -142,52 +146,85 @@ func (p *Policy) CheckBody(r *http.Request) *guard.Denial {
 	return p.check(r, true)
 }
 
+// read is a request's account names for one list of fields.
+type read struct {
+	vals  []string
+	known bool
+}
+
 func (p *Policy) check(r *http.Request, form bool) *guard.Denial {
 	client := reqinfo.From(r.Context()).Client.Client
-	var fields map[string]string // read once, for the first form rule
+	var reads map[string]read // by field list: each body is read once per list
 	for i := range p.rules {
 		rule := &p.rules[i]
 		if len(rule.fields) > 0 != form || !strings.HasPrefix(r.URL.Path, rule.match) || rule.methods != nil && !rule.methods[r.Method] {
 			continue
 		}
 		who := rule.bucket(r, client)
-		if form {
-			if fields == nil {
-				fields = formFields(r, p.allFields)
+		if !form {
+			if d := p.take(r, who, rule); d != nil {
+				return d
 			}
-			v := firstField(fields, rule.fields)
-			if v == "" {
-				continue
-			}
-			if rule.account {
-				who = rule.name // every address together
-			}
-			who += "|f=" + digest(strings.ToLower(v)) // firstField trimmed it
+			continue
 		}
-		dec, err := p.store.Allow(r.Context(), "ratelimit:"+p.site+"|"+who, rule.limit)
-		if err != nil {
-			if errors.Is(err, context.Canceled) || !p.failClosed {
-				return nil
+		list := strings.Join(rule.fields, ",")
+		got, ok := reads[list]
+		if !ok {
+			got.vals, got.known = accounts(r, rule.fields)
+			if reads == nil {
+				reads = map[string]read{}
 			}
-			return unavailable
+			reads[list] = got
 		}
-		if !dec.Allowed {
-			retry := int(math.Ceil(dec.RetryAfter.Seconds()))
-			return &guard.Denial{
-				Status:  http.StatusTooManyRequests,
-				Reason:  "rate_limited",
-				Message: "Too many requests. Wait a moment and try again.",
-				Key:     "rate_limits",
-				Input:   rule.describe,
-				Header: http.Header{
-					"Retry-After":      {strconv.Itoa(max(retry, 1))},
-					"Ratelimit-Policy": {rule.policy},
-					"Ratelimit":        {fmt.Sprintf(`%q;r=0;t=%d`, rule.name, max(int(math.Ceil(dec.ResetAfter.Seconds())), 1))},
-				},
+		if rule.account {
+			who = rule.name // every address together
+		}
+		keys := make([]string, 0, len(got.vals)+1)
+		if !got.known {
+			// One bucket for every body that cannot be read as the app
+			// reads it (per address for ip+form:, shared for form:): no
+			// browser sends one, and each would otherwise be a fresh
+			// account.
+			keys = append(keys, who+"|f=?")
+		}
+		for _, v := range got.vals {
+			keys = append(keys, who+"|f="+digest(v))
+		}
+		for _, k := range keys {
+			if d := p.take(r, k, rule); d != nil {
+				return d
 			}
 		}
 	}
 	return nil
+}
+
+// take takes a unit from the bucket who of rule, and returns the
+// refusal when it is empty or the store cannot say (store_failure).
+func (p *Policy) take(r *http.Request, who string, rule *Rule) *guard.Denial {
+	dec, err := p.store.Allow(r.Context(), "ratelimit:"+p.site+"|"+who, rule.limit)
+	if err != nil {
+		if errors.Is(err, context.Canceled) || !p.failClosed {
+			return nil
+		}
+		return unavailable
+	}
+	if dec.Allowed {
+		return nil
+	}
+	retry := int(math.Ceil(dec.RetryAfter.Seconds()))
+	return &guard.Denial{
+		Status:  http.StatusTooManyRequests,
+		Reason:  "rate_limited",
+		Message: "Too many requests. Wait a moment and try again.",
+		Key:     "rate_limits",
+		Input:   rule.describe,
+		Header: http.Header{
+			"Retry-After":      {strconv.Itoa(max(retry, 1))},
+			"Ratelimit-Policy": {rule.policy},
+			"Ratelimit":        {fmt.Sprintf(`%q;r=0;t=%d`, rule.name, max(int(math.Ceil(dec.ResetAfter.Seconds())), 1))},
+		},
+	}
 }
 
 var unavailable = &guard.Denial{
