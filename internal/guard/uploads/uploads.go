@@ -25,6 +25,7 @@ import (
 	"strings"
 
 	"github.com/rampartproxy/rampart/internal/guard"
+	"github.com/rampartproxy/rampart/internal/wsgi"
 )
 
 var badName = &guard.Denial{Status: http.StatusBadRequest, Reason: "upload_path",
@@ -81,6 +82,11 @@ func checkPart(h textproto.MIMEHeader) *guard.Denial {
 		}
 		if !strings.Contains(strings.ToLower(cd), "filename") {
 			continue
+		}
+		// As Werkzeug 2.3 and later read it (RFC 2231 names, %22 and \"
+		// for a quote, the last of a repeated option).
+		if _, o := wsgi.OptionsHeader(cd); pathLike(o["filename"]) {
+			return badName.With("filename " + cut(o["filename"]))
 		}
 		_, params, err := mime.ParseMediaType(cd)
 		if err != nil {
