@@ -69,6 +69,10 @@ type Config struct {
 	// worker is free as soon as the app has answered.
 	Buffering Buffering `yaml:"buffering"`
 
+	// RequestBodies bounds the request bodies Rampart holds while it
+	// reads them whole before the app sees them.
+	RequestBodies RequestBodies `yaml:"request_bodies"`
+
 	// ACME configures automatic certificates (sites in tls mode acme).
 	ACME ACME `yaml:"acme"`
 
@@ -192,6 +196,25 @@ type Buffering struct {
 	// client reading many large responses slowly (a slow-read attack)
 	// cannot spend the budget of everyone else. Default 8.
 	SlowPerClient int `yaml:"slow_per_client"`
+}
+
+// RequestBodies bounds the request bodies held at once. Every body is
+// read whole before the app sees it (package bodylimit): its first 64 KiB
+// in memory, the rest in an unlinked file in state_dir, which also holds
+// the store and the CA. Without a bound, one client with many stalled
+// uploads (or one HTTP/2 connection with a hundred streams) fills the
+// disk. Past a bound, a request gets 503 with Retry-After (a body of
+// known length before a byte of it is read), logged as body_budget.
+// These apply at start; a reload does not change them.
+type RequestBodies struct {
+	// MemoryTotal bounds the memory of all bodies. Default 64MiB.
+	MemoryTotal ByteSize `yaml:"memory_total"`
+	// FileTotal bounds all bodies on disk. Default 2GiB.
+	FileTotal ByteSize `yaml:"file_total"`
+	// PerClient bounds one client's bodies (IPv6 by /64), in memory and
+	// on disk together. Default 128MiB, and at least every site's
+	// max_body.
+	PerClient ByteSize `yaml:"per_client"`
 }
 
 // Site is one application behind Rampart.
@@ -527,6 +550,15 @@ func (c *Config) applyDefaults() {
 	if b.SlowPerClient == 0 {
 		b.SlowPerClient = 8
 	}
+	rb := &c.RequestBodies
+	for _, d := range []struct {
+		v   *ByteSize
+		def ByteSize
+	}{{&rb.MemoryTotal, 64 << 20}, {&rb.FileTotal, 2 << 30}, {&rb.PerClient, 128 << 20}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
 	c.applyProtectionDefaults()
 	c.applyACMEDefaults()
 	c.applyAuthDefaults()
@@ -626,6 +658,15 @@ func (c *Config) validate() Problems {
 	}
 	if b := c.Buffering; b.Memory < 32<<10 || b.MemoryTotal < b.Memory || b.File < 0 || b.FileTotal < b.File || b.SlowPerClient < 1 {
 		bad("buffering", "memory must be at least 32KiB, memory_total at least memory, file_total at least file, and slow_per_client at least 1")
+	}
+	if rb := c.RequestBodies; rb.MemoryTotal < 1<<20 || rb.FileTotal < rb.PerClient || rb.PerClient < 1<<20 {
+		bad("request_bodies", "memory_total and per_client must be at least 1MiB, and file_total at least per_client")
+	}
+	for i, s := range c.Sites {
+		if s.MaxBody > c.RequestBodies.PerClient {
+			bad(fmt.Sprintf("sites[%d].max_body", i), "%s is more than request_bodies.per_client (%s): a client could never send a body that large",
+				s.MaxBody, c.RequestBodies.PerClient)
+		}
 	}
 	for _, t := range c.Timeouts.each() {
 		if *t.d < 0 {

@@ -154,3 +154,18 @@ func TestRouteProblems(t *testing.T) {
 		})
 	}
 }
+
+func TestRequestBodiesBounds(t *testing.T) {
+	t.Parallel()
+	_, err := Parse("b.yaml", []byte("request_bodies: {per_client: 4MiB}\nsites:\n  - hosts: [app.test]\n    upstream: http://127.0.0.1:8000\n"))
+	if err == nil || !strings.Contains(err.Error(), "b.yaml:3: sites[0].max_body: 16MiB is more than request_bodies.per_client (4MiB)") {
+		t.Errorf("a max_body no client could send: %v", err)
+	}
+	cfg, err := Parse("b.yaml", []byte("sites:\n  - hosts: [app.test]\n    upstream: http://127.0.0.1:8000\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rb := cfg.RequestBodies; rb.MemoryTotal != 64<<20 || rb.FileTotal != 2<<30 || rb.PerClient != 128<<20 {
+		t.Errorf("defaults %+v", rb)
+	}
+}

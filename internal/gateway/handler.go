@@ -16,6 +16,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
 	"github.com/rampartproxy/rampart/internal/guard/headers"
+	"github.com/rampartproxy/rampart/internal/guard/ratelimit"
 	"github.com/rampartproxy/rampart/internal/guard/uploads"
 	"github.com/rampartproxy/rampart/internal/pages"
 	"github.com/rampartproxy/rampart/internal/portal"
@@ -124,7 +125,7 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	release, d := st.body.Buffer(sw, r)
+	release, d := st.body.Buffer(sw, r, ratelimit.ClientKey(info.Client.Client))
 	defer release()
 	// The body is complete (Go answered the client's Expect when it was
 	// read) and Content-Length exact: an Expect would only make the

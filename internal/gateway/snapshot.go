@@ -49,6 +49,9 @@ type snapshot struct {
 	// portal is the login portal; nil when no route requires a login and
 	// there is no users file.
 	portal *portal.Portal
+	// bodies bounds the request bodies of every site; made at start and
+	// handed on by every reload, as the bodies in flight are.
+	bodies *bodylimit.Budget
 }
 
 // requestGuard is a guard that decides on the request alone, before its
@@ -161,6 +164,12 @@ func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error)
 		}
 	}
 	s := &snapshot{cfg: cfg, clients: clientip.New(trusted), exact: map[string]*site{}, wild: map[string]*site{}}
+	if prev != nil {
+		s.bodies = prev.bodies
+	} else {
+		rb := cfg.RequestBodies
+		s.bodies = bodylimit.NewBudget(int64(rb.MemoryTotal), int64(rb.FileTotal), int64(rb.PerClient))
+	}
 	var defaults config.Site
 	defaults.ApplyHardeningDefaults()
 	s.fallback = compileRoute(config.Route{Match: "/"}, defaults)
@@ -171,6 +180,9 @@ func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error)
 	}
 	for i, sc := range cfg.Sites {
 		site, err := buildSite(cfg, sc, reuse, ca, st, log)
+		if err == nil {
+			site.body.Budget = s.bodies
+		}
 		if err != nil {
 			return nil, fmt.Errorf("sites[%d] (%s): %w", i, strings.Join(sc.Hosts, ", "), err)
 		}

@@ -23,6 +23,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/guard"
@@ -41,7 +42,146 @@ type Policy struct {
 	// SpillDir is where bodies over MemoryLimit are buffered; "" means
 	// os.TempDir().
 	SpillDir string
+	// Budget bounds the bodies of every site together; nil: unbounded.
+	Budget *Budget
 }
+
+// Budget bounds the request bodies held at once: in memory, on disk, and
+// per client, in memory and on disk together. It is shared by every site
+// and outlives reloads (the bodies in flight do). Safe for concurrent use.
+type Budget struct {
+	memoryTotal, fileTotal, perClient int64
+
+	mu      sync.Mutex
+	memory  int64
+	file    int64
+	clients map[string]int64 // client → bytes held; no entry at 0
+}
+
+// NewBudget makes a budget with the given bounds, in bytes.
+func NewBudget(memoryTotal, fileTotal, perClient int64) *Budget {
+	return &Budget{memoryTotal: memoryTotal, fileTotal: fileTotal, perClient: perClient, clients: map[string]int64{}}
+}
+
+// Held reports the bytes held in memory and on disk, for metrics and tests.
+func (b *Budget) Held() (memory, file int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.memory, b.file
+}
+
+// take reserves n bytes in memory or on disk, and of client's share when
+// share is set, or says which bound it would pass.
+func (b *Budget) take(client string, n int64, disk, share bool) *guard.Denial {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	total, bound, key := &b.memory, b.memoryTotal, "memory_total"
+	if disk {
+		total, bound, key = &b.file, b.fileTotal, "file_total"
+	}
+	switch {
+	case share && b.clients[client]+n > b.perClient:
+		return overBudget("per_client", client, b.clients[client], b.perClient)
+	case *total+n > bound:
+		return overBudget(key, client, *total, bound)
+	}
+	*total += n
+	if share {
+		b.clients[client] += n
+	}
+	return nil
+}
+
+// give returns n bytes, and of client's share when share is set.
+func (b *Budget) give(client string, n int64, disk, share bool) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if disk {
+		b.file -= n
+	} else {
+		b.memory -= n
+	}
+	if !share {
+		return
+	}
+	if b.clients[client] -= n; b.clients[client] <= 0 {
+		delete(b.clients, client)
+	}
+}
+
+func overBudget(key, client string, held, bound int64) *guard.Denial {
+	return &guard.Denial{
+		Status:  http.StatusServiceUnavailable,
+		Reason:  "body_budget",
+		Message: "This server is receiving too many uploads at once. Try again in a moment.",
+		Header:  http.Header{"Retry-After": {"10"}},
+		Key:     "request_bodies." + key,
+		Input:   fmt.Sprintf("client %s; %s: %d of %d bytes held", client, key, held, bound),
+	}
+}
+
+// hold is what one body has reserved of a Budget. A client's share
+// counts the body once, wherever its bytes are: a body of known length
+// reserves its length of the share at once, and the memory its first
+// 64 KiB pass through on the way to disk is memory only.
+type hold struct {
+	b      *Budget
+	client string
+	held   [2][2]int64 // bytes reserved, by [on disk][in the client's share]
+}
+
+// take reserves n bytes in memory or on disk; share says whether they
+// count in the client's share.
+func (h *hold) take(n int64, disk, share bool) *guard.Denial {
+	if h.b == nil {
+		return nil
+	}
+	if d := h.b.take(h.client, n, disk, share); d != nil {
+		return d
+	}
+	h.held[b2i(disk)][b2i(share)] += n
+	return nil
+}
+
+// give returns n bytes of what the hold reserved.
+func (h *hold) give(n int64, disk, share bool) {
+	if h.b == nil || n == 0 {
+		return
+	}
+	h.b.give(h.client, n, disk, share)
+	h.held[b2i(disk)][b2i(share)] -= n
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// room is how many more bytes the hold's client may put on disk now.
+func (h *hold) room() int64 {
+	if h.b == nil {
+		return diskStep
+	}
+	h.b.mu.Lock()
+	defer h.b.mu.Unlock()
+	return max(0, min(h.b.perClient-h.b.clients[h.client], h.b.fileTotal-h.b.file))
+}
+
+func (h *hold) release() {
+	for disk := range 2 {
+		for share := range 2 {
+			h.give(h.held[disk][share], disk == 1, share == 1)
+		}
+	}
+}
+
+// diskStep is how much disk a body of unknown length reserves at a time.
+const diskStep = 1 << 20
 
 var tooLarge = &guard.Denial{
 	Status:  http.StatusRequestEntityTooLarge,
@@ -61,13 +201,41 @@ func (p *Policy) Check(r *http.Request) *guard.Denial {
 
 // Buffer reads the whole body of r, replaces it with a replayable copy and
 // sets an exact Content-Length. It returns a Denial when the body is too
-// large (413), arrives too slowly (408) or is badly framed (400), and a
-// release function to call once the request is done.
-func (p *Policy) Buffer(w http.ResponseWriter, r *http.Request) (release func(), d *guard.Denial) {
+// large (413), arrives too slowly (408), is badly framed (400) or would
+// pass the Budget (503: a body of known length before a byte of it is
+// read, one of unknown length as it grows), and a release function to
+// call once the request is done. client names the sender in the Budget.
+func (p *Policy) Buffer(w http.ResponseWriter, r *http.Request, client string) (release func(), d *guard.Denial) {
 	release = func() {}
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return release, nil
 	}
+	h := &hold{b: p.Budget, client: client}
+	known := r.ContentLength > MemoryLimit && r.ContentLength <= p.Max
+	inMemory := int64(MemoryLimit + 1)
+	if r.ContentLength >= 0 && r.ContentLength <= MemoryLimit {
+		inMemory = r.ContentLength
+	}
+	if known {
+		// Its length, of the disk and the share, before a byte is read.
+		if d := h.take(r.ContentLength, true, true); d != nil {
+			return release, d
+		}
+	}
+	if d := h.take(inMemory, false, !known); d != nil {
+		h.release()
+		return release, d
+	}
+	release = h.release
+	release, d = p.buffer(w, r, h, release)
+	if d != nil {
+		release()
+		release = func() {}
+	}
+	return release, d
+}
+
+func (p *Policy) buffer(w http.ResponseWriter, r *http.Request, h *hold, release func()) (func(), *guard.Denial) {
 	if p.ReadTimeout > 0 {
 		// Not every ResponseWriter supports deadlines (httptest's does
 		// not); the server's own timeouts still apply then.
@@ -94,27 +262,66 @@ func (p *Policy) Buffer(w http.ResponseWriter, r *http.Request) (release func(),
 		}
 	}
 	if err != nil {
-		return release, &guard.Denial{Status: http.StatusServiceUnavailable, Reason: "body_spill_failed", Message: "The request body could not be buffered."}
+		return release, spillFailed
 	}
 	// Unlinked at once: the file lives only as long as the descriptor.
 	os.Remove(f.Name())
-	release = func() { f.Close() }
+	held := release
+	release = func() { f.Close(); held() }
 	if _, err := f.Write(mem.Bytes()); err != nil {
-		release()
-		return func() {}, &guard.Denial{Status: http.StatusServiceUnavailable, Reason: "body_spill_failed", Message: "The request body could not be buffered."}
+		return release, spillFailed
 	}
-	m, err := io.Copy(f, body)
-	if err != nil {
-		release()
-		return func() {}, readDenial(err)
+	// The first 64 KiB are on disk now, within what a body of known
+	// length reserved; one of unknown length moves them from memory to
+	// disk in its share and reserves as it grows.
+	known := r.ContentLength > MemoryLimit
+	h.give(MemoryLimit+1, false, !known)
+	if !known {
+		if d := h.take(n, true, true); d != nil {
+			return release, d
+		}
+	}
+	m := int64(0)
+	for {
+		step := int64(diskStep)
+		if !known {
+			// As much as the budget has room for, up to a step: a body
+			// that ends within the bound is not refused for the step.
+			if step = min(step, h.room()); step == 0 {
+				step = 1 // refused below, unless the body has ended
+			}
+			if d := h.take(step, true, true); d != nil {
+				if c, err := io.CopyN(f, body, 1); c == 0 && err == io.EOF {
+					break
+				}
+				return release, d
+			}
+		}
+		c, err := io.CopyN(f, body, step)
+		m += c
+		if !known {
+			h.give(step-c, true, true) // what the step did not use
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				return release, spillFailed // the disk, not the client
+			}
+			return release, readDenial(err)
+		}
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		release()
-		return func() {}, readDenial(err)
+		return release, spillFailed
 	}
 	setBody(r, f, n+m)
 	return release, nil
 }
+
+var spillFailed = &guard.Denial{Status: http.StatusServiceUnavailable, Reason: "body_spill_failed", Message: "The request body could not be buffered.",
+	Header: http.Header{"Retry-After": {"10"}}}
 
 // setBody makes body, read from its start, the request's body. GetBody
 // lets the upstream Transport send it again on a fresh connection when a

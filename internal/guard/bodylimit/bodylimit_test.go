@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/rampartproxy/rampart/internal/guard"
 )
 
 func TestCheckDeclaredLength(t *testing.T) {
@@ -61,7 +63,7 @@ func TestBuffer(t *testing.T) {
 			t.Parallel()
 			p := &Policy{Max: tt.max, SpillDir: t.TempDir()}
 			r := readRaw(t, tt.raw)
-			release, d := p.Buffer(httptest.NewRecorder(), r)
+			release, d := p.Buffer(httptest.NewRecorder(), r, "192.0.2.1")
 			defer release()
 			if tt.wantStatus != 0 {
 				if d == nil || d.Status != tt.wantStatus {
@@ -80,5 +82,73 @@ func TestBuffer(t *testing.T) {
 				t.Errorf("body %d bytes, ContentLength %d, TE %v; want %d bytes", len(got), r.ContentLength, r.TransferEncoding, len(tt.wantBody))
 			}
 		})
+	}
+}
+
+// counted is a body that counts what was read of it.
+type counted struct {
+	io.Reader
+	n int64
+}
+
+func (c *counted) Read(p []byte) (int, error) {
+	n, err := c.Reader.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// TestBudget: bodies held at once are bounded per client and in all,
+// in memory and on disk; a body of known length is refused before a
+// byte of it is read, one of unknown length as it passes the bound; and
+// every byte is given back when the request is done.
+func TestBudget(t *testing.T) {
+	t.Parallel()
+	const mib = 1 << 20
+	b := NewBudget(4*mib, 6*mib, 3*mib)
+	p := &Policy{Max: 16 * mib, SpillDir: t.TempDir(), Budget: b}
+	send := func(client string, n int64, declared bool) (func(), *http.Request, *counted, *guard.Denial) {
+		c := &counted{Reader: strings.NewReader(strings.Repeat("x", int(n)))}
+		r := httptest.NewRequest("POST", "/", c)
+		r.ContentLength = n
+		if !declared {
+			r.ContentLength = -1
+		}
+		release, d := p.Buffer(httptest.NewRecorder(), r, client)
+		return release, r, c, d
+	}
+	relA, _, _, d := send("a", 2*mib, true)
+	if d != nil {
+		t.Fatalf("2 MiB from a: %+v", d)
+	}
+	if mem, file := b.Held(); mem != 0 || file != 2*mib {
+		t.Errorf("held %d in memory, %d on disk, want 0 and 2 MiB", mem, file)
+	}
+	_, _, c, d := send("a", 2*mib, true)
+	if d == nil || d.Status != http.StatusServiceUnavailable || d.Key != "request_bodies.per_client" || d.Header.Get("Retry-After") == "" || c.n != 0 {
+		t.Fatalf("a's second 2 MiB: %+v after reading %d bytes; want 503 per_client before a byte", d, c.n)
+	}
+	_, _, c, d = send("a", 2*mib, false)
+	if d == nil || d.Key != "request_bodies.per_client" || c.n > 2*mib {
+		t.Fatalf("a's second 2 MiB of unknown length: %+v after %d bytes", d, c.n)
+	}
+	relB, r, _, d := send("b", 3*mib, false)
+	if d != nil {
+		t.Fatalf("3 MiB from b, unknown length: %+v", d)
+	}
+	if got, _ := io.ReadAll(r.Body); len(got) != 3*mib {
+		t.Errorf("b's body reads %d bytes", len(got))
+	}
+	if _, _, _, d := send("c", 2*mib, true); d == nil || d.Key != "request_bodies.file_total" {
+		t.Fatalf("c's 2 MiB with 5 of 6 MiB on disk: %+v", d)
+	}
+	relSmall, _, _, d := send("c", 1000, true)
+	if d != nil {
+		t.Fatalf("a small body in memory: %+v", d)
+	}
+	relA()
+	relB()
+	relSmall()
+	if mem, file := b.Held(); mem != 0 || file != 0 || len(b.clients) != 0 {
+		t.Errorf("after every request: %d in memory, %d on disk, clients %v", mem, file, b.clients)
 	}
 }
