@@ -27,6 +27,9 @@ const (
 	StageDone  = ""
 	StageMFA   = "mfa"   // the password was right; a second factor is next
 	StageEnrol = "enrol" // the password was right; mfa: required, and the user has no second factor yet
+	// StagePasskey is a sign-in with a passkey alone, under way: no user
+	// is known until the passkey says whose it is.
+	StagePasskey = "passkey"
 )
 
 // pendingTTL bounds a login that is half done.

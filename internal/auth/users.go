@@ -241,6 +241,31 @@ func (d *Directory) Lookup(name string) (User, bool) {
 	stamp := stampOf(d.path)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.refresh(stamp)
+	u, ok := d.users[name]
+	if !ok {
+		return User{}, false
+	}
+	return *u, true
+}
+
+// Find returns a copy of the first user, as the file says now, that
+// match reports true for (a passkey's user handle is no name).
+func (d *Directory) Find(match func(User) bool) (User, bool) {
+	stamp := stampOf(d.path)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.refresh(stamp)
+	for _, u := range d.users {
+		if match(*u) {
+			return *u, true
+		}
+	}
+	return User{}, false
+}
+
+// refresh re-reads the file when stamp says it changed. d.mu is held.
+func (d *Directory) refresh(stamp fileStamp) {
 	if stamp != d.stamp && stamp != d.bad {
 		if users, err := ReadUsers(d.path); err != nil {
 			d.bad = stamp
@@ -251,11 +276,6 @@ func (d *Directory) Lookup(name string) (User, bool) {
 			d.set(users, stamp)
 		}
 	}
-	u, ok := d.users[name]
-	if !ok {
-		return User{}, false
-	}
-	return *u, true
 }
 
 // Len is how many users the directory holds.

@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,10 +13,12 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 
 	"github.com/rampartproxy/rampart/internal/auth"
+	"github.com/rampartproxy/rampart/internal/portal"
 	"github.com/rampartproxy/rampart/internal/testutil/headless"
 )
 
@@ -142,6 +147,10 @@ func waitText(t *testing.T, ctx context.Context, want string) string {
 // domain): carol, who has no second factor, adds a passkey right after
 // her password, sees her recovery codes, reaches /admin/; signed out and
 // back, the passkey alone is her second step.
+// afterPassword is the passkey button of the page after the password:
+// the sign-in page has one too, so waiting for any would race the form.
+const afterPassword = `#passkey:not([data-op="signin"])`
+
 func TestBrowserPasskeyWalk(t *testing.T) {
 	t.Parallel()
 	e := startPortal(t, nil)
@@ -162,7 +171,7 @@ func TestBrowserPasskeyWalk(t *testing.T) {
 		t.Helper()
 		do("sign in", chromedp.Navigate(base+"/admin/"), chromedp.WaitVisible(chromedp.CSS("#username")),
 			chromedp.SendKeys(chromedp.CSS("#username"), "carol"), chromedp.SendKeys(chromedp.CSS("#password"), carolPassword),
-			chromedp.Click(chromedp.CSS(`form[action="/.rampart/login"] button`)), chromedp.WaitVisible(chromedp.CSS("#passkey")))
+			chromedp.Click(chromedp.CSS(`form[action="/.rampart/login"] button`)), chromedp.WaitVisible(chromedp.CSS(afterPassword)))
 	}
 	password()
 	if op := evaluate[string](t, ctx, `document.getElementById("passkey").dataset.op`); op != "enrol" {
@@ -197,5 +206,59 @@ func TestBrowserPasskeyWalk(t *testing.T) {
 	logs := e.waitLog(t, `"reason":"passkey"`)
 	if !strings.Contains(logs, `"kind":"mfa_enrolled","site":"localhost"`) || strings.Count(logs, `"kind":"login"`) < 2 {
 		t.Errorf("the passkey enrolment and logins are not both logged")
+	}
+}
+
+// TestBrowserPasskeyBeatsALockout: while guessers from many addresses
+// hold carol's password locked, carol signs in from a browser new to her
+// account with her passkey alone (Chromium's virtual authenticator, user
+// verification on), and lands where she was going; her password from
+// that browser still gets 429.
+func TestBrowserPasskeyBeatsALockout(t *testing.T) {
+	t.Parallel()
+	e := startPortal(t, trustLoopback)
+	_, port, _ := net.SplitHostPort(e.httpsAddr)
+	base := "https://localhost:" + port
+	w := newWalk(t, "passkey-lockout")
+	ctx, do := w.ctx, w.do
+	do("a virtual authenticator", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		if _, err := cdp.Call(ctx, tg, webauthn.Enable, webauthn.EnableParams{}); err != nil {
+			return err
+		}
+		_, err := cdp.Call(ctx, tg, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{Options: &webauthn.VirtualAuthenticatorOptions{
+			Protocol: webauthn.AuthenticatorProtocolCtap2, Transport: webauthn.AuthenticatorTransportInternal,
+			HasResidentKey: true, HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true}})
+		return err
+	}))
+	// carol adds a passkey at her first sign-in, then signs out and
+	// forgets the browser (its device cookie).
+	do("sign in", chromedp.Navigate(base+"/admin/"), chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SendKeys(chromedp.CSS("#username"), "carol"), chromedp.SendKeys(chromedp.CSS("#password"), carolPassword),
+		chromedp.Click(chromedp.CSS(`form[action="/.rampart/login"] button`)), chromedp.WaitVisible(chromedp.CSS(afterPassword)))
+	do("add a passkey", chromedp.Click(chromedp.CSS("#passkey")), chromedp.WaitVisible(chromedp.CSS("#codes")))
+	do("forget the browser", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, network.ClearBrowserCookies, cdp.Empty{})
+		return err
+	}))
+	// Guessers from six addresses lock her account (account_attempts 6).
+	for i := range 6 {
+		r := e.do(t, "POST", portal.LoginPath, url.Values{"username": {"carol"}, "password": {fmt.Sprint("guess-", i, "-long-enough")}}, "", from(fmt.Sprintf("203.0.113.%d", i+1))...)
+		if r.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d", i, r.StatusCode)
+		}
+	}
+	if r := e.do(t, "POST", portal.LoginPath, url.Values{"username": {"carol"}, "password": {carolPassword}}, ""); r.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("carol's password during the attack: %d, want 429", r.StatusCode)
+	}
+	do("the login page", chromedp.Navigate(base+"/admin/reports"), chromedp.WaitVisible(chromedp.CSS("#passkey")))
+	if op := evaluate[string](t, ctx, `document.getElementById("passkey").dataset.op`); op != "signin" {
+		t.Fatalf("the login page's passkey button does %q", op)
+	}
+	do("sign in with the passkey", chromedp.Click(chromedp.CSS("#passkey")))
+	if body := waitText(t, ctx, `"path"`); !strings.Contains(body, `"carol"`) || !strings.Contains(body, `"/admin/reports"`) {
+		t.Fatalf("after the passkey: %s", body)
+	}
+	if logs := e.waitLog(t, `"kind":"login","site":"localhost"`); !strings.Contains(logs, `"reason":"account_locked"`) {
+		t.Error("the account was never locked: the test proves nothing")
 	}
 }

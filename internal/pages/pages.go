@@ -108,7 +108,7 @@ type PortalData struct {
 	// Passkey offers the passkey button, and Script is the page's one
 	// script (the WebAuthn ceremony), run under the response's nonce.
 	Passkey   bool
-	PasskeyOp string // "enrol" or "login"
+	PasskeyOp string // "enrol", "login" (the second step) or "signin" (a passkey alone)
 	// TOTP says the user has an authenticator app to take a code from.
 	TOTP      bool
 	Script    template.JS

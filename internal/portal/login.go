@@ -63,7 +63,7 @@ func (p *Portal) serveLogin(w http.ResponseWriter, r *http.Request) {
 			p.page(w, r, http.StatusOK, "signedin.html", pages.PortalData{Title: "Signed in", User: sess.User, Next: next})
 			return
 		}
-		d := pages.PortalData{Title: "Sign in", Next: next}
+		d := loginPage(r, next)
 		if r.URL.Query().Has("signed_out") {
 			d.Notice = "You are signed out."
 		}
@@ -99,7 +99,9 @@ func (p *Portal) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil || !known {
 		p.failed(r, attempt, known, "password")
-		p.page(w, r, http.StatusUnauthorized, "login.html", pages.PortalData{Title: "Sign in", Error: msgWrongPassword, User: name, Next: next})
+		d := loginPage(r, next)
+		d.Error, d.User = msgWrongPassword, name
+		p.page(w, r, http.StatusUnauthorized, "login.html", d)
 		return
 	}
 	stage := auth.StageDone
@@ -132,6 +134,16 @@ func (p *Portal) serveLogin(w http.ResponseWriter, r *http.Request) {
 		p.event(r, "login", "password", user.Name)
 		http.Redirect(w, r, next, http.StatusSeeOther)
 	}
+}
+
+// loginPage is the sign-in page's data: the form, and the passkey
+// button where passkeys work.
+func loginPage(r *http.Request, next string) pages.PortalData {
+	d := pages.PortalData{Title: "Sign in", Next: next}
+	if passkeysFor(r) {
+		d.Passkey, d.PasskeyOp, d.Script = true, "signin", passkeyScript
+	}
+	return d
 }
 
 // errBusy is a login that waited too long for its turn to be hashed.

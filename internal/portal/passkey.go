@@ -27,7 +27,10 @@ const (
 	PasskeyEnrolFinish = Prefix + "passkey/enrol-finish"
 	PasskeyLoginBegin  = Prefix + "passkey/login-begin"
 	PasskeyLoginFinish = Prefix + "passkey/login-finish"
-	RecoveryPath       = Prefix + "recovery"
+	// The sign-in with a passkey alone, from the login page.
+	PasskeySigninBegin  = Prefix + "passkey/signin-begin"
+	PasskeySigninFinish = Prefix + "passkey/signin-finish"
+	RecoveryPath        = Prefix + "recovery"
 )
 
 // passkeyScript runs a ceremony when the passkey button is pressed: the
@@ -49,7 +52,8 @@ const passkeyScript = template.JS(`(() => {
     error.hidden = true;
     button.disabled = true;
     try {
-      const begin = await fetch("/.rampart/passkey/" + op + "-begin", {method: "POST"});
+      const next = button.dataset.next ? "?next=" + encodeURIComponent(button.dataset.next) : "";
+      const begin = await fetch("/.rampart/passkey/" + op + "-begin" + next, {method: "POST"});
       const options = await begin.json();
       if (!begin.ok) throw new Error(options.error);
       const credential = op === "enrol"
@@ -216,29 +220,8 @@ func (p *Portal) servePasskeyFinish(w http.ResponseWriter, r *http.Request, enro
 		jsonError(w, http.StatusUnauthorized, "The passkey did not work. Try again.")
 		return
 	}
-	encoded, _ := json.Marshal(cred)
-	var codes []string
-	err = p.users.Change(user.Name, func(u *auth.User) error {
-		for i, pk := range u.Passkeys {
-			var c webauthn.Credential
-			if json.Unmarshal([]byte(pk.Credential), &c) == nil && bytes.Equal(c.ID, cred.ID) {
-				u.Passkeys[i].Credential = string(encoded) // the new signature count
-				return nil
-			}
-		}
-		if !enrol {
-			return errPasskey
-		}
-		u.Passkeys = append(u.Passkeys, auth.Passkey{Name: "passkey added " + time.Now().UTC().Format("2006-01-02"), Credential: string(encoded)})
-		if len(u.Recovery) == 0 {
-			var hashes []string
-			codes, hashes = auth.NewRecoveryCodes()
-			u.Recovery = hashes
-		}
-		return nil
-	})
-	if err != nil {
-		p.log.Error("passkey not saved", "kind", "users_file_error", "user", user.Name, "error", err.Error())
+	codes, ok := p.savePasskey(user.Name, cred, enrol)
+	if !ok {
 		jsonError(w, http.StatusServiceUnavailable, storeFailed.Message)
 		return
 	}
@@ -270,4 +253,129 @@ func (p *Portal) serveRecovery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.page(w, r, http.StatusOK, "recovery.html", pages.PortalData{Title: "Save your recovery codes", User: sess.User, Codes: codes, Next: localNext(sess.Next)})
+}
+
+// A passkey alone signs in: it is a key on the user's device, unlocked
+// there by a fingerprint, face or PIN (user verification is required), so
+// it is both factors and cannot be guessed. That is why it is not held
+// back by the password lockouts (auth.Lockout): a guesser who locks an
+// account's password from many addresses does not keep its owner out, on
+// any browser their passkey reaches. The address's login rate still
+// applies, and a failed assertion is logged.
+
+var errNoSuchPasskey = errors.New("no account has this passkey")
+
+// signinCeremony admits a passkey sign-in request: a same-origin POST,
+// on a host passkeys work on, within the address's login rate.
+func (p *Portal) signinCeremony(w http.ResponseWriter, r *http.Request) (*webauthn.WebAuthn, bool) {
+	if r.Method != http.MethodPost || p.origin.Check(r) != nil {
+		jsonError(w, http.StatusForbidden, "This request was refused.")
+		return nil, false
+	}
+	rp, err := relyingParty(r)
+	if err != nil || !passkeysFor(r) {
+		jsonError(w, http.StatusBadRequest, "Passkeys cannot be used on this address.")
+		return nil, false
+	}
+	if d, err := p.store.Allow(r.Context(), "loginflood:"+clientKey(r), p.flood); err == nil && !d.Allowed {
+		jsonError(w, http.StatusTooManyRequests, tooManyLogins.Message)
+		return nil, false
+	}
+	return rp, true
+}
+
+func (p *Portal) servePasskeySigninBegin(w http.ResponseWriter, r *http.Request) {
+	rp, ok := p.signinCeremony(w, r)
+	if !ok {
+		return
+	}
+	options, data, err := rp.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
+	if err != nil {
+		jsonError(w, http.StatusBadRequest, "Passkeys cannot be used on this address.")
+		return
+	}
+	ceremony, err := json.Marshal(data)
+	if err != nil || !p.start(w, r, auth.Session{Stage: auth.StagePasskey, Ceremony: ceremony, Next: localNext(r.URL.Query().Get("next"))}) {
+		if err != nil {
+			jsonError(w, http.StatusServiceUnavailable, storeFailed.Message)
+		}
+		return
+	}
+	writeJSON(w, http.StatusOK, options)
+}
+
+func (p *Portal) servePasskeySigninFinish(w http.ResponseWriter, r *http.Request) {
+	rp, ok := p.signinCeremony(w, r)
+	if !ok {
+		return
+	}
+	sess, err := p.session(r)
+	if errors.Is(err, auth.ErrNoSession) || err == nil && (sess.Stage != auth.StagePasskey || sess.Ceremony == nil) {
+		jsonError(w, http.StatusUnauthorized, msgExpired)
+		return
+	}
+	if err != nil {
+		jsonError(w, http.StatusServiceUnavailable, storeFailed.Message)
+		return
+	}
+	var data webauthn.SessionData
+	err = json.Unmarshal(sess.Ceremony, &data)
+	_ = p.sessions.End(r.Context(), sess) // one answer per challenge, whatever it is
+	var user auth.User
+	var cred *webauthn.Credential
+	if err == nil {
+		cred, err = rp.FinishDiscoverableLogin(func(_, handle []byte) (webauthn.User, error) {
+			u, ok := p.users.Find(func(u auth.User) bool { return bytes.Equal(newWebUser(u).WebAuthnID(), handle) })
+			if !ok {
+				return nil, errNoSuchPasskey
+			}
+			user = u
+			return newWebUser(u), nil
+		}, data, r)
+	}
+	if err != nil || cred == nil || user.Name == "" {
+		p.event(r, "login_failed", "wrong_passkey", notAccount)
+		jsonError(w, http.StatusUnauthorized, "The passkey did not work. Try again, or sign in with your password.")
+		return
+	}
+	if _, ok := p.savePasskey(user.Name, cred, false); !ok {
+		jsonError(w, http.StatusServiceUnavailable, storeFailed.Message)
+		return
+	}
+	if !p.start(w, r, auth.Session{User: user.Name, Factor: "passkey"}) {
+		return
+	}
+	p.event(r, "login", "passkey", user.Name)
+	writeJSON(w, http.StatusOK, map[string]string{"redirect": localNext(sess.Next)})
+}
+
+// savePasskey stores a passkey's new signature count, or an enrolled one
+// (with recovery codes for a user who has none, returned to be shown
+// once).
+func (p *Portal) savePasskey(user string, cred *webauthn.Credential, enrol bool) (codes []string, ok bool) {
+	encoded, _ := json.Marshal(cred)
+	err := p.users.Change(user, func(u *auth.User) error {
+		for i, pk := range u.Passkeys {
+			var c webauthn.Credential
+			if json.Unmarshal([]byte(pk.Credential), &c) == nil && bytes.Equal(c.ID, cred.ID) {
+				u.Passkeys[i].Credential = string(encoded) // the new signature count
+				return nil
+			}
+		}
+		if !enrol {
+			return errPasskey
+		}
+		u.Passkeys = append(u.Passkeys, auth.Passkey{Name: "passkey added " + time.Now().UTC().Format("2006-01-02"), Credential: string(encoded)})
+		if len(u.Recovery) == 0 {
+			var hashes []string
+			codes, hashes = auth.NewRecoveryCodes()
+			u.Recovery = hashes
+		}
+		return nil
+	})
+	if err != nil {
+		p.log.Error("passkey not saved", "kind", "users_file_error", "user", user, "error", err.Error())
+		return nil, false
+	}
+	return codes, true
 }

@@ -244,6 +244,10 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.servePasskeyBegin(w, r, r.URL.Path == PasskeyEnrolBegin)
 	case PasskeyEnrolFinish, PasskeyLoginFinish:
 		p.servePasskeyFinish(w, r, r.URL.Path == PasskeyEnrolFinish)
+	case PasskeySigninBegin:
+		p.servePasskeySigninBegin(w, r)
+	case PasskeySigninFinish:
+		p.servePasskeySigninFinish(w, r)
 	case RecoveryPath:
 		p.serveRecovery(w, r)
 	default:
