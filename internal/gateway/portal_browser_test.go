@@ -147,6 +147,19 @@ func waitText(t *testing.T, ctx context.Context, want string) string {
 // domain): carol, who has no second factor, adds a passkey right after
 // her password, sees her recovery codes, reaches /admin/; signed out and
 // back, the passkey alone is her second step.
+// virtualAuthenticator gives the browser a platform authenticator that
+// keeps discoverable credentials and verifies its user (as a fingerprint
+// would), answering without a prompt.
+var virtualAuthenticator = chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+	if _, err := cdp.Call(ctx, tg, webauthn.Enable, webauthn.EnableParams{}); err != nil {
+		return err
+	}
+	_, err := cdp.Call(ctx, tg, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{Options: &webauthn.VirtualAuthenticatorOptions{
+		Protocol: webauthn.AuthenticatorProtocolCtap2, Transport: webauthn.AuthenticatorTransportInternal,
+		HasResidentKey: true, HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true}})
+	return err
+})
+
 // afterPassword is the passkey button of the page after the password:
 // the sign-in page has one too, so waiting for any would race the form.
 const afterPassword = `#passkey:not([data-op="signin"])`
@@ -158,15 +171,7 @@ func TestBrowserPasskeyWalk(t *testing.T) {
 	base := "https://localhost:" + port
 	w := newWalk(t, "passkey")
 	ctx, do, shot := w.ctx, w.do, w.shot
-	do("a virtual authenticator", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		if _, err := cdp.Call(ctx, tg, webauthn.Enable, webauthn.EnableParams{}); err != nil {
-			return err
-		}
-		_, err := cdp.Call(ctx, tg, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{Options: &webauthn.VirtualAuthenticatorOptions{
-			Protocol: webauthn.AuthenticatorProtocolCtap2, Transport: webauthn.AuthenticatorTransportInternal,
-			HasResidentKey: true, HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true}})
-		return err
-	}))
+	do("a virtual authenticator", virtualAuthenticator)
 	password := func() {
 		t.Helper()
 		do("sign in", chromedp.Navigate(base+"/admin/"), chromedp.WaitVisible(chromedp.CSS("#username")),
@@ -221,15 +226,7 @@ func TestBrowserPasskeyBeatsALockout(t *testing.T) {
 	base := "https://localhost:" + port
 	w := newWalk(t, "passkey-lockout")
 	ctx, do := w.ctx, w.do
-	do("a virtual authenticator", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		if _, err := cdp.Call(ctx, tg, webauthn.Enable, webauthn.EnableParams{}); err != nil {
-			return err
-		}
-		_, err := cdp.Call(ctx, tg, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{Options: &webauthn.VirtualAuthenticatorOptions{
-			Protocol: webauthn.AuthenticatorProtocolCtap2, Transport: webauthn.AuthenticatorTransportInternal,
-			HasResidentKey: true, HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true}})
-		return err
-	}))
+	do("a virtual authenticator", virtualAuthenticator)
 	// carol adds a passkey at her first sign-in, then signs out and
 	// forgets the browser (its device cookie).
 	do("sign in", chromedp.Navigate(base+"/admin/"), chromedp.WaitVisible(chromedp.CSS("#username")),

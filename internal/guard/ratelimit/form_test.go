@@ -84,15 +84,7 @@ func TestAccounts(t *testing.T) {
 // the name is cased.
 func TestLoginLimitsSpareAnOffice(t *testing.T) {
 	t.Parallel()
-	st, err := store.OpenEmbedded(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	p, err := New("s", config.DefaultRateLimits, st, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := defaultPolicy(t)
 	login := func(user string) bool {
 		r := withBody(request("POST", "/login", "192.0.2.1"), "application/x-www-form-urlencoded", "username="+user+"&password=pw")
 		return p.Check(r) == nil && p.CheckBody(r) == nil
@@ -150,15 +142,7 @@ func TestAccountLimitAcrossAddresses(t *testing.T) {
 // unknown account, per address and across addresses.
 func TestUnknownAccountsShareABucket(t *testing.T) {
 	t.Parallel()
-	st, err := store.OpenEmbedded(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	p, err := New("s", config.DefaultRateLimits, st, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := defaultPolicy(t)
 	admitted := 0
 	for i := range 300 {
 		body := fmt.Sprintf(`{"username": "alice", "n": NaN, "pad%d": 1}`, i)
@@ -172,4 +156,20 @@ func TestUnknownAccountsShareABucket(t *testing.T) {
 	if admitted != 10 {
 		t.Errorf("300 unreadable logins from 30 addresses: %d admitted, want 10", admitted)
 	}
+}
+
+// defaultPolicy is the default rate limits on an embedded store of the
+// test's own.
+func defaultPolicy(t *testing.T) *Policy {
+	t.Helper()
+	st, err := store.OpenEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	p, err := New("s", config.DefaultRateLimits, st, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
