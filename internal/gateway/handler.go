@@ -49,14 +49,24 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	sw.ResponseWriter, sw.send = w, snap.cfg.Timeouts.Send.Std()
 	if r.ProtoMajor == 1 {
 		// The connection's deadline: set before the first write, so it is
-		// never one left over from the previous request. (An HTTP/2
-		// stream's starts fresh; setting it costs a message to the
-		// connection's goroutine, so a one-write response skips it.)
+		// never one left over from the previous request, and moved again
+		// when the response starts and at each write (statusWriter): the
+		// budget is for sending, however long the app took to answer. (An
+		// HTTP/2 stream's writes are bounded by statusWriter.watch.)
+		sw.h1 = true
 		sw.extendDeadline()
 	}
 	sw.Header()["X-Request-Id"] = []string{info.ID} // Set would canonicalise the name anew each time
 	end := g.metrics.Begin()
-	defer func() { end(); g.finish(r, info, sw) }()
+	defer func() {
+		// net/http sends what it still buffers (the last chunk, a
+		// header without a body) after this returns.
+		if sw.h1 {
+			sw.extendDeadline()
+		}
+		end()
+		g.finish(r, info, sw)
+	}()
 	defer g.recoverPanic(sw, info)
 
 	st := snap.lookup(reqinfo.Host(r.Host))
@@ -385,15 +395,24 @@ type statusWriter struct {
 	// deadline was last set at deadlineSet.
 	send        time.Duration
 	deadlineSet time.Time
+	// h1 is an HTTP/1.1 connection, whose deadline was set when the
+	// request started: every write moves it.
+	h1 bool
+	// watchdog bounds each write of an HTTP/2 stream (watch), while
+	// watching says a write is under way.
+	watchdog *time.Timer
+	watchMu  sync.Mutex
+	watching bool
 }
 
 // writeDeadliner is the ResponseWriter of both HTTP/1.1 and HTTP/2 in
 // net/http: the deadline of one HTTP/2 stream, or of the connection.
 type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
 
-// extendDeadline gives the next write timeouts.send to go out: a client
-// that takes no byte for that long is dropped, and one that keeps
-// reading, however large the response, is not.
+// extendDeadline gives the next write on an HTTP/1.1 connection
+// timeouts.send to go out: a client that takes no byte for that long is
+// dropped, and one that keeps reading, however large the response, is
+// not.
 // It is not moved again within send/16 of the last time: a stream of small
 // writes does not pay for a timer each.
 func (w *statusWriter) extendDeadline() {
@@ -407,6 +426,41 @@ func (w *statusWriter) extendDeadline() {
 	if d, ok := w.ResponseWriter.(writeDeadliner); ok {
 		_ = d.SetWriteDeadline(now.Add(w.send))
 		w.deadlineSet = now
+	}
+}
+
+// watch gives the HTTP/2 write about to start timeouts.send to finish;
+// unwatch ends it. The stream's own write deadline will not do: it is a
+// timer that resets the stream when it fires, writing or not, so it would
+// cut a stream that is only quiet (a long poll between events). This one
+// fires only while a write is under way, and resets the stream as that
+// deadline would.
+func (w *statusWriter) watch() {
+	w.watchMu.Lock()
+	w.watching = true
+	w.watchMu.Unlock()
+	if w.watchdog == nil {
+		w.watchdog = time.AfterFunc(w.send, w.stalled)
+		return
+	}
+	w.watchdog.Reset(w.send)
+}
+
+func (w *statusWriter) unwatch() {
+	w.watchMu.Lock()
+	w.watching = false
+	w.watchMu.Unlock()
+	w.watchdog.Stop()
+}
+
+// stalled resets the stream of a write that took timeouts.send: a
+// deadline in the past does that at once. Not once the write is over,
+// nor after the handler returned, when the stream is no longer ours.
+func (w *statusWriter) stalled() {
+	w.watchMu.Lock()
+	defer w.watchMu.Unlock()
+	if d, ok := w.ResponseWriter.(writeDeadliner); ok && w.watching {
+		_ = d.SetWriteDeadline(time.Unix(1, 0))
 	}
 }
 
@@ -425,6 +479,9 @@ func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 func (w *statusWriter) WriteHeader(code int) {
+	if w.h1 {
+		w.extendDeadline() // the response starts: its budget does too
+	}
 	if code >= 200 && w.status == 0 {
 		w.status = code
 		if w.headers != nil {
@@ -438,8 +495,11 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	if w.bytes > 0 {
+	if w.h1 {
 		w.extendDeadline()
+	} else if w.send > 0 {
+		w.watch()
+		defer w.unwatch()
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)
@@ -447,6 +507,12 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (w *statusWriter) Flush() {
+	if w.h1 {
+		w.extendDeadline()
+	} else if w.send > 0 {
+		w.watch()
+		defer w.unwatch()
+	}
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 

@@ -346,12 +346,14 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		p.busy.With(fmt.Sprintf("%d requests in flight, %d waiting", p.limit.inUse.Load(), p.limit.queued.Load())).Answer(w, p.log, info)
 		return
 	}
-	status, msg := http.StatusBadGateway, "The application is not answering right now."
+	status, msg, key := http.StatusBadGateway, "The application is not answering right now.", ""
 	kind := ErrorKind(err)
 	if kind == "timeout" {
-		status, msg = http.StatusGatewayTimeout, "The application took too long to answer."
+		status, msg, key = http.StatusGatewayTimeout, "The application took too long to answer.", "timeouts.upstream"
 	}
-	telemetry.Event(p.log, "upstream_error", info, kind, fmt.Sprintf("status %d: %v", status, err))
+	// The header tells the app's own 502 or 504 from Rampart's.
+	w.Header().Set(guard.ReasonHeader, (&guard.Denial{Reason: "upstream_" + kind, Key: key}).ReasonValue())
+	telemetry.Refusal(p.log, "upstream_error", info, kind, fmt.Sprintf("status %d: %v", status, err), "", key)
 	pages.Error(w, status, msg, info.ID, info.Nonce)
 }
 

@@ -60,6 +60,20 @@ def slow():
     return "done"
 
 
+@app.route("/drip")
+def drip():
+    """n parts, s seconds apart: a long poll's or a slow report's pauses."""
+    n, pause = int(request.args.get("n", "3")), float(request.args.get("s", "1"))
+
+    def parts():
+        for i in range(n):
+            if i:
+                time.sleep(pause)
+            yield "part %d\n" % i
+
+    return Response(parts(), mimetype="text/plain")
+
+
 @app.route("/big")
 def big():
     """mb MiB of 'b', streamed with a Content-Length, as send_file does."""
