@@ -111,6 +111,14 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		st.Close()
 		return nil, err
 	}
+	g.spool.SetOnDisk(func(err error) {
+		if err != nil {
+			telemetry.Notice(log, slog.LevelError, "spool_write_failed", "", "disk", fmt.Sprintf(
+				"%v: responses go to slow clients unbuffered (each holds its app worker until it has read it) until the state_dir's disk has room", err))
+			return
+		}
+		telemetry.Notice(log, slog.LevelInfo, "spool_write_ok", "", "disk", "the state_dir's disk takes responses again")
+	})
 	s, err := build(cfg, nil, g.caIn(cfg.StateDir), g.store, log)
 	if err != nil {
 		st.Close()

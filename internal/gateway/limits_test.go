@@ -80,3 +80,70 @@ func TestSlowAnswersArriveWhole(t *testing.T) {
 		t.Errorf("the 504's event: %v", line)
 	}
 }
+
+// TestFullStateDiskServesWhole: with the state_dir's disk full (a tmpfs
+// of the test's own, filled), responses too large for memory used to be
+// cut at 49-82 KB and logged as whole 200s. Now they go on unbuffered,
+// whole, over HTTP/1.1 and HTTP/2; the incident is logged and counted
+// once, and /readyz says so while it lasts (still ready: Rampart serves).
+// Once the disk has room, that is logged too.
+func TestFullStateDiskServesWhole(t *testing.T) {
+	t.Parallel()
+	app := runGunicorn(t, "app:app", gunicornOptions{worker: "gthread"})
+	stateDir := testutil.Tmpfs(t, 16<<20)
+	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor(app.upstream())}, StateDir: stateDir})
+	tg.spool.SetRetryForTest(0) // every spill tries the disk: the test decides when it has room
+	free := testutil.Fill(t, stateDir)
+	for range 2 {
+		for _, h2 := range []bool{false, true} {
+			resp, err := tg.client(h2).Get("https://localhost/big?mb=2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 || len(body) != 2<<20 {
+				t.Fatalf("on a full disk, HTTP/2 %v: %d, %d bytes (%v), want 200 and 2 MiB", h2, resp.StatusCode, len(body), err)
+			}
+		}
+	}
+	failed := tg.logLine(t, "the full disk's event", func(m map[string]any) bool { return m["kind"] == "spool_write_failed" })
+	if !strings.Contains(failed["detail"].(string), "no space left on device") {
+		t.Errorf("the event: %v", failed)
+	}
+	if n := strings.Count(tg.logs.String(), `"kind":"spool_write_failed"`); n != 1 {
+		t.Errorf("%d spool_write_failed events for one incident, want 1", n)
+	}
+	if n := value(scrape(t, tg.AdminAddr()), "rampart_events_total", "kind=spool_write_failed"); n != 1 {
+		t.Errorf("rampart_events_total{kind=spool_write_failed} = %v, want 1", n)
+	}
+	if strings.Contains(tg.logs.String(), `"truncated":true`) {
+		t.Error("a response was cut")
+	}
+	ready := func() string {
+		resp, err := http.Get("http://" + tg.AdminAddr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Errorf("/readyz: %d %s", resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	if r := ready(); !strings.Contains(r, "cannot write to the state_dir's disk since") {
+		t.Errorf("/readyz during the incident: %s", r)
+	}
+	free()
+	resp, err := tg.client(false).Get("https://localhost/big?mb=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	tg.logLine(t, "the disk's recovery", func(m map[string]any) bool { return m["kind"] == "spool_write_ok" })
+	if r := ready(); strings.Contains(r, "cannot write") {
+		t.Errorf("/readyz after the incident: %s", r)
+	}
+}

@@ -196,7 +196,13 @@ func (g *Gateway) ready(ctx context.Context) []admin.Check {
 			}
 		}
 	}
-	return append(checks, st)
+	checks = append(checks, st)
+	// A full disk does not stop Rampart serving: it is shown, not failed.
+	sp := admin.Check{Name: "spool", OK: true, Detail: "ok"}
+	if since, err := g.spool.Disk(); err != nil {
+		sp.Detail = fmt.Sprintf("cannot write to the state_dir's disk since %s (%v): responses go to slow clients unbuffered", since.UTC().Format(time.RFC3339), err)
+	}
+	return append(checks, sp)
 }
 
 // startAdmin binds the admin listener. A port taken from under the

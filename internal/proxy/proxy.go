@@ -351,8 +351,13 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	if kind == "timeout" {
 		status, msg, key = http.StatusGatewayTimeout, "The application took too long to answer.", "timeouts.upstream"
 	}
-	// The header tells the app's own 502 or 504 from Rampart's.
-	w.Header().Set(guard.ReasonHeader, (&guard.Denial{Reason: "upstream_" + kind, Key: key}).ReasonValue())
+	// The header tells the app's own 502 or 504 from Rampart's. (Not a
+	// refusal: the upstream failed, and the metrics count it as that.)
+	reason := "upstream_" + kind
+	if key != "" {
+		reason += "; allow-with=" + key
+	}
+	w.Header().Set(guard.ReasonHeader, reason)
 	telemetry.Refusal(p.log, "upstream_error", info, kind, fmt.Sprintf("status %d: %v", status, err), "", key)
 	pages.Error(w, status, msg, info.ID, info.Nonce)
 }

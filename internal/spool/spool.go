@@ -7,9 +7,10 @@
 //
 // Everything is bounded: memory per response and in total, disk per
 // response and in total, and the number of responses one client may have
-// waiting on disk at once. When a budget is spent the response waits for
-// its client (as without a spool); a client over its own limit has the
-// response cut off instead, since it already holds that many.
+// waiting on disk at once. When a budget is spent, or the disk cannot be
+// written, the response waits for its client (as without a spool); a
+// client over its own limit has the response cut off instead, since it
+// already holds that many.
 package spool
 
 import (
@@ -20,6 +21,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Limits bound a Pool. Zero values are not defaults: the config sets them.
@@ -49,6 +51,78 @@ type Pool struct {
 	nslow    atomic.Int64       // the sum of slow, read without the lock
 	bodies   int
 	filling  int
+
+	// A failed write to the spool's disk (full, or failing) starts an
+	// incident: the response it was for goes on unbuffered, as when a
+	// budget is spent, and so do the others, which leave the disk alone
+	// but for one write every diskRetry, a probe. onDisk hears of the
+	// incident once, and again (with nil) when a probe works: a disk
+	// that hovers at full does not flap faster than that.
+	diskFailing atomic.Bool
+	diskErr     error
+	diskSince   time.Time
+	lastProbe   time.Time
+	diskRetry   time.Duration
+	onDisk      func(error)
+}
+
+// diskRetry is how often the disk is tried again during an incident.
+const diskRetry = 5 * time.Second
+
+// SetOnDisk sets what hears of the spool's disk failing (err) and
+// working again (nil), once per incident. Set it before the first Body.
+func (p *Pool) SetOnDisk(f func(err error)) { p.onDisk = f }
+
+// Disk reports the write error of an incident under way, and since when;
+// a nil error when the spool's disk works.
+func (p *Pool) Disk() (since time.Time, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.diskSince, p.diskErr
+}
+
+// diskUsable reports whether a spill may write to the disk: yes, but
+// during an incident only once per diskRetry.
+func (p *Pool) diskUsable() bool {
+	if !p.diskFailing.Load() {
+		return true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.lastProbe) < p.diskRetry {
+		return false
+	}
+	p.lastProbe = time.Now()
+	return true
+}
+
+// diskFailed starts an incident, unless one is under way.
+func (p *Pool) diskFailed(err error) {
+	p.mu.Lock()
+	p.lastProbe = time.Now()
+	p.mu.Unlock()
+	if p.diskFailing.Swap(true) {
+		return
+	}
+	p.mu.Lock()
+	p.diskErr, p.diskSince = err, time.Now()
+	p.mu.Unlock()
+	if p.onDisk != nil {
+		p.onDisk(err)
+	}
+}
+
+// diskWorks ends an incident, if one is under way.
+func (p *Pool) diskWorks() {
+	if !p.diskFailing.Load() || !p.diskFailing.Swap(false) {
+		return
+	}
+	p.mu.Lock()
+	p.diskErr, p.diskSince = nil, time.Time{}
+	p.mu.Unlock()
+	if p.onDisk != nil {
+		p.onDisk(nil)
+	}
 }
 
 // New returns a Pool whose files go in dir (created 0700 if missing). The
@@ -58,7 +132,7 @@ func New(dir string, lim Limits) (*Pool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool directory: %w", err)
 	}
-	return &Pool{dir: dir, lim: lim, slow: map[netip.Addr]int{}}, nil
+	return &Pool{dir: dir, lim: lim, slow: map[netip.Addr]int{}, diskRetry: diskRetry}, nil
 }
 
 // Small reports whether a body of length n (-1: unknown) fits in one
@@ -165,6 +239,7 @@ type body struct {
 	file   *os.File
 	fr, fw int64 // file read and write offsets
 	slow   bool  // counted in p.slow
+	noDisk bool  // a write to the file failed: memory only from now on
 	err    error // why fill stopped (io.EOF at the end); nil while filling
 	closed bool
 }
@@ -216,9 +291,11 @@ func (b *body) put(bp *[]byte, n int) error {
 }
 
 // spill appends data to the file if the budgets allow; false means wait.
+// A file that cannot be written (a full disk) is a spent budget too: the
+// response goes on at its client's pace, never cut short.
 func (b *body) spill(data []byte) (bool, error) {
 	n := int64(len(data))
-	if b.fw+n > b.p.lim.File {
+	if b.noDisk || b.fw+n > b.p.lim.File || !b.p.diskUsable() {
 		return false, nil
 	}
 	if !b.slow {
@@ -234,17 +311,27 @@ func (b *body) spill(data []byte) (bool, error) {
 		f, err := os.CreateTemp(b.p.dir, "response-*")
 		if err != nil {
 			b.p.release(&b.p.fileUsed, n)
-			return false, err
+			b.unwritable(err)
+			return false, nil
 		}
 		_ = os.Remove(f.Name())
 		b.file = f
 	}
 	if _, err := b.file.WriteAt(data, b.fw); err != nil {
 		b.p.release(&b.p.fileUsed, n)
-		return false, err
+		b.unwritable(err)
+		return false, nil
 	}
 	b.fw += n
+	b.p.diskWorks()
 	return true, nil
+}
+
+// unwritable gives up the file for this response, whose unread part of
+// it is still read, and tells the pool.
+func (b *body) unwritable(err error) {
+	b.noDisk = true
+	b.p.diskFailed(err)
 }
 
 func (b *body) finish(err error) {
@@ -330,4 +417,11 @@ func (b *body) Close() error {
 	}
 	b.cond.Broadcast()
 	return nil
+}
+
+// SetRetryForTest sets how often the disk is tried during an incident.
+func (p *Pool) SetRetryForTest(d time.Duration) {
+	p.mu.Lock()
+	p.diskRetry = d
+	p.mu.Unlock()
 }

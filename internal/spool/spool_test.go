@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"net/netip"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/rampartproxy/rampart/internal/testutil"
@@ -126,5 +128,54 @@ func TestCloseWhileWaiting(t *testing.T) {
 	testutil.WaitFor(t, "the fill to stop and close the upstream", src.closed.Load)
 	if st := p.Stats(); st != (Stats{}) {
 		t.Errorf("after close: %+v", st)
+	}
+}
+
+// TestFullDiskWaitsForTheClient: on a full disk (a tmpfs of the test's,
+// filled) the response is not cut: it waits for its client, as when a
+// budget is spent, and arrives whole. The pool hears of the incident
+// once, however many responses meet it, and of its end when a write
+// works again.
+func TestFullDiskWaitsForTheClient(t *testing.T) {
+	t.Parallel()
+	dir := testutil.Tmpfs(t, 4<<20) // room for one response, once freed
+	p, err := New(dir, roomy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var heard []error
+	var mu sync.Mutex
+	p.SetOnDisk(func(err error) { mu.Lock(); heard = append(heard, err); mu.Unlock() })
+	free := testutil.Fill(t, dir)
+	read := func() {
+		t.Helper()
+		data := random(t, 3<<20)
+		src := &source{Reader: bytes.NewReader(data)}
+		body := p.Body(src, client)
+		defer body.Close()
+		// The client reads nothing until the fill has had to wait.
+		testutil.WaitFor(t, "the fill waiting for the client", func() bool { return p.Stats().Memory == roomy.Memory })
+		got, err := io.ReadAll(body)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("read %d bytes (%v), want the %d sent, in order", len(got), err, len(data))
+		}
+	}
+	read()
+	read()
+	if _, err := p.Disk(); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Disk() during the incident: %v", err)
+	}
+	free()
+	p.mu.Lock()
+	p.diskRetry = 0 // the next spill probes the disk
+	p.mu.Unlock()
+	read()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(heard) != 2 || !errors.Is(heard[0], syscall.ENOSPC) || heard[1] != nil {
+		t.Errorf("the pool heard %v, want the full disk once and then its end", heard)
+	}
+	if since, err := p.Disk(); err != nil || !since.IsZero() {
+		t.Errorf("Disk() after: %v %v", since, err)
 	}
 }
