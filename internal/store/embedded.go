@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,12 +76,9 @@ func OpenEmbedded(stateDir string) (*Embedded, error) { return openEmbeddedClock
 // the sweeper starts reading it.
 func openEmbeddedClock(stateDir string, now func() time.Time) (*Embedded, error) {
 	path := filepath.Join(stateDir, StateFile)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("%s: %w", path, ErrInUse)
-	}
+	db, err := openChecked(path, &bolt.Options{Timeout: time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("state_dir: %w", err) // bbolt's error names the file
+		return nil, whatToDo(err, path)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(kvBucket)
@@ -406,20 +404,15 @@ func InUse(stateDir string) bool {
 // CheckFile checks every page of the bbolt file in stateDir, if there is
 // one: a restored copy is checked before it is put in place.
 func CheckFile(stateDir string) error {
-	if _, err := os.Stat(filepath.Join(stateDir, StateFile)); errors.Is(err, fs.ErrNotExist) {
+	path := filepath.Join(stateDir, StateFile)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	db, err := openReadOnly(stateDir)
+	db, err := openChecked(path, &bolt.Options{Timeout: time.Second, ReadOnly: true})
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	return db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return err
-		}
-		return nil
-	})
+	return db.Close()
 }
 
 // openReadOnly opens the bbolt file in stateDir for reading; ErrInUse
@@ -431,6 +424,62 @@ func openReadOnly(stateDir string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("%s: %w", path, ErrInUse)
 	}
 	return db, err
+}
+
+// ErrDamaged is a state file that cannot be read whole.
+var ErrDamaged = errors.New("damaged")
+
+// openChecked opens the bbolt file at path and checks every page of it
+// before anything reads it: bbolt trusts its pages and panics on a bad
+// one (a torn write, a bad sector, a copy cut short) wherever it meets
+// it, at open or later. The check reads the whole file once; a state
+// file holds sessions and devices, a few MiB at most.
+func openChecked(path string, opts *bolt.Options) (db *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if db != nil {
+				db.Close()
+			}
+			db, err = nil, damaged(path, fmt.Sprint(r))
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, opts)
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%s: %w", path, ErrInUse)
+	}
+	if errors.Is(err, bolterrors.ErrInvalid) || errors.Is(err, bolterrors.ErrVersionMismatch) ||
+		errors.Is(err, bolterrors.ErrChecksum) || err != nil && strings.Contains(err.Error(), "file size too small") {
+		return nil, damaged(path, err.Error())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state_dir %s: %w", filepath.Dir(path), err) // a full disk, no permission
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, damaged(path, err.Error())
+	}
+	return db, nil
+}
+
+// damaged says which file and what is wrong with it.
+func damaged(path, what string) error {
+	return fmt.Errorf("%s is %w (%s)", path, ErrDamaged, what)
+}
+
+// whatToDo adds to a damaged state file's error what its owner can do.
+func whatToDo(err error, path string) error {
+	if !errors.Is(err, ErrDamaged) {
+		return err
+	}
+	return fmt.Errorf("%w. Restore a backup: rampart state restore BACKUP.tar.gz --state-dir %s; "+
+		"or move it aside (mv %s %s.damaged) and Rampart starts with an empty store, where sessions, trusted devices and lockouts start over",
+		err, filepath.Dir(path), path, path)
 }
 
 // writeTo copies db to w in one read transaction.
