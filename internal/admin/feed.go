@@ -155,7 +155,7 @@ func (f *Feed) push() {
 			}
 		}
 		for i, b := range batch {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			ctx, cancel := context.WithTimeout(store.Patient(context.Background()), time.Second)
 			if err := f.shared.Push(ctx, key(i == 1), feedShared, b...); err != nil {
 				f.Dropped.Add(int64(len(b)))
 			}
@@ -181,7 +181,7 @@ func (f *Feed) Recent(ctx context.Context, n int) (refusals, others []telemetry.
 }
 
 func (f *Feed) sharedRecent(ctx context.Context, key string, n int) ([]telemetry.Entry, error) {
-	vals, err := f.shared.Recent(ctx, key, n)
+	vals, err := f.shared.Recent(store.Patient(ctx), key, n)
 	if err != nil {
 		return nil, err
 	}

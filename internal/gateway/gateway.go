@@ -91,7 +91,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	if cfg.Store != config.StoreEmbedded {
 		// Instances sharing a store post each alert once between them.
 		g.alerts.Claim = func(ctx context.Context, key string, lease time.Duration) (bool, error) {
-			return st.Add(ctx, key, []byte(g.instance), lease)
+			return st.Add(store.Patient(ctx), key, []byte(g.instance), lease)
 		}
 	}
 	bus.Subscribe(g.alerts.Event)

@@ -264,6 +264,8 @@ func TestRateLimitFailsClosed(t *testing.T) {
 	if status, body := readyz(); status != 503 || !strings.Contains(body, "store_failure: closed") {
 		t.Errorf("/readyz with Redis down and store_failure closed = %d %s", status, body)
 	}
+	// The failed calls' PING finds the outage, off the requests' path.
+	testutil.WaitFor(t, "the outage found", func() bool { return value(scrape(t, tg.AdminAddr()), "rampart_store_up") == 0 })
 	fams := scrape(t, tg.AdminAddr())
 	if up, outages, errs := value(fams, "rampart_store_up"), value(fams, "rampart_store_outages_total"), value(fams, "rampart_store_errors_total"); up != 0 || outages != 1 || errs < 1 {
 		t.Errorf("store metrics with Redis down: up %v, outages %v, errors %v", up, outages, errs)

@@ -20,12 +20,17 @@ import (
 // atomic round trip per decision, so instances together admit exactly the
 // configured rate.
 //
-// Redis can go away. No call waits more than Timeout for it; after a
-// failure, calls return ErrUnavailable at once, except one probe every
-// probeEvery, until Redis answers again. OnChange hears about each outage
-// and recovery once. Only Timeout running out or a connection failing
-// counts as an outage: a caller whose own context is cancelled or past
-// its deadline gets its context's error, and Redis stays up.
+// Redis can go away. No call on a request's path waits more than Timeout
+// for it (a Patient call, off that path, waits up to its own deadline).
+// A call that fails is that call's failure only: one slow answer on a
+// loaded machine is not an outage. It sends a PING, which has
+// pingTimeouts × Timeout to answer (the first failure's ping; others wait
+// for it): Redis is down when that fails too. Then calls return
+// ErrUnavailable at once, except one probe every probeEvery (the circuit
+// breaker's half-open state), until Redis answers again. OnChange hears
+// about each outage and recovery once. Only Timeout running out or a
+// connection failing counts against Redis: a caller whose own context is
+// cancelled or past its deadline gets its context's error.
 type Redis struct {
 	client  *redis.Client
 	limiter *redis_rate.Limiter
@@ -36,6 +41,8 @@ type Redis struct {
 
 	timeout   time.Duration
 	down      atomic.Bool
+	pinging   atomic.Bool // a failed call's PING is under way
+	closed    atomic.Bool
 	errors    atomic.Uint64 // calls that failed for Redis's sake
 	nextProbe atomic.Int64  // unix nanoseconds
 	mu        sync.Mutex    // orders OnChange calls
@@ -53,6 +60,23 @@ const Timeout = 100 * time.Millisecond
 // probeEvery is how often a call tries Redis again during an outage.
 const probeEvery = 250 * time.Millisecond
 
+// pingTimeouts is how many Timeouts the PING after a failed call has:
+// with the default Timeout, an outage is known 600 ms after the first
+// call it failed.
+const pingTimeouts = 5
+
+// patientWait bounds a Patient call that brings no deadline of its own.
+const patientWait = time.Second
+
+type patientKey struct{}
+
+// Patient marks ctx as a call off any request's path (a dashboard's
+// shared feed, an alert's claim): it waits for Redis up to ctx's
+// deadline (at most patientWait without one), not Timeout.
+func Patient(ctx context.Context) context.Context {
+	return context.WithValue(ctx, patientKey{}, true)
+}
+
 // OpenRedis connects to url ("redis://host:6379/0") with the default
 // Timeout. It does not wait for Redis: Rampart starts, and limits fail as
 // configured, if Redis is down.
@@ -65,7 +89,11 @@ func OpenRedisTimeout(url string, timeout time.Duration) (*Redis, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store %q: %w", url, err)
 	}
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = timeout, timeout, timeout, timeout
+	// Every call's context bounds its wait (Timeout, a PING's or a
+	// Patient call's own): go-redis takes the sooner of the context's
+	// deadline and these, which are only the longest of them.
+	longest := max(pingTimeouts*timeout, patientWait)
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = longest, longest, longest, longest
 	opts.MaxRetries = -1 // a retry would double the wait; the next request tries again
 	opts.ContextTimeoutEnabled = true
 	// Every request in flight may need a connection at once; waiting for
@@ -88,7 +116,11 @@ func (r *Redis) call(ctx context.Context, f func(ctx context.Context) error) err
 	if err := ctx.Err(); err != nil {
 		return err // the caller gave up before asking
 	}
-	callCtx, cancel := context.WithTimeout(ctx, r.timeout)
+	wait := r.timeout
+	if ctx.Value(patientKey{}) != nil {
+		wait = patientWait
+	}
+	callCtx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	err := f(callCtx)
 	switch {
@@ -107,10 +139,28 @@ func (r *Redis) call(ctx context.Context, f func(ctx context.Context) error) err
 	}
 	r.errors.Add(1)
 	if !r.down.Load() {
-		r.nextProbe.Store(time.Now().Add(probeEvery).UnixNano())
-		r.changed(err)
+		r.ping(err)
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// ping asks Redis whether it is there after a call failed with err, on a
+// goroutine of its own: the failed call does not wait for it. Only one
+// runs at a time; when it fails too, Redis is down.
+func (r *Redis) ping(err error) {
+	if !r.pinging.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer r.pinging.Store(false)
+		d := pingTimeouts * r.timeout
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		if perr := r.client.Ping(ctx).Err(); perr != nil && !r.closed.Load() {
+			r.nextProbe.Store(time.Now().Add(probeEvery).UnixNano())
+			r.changed(fmt.Errorf("%v, and a PING had no answer within %v (%v)", err, d, perr))
+		}
+	}()
 }
 
 // Up reports whether Redis answered the last call (true until a call
@@ -314,4 +364,7 @@ func globEscape(s string) string {
 }
 
 // Close implements Store.
-func (r *Redis) Close() error { return r.client.Close() }
+func (r *Redis) Close() error {
+	r.closed.Store(true)
+	return r.client.Close()
+}

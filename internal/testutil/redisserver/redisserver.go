@@ -3,11 +3,16 @@
 package redisserver
 
 import (
+	"fmt"
+	"io"
+	"net"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rampartproxy/rampart/internal/testutil"
 )
@@ -46,6 +51,40 @@ func (s *Server) Kill() {
 	}
 }
 
+// Pause stops the server without closing its connections (SIGSTOP), as
+// a frozen or swapped-out host would: calls get no answer at all.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume undoes Pause.
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(sig)
+	}
+}
+
+// Stall has the server do nothing for d (DEBUG SLEEP, sent on a
+// connection of its own): one slow answer, as a loaded machine gives. It
+// returns once the command is sent.
+func (s *Server) Stall(d time.Duration) {
+	s.t.Helper()
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(s.port))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := fmt.Fprintf(c, "DEBUG SLEEP %.3f\r\n", d.Seconds()); err != nil {
+		s.t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(d + testutil.WaitTimeout))
+	go func() {
+		_, _ = io.Copy(io.Discard, c) // +OK when the sleep ends
+		c.Close()
+	}()
+}
+
 // Restart starts the server again on the same port, empty, and waits
 // until it accepts connections.
 func (s *Server) Restart() {
@@ -53,7 +92,7 @@ func (s *Server) Restart() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--protected-mode", "no")
+		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--enable-debug-command", "local")
 	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
