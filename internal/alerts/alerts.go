@@ -1,6 +1,8 @@
 // Package alerts turns security events into alerts: threshold rules over
-// sliding windows, each firing at most once per window, posted to a
-// webhook as JSON with a Slack-compatible "text". Counting happens on the
+// sliding windows, each firing at most once per window, and incidents (an
+// outage, a full disk), each firing once it has lasted its rule's for:
+// and resolved when it ends, as Alertmanager does; posted to a webhook as
+// JSON with a Slack-compatible "text". Counting happens on the
 // goroutine that logged the event and takes a lock per matching rule;
 // posting happens on one goroutine of its own, with retries, so a webhook
 // that is slow or down never slows a request.
@@ -34,6 +36,11 @@ type Alert struct {
 	Instance string           `json:"instance"`
 	Latest   *telemetry.Entry `json:"latest"`
 	Time     time.Time        `json:"time"`
+	// An incident's alerts: "firing" once it has lasted For, then
+	// "resolved" with how long it lasted. Empty for a threshold rule.
+	Status string    `json:"status,omitempty"`
+	Since  time.Time `json:"since,omitzero"`
+	Lasted string    `json:"lasted,omitempty"`
 }
 
 // Alerter evaluates the rules and posts alerts. Its rules change on
@@ -71,7 +78,7 @@ const attempts = 5
 type post struct {
 	url   string
 	alert Alert
-	key   string        // the rule, for Claim
+	key   string        // the rule, for Claim; "" for an incident's, which are this instance's
 	lease time.Duration // its window
 }
 
@@ -112,7 +119,7 @@ func (a *Alerter) Configure(c config.Alerts, instance, where string) {
 				old = slices.Delete(old, i, i+1)
 				continue
 			}
-			next.rules = append(next.rules, &rule{AlertRule: rc, times: make([]time.Time, rc.Over+1)})
+			next.rules = append(next.rules, &rule{AlertRule: rc, times: make([]time.Time, rc.Over+1), ends: config.Incidents[rc.Event]})
 		}
 	}
 	a.state.Store(next)
@@ -126,12 +133,103 @@ func (a *Alerter) Event(e *telemetry.Entry) {
 		return
 	}
 	for _, r := range s.rules {
-		if r.Event != e.Kind {
-			continue
+		switch {
+		case r.Event == e.Kind && r.ends != "":
+			a.start(s, r, e)
+		case r.ends != "" && r.ends == e.Kind:
+			a.end(s, r, e)
+		case r.Event == e.Kind:
+			if count, fire := r.add(e.Time); fire {
+				a.enqueue(s, r, count, e)
+			}
 		}
-		if count, fire := r.add(e.Time); fire {
-			a.enqueue(s, r, count, e)
+	}
+}
+
+// start opens an incident of r, unless one is open, and has it fire once
+// it has lasted For.
+func (a *Alerter) start(s *state, r *rule, e *telemetry.Entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.open != nil {
+		return
+	}
+	in := &incident{since: e.Time, first: *e}
+	r.open = in
+	fire := func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.open != in || in.fired {
+			return
 		}
+		in.fired = true
+		a.enqueueIncident(s, r, in, "firing", e.Time.Add(r.For.Std()))
+	}
+	if r.For <= 0 {
+		in.fired = true
+		a.enqueueIncident(s, r, in, "firing", e.Time)
+		return
+	}
+	in.timer = time.AfterFunc(r.For.Std(), fire)
+}
+
+// end closes r's incident: resolved if it fired, forgotten if it ended
+// before For (a blip: logged and counted, not alerted).
+func (a *Alerter) end(s *state, r *rule, e *telemetry.Entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	in := r.open
+	if in == nil {
+		return
+	}
+	r.open = nil
+	if in.timer != nil {
+		in.timer.Stop()
+	}
+	if in.fired {
+		in.ended = e.Time
+		a.enqueueIncident(s, r, in, "resolved", e.Time)
+	}
+}
+
+// enqueueIncident posts an incident's firing or resolved alert. r.mu is
+// held. Each instance posts its own: an incident is this instance's
+// (its store unreachable, its disk full), and the store that would let
+// instances agree may be the one that is down.
+func (a *Alerter) enqueueIncident(s *state, r *rule, in *incident, status string, at time.Time) {
+	first := in.first
+	first.Detail, first.Input = telemetry.Cut(first.Detail, 400), ""
+	al := Alert{Event: r.Event, Count: 1, Within: r.Within.Std().String(), Instance: s.instance, Latest: &first,
+		Time: at, Status: status, Since: in.since}
+	if status == "resolved" {
+		al.Lasted = in.ended.Sub(in.since).Round(time.Second).String()
+	}
+	al.Text = incidentText(al, r.ends, s.where)
+	a.post(post{url: s.webhook, alert: al})
+}
+
+// incidentText is an incident's message: what, since when, and for a
+// resolved one how long it lasted.
+func incidentText(al Alert, ends, where string) string {
+	since := al.Since.UTC().Format("15:04:05 MST")
+	if al.Status == "resolved" {
+		return fmt.Sprintf("Rampart on %s: resolved: %s, from %s, lasted %s (%s).", al.Instance, al.Event, since, al.Lasted, ends)
+	}
+	msg := fmt.Sprintf("Rampart on %s: %s since %s", al.Instance, al.Event, since)
+	if d := al.Latest.Detail; d != "" {
+		msg += ": " + d
+	}
+	return msg + fmt.Sprintf(". A resolved message follows when it ends. Look at %s, or the log lines with \"kind\":%q.", where, al.Event)
+}
+
+// post queues p for the sender, or drops it (counted) when the queue is
+// full.
+func (a *Alerter) post(p post) {
+	select {
+	case a.queue <- p:
+	default:
+		a.Dropped.Add(1)
+		a.log.Warn("alert dropped: the webhook has not taken the earlier ones", "event", p.alert.Event)
 	}
 }
 
@@ -139,7 +237,7 @@ func (a *Alerter) Event(e *telemetry.Entry) {
 // building an entry nobody counts.
 func (a *Alerter) Wants(kind string) bool {
 	s := a.state.Load()
-	return s != nil && slices.ContainsFunc(s.rules, func(r *rule) bool { return r.Event == kind })
+	return s != nil && slices.ContainsFunc(s.rules, func(r *rule) bool { return r.Event == kind || r.ends == kind })
 }
 
 func (a *Alerter) enqueue(s *state, r *rule, count int, e *telemetry.Entry) {
@@ -153,12 +251,7 @@ func (a *Alerter) enqueue(s *state, r *rule, count int, e *telemetry.Entry) {
 	al := Alert{Event: r.Event, Count: count, Over: r.Over, Within: r.Within.Std().String(),
 		Instance: s.instance, Latest: &latest, Time: e.Time}
 	al.Text = text(al, s.where)
-	select {
-	case a.queue <- post{url: s.webhook, alert: al, key: fmt.Sprintf("alert:%s:%d:%s", r.Event, r.Over, r.Within.Std()), lease: r.Within.Std()}:
-	default:
-		a.Dropped.Add(1)
-		a.log.Warn("alert dropped: the webhook has not taken the earlier ones", "event", r.Event)
-	}
+	a.post(post{url: s.webhook, alert: al, key: fmt.Sprintf("alert:%s:%d:%s", r.Event, r.Over, r.Within.Std()), lease: r.Within.Std()})
 }
 
 // text is the message a person reads: what happened, where, and where to
@@ -198,7 +291,7 @@ func (a *Alerter) send() {
 }
 
 func (a *Alerter) deliver(p post) {
-	if a.Claim != nil {
+	if a.Claim != nil && p.key != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		mine, err := a.Claim(ctx, p.key, p.lease)
 		cancel()
@@ -218,7 +311,7 @@ func (a *Alerter) deliver(p post) {
 		ok, permanent, why := a.try(p.url, body)
 		if ok {
 			a.Sent.Add(1)
-			a.log.Info("alert sent", "event", p.alert.Event, "count", p.alert.Count, "tries", try)
+			a.log.Info("alert sent", "event", p.alert.Event, "status", p.alert.Status, "count", p.alert.Count, "tries", try)
 			return
 		}
 		last = why
@@ -287,6 +380,21 @@ type rule struct {
 	next  int
 	n     int
 	quiet time.Time // no alert before this: one per window
+
+	// ends is the event that ends an incident of this rule's event
+	// (config.Incidents); "" for a threshold rule. open is the incident
+	// under way.
+	ends string
+	open *incident
+}
+
+// incident is one of a rule's, from its first event to the one that
+// ends it.
+type incident struct {
+	since, ended time.Time
+	first        telemetry.Entry
+	timer        *time.Timer // fires it once it has lasted For
+	fired        bool
 }
 
 // add records an event at t and reports whether the rule fires: more than

@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -115,7 +116,7 @@ func TestAlertRetriedThenDelivered(t *testing.T) {
 		t.Errorf("%d tries, %d sent; want 3 and 1", tries, a.Sent.Load())
 	}
 	al := got[0]
-	for _, want := range []string{"Rampart on edge-1:443: store_down.", "reason unreachable", "Look at the dashboard http://127.0.0.1:9090/", `"kind":"store_down"`} {
+	for _, want := range []string{"Rampart on edge-1:443: store_down since ", "connection refused", "Look at the dashboard http://127.0.0.1:9090/", `"kind":"store_down"`} {
 		if !strings.Contains(al.Text, want) {
 			t.Errorf("text %q lacks %q", al.Text, want)
 		}
@@ -178,5 +179,54 @@ func TestAlertTextCutOnARune(t *testing.T) {
 	got := text(al, "the log")
 	if !utf8.ValidString(got) || !strings.Contains(got, "…") {
 		t.Errorf("cut text is not valid UTF-8 or not marked: %q", got)
+	}
+}
+
+// TestIncidentFiresOnceItLastsAndResolves: an incident (store_down until
+// store_up) alerts once it has lasted for:, once, and again when it ends,
+// with how long it lasted; one that ends sooner is not alerted; and the
+// next incident alerts anew, within the same window. It used to be the
+// other way round: a 0.3 s blip used up the window, a real outage 20 s
+// later posted nothing, and nothing said when one ended.
+func TestIncidentFiresOnceItLastsAndResolves(t *testing.T) {
+	t.Parallel()
+	down := func(a *Alerter, detail string) {
+		a.Event(&telemetry.Entry{Time: time.Now(), Kind: "store_down", Reason: "unreachable", Detail: detail})
+	}
+	up := func(a *Alerter) { a.Event(&telemetry.Entry{Time: time.Now(), Kind: "store_up"}) }
+
+	// A blip: it ends long before its for: of an hour, and never fires.
+	blips := &receiver{}
+	a := startAlerter(t, blips, config.AlertRule{Event: "store_down", Within: config.Duration(time.Hour), For: config.Duration(time.Hour)})
+	down(a, "blip")
+	if r := a.state.Load().rules[0]; r.open == nil || r.open.timer == nil {
+		t.Fatal("the blip opened no incident")
+	}
+	up(a)
+	if r := a.state.Load().rules[0]; r.open != nil {
+		t.Fatal("store_up did not end the incident")
+	}
+
+	rc := &receiver{}
+	a = startAlerter(t, rc, config.AlertRule{Event: "store_down", Within: config.Duration(time.Hour), For: config.Duration(20 * time.Millisecond)})
+	for i := range 2 {
+		down(a, fmt.Sprint("outage ", i))
+		down(a, "the same outage, seen again") // no second alert
+		testutil.WaitFor(t, "the incident to fire", func() bool { _, got := rc.snapshot(); return len(got) == 2*i+1 })
+		up(a)
+		testutil.WaitFor(t, "the incident to resolve", func() bool { _, got := rc.snapshot(); return len(got) == 2*i+2 })
+	}
+	_, got := rc.snapshot()
+	for i, al := range got {
+		want := []string{"firing", "resolved"}[i%2]
+		if al.Status != want || al.Since.IsZero() || !strings.Contains(al.Latest.Detail, fmt.Sprint("outage ", i/2)) {
+			t.Errorf("alert %d: %s since %v (%q), want %s of outage %d", i, al.Status, al.Since, al.Latest.Detail, want, i/2)
+		}
+		if want == "resolved" && (al.Lasted == "" || !strings.Contains(al.Text, "resolved: store_down") || !strings.Contains(al.Text, "lasted")) {
+			t.Errorf("the resolved alert: %q (lasted %q)", al.Text, al.Lasted)
+		}
+	}
+	if _, got := blips.snapshot(); len(got) != 0 {
+		t.Errorf("the blip was alerted: %+v", got)
 	}
 }

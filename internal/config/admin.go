@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -43,7 +44,10 @@ type Alerts struct {
 }
 
 // AlertRule alerts when more than Over events of one kind happen within
-// a sliding window, at most once per window.
+// a sliding window, at most once per window. A rule on an incident (an
+// event that a later one ends: Incidents) alerts instead once the
+// incident has lasted For, and again when it ends, with how long it
+// lasted; each new incident alerts anew, whatever the window.
 type AlertRule struct {
 	// Event is an event kind as logged ("login_failed", "store_down"),
 	// or status_5xx for responses with a 5xx status.
@@ -53,7 +57,23 @@ type AlertRule struct {
 	Over int `yaml:"over"`
 	// Within is the window. Default 5m.
 	Within Duration `yaml:"within"`
+	// For is how long an incident must last before it alerts, so that
+	// one that ends sooner (a blip) does not. Only on an incident's
+	// event. Default 0: at once.
+	For Duration `yaml:"for"`
 }
+
+// Incidents maps each event that starts an incident to the event that
+// ends it.
+var Incidents = map[string]string{
+	"store_down":           "store_up",
+	"spool_write_failed":   "spool_write_ok",
+	"config_reload_failed": "config_reloaded",
+}
+
+// DefaultIncidentFor is For in the default rules: an outage shorter than
+// this is logged and counted, not alerted.
+const DefaultIncidentFor = 10 * time.Second
 
 // Admin and alert defaults.
 const (
@@ -72,8 +92,8 @@ func DefaultAlertRules() []AlertRule {
 		{Event: "status_5xx", Over: 50, Within: w},
 		{Event: "request_blocked", Over: 500, Within: w},
 		{Event: "cert_expiring", Within: w},
-		{Event: "store_down", Within: w},
-		{Event: "spool_write_failed", Within: w},
+		{Event: "store_down", Within: w, For: Duration(DefaultIncidentFor)},
+		{Event: "spool_write_failed", Within: w, For: Duration(DefaultIncidentFor)},
 	}
 }
 
@@ -133,6 +153,15 @@ func (c *Config) validateAdmin(bad func(path, format string, args ...any)) {
 		}
 		if r.Over < 0 || r.Over > MaxAlertOver {
 			bad(p+".over", "must be between 0 and %d", MaxAlertOver)
+		}
+		if _, incident := Incidents[r.Event]; r.For != 0 && !incident {
+			bad(p+".for", "%q has no end to wait for; for: goes with an incident's event: %s", r.Event, strings.Join(slices.Sorted(maps.Keys(Incidents)), ", "))
+		}
+		if _, incident := Incidents[r.Event]; incident && r.Over != 0 {
+			bad(p+".over", "%q starts an incident, which alerts once it has lasted for:, not by count", r.Event)
+		}
+		if r.For < 0 {
+			bad(p+".for", "must not be negative")
 		}
 	}
 }
