@@ -59,6 +59,15 @@ type Gateway struct {
 	tunnels tunnelSet
 	spool   *spool.Pool // responses read ahead of slow clients; fixed at start
 
+	// Every request's context comes from base, which Shutdown cancels
+	// (errDrainCut) when its deadline passes with requests in flight,
+	// so that each is logged as cut. draining is set once Shutdown
+	// starts: /readyz answers 503 from then on.
+	base     context.Context
+	cutAll   context.CancelCauseFunc
+	inFlight atomic.Int64
+	draining atomic.Bool
+
 	mu        sync.Mutex // guards reloads and the fields below
 	https     *http.Server
 	http      *http.Server
@@ -78,6 +87,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	bus := &telemetry.Bus{}
 	log = telemetry.Observe(log, bus)
 	g := &Gateway{log: log, bus: bus, serveErr: make(chan error, 3), started: time.Now(), stopped: make(chan struct{})}
+	g.base, g.cutAll = context.WithCancelCause(context.Background())
 	g.reports = csp.NewReporter(func(r *http.Request, v csp.Violation, count int64) {
 		telemetry.Event(log, "csp_violation", reqinfo.From(r.Context()), v.Directive,
 			fmt.Sprintf("%s blocked %q on %q (%s); seen %d times", v.Directive, v.BlockedURI, v.DocumentURI, v.Disposition, count))
@@ -339,6 +349,7 @@ func (g *Gateway) listen(cfg *config.Config) error {
 	}
 	if g.lbLn != nil {
 		g.lb = &http.Server{
+			BaseContext:       g.baseContext,
 			Handler:           http.HandlerFunc(g.serveLoadBalancer),
 			ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Std(),
 			IdleTimeout:       cfg.Timeouts.Idle.Std(),
@@ -348,6 +359,7 @@ func (g *Gateway) listen(cfg *config.Config) error {
 	}
 	if g.httpLn != nil {
 		g.http = &http.Server{
+			BaseContext:       g.baseContext,
 			Handler:           http.HandlerFunc(g.serveRedirect),
 			ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Std(),
 			IdleTimeout:       cfg.Timeouts.Idle.Std(),
@@ -360,6 +372,7 @@ func (g *Gateway) listen(cfg *config.Config) error {
 	}
 	_, g.httpsPort, _ = net.SplitHostPort(g.httpsLn.Addr().String())
 	g.https = &http.Server{
+		BaseContext:       g.baseContext,
 		Handler:           http.HandlerFunc(g.serveHTTPS),
 		TLSConfig:         g.tlsConfig(),
 		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Std(),
@@ -472,6 +485,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 // Shutdown stops accepting connections, lets in-flight requests finish
 // until ctx ends, and closes the rest.
 func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.draining.Store(true)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var errs []error
@@ -479,6 +493,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		if s != nil {
 			errs = append(errs, s.Shutdown(ctx))
 		}
+	}
+	if ctx.Err() != nil && g.inFlight.Load() > 0 {
+		g.cut()
 	}
 	// The requests have finished (or ctx ended); WebSockets are closed
 	// now, and their clients reconnect to whatever serves next.
@@ -500,6 +517,29 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	errs = append(errs, g.store.Close())
 	return errors.Join(errs...)
+}
+
+// errDrainCut is the cause of the context of a request still in flight
+// when the drain's deadline passed.
+var errDrainCut = errors.New("cut at shutdown: the drain deadline passed")
+
+func (g *Gateway) baseContext(net.Listener) context.Context { return g.base }
+
+// cut ends the requests still in flight when the drain's deadline has
+// passed: their contexts are cancelled (the upstream requests with them)
+// and their connections closed, and each one's handler logs it as cut
+// (serveHTTPS). It waits a moment for those lines.
+func (g *Gateway) cut() {
+	g.cutAll(errDrainCut)
+	for _, s := range []*http.Server{g.http, g.https, g.lb} {
+		if s != nil {
+			_ = s.Close()
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for g.inFlight.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // redirectTarget is where the plain listener sends a request: the same

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -29,7 +30,7 @@ import (
 // site and route, the request guards, the body, then the proxy and the
 // response guards; one log line at the end whatever happened.
 func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
-	if serveHealth(w, r) {
+	if g.serveHealth(w, r) {
 		return
 	}
 	snap := g.snap.Load()
@@ -58,6 +59,7 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	}
 	sw.Header()["X-Request-Id"] = []string{info.ID} // Set would canonicalise the name anew each time
 	end := g.metrics.Begin()
+	g.inFlight.Add(1)
 	defer func() {
 		// net/http sends what it still buffers (the last chunk, a
 		// header without a body) after this returns.
@@ -65,7 +67,11 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 			sw.extendDeadline()
 		}
 		end()
+		if context.Cause(r.Context()) == errDrainCut {
+			telemetry.Event(g.log, "request_cut", info, "shutdown", "the drain deadline passed before the response was done")
+		}
 		g.finish(r, info, sw)
+		g.inFlight.Add(-1)
 	}()
 	defer g.recoverPanic(sw, info)
 
@@ -347,7 +353,7 @@ func (g *Gateway) serveRedirect(w http.ResponseWriter, r *http.Request) {
 	if a := g.acme.Load(); a != nil && a.HandleHTTPChallenge(w, r) {
 		return // an HTTP-01 challenge (RFC 8555, section 8.3)
 	}
-	if serveHealth(w, r) {
+	if g.serveHealth(w, r) {
 		return
 	}
 	g.redirect(w, r, g.httpsPort)

@@ -14,7 +14,9 @@ import (
 const HealthPath = "/.rampart/health"
 
 // serveHealth answers r if it is a health check and reports whether it was.
-func serveHealth(w http.ResponseWriter, r *http.Request) bool {
+// While the gateway drains it answers 503 "draining", so that a load
+// balancer that still has a connection open stops sending.
+func (g *Gateway) serveHealth(w http.ResponseWriter, r *http.Request) bool {
 	if r.URL.Path != HealthPath {
 		return false
 	}
@@ -25,6 +27,11 @@ func serveHealth(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.Set("Allow", "GET, HEAD")
 		w.WriteHeader(http.StatusMethodNotAllowed)
+		return true
+	}
+	if g.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "draining\n")
 		return true
 	}
 	w.WriteHeader(http.StatusOK)

@@ -19,7 +19,7 @@ import (
 // over HTTPS: someone who reaches the port around the load balancer could
 // otherwise claim any scheme and any client address.
 func (g *Gateway) serveLoadBalancer(w http.ResponseWriter, r *http.Request) {
-	if serveHealth(w, r) {
+	if g.serveHealth(w, r) {
 		return
 	}
 	snap := g.snap.Load()

@@ -161,6 +161,10 @@ func leafOf(src certs.Source) (*x509.Certificate, error) {
 func (g *Gateway) ready(ctx context.Context) []admin.Check {
 	snap := g.snap.Load()
 	checks := []admin.Check{{Name: "config", OK: true, Detail: fmt.Sprintf("%d sites", len(snap.sites))}}
+	if g.draining.Load() {
+		// A load balancer stops sending before the port closes.
+		checks = append(checks, admin.Check{Name: "draining", OK: false, Detail: fmt.Sprintf("shutting down: %d requests in flight", g.inFlight.Load())})
+	}
 
 	have := map[string]bool{}
 	for _, c := range g.certificates() {
