@@ -126,7 +126,9 @@ func TestFilesReloadOnChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	loads := 0
 	f.OnError = func(err error) { errs = append(errs, err) }
+	f.OnLoaded = func() { loads++ }
 	got, _ := f.Certificate()
 	if !got.Leaf.Equal(first) {
 		t.Fatal("did not serve the file's certificate")
@@ -138,16 +140,31 @@ func TestFilesReloadOnChange(t *testing.T) {
 		t.Fatal("did not pick up the new certificate")
 	}
 
-	// A broken renewal keeps the last good pair.
+	// A broken renewal keeps the last good pair. It is reported once
+	// it is still broken at the next check (a renewal caught between
+	// its two files is not), and only once however many checks follow.
 	if err := os.WriteFile(certPath, []byte("not pem"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f.checked = time.Time{}
-	if got, _ = f.Certificate(); !got.Leaf.Equal(second) {
-		t.Fatal("a broken file replaced the last good certificate")
+	for i := range 5 {
+		f.checked = time.Time{}
+		if got, _ = f.Certificate(); !got.Leaf.Equal(second) {
+			t.Fatal("a broken file replaced the last good certificate")
+		}
+		if want := min(i, 1); len(errs) != want {
+			t.Fatalf("after %d checks of a broken file, OnError called %d times, want %d", i+1, len(errs), want)
+		}
 	}
-	if len(errs) != 1 {
-		t.Errorf("OnError called %d times, want 1", len(errs))
+	// Fixed: that is reported too, once.
+	third := write("three.test")
+	for range 2 {
+		f.checked = time.Time{}
+		if got, _ = f.Certificate(); !got.Leaf.Equal(third) {
+			t.Fatal("did not pick up the fixed certificate")
+		}
+	}
+	if loads != 1 || len(errs) != 1 {
+		t.Errorf("after the fix: OnLoaded called %d times, OnError %d; want 1 and 1", loads, len(errs))
 	}
 }
 

@@ -30,17 +30,25 @@ func (s *Internal) Certificate() (*tls.Certificate, error) { return s.CA.Leaf(s.
 
 // Files is a Source that reads a PEM chain and key from disk, and reads
 // them again when either file's size or modification time changes. A bad
-// new pair is logged by the caller through OnError and the old pair keeps
-// serving, so a half-written renewal never takes a site down.
+// new pair is reported by the caller through OnError and the old pair
+// keeps serving, so a half-written renewal never takes a site down.
 type Files struct {
 	CertPath, KeyPath string
-	// OnError, if set, is told about a reload that failed.
-	OnError func(error)
+	// OnError, if set, is told once about files that failed to load and
+	// stayed that way at the next check (a renewal caught between
+	// writing the chain and the key loads at the next one and is not
+	// reported); OnLoaded, after that, when they load again.
+	OnError  func(error)
+	OnLoaded func()
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
 	stamp   string
 	checked time.Time
+	// failed is the stamp (or stat error) of files that failed to load;
+	// reported, whether OnError heard of them.
+	failed   string
+	reported bool
 }
 
 var _ Source = (*Files)(nil)
@@ -99,21 +107,49 @@ func (f *Files) Certificate() (*tls.Certificate, error) {
 	}
 	f.checked = time.Now()
 	stamp, err := f.stampNow()
-	if err != nil || stamp == f.stamp {
-		if err != nil && f.OnError != nil {
-			f.OnError(err)
-		}
+	if err != nil {
+		f.failing(err.Error(), err)
 		return f.cert, nil
+	}
+	if stamp == f.stamp {
+		f.loaded()
+		return f.cert, nil
+	}
+	if stamp == f.failed && f.reported {
+		return f.cert, nil // unchanged since it failed: not read again
 	}
 	c, err := readPair(f.CertPath, f.KeyPath)
 	if err != nil {
 		// Most often a renewal caught between writing the chain and the
 		// key: keep serving the old pair and look again next time.
-		if f.OnError != nil {
-			f.OnError(err)
-		}
+		f.failing(stamp, err)
 		return f.cert, nil
 	}
 	f.cert, f.stamp = c, stamp
+	f.loaded()
 	return c, nil
+}
+
+// failing notes files that failed to load, as stamp, and reports them
+// when they failed the same way at the check before. f.mu is held.
+func (f *Files) failing(stamp string, err error) {
+	if stamp != f.failed {
+		f.failed, f.reported = stamp, false
+		return
+	}
+	if !f.reported {
+		f.reported = true
+		if f.OnError != nil {
+			f.OnError(err)
+		}
+	}
+}
+
+// loaded ends a failure, reporting its end if it was reported. f.mu is
+// held.
+func (f *Files) loaded() {
+	if f.reported && f.OnLoaded != nil {
+		f.OnLoaded()
+	}
+	f.failed, f.reported = "", false
 }

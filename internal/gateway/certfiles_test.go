@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/rampartproxy/rampart/internal/certs"
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
 // TestFileCertificatesReloaded serves a site from PEM files, replaces the
@@ -63,6 +65,33 @@ func TestFileCertificatesReloaded(t *testing.T) {
 	}
 	if !served().Equal(second) {
 		t.Fatal("reload did not re-read the certificate files")
+	}
+
+	// A broken renewal (certbot wrote a chain that is no PEM) is the
+	// event and metric of a refused SIGHUP, once, while the last good
+	// pair keeps serving; it used to be a plain ERROR line, every second.
+	if err := os.WriteFile(certPath, []byte("not pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "the broken certificate file reported", func() bool {
+		if !served().Equal(second) {
+			t.Fatal("a broken file replaced the served certificate")
+		}
+		return strings.Contains(tg.logs.String(), `"kind":"config_reload_failed"`)
+	})
+	failed := tg.logLine(t, "the event", func(m map[string]any) bool { return m["kind"] == "config_reload_failed" })
+	if failed["site"] != "files.test" || failed["reason"] != "certificate_files" || !strings.Contains(failed["detail"].(string), "fullchain.pem") {
+		t.Errorf("the event: %v", failed)
+	}
+	fams := scrape(t, tg.AdminAddr())
+	if n := value(fams, "rampart_config_reloads_total", "result=failure"); n != 1 {
+		t.Errorf("rampart_config_reloads_total{result=failure} = %v, want 1", n)
+	}
+	third := write("files.test")
+	testutil.WaitFor(t, "the fixed certificate served", func() bool { return served().Equal(third) })
+	tg.logLine(t, "the fix's event", func(m map[string]any) bool { return m["kind"] == "config_reloaded" && m["reason"] == "certificate_files" })
+	if n := strings.Count(tg.logs.String(), `"kind":"config_reload_failed"`); n != 1 {
+		t.Errorf("%d config_reload_failed events for one broken renewal", n)
 	}
 }
 

@@ -289,7 +289,8 @@ func (g *Gateway) ReloadWith(load func() (*config.Config, error)) error {
 	if err == nil {
 		err = g.Reload(cfg)
 	}
-	g.metrics.Reload(err == nil)
+	// The metrics count the events (metrics.Event), as they do a
+	// certificate file's failed reload.
 	if err != nil {
 		telemetry.Notice(g.log, slog.LevelError, "config_reload_failed", "", "refused", "the previous config keeps serving: "+firstLine(err.Error()))
 		return err

@@ -34,6 +34,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/portal"
 	"github.com/rampartproxy/rampart/internal/proxy"
 	"github.com/rampartproxy/rampart/internal/store"
+	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
 // snapshot is one loaded config, compiled: immutable once built, read by
@@ -222,8 +223,15 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 		if err != nil {
 			return nil, err
 		}
+		// The same event a refused SIGHUP logs, counted as a failed
+		// reload: an alert rule on config_reload_failed catches a broken
+		// renewal the day it happens, not 14 days before expiry.
 		src.OnError = func(err error) {
-			log.Error("certificate reload failed; serving the previous one", "site", st.name, "error", err.Error())
+			telemetry.Notice(log, slog.LevelError, "config_reload_failed", st.name, "certificate_files",
+				"the previous certificate keeps serving: "+err.Error())
+		}
+		src.OnLoaded = func() {
+			telemetry.Notice(log, slog.LevelInfo, "config_reloaded", st.name, "certificate_files", "the certificate files load again")
 		}
 		st.cert = src
 	case config.TLSACME:

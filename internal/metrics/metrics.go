@@ -246,11 +246,8 @@ func (m *Metrics) HandshakeFailed(msg string) {
 	m.handshakeFails.WithLabelValues(HandshakeReason(msg)).Inc()
 }
 
-// Reload counts a config reload.
-func (m *Metrics) Reload(ok bool) {
-	if m == nil {
-		return
-	}
+// reload counts a config reload, or a certificate file's (Event).
+func (m *Metrics) reload(ok bool) {
 	if ok {
 		m.reloads.WithLabelValues("success").Inc()
 		m.lastReload.SetToCurrentTime()
@@ -278,6 +275,10 @@ func (m *Metrics) Event(e *telemetry.Entry) {
 		m.lockouts.WithLabelValues(oneOf(strings.TrimSuffix(e.Reason, "_locked"), "pair", "address", "account", "device")).Inc()
 	case "store_down":
 		m.storeOutages.Inc()
+	case "config_reloaded":
+		m.reload(true)
+	case "config_reload_failed":
+		m.reload(false)
 	}
 }
 
