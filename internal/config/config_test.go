@@ -292,7 +292,7 @@ func TestAdminAndAlertDefaults(t *testing.T) {
 	if cfg.Admin.Listen != DefaultAdminListen || !cfg.AdminDefaulted() {
 		t.Errorf("admin.listen = %q (defaulted %v)", cfg.Admin.Listen, cfg.AdminDefaulted())
 	}
-	if len(cfg.Alerts.Rules) != 6 || cfg.Alerts.Rules[3].Within.Std() != DefaultAlertWindow {
+	if len(cfg.Alerts.Rules) != 7 || cfg.Alerts.Rules[3].Within.Std() != DefaultAlertWindow {
 		t.Errorf("default rules = %+v", cfg.Alerts.Rules)
 	}
 	cfg, err = Parse("set.yaml", []byte("admin: {listen: \"[::]:9090\", token_file: /etc/t}\nalerts: {rules: []}\nsites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:5000\n"))

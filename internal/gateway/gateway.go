@@ -174,6 +174,10 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 			telemetry.Notice(log, slog.LevelInfo, "store_up", "", "reachable", "Redis is reachable again")
 		}
 	}
+	r.OnEmptied = func() {
+		telemetry.Notice(log, slog.LevelError, "store_emptied", "", "epoch_lost",
+			"Redis lost everything it held (restarted without persistence, or flushed): sessions, trusted devices, lockouts and rate-limit counts started over, and signed-in users must sign in again. Give Redis persistence (appendonly yes) to keep them")
+	}
 	return r, nil
 }
 

@@ -38,11 +38,22 @@ type Redis struct {
 	// OnChange, if set, is told when Redis becomes unreachable (err set)
 	// and when it is back (err nil). Set it before the store is used.
 	OnChange func(err error)
+	// OnEmptied, if set, is told when Redis has lost what it held (a
+	// restart without persistence, a FLUSHALL): the epoch marker this
+	// instance saw is gone. Set it before the store is used.
+	OnEmptied func()
 
-	timeout   time.Duration
-	down      atomic.Bool
-	pinging   atomic.Bool // a failed call's PING is under way
-	closed    atomic.Bool
+	timeout time.Duration
+	down    atomic.Bool
+	pinging atomic.Bool // a failed call's PING is under way
+	closed  atomic.Bool
+	// epoch is the marker this instance last saw in Redis (epochKey);
+	// checked every epochEvery and when Redis comes back.
+	epochMu   sync.Mutex
+	epoch     string
+	watching  sync.Once // the watch starts with the first call, once OnEmptied is set
+	recheck   chan struct{}
+	stopped   chan struct{}
 	errors    atomic.Uint64 // calls that failed for Redis's sake
 	nextProbe atomic.Int64  // unix nanoseconds
 	mu        sync.Mutex    // orders OnChange calls
@@ -99,13 +110,74 @@ func OpenRedisTimeout(url string, timeout time.Duration) (*Redis, error) {
 	// Every request in flight may need a connection at once; waiting for
 	// one would eat the 100 ms budget and read as an outage.
 	opts.PoolSize, opts.MinIdleConns = 256, 16
-	c := redis.NewClient(opts)
-	return &Redis{client: c, limiter: redis_rate.NewLimiter(c), prefix: "rampart:", timeout: timeout}, nil
+	r := &Redis{prefix: "rampart:", timeout: timeout, recheck: make(chan struct{}, 1), stopped: make(chan struct{})}
+	// A new connection may be to a Redis that restarted (go-redis
+	// replaces a dead pooled connection without an error): look at the
+	// marker again.
+	opts.OnConnect = func(context.Context, *redis.Conn) error { r.lookAgain(); return nil }
+	r.client = redis.NewClient(opts)
+	r.limiter = redis_rate.NewLimiter(r.client)
+	return r, nil
+}
+
+// epochKey holds a random marker, written by the first instance to find
+// it missing. Redis never expires it (no TTL), so its disappearing, or
+// changing under an instance, means Redis lost everything it held.
+const epochKey = "epoch"
+
+// epochEvery is how often each instance looks at the marker.
+const epochEvery = 10 * time.Second
+
+func (r *Redis) watchEpoch() {
+	t := time.NewTicker(epochEvery)
+	defer t.Stop()
+	for {
+		r.checkEpoch()
+		select {
+		case <-r.stopped:
+			return
+		case <-t.C:
+		case <-r.recheck:
+		}
+	}
+}
+
+// checkEpoch reads the marker, writing one if there is none, and tells
+// OnEmptied if the one this instance saw is gone: once per loss, on
+// every instance.
+func (r *Redis) checkEpoch() {
+	ctx, cancel := context.WithTimeout(Patient(context.Background()), patientWait)
+	defer cancel()
+	var seen string
+	err := r.call(ctx, func(ctx context.Context) error {
+		mine := rand.Text()
+		set, err := r.client.SetNX(ctx, r.prefix+epochKey, mine, 0).Result()
+		if err != nil {
+			return err
+		}
+		if set {
+			seen = mine
+			return nil
+		}
+		seen, err = r.client.Get(ctx, r.prefix+epochKey).Result()
+		return err
+	})
+	if err != nil {
+		return // unreachable: looked at again when it is back
+	}
+	r.epochMu.Lock()
+	lost := r.epoch != "" && r.epoch != seen
+	r.epoch = seen
+	r.epochMu.Unlock()
+	if lost && r.OnEmptied != nil {
+		r.OnEmptied()
+	}
 }
 
 // call runs f against Redis within Timeout, turning connection trouble
 // into ErrUnavailable and keeping track of the outage.
 func (r *Redis) call(ctx context.Context, f func(ctx context.Context) error) error {
+	r.watching.Do(func() { go r.watchEpoch() })
 	if r.down.Load() {
 		next := r.nextProbe.Load()
 		if time.Now().UnixNano() < next || !r.nextProbe.CompareAndSwap(next, time.Now().Add(probeEvery).UnixNano()) {
@@ -156,9 +228,14 @@ func (r *Redis) ping(err error) {
 		d := pingTimeouts * r.timeout
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
-		if perr := r.client.Ping(ctx).Err(); perr != nil && !r.closed.Load() {
+		perr := r.client.Ping(ctx).Err()
+		switch {
+		case r.closed.Load():
+		case perr != nil:
 			r.nextProbe.Store(time.Now().Add(probeEvery).UnixNano())
 			r.changed(fmt.Errorf("%v, and a PING had no answer within %v (%v)", err, d, perr))
+		default:
+			r.lookAgain() // a connection lost may be a restart too quick to be an outage
 		}
 	}()
 }
@@ -192,6 +269,17 @@ func (r *Redis) changed(err error) {
 	r.down.Store(err != nil)
 	if r.OnChange != nil {
 		r.OnChange(err)
+	}
+	if err == nil {
+		r.lookAgain() // back: did it come back empty?
+	}
+}
+
+// lookAgain has the epoch marker checked now.
+func (r *Redis) lookAgain() {
+	select {
+	case r.recheck <- struct{}{}:
+	default:
 	}
 }
 
@@ -365,6 +453,9 @@ func globEscape(s string) string {
 
 // Close implements Store.
 func (r *Redis) Close() error {
-	r.closed.Store(true)
+	if r.closed.Swap(true) {
+		return nil
+	}
+	close(r.stopped)
 	return r.client.Close()
 }

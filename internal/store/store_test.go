@@ -631,3 +631,36 @@ func TestRedisRecents(t *testing.T) {
 		t.Errorf("Recent = %v, want [b2 b1 a2]", s)
 	}
 }
+
+// TestRedisRestartedEmptyIsSaid: a Redis that comes back from a restart
+// without persistence has lost every session, lockout and count. That
+// used to pass unsaid; the epoch marker's loss is now told once, when
+// Redis is back, and not again while it stays.
+func TestRedisRestartedEmptyIsSaid(t *testing.T) {
+	t.Parallel()
+	srv := redisserver.Start(t)
+	s, _, _ := openCounted(t, srv)
+	var emptied atomic.Int32
+	s.OnEmptied = func() { emptied.Add(1) }
+	ctx := context.Background()
+	if err := s.Set(ctx, "session", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "the epoch marker seen", func() bool {
+		s.epochMu.Lock()
+		defer s.epochMu.Unlock()
+		return s.epoch != ""
+	})
+	srv.Kill()
+	srv.Restart()
+	// Traffic finds the outage and the recovery, which looks again.
+	testutil.WaitFor(t, "the empty Redis told", func() bool {
+		_, _ = s.Get(ctx, "session")
+		return emptied.Load() == 1
+	})
+	s.checkEpoch()
+	s.checkEpoch()
+	if n := emptied.Load(); n != 1 {
+		t.Errorf("one loss told %d times", n)
+	}
+}
