@@ -101,13 +101,18 @@ func (e *Embedded) sweep() {
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
 	var told uint64
-	var toldAt time.Time
+	var toldAt, valuesSwept time.Time
 	for {
 		select {
 		case <-e.stop:
 			return
 		case <-t.C:
-			e.Sweep()
+			if now := e.now(); now.Sub(valuesSwept) >= kvSweepEvery {
+				e.Sweep()
+				valuesSwept = now
+			} else {
+				e.sweepBuckets(now.UnixNano())
+			}
 			if f, n := e.onEvict.Load(), e.evicted.Load(); f != nil && n > told && time.Since(toldAt) >= time.Minute {
 				(*f)(n - told)
 				told, toldAt = n, time.Now()
@@ -129,6 +134,12 @@ func (e *Embedded) Evicted() uint64 { return e.evicted.Load() }
 // Sweep drops full rate-limit buckets and expired values now.
 func (e *Embedded) Sweep() {
 	now := e.now().UnixNano()
+	e.sweepBuckets(now)
+	e.sweepValues(now)
+}
+
+// sweepBuckets drops the rate-limit buckets full at now.
+func (e *Embedded) sweepBuckets(now int64) {
 	for i := range e.shards {
 		s := &e.shards[i]
 		s.mu.Lock()
@@ -149,11 +160,37 @@ func (e *Embedded) Sweep() {
 		}
 		s.mu.Unlock()
 	}
-	_ = e.db.Update(func(tx *bolt.Tx) error {
-		c := tx.Bucket(kvBucket).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+}
+
+// kvSweepEvery is how often expired values are deleted from the file: a
+// read finds an expired value missing anyway, so this only gives back
+// space.
+const kvSweepEvery = time.Minute
+
+// sweepValues deletes the values expired at now. It reads first and
+// writes only when something expired: an idle server does not write to
+// its disk (a Raspberry Pi's SD card lives on that). The keys are
+// collected before any is deleted, since a cursor's Delete followed by
+// Next can skip the key after the deleted one (bbolt's README).
+func (e *Embedded) sweepValues(now int64) {
+	var gone [][]byte
+	_ = e.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(kvBucket).ForEach(func(k, v []byte) error {
 			if expired(v, now) {
-				if err := c.Delete(); err != nil {
+				gone = append(gone, bytes.Clone(k))
+			}
+			return nil
+		})
+	})
+	if len(gone) == 0 {
+		return
+	}
+	_ = e.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(kvBucket)
+		for _, k := range gone {
+			// Set again since it was read: not expired any more.
+			if v := b.Get(k); v != nil && expired(v, now) {
+				if err := b.Delete(k); err != nil {
 					return err
 				}
 			}
