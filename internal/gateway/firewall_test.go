@@ -3,10 +3,12 @@ package gateway
 import (
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/guard/waf"
 )
 
 // TestWAF: with waf mode block, SQL injection in a query and in a form
@@ -78,5 +80,52 @@ func TestWAF(t *testing.T) {
 	}
 	if strings.Contains(logs, long) {
 		t.Error("the payload is in the log in full")
+	}
+}
+
+// TestReloadLetsOldFirewallsGo: every WAF configuration ever compiled
+// used to stay in a package-level cache (some 2 MiB each), so a config
+// reloaded with ten paranoia levels held ten. A reload now reuses the
+// firewalls it still uses and lets the rest go with the old config.
+func TestReloadLetsOldFirewallsGo(t *testing.T) {
+	t.Parallel()
+	site := siteFor(newRecorder(t).URL())
+	site.WAF = config.WAF{Mode: "block"}
+	site.Routes = []config.Route{{Match: "/watch/", WAF: &config.WAF{Mode: "detect"}}}
+	tg := startGateway(t, config.Config{Sites: []config.Site{site}})
+	firewalls := func() map[*waf.Firewall]bool {
+		out := map[*waf.Firewall]bool{}
+		for _, rt := range tg.snap.Load().sites[0].routes {
+			if rt.waf != nil {
+				out[rt.waf] = true
+			}
+		}
+		return out
+	}
+	first := firewalls()
+	if len(first) != 2 || tg.snap.Load().wafs.Len() != 2 {
+		t.Fatalf("block and detect: %d firewalls, the set holds %d", len(first), tg.snap.Load().wafs.Len())
+	}
+	for p := 2; p <= 4; p++ {
+		cfg := *tg.snap.Load().cfg
+		cfg.Sites = slices.Clone(cfg.Sites)
+		cfg.Sites[0].WAF.Paranoia = p
+		if err := tg.Reload(&cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := firewalls()
+	if n := tg.snap.Load().wafs.Len(); n != 2 || len(now) != 2 {
+		t.Errorf("after three reloads to new paranoia levels the set holds %d firewalls, the routes use %d; want 2", n, len(now))
+	}
+	// A reload that changes nothing keeps both.
+	cfg := *tg.snap.Load().cfg
+	if err := tg.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	for f := range firewalls() {
+		if !now[f] {
+			t.Error("a reload that changed nothing compiled a firewall again")
+		}
 	}
 }

@@ -50,6 +50,9 @@ type snapshot struct {
 	// portal is the login portal; nil when no route requires a login and
 	// there is no users file.
 	portal *portal.Portal
+	// wafs are the firewalls the routes use, handed to the next config's
+	// build, which keeps those it uses too.
+	wafs *waf.Set
 	// bodies bounds the request bodies of every site; made at start and
 	// handed on by every reload, as the bodies in flight are.
 	bodies *bodylimit.Budget
@@ -179,8 +182,14 @@ func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error)
 			return nil, err
 		}
 	}
+	var prevWAFs *waf.Set
+	if prev != nil {
+		prevWAFs = prev.wafs
+	}
+	s.wafs = waf.NewSet(prevWAFs)
+	defer s.wafs.Done()
 	for i, sc := range cfg.Sites {
-		site, err := buildSite(cfg, sc, reuse, ca, st, log)
+		site, err := buildSite(cfg, sc, reuse, s.wafs, ca, st, log)
 		if err == nil {
 			site.body.Budget = s.bodies
 		}
@@ -199,7 +208,7 @@ func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error)
 	return s, nil
 }
 
-func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy, ca func() (*certs.LocalCA, error), shared store.Store, log *slog.Logger) (*site, error) {
+func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy, wafs *waf.Set, ca func() (*certs.LocalCA, error), shared store.Store, log *slog.Logger) (*site, error) {
 	st := &site{name: sc.Hosts[0], uploadPaths: sc.Guards.InsecureUploadPaths}
 	for _, h := range sc.Hosts {
 		if a, err := netip.ParseAddr(h); err == nil {
@@ -284,7 +293,7 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 	for i := range sc.Routes {
 		// Each route with what it inherits from the routes it is nested
 		// in: a route inside a protected one is protected too.
-		rt, err := compileRouteWAF(sc.Effective(i), sc)
+		rt, err := compileRouteWAF(sc.Effective(i), sc, wafs)
 		if err != nil {
 			return nil, err
 		}
@@ -293,7 +302,7 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 	slices.SortStableFunc(st.routes, func(a, b *route) int {
 		return len(strings.TrimSuffix(b.match, "/")) - len(strings.TrimSuffix(a.match, "/"))
 	})
-	rt, err := compileRouteWAF(config.Route{Match: "/"}, sc)
+	rt, err := compileRouteWAF(config.Route{Match: "/"}, sc, wafs)
 	if err != nil {
 		return nil, err
 	}
@@ -304,10 +313,10 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 // compileRouteWAF is compileRoute with the route's firewall. The rule
 // sets compile once per distinct configuration, here, so that a config
 // whose rules do not compile loads not at all.
-func compileRouteWAF(rc config.Route, sc config.Site) (*route, error) {
+func compileRouteWAF(rc config.Route, sc config.Site, wafs *waf.Set) (*route, error) {
 	rt := compileRoute(rc, sc)
 	var err error
-	if rt.waf, err = compileWAF(rc.MergeWAF(sc), sc.Methods); err != nil {
+	if rt.waf, err = compileWAF(wafs, rc.MergeWAF(sc), sc.Methods); err != nil {
 		return nil, fmt.Errorf("route %s: %w", rc.Match, err)
 	}
 	return rt, nil
@@ -315,8 +324,8 @@ func compileRouteWAF(rc config.Route, sc config.Site) (*route, error) {
 
 // compileWAF compiles a route's firewall, which allows the site's
 // methods; nil when it is off.
-func compileWAF(w config.WAF, methods []string) (*waf.Firewall, error) {
-	return waf.New(waf.Settings{Mode: w.Mode, Paranoia: w.Paranoia, AnomalyThreshold: w.AnomalyThreshold,
+func compileWAF(wafs *waf.Set, w config.WAF, methods []string) (*waf.Firewall, error) {
+	return wafs.New(waf.Settings{Mode: w.Mode, Paranoia: w.Paranoia, AnomalyThreshold: w.AnomalyThreshold,
 		Exclusions: w.Exclusions, BodyLimit: int64(w.BodyLimit), PassLargeBodies: w.BodyOverLimit == "pass",
 		Methods: methods, Directives: w.Directives})
 }

@@ -61,27 +61,77 @@ type Firewall struct {
 	waf coraza.WAF
 }
 
-// cache keeps compiled firewalls across reloads: the CRS takes about a
-// second to compile, and a reload that changes nothing about the WAF
-// should not pay it again.
-var cache sync.Map // key → *Firewall
-
-// New compiles s, or returns the firewall compiled for equal settings
-// before. It returns nil for mode off.
+// New compiles s. It returns nil for mode off.
 func New(s Settings) (*Firewall, error) {
 	if s.Mode == Off || s.Mode == "" {
 		return nil, nil
-	}
-	if f, ok := cache.Load(s.key()); ok {
-		return f.(*Firewall), nil
 	}
 	w, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(directives(s)))
 	if err != nil {
 		return nil, fmt.Errorf("waf: %w", err)
 	}
-	f := &Firewall{s: s, waf: w}
-	actual, _ := cache.LoadOrStore(s.key(), f)
-	return actual.(*Firewall), nil
+	return &Firewall{s: s, waf: w}, nil
+}
+
+// Set is the firewalls one loaded config uses, by settings. A config's
+// Set is made from the one before it (NewSet), so that a reload that
+// changes nothing about the WAF does not compile the rules again (about
+// a second, and some 2 MiB, each), and one that changes them lets the
+// old firewalls go with the old config, rather than keeping every
+// firewall ever compiled.
+type Set struct {
+	mu         sync.Mutex
+	prev, have map[string]*Firewall
+}
+
+// NewSet returns an empty Set that takes what it can from prev (nil at
+// start) until Done.
+func NewSet(prev *Set) *Set {
+	s := &Set{have: map[string]*Firewall{}}
+	if prev != nil {
+		prev.mu.Lock()
+		s.prev = prev.have
+		prev.mu.Unlock()
+	}
+	return s
+}
+
+// New returns the firewall for settings: one this Set has, one the
+// previous config's had, or a new one. Nil for mode off.
+func (set *Set) New(s Settings) (*Firewall, error) {
+	if s.Mode == Off || s.Mode == "" {
+		return nil, nil
+	}
+	k := s.key()
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	f := set.have[k]
+	if f == nil {
+		f = set.prev[k]
+	}
+	if f == nil {
+		var err error
+		if f, err = New(s); err != nil {
+			return nil, err
+		}
+	}
+	set.have[k] = f
+	return f, nil
+}
+
+// Done lets go of the previous config's firewalls that this one does not
+// use.
+func (set *Set) Done() {
+	set.mu.Lock()
+	set.prev = nil
+	set.mu.Unlock()
+}
+
+// Len is how many firewalls the Set holds.
+func (set *Set) Len() int {
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	return len(set.have)
 }
 
 // directives are the Coraza configuration for s: the recommended base,
