@@ -99,3 +99,17 @@ func ParseAddr(s string) netip.Addr {
 	}
 	return a.WithZone("").Unmap()
 }
+
+// Block is the network one client holds, as every per-client limit keys
+// it: an IPv4 address alone (a /32), an IPv6 one by its /64, the block a
+// single customer usually gets, so that rotating addresses within it
+// gains nothing.
+func Block(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	bits := 32
+	if a.Is6() {
+		bits = 64
+	}
+	p, _ := a.Prefix(bits)
+	return p
+}

@@ -190,7 +190,7 @@ type Buffering struct {
 	File ByteSize `yaml:"file"`
 	// FileTotal bounds all responses on disk. Default 4GiB.
 	FileTotal ByteSize `yaml:"file_total"`
-	// SlowPerClient is how many responses one client may have waiting on
+	// SlowPerClient is how many responses one client (IPv6 by /64) may have waiting on
 	// disk at once. Past it, its requests get 429 before they reach the
 	// app, and a further response that would go to disk is cut off: a
 	// client reading many large responses slowly (a slow-read attack)

@@ -34,13 +34,7 @@ import (
 func (g *Gateway) newMetrics() *metrics.Metrics {
 	state := metrics.State{
 		Certificates: g.certificates,
-		CSPReports: func() map[string]int64 {
-			by := map[string]int64{}
-			for v, n := range g.reports.Counts() {
-				by[v.Directive] += n
-			}
-			return by
-		},
+		CSPReports: func() map[string]int64 { return g.reports.ByDirective() },
 		Hashing: func() (int, int) {
 			if p := g.snap.Load().portal; p != nil {
 				return p.HashingNow()

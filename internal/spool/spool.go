@@ -22,6 +22,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rampartproxy/rampart/internal/clientip"
 )
 
 // Limits bound a Pool. Zero values are not defaults: the config sets them.
@@ -47,7 +49,7 @@ type Pool struct {
 	mu       sync.Mutex
 	memUsed  int64
 	fileUsed int64
-	slow     map[netip.Addr]int // client → responses of it on disk
+	slow     map[netip.Prefix]int // client (clientip.Block) → responses of it on disk
 	nslow    atomic.Int64       // the sum of slow, read without the lock
 	bodies   int
 	filling  int
@@ -132,7 +134,7 @@ func New(dir string, lim Limits) (*Pool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool directory: %w", err)
 	}
-	return &Pool{dir: dir, lim: lim, slow: map[netip.Addr]int{}, diskRetry: diskRetry}, nil
+	return &Pool{dir: dir, lim: lim, slow: map[netip.Prefix]int{}, diskRetry: diskRetry}, nil
 }
 
 // Small reports whether a body of length n (-1: unknown) fits in one
@@ -148,7 +150,7 @@ func (p *Pool) Full(client netip.Addr) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.slow[client] >= p.lim.PerClient
+	return p.slow[clientip.Block(client)] >= p.lim.PerClient
 }
 
 // takeSlot counts one more response of client on disk, unless client
@@ -156,10 +158,11 @@ func (p *Pool) Full(client netip.Addr) bool {
 func (p *Pool) takeSlot(client netip.Addr) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.slow[client] >= p.lim.PerClient {
+	block := clientip.Block(client)
+	if p.slow[block] >= p.lim.PerClient {
 		return false
 	}
-	p.slow[client]++
+	p.slow[block]++
 	p.nslow.Add(1)
 	return true
 }
@@ -168,8 +171,9 @@ func (p *Pool) takeSlot(client netip.Addr) bool {
 func (p *Pool) giveSlot(client netip.Addr) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.slow[client]--; p.slow[client] <= 0 {
-		delete(p.slow, client)
+	block := clientip.Block(client)
+	if p.slow[block]--; p.slow[block] <= 0 {
+		delete(p.slow, block)
 	}
 	p.nslow.Add(-1)
 }

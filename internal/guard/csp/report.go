@@ -2,6 +2,7 @@ package csp
 
 import (
 	"encoding/json"
+	"maps"
 	"errors"
 	"io"
 	"mime"
@@ -10,7 +11,10 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/rampartproxy/rampart/internal/clientip"
 	"golang.org/x/time/rate"
 )
 
@@ -20,9 +24,15 @@ const (
 	MaxReportSize    = 64 << 10 // bytes per request
 	reportsPerSecond = 2        // per client, with a burst of reportBurst
 	reportBurst      = 20
-	maxClients       = 10000 // rate limiters kept; the map is reset past it
-	maxViolations    = 10000 // distinct violations counted
+	maxClients       = 10000 // rate limiters kept, the least recently used dropped past it
+	maxViolations    = 10000 // distinct violations kept, the same way
 	maxField         = 512   // characters kept of any reported string
+	maxDirectives    = 64    // directives counted by name; others as "other"
+	// A client's limiter, and a violation's count, are forgotten this
+	// long after they were made: a flood of distinct reports cannot blind
+	// the monitoring for longer, and a violation seen again after it is
+	// logged again, as new.
+	forgetAfter = time.Hour
 )
 
 // Violation is one CSP violation, as Rampart keeps it: the URLs without
@@ -46,27 +56,45 @@ type Reporter struct {
 	// OnReport is told about a violation and how often it has been seen.
 	OnReport func(r *http.Request, v Violation, count int64)
 
-	mu       sync.Mutex
-	counts   map[string]int64
-	limiters map[netip.Addr]*rate.Limiter
+	mu sync.Mutex // orders a count's read and write
+	// counts and limiters are bounded LRU tables whose entries expire
+	// (forgetAfter); limiters are keyed by the client's address, an IPv6
+	// one by its /64 (clientip.Block), so rotating addresses within one
+	// network gets no fresh limit.
+	counts   *expirable.LRU[string, int64]
+	limiters *expirable.LRU[netip.Prefix, *rate.Limiter]
+	// byDirective counts every violation counted, never forgotten: the
+	// metrics' counters must not go down.
+	byDirective map[string]int64
+	now         func() time.Time // the limiters' clock; tests stop it
 }
 
 // NewReporter returns a Reporter that calls onReport.
 func NewReporter(onReport func(*http.Request, Violation, int64)) *Reporter {
-	return &Reporter{OnReport: onReport, counts: map[string]int64{}, limiters: map[netip.Addr]*rate.Limiter{}}
+	return &Reporter{OnReport: onReport, byDirective: map[string]int64{}, now: time.Now,
+		counts:   expirable.NewLRU[string, int64](maxViolations, nil, forgetAfter),
+		limiters: expirable.NewLRU[netip.Prefix, *rate.Limiter](maxClients, nil, forgetAfter)}
 }
 
-// Counts returns how often each violation was seen: for the tests, and
-// for the metrics the observability work will export.
+// Counts returns how often each violation kept was seen: for the tests
+// and the dashboard.
 func (rp *Reporter) Counts() map[Violation]int64 {
-	rp.mu.Lock()
-	defer rp.mu.Unlock()
-	out := make(map[Violation]int64, len(rp.counts))
-	for k, n := range rp.counts {
-		f := strings.SplitN(k, "\x00", 3)
-		out[Violation{Directive: f[0], BlockedURI: f[1], DocumentURI: f[2]}] = n
+	out := map[Violation]int64{}
+	for _, k := range rp.counts.Keys() {
+		if n, ok := rp.counts.Peek(k); ok {
+			f := strings.SplitN(k, "\x00", 3)
+			out[Violation{Directive: f[0], BlockedURI: f[1], DocumentURI: f[2]}] = n
+		}
 	}
 	return out
+}
+
+// ByDirective returns how many violations were counted, by directive, since
+// the Reporter was made: for the metrics.
+func (rp *Reporter) ByDirective() map[string]int64 {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	return maps.Clone(rp.byDirective)
 }
 
 // Serve handles one request to ReportPath from client.
@@ -103,27 +131,28 @@ func (rp *Reporter) Serve(w http.ResponseWriter, r *http.Request, client netip.A
 func (rp *Reporter) allow(client netip.Addr) bool {
 	rp.mu.Lock()
 	defer rp.mu.Unlock()
-	l := rp.limiters[client]
-	if l == nil {
-		if len(rp.limiters) >= maxClients {
-			// Rather a fresh start for everyone than memory without bound.
-			clear(rp.limiters)
-		}
+	block := clientip.Block(client)
+	l, ok := rp.limiters.Get(block)
+	if !ok {
 		l = rate.NewLimiter(reportsPerSecond, reportBurst)
-		rp.limiters[client] = l
+		rp.limiters.Add(block, l)
 	}
-	return l.Allow()
+	return l.AllowN(rp.now(), 1)
 }
 
 func (rp *Reporter) count(v Violation) int64 {
 	rp.mu.Lock()
 	defer rp.mu.Unlock()
 	k := v.key()
-	if _, ok := rp.counts[k]; !ok && len(rp.counts) >= maxViolations {
-		return 0 // a new kind past the bound is not counted
+	n, _ := rp.counts.Get(k)
+	n++
+	rp.counts.Add(k, n)
+	d := v.Directive
+	if _, ok := rp.byDirective[d]; !ok && len(rp.byDirective) >= maxDirectives {
+		d = "other"
 	}
-	rp.counts[k]++
-	return rp.counts[k]
+	rp.byDirective[d]++
+	return n
 }
 
 // Parse reads a report body: the report-uri format (application/csp-report,

@@ -1,12 +1,14 @@
 package csp
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestParse(t *testing.T) {
@@ -88,5 +90,70 @@ func TestReporterDedupsAndLimits(t *testing.T) {
 	r := httptest.NewRequest("GET", ReportPath, nil)
 	if s, _ := rp.Serve(httptest.NewRecorder(), r, netip.MustParseAddr("192.0.2.4")); s != 405 {
 		t.Errorf("GET: status %d, want 405", s)
+	}
+}
+
+// TestReporterCannotBeBlinded: the report limiter keyed each exact
+// address and cleared the whole table when full, and the violation
+// table kept its first 10,000 entries for ever. So one /64 rotating its
+// addresses had 500 of 500 reports accepted where one address had 20,
+// and 10,050 distinct reports in a few seconds blinded CSP monitoring
+// until a restart: a real skimmer's report was neither logged nor
+// counted. Limits now key IPv6 by /64 and both tables drop the least
+// recently used entry.
+func TestReporterCannotBeBlinded(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	logged := map[string]int64{}
+	rp := NewReporter(func(_ *http.Request, v Violation, n int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		logged[v.BlockedURI] = n
+	})
+	stopped := time.Now()
+	rp.now = func() time.Time { return stopped } // no token comes back however slow the run (-race)
+	post := func(client netip.Addr, blocked string) int {
+		body := `{"csp-report":{"document-uri":"https://a.test/","blocked-uri":"` + blocked + `","effective-directive":"script-src-elem"}}`
+		r := httptest.NewRequest("POST", ReportPath, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/csp-report")
+		status, _ := rp.Serve(httptest.NewRecorder(), r, client)
+		return status
+	}
+	// One /64, 500 addresses.
+	accepted := 0
+	for i := range 500 {
+		if post(netip.MustParseAddr(fmt.Sprintf("2001:db8:1:2::%x", i+1)), "https://evil.test/a.js") == 204 {
+			accepted++
+		}
+	}
+	if accepted != reportBurst {
+		t.Errorf("500 addresses of one /64: %d reports accepted, want the burst of %d", accepted, reportBurst)
+	}
+	// 10,050 distinct violations from as many networks, the first
+	// network (out of its burst) reporting between them: it stays
+	// limited, and the table does not fill for good.
+	limited := netip.MustParseAddr("2001:db8:1:2::ffff")
+	for i := range maxViolations + 50 {
+		client := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if s := post(client, fmt.Sprintf("https://noise.test/%d.js", i)); s != 204 {
+			t.Fatalf("noise report %d: %d", i, s)
+		}
+		if i%1000 == 0 && post(limited, "https://evil.test/b.js") != 429 {
+			t.Fatalf("after %d other networks, the limited one got through", i)
+		}
+	}
+	if s := post(netip.MustParseAddr("192.0.2.99"), "https://skimmer.test/x.js"); s != 204 {
+		t.Fatalf("the skimmer's report: %d", s)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if logged["https://skimmer.test/x.js"] != 1 {
+		t.Error("the skimmer's report after the flood was not logged")
+	}
+	if n := rp.Counts()[Violation{Directive: "script-src-elem", BlockedURI: "https://skimmer.test/x.js", DocumentURI: "https://a.test/"}]; n != 1 {
+		t.Errorf("the skimmer's report was counted %d times, want 1", n)
+	}
+	if n := rp.ByDirective()["script-src-elem"]; n != int64(reportBurst+maxViolations+50+1) {
+		t.Errorf("by directive: %d, want every report accepted", n)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rampartproxy/rampart/internal/clientip"
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
@@ -92,11 +93,10 @@ func (p *Policy) Empty() bool { return len(p.rules) == 0 }
 // ClientKey is the bucket owner for an address: IPv4 as it is, IPv6 by
 // its /64, the block one customer usually holds.
 func ClientKey(a netip.Addr) string {
-	if a.Is6() && !a.Is4In6() {
-		p, _ := a.Prefix(64)
-		return p.String()
+	if b := clientip.Block(a); b.Addr().Is6() {
+		return b.String()
 	}
-	return a.Unmap().String()
+	return a.Unmap().String() // as the keys in a shared store have always been
 }
 
 func (r *Rule) bucket(req *http.Request, client netip.Addr) string {
