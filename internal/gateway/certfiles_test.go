@@ -89,7 +89,9 @@ func TestFileCertificatesReloaded(t *testing.T) {
 	}
 	third := write("files.test")
 	testutil.WaitFor(t, "the fixed certificate served", func() bool { return served().Equal(third) })
-	tg.logLine(t, "the fix's event", func(m map[string]any) bool { return m["kind"] == "config_reloaded" && m["reason"] == "certificate_files" })
+	tg.logLine(t, "the fix's event", func(m map[string]any) bool {
+		return m["kind"] == "config_reloaded" && m["reason"] == "certificate_files"
+	})
 	if n := strings.Count(tg.logs.String(), `"kind":"config_reload_failed"`); n != 1 {
 		t.Errorf("%d config_reload_failed events for one broken renewal", n)
 	}

@@ -50,7 +50,7 @@ type Pool struct {
 	memUsed  int64
 	fileUsed int64
 	slow     map[netip.Prefix]int // client (clientip.Block) → responses of it on disk
-	nslow    atomic.Int64       // the sum of slow, read without the lock
+	nslow    atomic.Int64         // the sum of slow, read without the lock
 	bodies   int
 	filling  int
 

@@ -2,9 +2,9 @@ package csp
 
 import (
 	"encoding/json"
-	"maps"
 	"errors"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/netip"
