@@ -20,6 +20,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -72,6 +73,9 @@ type Config struct {
 	// RequestBodies bounds the request bodies Rampart holds while it
 	// reads them whole before the app sees them.
 	RequestBodies RequestBodies `yaml:"request_bodies"`
+
+	// Connections bounds the client connections of the serving listeners.
+	Connections Connections `yaml:"connections"`
 
 	// ACME configures automatic certificates (sites in tls mode acme).
 	ACME ACME `yaml:"acme"`
@@ -215,6 +219,22 @@ type RequestBodies struct {
 	// on disk together. Default 128MiB, and at least every site's
 	// max_body.
 	PerClient ByteSize `yaml:"per_client"`
+}
+
+// Connections bounds client connections, as nginx's worker_connections
+// and HAProxy's maxconn do: each one holds a file descriptor and some
+// 40 KB. At Max, Rampart first closes the keep-alive connection idle the
+// longest; with none idle, new connections wait in the kernel's backlog
+// until one closes (logged once as connection_limit). A client (IPv6 by
+// /64; a trusted proxy's address is not one) past PerClient has its new
+// connections closed at once. These apply at start.
+type Connections struct {
+	// Max bounds the serving listeners' connections together. Default:
+	// half the open-file limit (the rest is for the app's connections,
+	// spool files and the store), at most 16384.
+	Max int `yaml:"max"`
+	// PerClient bounds one client's. Default 1024 (at most Max).
+	PerClient int `yaml:"per_client"`
 }
 
 // Site is one application behind Rampart.
@@ -559,6 +579,12 @@ func (c *Config) applyDefaults() {
 			*d.v = d.def
 		}
 	}
+	if c.Connections.Max == 0 {
+		c.Connections.Max = DefaultMaxConnections()
+	}
+	if c.Connections.PerClient == 0 {
+		c.Connections.PerClient = min(1024, c.Connections.Max)
+	}
 	c.applyProtectionDefaults()
 	c.applyACMEDefaults()
 	c.applyAuthDefaults()
@@ -658,6 +684,9 @@ func (c *Config) validate() Problems {
 	}
 	if b := c.Buffering; b.Memory < 32<<10 || b.MemoryTotal < b.Memory || b.File < 0 || b.FileTotal < b.File || b.SlowPerClient < 1 {
 		bad("buffering", "memory must be at least 32KiB, memory_total at least memory, file_total at least file, and slow_per_client at least 1")
+	}
+	if cn := c.Connections; cn.Max < 1 || cn.PerClient < 1 || cn.PerClient > cn.Max {
+		bad("connections", "max and per_client must be at least 1, and per_client at most max")
 	}
 	if rb := c.RequestBodies; rb.MemoryTotal < 1<<20 || rb.FileTotal < rb.PerClient || rb.PerClient < 1<<20 {
 		bad("request_bodies", "memory_total and per_client must be at least 1MiB, and file_total at least per_client")
@@ -825,4 +854,14 @@ func ParseUpstream(s string) (Upstream, error) {
 	}
 	u.Path = ""
 	return Upstream{URL: u}, nil
+}
+
+// DefaultMaxConnections is connections.max when unset: half the
+// process's open-file limit, at most 16384.
+func DefaultMaxConnections() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 {
+		return 512
+	}
+	return int(min(rl.Cur/2, 16384))
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -58,6 +59,7 @@ type Gateway struct {
 
 	tunnels tunnelSet
 	spool   *spool.Pool // responses read ahead of slow clients; fixed at start
+	conns   *conns      // the client connections, bounded; fixed at start
 
 	// Every request's context comes from base, which Shutdown cancels
 	// (errDrainCut) when its deadline passes with requests in flight,
@@ -342,6 +344,15 @@ func (g *Gateway) listen(cfg *config.Config) error {
 	if g.lbLn, err = bind("load_balancer", cfg.Listen.LoadBalancer); err != nil {
 		return err
 	}
+	g.conns = newConns(g.log, cfg.Connections.Max, cfg.Connections.PerClient, func(a netip.Addr) bool { return g.snap.Load().clients.IsTrusted(a) })
+	for _, ln := range []struct {
+		ln   *net.Listener
+		name string
+	}{{&g.httpsLn, "https"}, {&g.httpLn, "http"}, {&g.lbLn, "load_balancer"}} {
+		if *ln.ln != nil {
+			*ln.ln = g.conns.listener(*ln.ln, ln.name)
+		}
+	}
 	named := g.httpsLn
 	if named == nil {
 		named = g.lbLn
@@ -354,6 +365,7 @@ func (g *Gateway) listen(cfg *config.Config) error {
 	if g.lbLn != nil {
 		g.lb = &http.Server{
 			BaseContext:       g.baseContext,
+			ConnState:         g.conns.state,
 			Handler:           http.HandlerFunc(g.serveLoadBalancer),
 			ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Std(),
 			IdleTimeout:       cfg.Timeouts.Idle.Std(),
@@ -364,6 +376,7 @@ func (g *Gateway) listen(cfg *config.Config) error {
 	if g.httpLn != nil {
 		g.http = &http.Server{
 			BaseContext:       g.baseContext,
+			ConnState:         g.conns.state,
 			Handler:           http.HandlerFunc(g.serveRedirect),
 			ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Std(),
 			IdleTimeout:       cfg.Timeouts.Idle.Std(),
@@ -377,6 +390,7 @@ func (g *Gateway) listen(cfg *config.Config) error {
 	_, g.httpsPort, _ = net.SplitHostPort(g.httpsLn.Addr().String())
 	g.https = &http.Server{
 		BaseContext:       g.baseContext,
+		ConnState:         g.conns.state,
 		Handler:           http.HandlerFunc(g.serveHTTPS),
 		TLSConfig:         g.tlsConfig(),
 		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.Std(),

@@ -1,9 +1,12 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -215,5 +218,115 @@ func TestShutdownDrainsLoudly(t *testing.T) {
 	}
 	if n := value(byName, "rampart_events_total", "kind=request_cut"); n != 1 {
 		t.Errorf("rampart_events_total{kind=request_cut} = %v, want 1", n)
+	}
+}
+
+// TestConnectionsHaveABound: about 20,000 TLS connections that sent one
+// request and went silent took Rampart to its file-descriptor limit,
+// where accept failed for everyone. Connections now have a bound, and
+// each client a share of it (clients here are loopback addresses of
+// their own): over its share, a client's new connection is closed; at
+// the bound, the keep-alive connection idle the longest makes room for a
+// new visitor; with none idle, the visitor waits in the backlog until one
+// closes. Each is logged and counted.
+func TestConnectionsHaveABound(t *testing.T) {
+	t.Parallel()
+	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor(newRecorder(t).URL())}, Connections: config.Connections{Max: 12, PerClient: 4}})
+	// keepAlive opens a connection from 127.0.0.x that asks for / and
+	// stays open; false if it was closed instead.
+	dial := func(x int) (*tls.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(x))}, Timeout: 5 * time.Second}
+		return tls.DialWithDialer(&d, "tcp", tg.httpsAddr, &tls.Config{RootCAs: tg.roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	}
+	keepAlive := func(x int) (*tls.Conn, bool) {
+		t.Helper()
+		c, err := dial(x)
+		if err != nil {
+			return nil, false
+		}
+		t.Cleanup(func() { c.Close() })
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
+			return nil, false
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return nil, false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return c, resp.StatusCode == 200
+	}
+	gauge := func() float64 {
+		return value(scrape(t, tg.AdminAddr()), "rampart_client_connections", "listener=https", "protocol=http/1.1")
+	}
+
+	// A client's share.
+	var idle []*tls.Conn
+	for range 4 {
+		c, ok := keepAlive(2)
+		if !ok {
+			t.Fatal("a client within its share was refused")
+		}
+		idle = append(idle, c)
+	}
+	if _, ok := keepAlive(2); ok {
+		t.Error("a client's fifth connection was served, past connections.per_client 4")
+	}
+	tg.logLine(t, "connection_refused", func(m map[string]any) bool { return m["kind"] == "connection_refused" })
+	if n := value(scrape(t, tg.AdminAddr()), "rampart_client_connections_closed_total", "reason=per_client"); n != 1 {
+		t.Errorf("rampart_client_connections_closed_total{reason=per_client} = %v", n)
+	}
+
+	// The bound, with connections idle: the oldest makes room.
+	for x := 3; x <= 4; x++ {
+		for range 4 {
+			c, ok := keepAlive(x)
+			if !ok {
+				t.Fatal("refused below the bound")
+			}
+			idle = append(idle, c)
+		}
+	}
+	testutil.WaitFor(t, "12 idle connections counted", func() bool { return gauge() == 12 })
+	visitor, ok := keepAlive(9)
+	if !ok {
+		t.Fatal("a new visitor at the bound with connections idle was not served")
+	}
+	idle = append(idle, visitor)
+	// The oldest idle one (client 2's first) was closed.
+	_ = idle[0].SetReadDeadline(time.Now().Add(testutil.WaitTimeout))
+	if _, err := idle[0].Read(make([]byte, 1)); err == nil {
+		t.Error("the connection idle the longest is still open")
+	}
+	if n := value(scrape(t, tg.AdminAddr()), "rampart_client_connections_closed_total", "reason=idle"); n < 1 {
+		t.Errorf("rampart_client_connections_closed_total{reason=idle} = %v", n)
+	}
+
+	// The bound with none idle: connections that never finish their
+	// handshake (raw TCP, silent) fill it; a visitor waits, and gets in
+	// once one closes.
+	for _, c := range idle {
+		c.Close()
+	}
+	testutil.WaitFor(t, "the idle connections counted out", func() bool { return gauge() == 0 })
+	var silent []net.Conn
+	for i := range 12 {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(i+1))}}
+		c, err := d.Dial("tcp", tg.httpsAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		silent = append(silent, c)
+	}
+	served := make(chan bool, 1)
+	go func() { _, ok := keepAlive(10); served <- ok }()
+	tg.logLine(t, "connection_limit", func(m map[string]any) bool { return m["kind"] == "connection_limit" })
+	silent[0].Close()
+	if !<-served {
+		t.Error("the waiting visitor was not served once a connection closed")
+	}
+	if n := value(scrape(t, tg.AdminAddr()), "rampart_client_connections_limit_reached_total"); n != 1 {
+		t.Errorf("rampart_client_connections_limit_reached_total = %v", n)
 	}
 }

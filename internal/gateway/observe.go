@@ -34,7 +34,17 @@ import (
 func (g *Gateway) newMetrics() *metrics.Metrics {
 	state := metrics.State{
 		Certificates: g.certificates,
-		CSPReports: func() map[string]int64 { return g.reports.ByDirective() },
+		CSPReports:   func() map[string]int64 { return g.reports.ByDirective() },
+		Spool: func() (int64, int64, int) {
+			st := g.spool.Stats()
+			return st.Memory, st.File, st.Bodies
+		},
+		Connections: func() metrics.ConnectionStats {
+			if g.conns == nil {
+				return metrics.ConnectionStats{}
+			}
+			return g.conns.Stats()
+		},
 		Hashing: func() (int, int) {
 			if p := g.snap.Load().portal; p != nil {
 				return p.HashingNow()

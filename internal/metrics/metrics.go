@@ -71,6 +71,21 @@ type State struct {
 	// Upstreams is each site's requests in flight to its upstream and
 	// waiting for a place (upstream_max_conns).
 	Upstreams func() []UpstreamLoad
+	// Connections is the client connections open now, by listener and
+	// protocol, their bound, and how many were closed to make room
+	// (evicted idle), refused (over per_client) and made to wait (times
+	// the bound was reached with none idle).
+	Connections func() ConnectionStats
+	// Spool is what the response buffers hold now: bytes in memory and
+	// on disk, and responses.
+	Spool func() (memory, disk int64, responses int)
+}
+
+// ConnectionStats are the client connections' numbers.
+type ConnectionStats struct {
+	Open                     map[[2]string]int // [listener, protocol] → open
+	Max                      int
+	Evicted, Refused, Waited int64
 }
 
 // UpstreamLoad is one site's upstream, now.
@@ -304,12 +319,25 @@ var (
 		"Requests at the upstream now, by site; at most its upstream_max_conns.", []string{"site"}, nil)
 	upstreamWaiting = prometheus.NewDesc("rampart_upstream_queue_length",
 		"Requests waiting for a place at the upstream now, by site.", []string{"site"}, nil)
+	connsOpen = prometheus.NewDesc("rampart_client_connections",
+		"Client connections open now, by listener and protocol (handshake until the first request, http/1.1, h2, websocket).", []string{"listener", "protocol"}, nil)
+	connsMax = prometheus.NewDesc("rampart_client_connections_max",
+		"The bound on client connections (connections.max).", nil, nil)
+	connsClosed = prometheus.NewDesc("rampart_client_connections_closed_total",
+		"Client connections Rampart closed at its bounds: idle (the keep-alive connection idle the longest, to make room at connections.max), per_client (over connections.per_client).", []string{"reason"}, nil)
+	connsWaited = prometheus.NewDesc("rampart_client_connections_limit_reached_total",
+		"Times connections.max was reached with none idle, so new connections waited in the listen backlog.", nil, nil)
+	spoolBytes = prometheus.NewDesc("rampart_response_buffer_bytes",
+		"Bytes of responses read ahead of slow clients, by where they are held (memory, disk); bounded by buffering.memory_total and buffering.file_total.", []string{"where"}, nil)
+	spoolResponses = prometheus.NewDesc("rampart_response_buffer_responses",
+		"Responses read ahead of their clients now.", nil, nil)
 	alertsSent = prometheus.NewDesc("rampart_alerts_total",
 		"Alerts for the webhook, by result (sent, failed after retries, dropped, duplicate: another instance sent it).", []string{"result"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{certExpiry, storeUp, storeErrors, cspReports, hashing, hashingCap, alertsSent, upstreamInUse, upstreamWaiting} {
+	for _, d := range []*prometheus.Desc{certExpiry, storeUp, storeErrors, cspReports, hashing, hashingCap, alertsSent, upstreamInUse, upstreamWaiting,
+		connsOpen, connsMax, connsClosed, connsWaited, spoolBytes, spoolResponses} {
 		ch <- d
 	}
 }
@@ -349,6 +377,26 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(upstreamInUse, prometheus.GaugeValue, float64(u.InUse), u.Site)
 			ch <- prometheus.MustNewConstMetric(upstreamWaiting, prometheus.GaugeValue, float64(u.Waiting), u.Site)
 		}
+	}
+	if f := c.s.Connections; f != nil {
+		st := f()
+		for _, l := range []string{"https", "http", "load_balancer"} {
+			for _, p := range []string{"handshake", "http/1.1", "h2", "websocket"} {
+				if n, ok := st.Open[[2]string{l, p}]; ok || l == "https" {
+					ch <- prometheus.MustNewConstMetric(connsOpen, prometheus.GaugeValue, float64(n), l, p)
+				}
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(connsMax, prometheus.GaugeValue, float64(st.Max))
+		ch <- prometheus.MustNewConstMetric(connsClosed, prometheus.CounterValue, float64(st.Evicted), "idle")
+		ch <- prometheus.MustNewConstMetric(connsClosed, prometheus.CounterValue, float64(st.Refused), "per_client")
+		ch <- prometheus.MustNewConstMetric(connsWaited, prometheus.CounterValue, float64(st.Waited))
+	}
+	if f := c.s.Spool; f != nil {
+		mem, disk, n := f()
+		ch <- prometheus.MustNewConstMetric(spoolBytes, prometheus.GaugeValue, float64(mem), "memory")
+		ch <- prometheus.MustNewConstMetric(spoolBytes, prometheus.GaugeValue, float64(disk), "disk")
+		ch <- prometheus.MustNewConstMetric(spoolResponses, prometheus.GaugeValue, float64(n))
 	}
 	if f := c.s.Alerts; f != nil {
 		sent, failed, dropped, duplicate := f()
