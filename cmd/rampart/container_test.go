@@ -64,7 +64,11 @@ func TestContainerImage(t *testing.T) {
 	// vfs storage and runc: this kind of machine has no overlay mounts,
 	// and crun refuses its hybrid cgroups. Limits below the machine's:
 	// it forbids raising them, and podman's defaults would.
-	global := []string{"--storage-driver", "vfs"}
+	// The test owns its podman state: a machine where podman ran before
+	// with its default driver refuses vfs on the shared root ("database
+	// storage graph driver does not match").
+	state := t.TempDir()
+	global := []string{"--storage-driver", "vfs", "--root", filepath.Join(state, "root"), "--runroot", filepath.Join(state, "run")}
 	runFlags := []string{"--runtime", "runc", "--network", "host", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"}
 	pm := func(args ...string) (string, error) {
 		cmd := exec.Command(podman, append(global, args...)...)

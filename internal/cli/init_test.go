@@ -271,7 +271,7 @@ func TestInitGunicornCommandServes(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o770 || fi.Mode()&os.ModeSocket == 0 {
 		t.Errorf("socket mode %v (%v), want srwxrwx---", fi.Mode(), err)
 	}
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	c := &http.Client{Timeout: testutil.WaitTimeout, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}}}

@@ -618,7 +618,7 @@ func TestSessionRevokedAcrossInstances(t *testing.T) {
 			t.Fatalf("the session did not carry: %v", deref(s.User))
 		}
 	}
-	st, err := store.OpenRedis(srv.URL())
+	st, err := store.OpenRedisTimeout(srv.URL(), testutil.WaitTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
