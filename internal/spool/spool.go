@@ -21,6 +21,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/clientip"
@@ -57,9 +58,9 @@ type Pool struct {
 	// A failed write to the spool's disk (full, or failing) starts an
 	// incident: the response it was for goes on unbuffered, as when a
 	// budget is spent, and so do the others, which leave the disk alone
-	// but for one write every diskRetry, a probe. onDisk hears of the
-	// incident once, and again (with nil) when a probe works: a disk
-	// that hovers at full does not flap faster than that.
+	// but for one write every diskRetry, a probe, once the disk has
+	// diskRoom free. onDisk hears of the incident once, and again (with
+	// nil) when a probe works: a disk that hovers at full does not flap.
 	diskFailing atomic.Bool
 	diskErr     error
 	diskSince   time.Time
@@ -95,8 +96,18 @@ func (p *Pool) diskUsable() bool {
 		return false
 	}
 	p.lastProbe = time.Now()
+	// A disk that hovers at full (other files come and go) would let a
+	// probe through now and fail the next write: the incident ends only
+	// once there is room.
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(p.dir, &st); err == nil && int64(st.Bavail)*st.Bsize < diskRoom {
+		return false
+	}
 	return true
 }
+
+// diskRoom is the free space a disk needs before an incident can end.
+const diskRoom = 8 << 20
 
 // diskFailed starts an incident, unless one is under way.
 func (p *Pool) diskFailed(err error) {

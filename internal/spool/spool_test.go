@@ -138,7 +138,7 @@ func TestCloseWhileWaiting(t *testing.T) {
 // works again.
 func TestFullDiskWaitsForTheClient(t *testing.T) {
 	t.Parallel()
-	dir := testutil.Tmpfs(t, 4<<20) // room for one response, once freed
+	dir := testutil.Tmpfs(t, 16<<20) // room for a response and diskRoom, once freed
 	p, err := New(dir, roomy)
 	if err != nil {
 		t.Fatal(err)
