@@ -328,14 +328,7 @@ func TestRedisOutage(t *testing.T) {
 // distinct keys (source addresses) and checks that what it holds is
 // dropped once their window has passed. Run with -v for the figures.
 func TestEmbeddedMemoryBounded(t *testing.T) {
-	// A clock the test moves; the sweeper reads it from its own goroutine.
-	var clock atomic.Int64
-	clock.Store(time.Unix(1_000_000, 0).UnixNano())
-	s, err := openEmbeddedClock(t.TempDir(), func() time.Time { return time.Unix(0, clock.Load()) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, clock := clockedEmbedded(t)
 	l := Limit{Rate: 10, Period: time.Second, Burst: 20} // window: 100 ms per event
 	heap := func() uint64 {
 		runtime.GC()
@@ -440,13 +433,7 @@ func TestBucketKeysTheClientSizes(t *testing.T) {
 // it, and tells its owner.
 func TestEmbeddedEvictionIsLoud(t *testing.T) {
 	t.Parallel()
-	var clock atomic.Int64
-	clock.Store(time.Unix(1_000_000, 0).UnixNano())
-	s, err := openEmbeddedClock(t.TempDir(), func() time.Time { return time.Unix(0, clock.Load()) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, clock := clockedEmbedded(t)
 	told := make(chan uint64, 1)
 	s.SetOnEvict(func(n uint64) { told <- n })
 	s.maxPerShard = 4
@@ -673,13 +660,7 @@ func TestRedisRestartedEmptyIsSaid(t *testing.T) {
 // deleted: a run of expired keys now goes in one sweep.
 func TestIdleSweepWritesNothing(t *testing.T) {
 	t.Parallel()
-	var clock atomic.Int64
-	clock.Store(time.Unix(1_000_000, 0).UnixNano())
-	e, err := openEmbeddedClock(t.TempDir(), func() time.Time { return time.Unix(0, clock.Load()) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, clock := clockedEmbedded(t)
 	ctx := context.Background()
 	for i := range 1000 {
 		if err := e.Set(ctx, fmt.Sprintf("short:%04d", i), []byte("v"), time.Minute); err != nil {
@@ -706,4 +687,19 @@ func TestIdleSweepWritesNothing(t *testing.T) {
 	if len(left) != 1 || left[0] != "long" {
 		t.Errorf("one sweep after 1,000 values expired left %d: %.5q", len(left), left)
 	}
+}
+
+// clockedEmbedded opens an embedded store of the test's own on a clock the
+// test moves (the sweeper reads it from its own goroutine), closed when
+// the test ends.
+func clockedEmbedded(t *testing.T) (*Embedded, *atomic.Int64) {
+	t.Helper()
+	clock := new(atomic.Int64)
+	clock.Store(time.Unix(1_000_000, 0).UnixNano())
+	e, err := openEmbeddedClock(t.TempDir(), func() time.Time { return time.Unix(0, clock.Load()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e, clock
 }
