@@ -42,7 +42,7 @@ type conns struct {
 	byClient map[netip.Prefix]int
 	idle     map[*countedConn]time.Time // keep-alive connections between requests
 	all      map[*countedConn]struct{}
-	full     bool // at max now: connection_limit was logged
+	full     bool // at max with none idle: connection_limit was logged for this incident
 
 	// Counted for the metrics.
 	evicted, waited, refused atomic.Int64
@@ -120,8 +120,8 @@ func (c *conns) admit(nc net.Conn, l *countedListener) *countedConn {
 		nc.Close()
 		return nil
 	}
-	if c.full && c.open < c.max {
-		c.full = false
+	if c.full && c.open < c.max*9/10 {
+		c.full = false // the incident is over once a tenth is free again
 	}
 	cc := &countedConn{Conn: nc, c: c, block: block, limited: limited, listener: l.name, proto: "handshake"}
 	c.open++
@@ -147,7 +147,7 @@ func (c *conns) evictIdle() bool {
 	}
 	delete(c.idle, oldest)
 	c.evicted.Add(1)
-	go oldest.Conn.Close() // net/http sees it closed and calls Close, which counts it out
+	_ = oldest.Conn.Close() // the socket alone: net/http sees it closed and calls Close, which counts it out
 	return true
 }
 
