@@ -2,9 +2,13 @@ package scan
 
 import (
 	"fmt"
+	"html"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -43,5 +47,72 @@ func TestCrawl(t *testing.T) {
 	}
 	if again := tgt.Crawl(t.Context()); !slices.Equal(again, got) {
 		t.Errorf("a second crawl: %v", again)
+	}
+}
+
+// TestCrawlNeverLeavesTheTarget: a hostile page's links and form actions,
+// written every way a path can be turned into an authority, must not take
+// any request to another host: from a CI runner that could be a cloud's
+// metadata address or an internal admin port. Links kept as same-origin
+// paths such as //OTHER/x were re-read as network-path references, and
+// the GET went to OTHER. The other host here counts what reaches it.
+func TestCrawlNeverLeavesTheTarget(t *testing.T) {
+	t.Parallel()
+	// The other host counts connections, whatever comes over them (a
+	// TLS handshake, plain HTTP).
+	var strays atomic.Int64
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	go func() {
+		for {
+			c, err := other.Accept()
+			if err != nil {
+				return
+			}
+			strays.Add(1)
+			c.Close()
+		}
+	}()
+	o := other.Addr().String() // 127.0.0.1:PORT
+	var target string
+	var seen []string
+	var mu sync.Mutex
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.URL.RequestURI())
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/html")
+		var b strings.Builder
+		for _, h := range []string{
+			target + "//" + o + "/a", "/.//" + o + "/b", "//" + o + "/c", "/\\" + o + "/d", "\\\\" + o + "/e",
+			"/./" + "/" + o + "/f", "/x/..//" + o + "/g", "https:" + o + "/h", "https:/" + o + "/i", "http://" + o + "/j",
+			target + "@" + o + "/k", "/%2F%2F" + o + "/l", "/\t/" + o + "/m", " //" + o + "/n", "///" + o + "/o",
+		} {
+			fmt.Fprintf(&b, `<a href="%s">x</a><form action="%s"></form>`, html.EscapeString(h), html.EscapeString(h))
+		}
+		fmt.Fprint(w, b.String())
+	}))
+	t.Cleanup(srv.Close)
+	target = srv.URL
+	tgt, err := NewTarget(srv.URL, Options{Insecure: true, MaxPages: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crawled := tgt.Crawl(t.Context())
+	// Whatever a checker asks for, however written, stays on the target.
+	for _, p := range []string{"//" + o + "/p", "/.//" + o + "/q"} {
+		_, _ = tgt.Get(t.Context(), p)
+		_, _ = tgt.Do(t.Context(), "POST", p, nil, nil)
+	}
+	if n := strays.Load(); n != 0 {
+		t.Errorf("%d requests reached another host; crawled %q", n, crawled)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) < 5 {
+		t.Errorf("the target saw only %q: the crawl did not follow its own paths", seen)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
@@ -177,12 +178,42 @@ func (t *Target) Transport(tweak func(*tls.Config)) *http.Transport {
 		TLSClientConfig:     t.TLSConfig(tweak),
 		ForceAttemptHTTP2:   true,
 		TLSHandshakeTimeout: t.Opts.Timeout,
-		DialContext:         (&net.Dialer{Timeout: t.Opts.Timeout}).DialContext,
+		DialContext:         t.dial,
 		DisableCompression:  true,
 		// Go would take 10 MiB of headers: a million tiny ones cost an
 		// audit gigabytes. No honest page needs more than this.
 		MaxResponseHeaderBytes: MaxHeaderBytes,
 	}
+}
+
+// On is path (with its query) on the target: always a path, never read
+// as a reference, so "//other.example/x" is that path on the target, not
+// another host (a network-path reference).
+func (t *Target) On(path string) (*url.URL, error) {
+	if !strings.HasPrefix(path, "/") {
+		return nil, fmt.Errorf("%q is not a path on the target", path)
+	}
+	u, err := url.Parse(t.URL.Scheme + "://" + t.URL.Host + path)
+	if err != nil {
+		return nil, err
+	}
+	if u.Host != t.URL.Host {
+		return nil, fmt.Errorf("%q is not a path on the target", path)
+	}
+	return u, nil
+}
+
+// ErrOffTarget is a connection the audit refused to make: to an address
+// that is not the target's.
+var ErrOffTarget = errors.New("the audit connects to its target only")
+
+// dial connects to the target and nowhere else: every request the audit
+// sends passes here when it is sent, whoever built its URL.
+func (t *Target) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if addr != t.HostPort() {
+		return nil, fmt.Errorf("%w: %s is not %s", ErrOffTarget, addr, t.HostPort())
+	}
+	return (&net.Dialer{Timeout: t.Opts.Timeout}).DialContext(ctx, network, addr)
 }
 
 // MaxHeaderBytes bounds a response's headers; a target that sends more
@@ -228,12 +259,10 @@ func (t *Target) Get(ctx context.Context, path string) (*Page, error) {
 // Do sends one request to the target and reads the response, never
 // following redirects. header may be nil.
 func (t *Target) Do(ctx context.Context, method, path string, header http.Header, body io.Reader) (*Page, error) {
-	u := *t.URL
-	ref, err := url.Parse(path)
+	full, err := t.On(path)
 	if err != nil {
 		return nil, err
 	}
-	full := u.ResolveReference(ref)
 	req, err := http.NewRequestWithContext(ctx, method, full.String(), body)
 	if err != nil {
 		return nil, err
