@@ -259,3 +259,11 @@ func TestPlainHTTPTarget(t *testing.T) {
 		t.Errorf("https:// to a plain HTTP port: %q", wrong.Unreachable)
 	}
 }
+
+// TestBaselineReadIsBounded: a --baseline of /dev/zero was read for ever.
+func TestBaselineReadIsBounded(t *testing.T) {
+	t.Parallel()
+	if _, err := LoadReports("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a report") {
+		t.Errorf("/dev/zero as a baseline: %v", err)
+	}
+}

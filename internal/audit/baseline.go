@@ -3,6 +3,7 @@ package audit
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/rampartproxy/rampart/internal/audit/scan"
@@ -11,9 +12,18 @@ import (
 // LoadReports reads a JSON report as --format json writes it: one
 // object, or an array of them.
 func LoadReports(path string) ([]Report, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	// A report is kilobytes; /dev/zero would be read for ever.
+	data, err := io.ReadAll(io.LimitReader(f, MaxBaseline+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxBaseline {
+		return nil, fmt.Errorf("%s is over %d MiB: not a report of rampart audit", path, MaxBaseline>>20)
 	}
 	var many []Report
 	if err := json.Unmarshal(data, &many); err == nil {
@@ -25,6 +35,10 @@ func LoadReports(path string) ([]Report, error) {
 	}
 	return []Report{one}, nil
 }
+
+// MaxBaseline bounds a --baseline file: a report of many targets is a
+// few hundred KiB.
+const MaxBaseline = 32 << 20
 
 // badness orders statuses from fine to bad; skip and info are fine, an
 // error is judged by grade.Incomplete, not here.

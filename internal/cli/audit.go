@@ -164,17 +164,25 @@ func (e env) audit(args []string) int {
 		return e.fail(err, "")
 	}
 	code := exitOK
-	var below []string
+	var below, incomplete []string
 	for _, r := range reports {
 		if r.Unreachable != "" {
 			fmt.Fprintf(e.stderr, "rampart: error: %s could not be reached: %s\n", r.Target, r.Unreachable)
 			code = exitUsage
 		} else if *failUnder != "" && !grade.AtLeast(r.Grade, *failUnder) {
 			below = append(below, fmt.Sprintf("%s grades %s (score %d)", r.Target, r.Grade, r.Score))
-		} else if *failUnder != "" && len(r.Incomplete) > 0 {
-			// The grade is an upper bound: what did not run could lower it.
-			below = append(below, fmt.Sprintf("%s grades %s at best: %d checks that could lower it did not run (%s)",
-				r.Target, r.Grade, len(r.Incomplete), strings.Join(r.Incomplete, ", ")))
+		} else if len(r.Incomplete) > 0 {
+			// The grade is an upper bound: what did not run could lower
+			// it. That fails every gate, --fail-under, --baseline or none.
+			incomplete = append(incomplete, fmt.Sprintf("%s grades %s at best: %d checks that could lower it did not run (%s)",
+				scan.Clean(r.Target), r.Grade, len(r.Incomplete), strings.Join(r.Incomplete, ", ")))
+		}
+	}
+	if len(incomplete) > 0 {
+		fmt.Fprintf(e.stderr, "rampart: error: incomplete: %s\n", strings.Join(incomplete, "; "))
+		fmt.Fprintln(e.stderr, "rampart: hint: the report lists each check that did not run and why (a target that drops connections, or --deadline)")
+		if code == exitOK {
+			code = exitError
 		}
 	}
 	if before != nil {
@@ -182,15 +190,17 @@ func (e env) audit(args []string) int {
 		for _, r := range reports {
 			old, ok := before[r.Target]
 			if !ok {
-				fmt.Fprintf(e.stderr, "rampart: note: %s is not in the baseline %s: nothing to compare\n", r.Target, *baseline)
+				fmt.Fprintf(e.stderr, "rampart: note: %s is not in the baseline %s: nothing to compare\n", scan.Clean(r.Target), *baseline)
 				continue
 			}
 			w, b := audit.Compare(old, r)
+			// A baseline is a file anyone may have written: what it says
+			// is escaped like what a target sends.
 			for _, c := range w {
-				worse = append(worse, c.Target+": "+c.What)
+				worse = append(worse, scan.Clean(c.Target+": "+c.What))
 			}
 			for _, c := range b {
-				better = append(better, c.Target+": "+c.What)
+				better = append(better, scan.Clean(c.Target+": "+c.What))
 			}
 		}
 		if len(better) > 0 {

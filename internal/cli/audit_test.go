@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -79,10 +80,22 @@ func TestAuditFailsUnderWhenIncomplete(t *testing.T) {
 	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	var out, errs bytes.Buffer
-	code := Main([]string{"audit", srv.URL, "--insecure", "--fail-under", "F"}, &out, &errs)
-	if code != 1 || !strings.Contains(errs.String(), "at best") || !strings.Contains(errs.String(), "did not run") || !strings.Contains(out.String(), "INCOMPLETE") {
-		t.Errorf("exit %d; stdout %s; stderr %s", code, out.String(), errs.String())
+	// Every gate fails: --fail-under, --baseline (which passed it with
+	// exit 0 and nothing on stderr), or none.
+	baseline := filepath.Join(t.TempDir(), "base.json")
+	var base bytes.Buffer
+	Main([]string{"audit", srv.URL, "--insecure", "--format", "json"}, &base, io.Discard)
+	if err := os.WriteFile(baseline, base.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, gate := range [][]string{{"--fail-under", "F"}, {"--baseline", baseline}, nil} {
+		conns.Store(0) // each audit's first connection is answered
+		var out, errs bytes.Buffer
+		code := Main(append([]string{"audit", srv.URL, "--insecure"}, gate...), &out, &errs)
+		if code != 1 || !strings.Contains(errs.String(), "rampart: error: incomplete: ") || !strings.Contains(errs.String(), "at best") ||
+			!strings.Contains(errs.String(), "did not run") || !strings.Contains(out.String(), "INCOMPLETE") {
+			t.Errorf("gate %q: exit %d; stdout %s; stderr %s", gate, code, out.String(), errs.String())
+		}
 	}
 }
 
