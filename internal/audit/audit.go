@@ -5,6 +5,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -25,7 +26,8 @@ type Report struct {
 	Score      int           `json:"score"`
 	Started    time.Time     `json:"started"`
 	DurationMS int64         `json:"duration_ms"`
-	Trust      string        `json:"trust"` // how the certificate was checked
+	Trust      string        `json:"trust"`                // how the certificate was checked
+	UserAgent  string        `json:"user_agent,omitempty"` // what the requests said they were; "" for --local
 	Active     bool          `json:"active"`
 	Checks     []scan.Result `json:"checks"`
 	// Unreachable is set when the target could not be reached at all;
@@ -121,7 +123,8 @@ func One(ctx context.Context, raw string, opts Options) Report {
 	}
 	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
-	r := Report{Target: scan.Clean(raw), Started: start.UTC(), Trust: opts.Trust(true), Active: opts.Active, Checks: []scan.Result{}}
+	r := Report{Target: scan.Clean(raw), Started: start.UTC(), Trust: opts.Trust(true), Active: opts.Active, Checks: []scan.Result{},
+		UserAgent: scan.Clean(cmp.Or(opts.UserAgent, scan.DefaultUserAgent))}
 	t, err := scan.NewTarget(raw, opts.Options)
 	if err == nil {
 		// Reachability first: a target that does not answer at all gets

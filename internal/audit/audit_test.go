@@ -3,6 +3,9 @@ package audit
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -265,5 +268,32 @@ func TestBaselineReadIsBounded(t *testing.T) {
 	t.Parallel()
 	if _, err := LoadReports("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a report") {
 		t.Errorf("/dev/zero as a baseline: %v", err)
+	}
+}
+
+// TestAuditLooksLikeABrowser: every request said "rampart-audit", so a
+// target could hide its /.env from the audit alone (cloaking). Requests
+// now say they are a current browser by default, --user-agent sets one,
+// and the report says which was sent.
+func TestAuditLooksLikeABrowser(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/.env" && !strings.Contains(strings.ToLower(r.UserAgent()), "rampart") {
+			fmt.Fprint(w, "SECRET_KEY=hunter2\nDATABASE_URL=postgres://app:pw@db/app\n")
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	r := One(t.Context(), srv.URL, Options{Options: scan.Options{Insecure: true}})
+	if c := find(t, r, "exposure.dotenv"); c.Status != scan.Fail {
+		t.Errorf("a /.env hidden from the audit's name: %s (%s)", c.Status, c.Evidence)
+	}
+	if r.UserAgent != scan.DefaultUserAgent {
+		t.Errorf("the report says it was sent as %q", r.UserAgent)
+	}
+	r = One(t.Context(), srv.URL, Options{Options: scan.Options{Insecure: true, UserAgent: "rampart-audit"}})
+	if c := find(t, r, "exposure.dotenv"); c.Status != scan.Pass || r.UserAgent != "rampart-audit" {
+		t.Errorf("with --user-agent rampart-audit the cloaked /.env: %s, report says %q", c.Status, r.UserAgent)
 	}
 }

@@ -69,6 +69,7 @@ func (e env) audit(args []string) int {
 	local := fs.Bool("local", false, "audit this machine instead of URLs: public app servers and databases, world-readable secrets, root services, systemd units, debug mode")
 	localDirs := fs.String("local-dirs", "", "with --local: comma-separated directories searched for secrets (default /etc,/srv,/opt,/var/www,/home,/root)")
 	unitDirs := fs.String("unit-dirs", "", "with --local: comma-separated directories of systemd units (default /etc/systemd/system)")
+	userAgent := fs.String("user-agent", "", "the User-Agent every request sends (default: a current Chrome's, so a target cannot hide from the audit what it shows browsers)")
 	baseline := fs.String("baseline", "", "an earlier --format json report: exit 1 when any check, or the score, got worse")
 	// Flags may come before, between or after the URLs.
 	var targets []string
@@ -124,7 +125,7 @@ func (e env) audit(args []string) int {
 			before[r.Target] = r
 		}
 	}
-	opts := audit.Options{Options: scan.Options{Insecure: *insecure, Timeout: *timeout, HTTPPort: *httpPort, MaxPages: *maxPages}, Active: *active, Concurrency: *concurrency,
+	opts := audit.Options{Options: scan.Options{Insecure: *insecure, Timeout: *timeout, HTTPPort: *httpPort, MaxPages: *maxPages, UserAgent: *userAgent}, Active: *active, Concurrency: *concurrency,
 		Deadline: *deadline}
 	if *cacert != "" {
 		pem, err := os.ReadFile(*cacert)

@@ -104,7 +104,11 @@ func Text(w io.Writer, reports []audit.Report, color bool) error {
 		if r.Active {
 			mode = "passive and active checks"
 		}
-		fmt.Fprintf(&b, "  %s in %d ms; certificate %s\n\n", mode, r.DurationMS, r.Trust)
+		fmt.Fprintf(&b, "  %s in %d ms; certificate %s\n", mode, r.DurationMS, r.Trust)
+		if r.UserAgent != "" {
+			fmt.Fprintf(&b, "  sent as User-Agent: %s\n", r.UserAgent)
+		}
+		b.WriteString("\n")
 		for _, c := range order(r.Checks) {
 			label := strings.ToUpper(string(c.Status))
 			fmt.Fprintf(&b, "  %s %-32s %s\n", paint(statusColor[c.Status], fmt.Sprintf("%-5s", label)), c.ID, c.Title)

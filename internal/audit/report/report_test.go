@@ -38,7 +38,7 @@ func sample() []audit.Report {
 	return []audit.Report{
 		{
 			Target: "https://shop.example.test", Grade: "D", Score: 35, Started: time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC),
-			DurationMS: 412, Trust: "verified against the system roots",
+			DurationMS: 412, Trust: "verified against the system roots", UserAgent: scan.DefaultUserAgent,
 			Checks: []scan.Result{
 				result("tls.protocols", scan.Pass, "SSLv3, TLS 1.0 and TLS 1.1 refused"),
 				result("hsts.present", scan.Fail, "no Strict-Transport-Security header on /"),

@@ -93,7 +93,14 @@ type Options struct {
 	HTTPPort int
 	// MaxPages bounds the crawl; 0 means DefaultMaxPages.
 	MaxPages int
+	// UserAgent is what every request says it is; "" means
+	// DefaultUserAgent, a current browser's, so that a target cannot
+	// show the audit something other than what its visitors get.
+	UserAgent string
 }
+
+// DefaultUserAgent is a current desktop Chrome's User-Agent.
+const DefaultUserAgent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/143.0.0.0 Safari/537.36"
 
 // Page is a fetched response, its body cut at MaxBody.
 type Page struct {
@@ -138,6 +145,9 @@ func NewTarget(raw string, opts Options) (*Target, error) {
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 10 * time.Second
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = DefaultUserAgent
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -276,7 +286,9 @@ func (t *Target) Do(ctx context.Context, method, path string, header http.Header
 	if h := header.Get("Host"); h != "" {
 		req.Host = h
 	}
-	req.Header.Set("User-Agent", "rampart-audit")
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", t.Opts.UserAgent)
+	}
 	resp, err := t.client.Do(req)
 	if err != nil {
 		return nil, err
