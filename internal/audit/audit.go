@@ -126,6 +126,9 @@ func One(ctx context.Context, raw string, opts Options) Report {
 	r := Report{Target: scan.Clean(raw), Started: start.UTC(), Trust: opts.Trust(true), Active: opts.Active, Checks: []scan.Result{},
 		UserAgent: scan.Clean(cmp.Or(opts.UserAgent, scan.DefaultUserAgent))}
 	t, err := scan.NewTarget(raw, opts.Options)
+	if err == nil && t.Plain() {
+		r.Trust = "not applicable (plain http://, no certificate)"
+	}
 	if err == nil {
 		// Reachability first: a target that does not answer at all gets
 		// one clear error, not thirty.

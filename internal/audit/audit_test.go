@@ -2,8 +2,14 @@ package audit
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -295,5 +301,28 @@ func TestAuditLooksLikeABrowser(t *testing.T) {
 	r = One(t.Context(), srv.URL, Options{Options: scan.Options{Insecure: true, UserAgent: "rampart-audit"}})
 	if c := find(t, r, "exposure.dotenv"); c.Status != scan.Pass || r.UserAgent != "rampart-audit" {
 		t.Errorf("with --user-agent rampart-audit the cloaked /.env: %s, report says %q", c.Status, r.UserAgent)
+	}
+}
+
+// TestExpiredCertificateSaysSo: an expired certificate for another name
+// read "expires 2026-… (0 days)". It says expired, and how long ago.
+func TestExpiredCertificateSaysSo(t *testing.T) {
+	t.Parallel()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now := time.Now()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other.example"}, DNSNames: []string{"other.example"},
+		NotBefore: now.Add(-100 * 24 * time.Hour), NotAfter: now.Add(-40 * 24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	r := One(t.Context(), srv.URL, Options{Options: scan.Options{Insecure: true}})
+	c := find(t, r, "tls.certificate")
+	if c.Status != scan.Fail || !strings.Contains(c.Evidence, "expired") || !strings.Contains(c.Evidence, "(40 days ago)") {
+		t.Errorf("tls.certificate: %s: %s", c.Status, c.Evidence)
 	}
 }

@@ -309,9 +309,15 @@ func checkCertificate(ctx context.Context, t *scan.Target) (scan.Status, string)
 		inter.AddCert(c)
 	}
 	left := time.Until(leaf.NotAfter)
-	about := fmt.Sprintf("issued by %q, expires %s (%d days)", leaf.Issuer.CommonName, leaf.NotAfter.UTC().Format("2006-01-02"), int(left.Hours()/24))
+	about := fmt.Sprintf("issued by %q, expires %s (in %d days)", leaf.Issuer.CommonName, leaf.NotAfter.UTC().Format("2006-01-02"), int(left.Hours()/24))
+	if left <= 0 {
+		about = fmt.Sprintf("issued by %q, expired %s (%d days ago)", leaf.Issuer.CommonName, leaf.NotAfter.UTC().Format("2006-01-02"), int(-left.Hours()/24))
+	}
 	if err := leaf.VerifyHostname(t.URL.Hostname()); err != nil {
 		return scan.Fail, "the certificate does not cover " + t.URL.Hostname() + "; " + about
+	}
+	if left <= 0 {
+		return scan.Fail, "expired; " + about
 	}
 	if left < ExpiryWarning {
 		return scan.Fail, "expires within 14 days; " + about

@@ -28,6 +28,15 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 		return "bad"
 	},
 	"finding": func(s scan.Status) bool { return s == scan.Fail || s == scan.Warn || s == scan.Error },
+	"skipped": func(cs []scan.Result) int {
+		n := 0
+		for _, c := range cs {
+			if c.Status == scan.Skip {
+				n++
+			}
+		}
+		return n
+	},
 }).Parse(pageSource))
 
 // HTML writes one self-contained page: inline style, no scripts, no

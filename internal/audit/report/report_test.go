@@ -51,16 +51,29 @@ func sample() []audit.Report {
 			},
 		},
 		{Target: "https://down.example.test", Grade: "F", Score: 0, Started: time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC), DurationMS: 3, Trust: "verified against the system roots", Unreachable: "dial tcp: connection refused"},
+		// Nothing to fix, but checks skipped: the report must not say
+		// every check passed.
+		{
+			Target: "http://intranet.example.test", Grade: "B", Score: 80, Started: time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC),
+			DurationMS: 40, Trust: "not applicable (plain http://, no certificate)", UserAgent: scan.DefaultUserAgent,
+			Checks: []scan.Result{
+				result("tls.protocols", scan.Skip, "a plain http:// target"),
+				result("headers.x_xss_protection", scan.Pass, "X-XSS-Protection: 0"),
+			},
+		},
 	}
 }
 
 func TestGolden(t *testing.T) {
 	t.Parallel()
 	for _, format := range Formats {
-		for _, n := range []int{1, 2} {
+		for _, n := range []int{1, 2, 3} {
 			name := format
-			if n == 2 {
+			switch n {
+			case 2:
 				name += "-two"
+			case 3:
+				name += "-three"
 			}
 			t.Run(name, func(t *testing.T) {
 				var got bytes.Buffer
