@@ -163,10 +163,27 @@ func One(ctx context.Context, raw string, opts Options) Report {
 	}
 	results := make([]scan.Result, len(run))
 	outs := make([]chan scan.Result, len(run))
+	var first sync.WaitGroup // the checks that are not Last
+	othersDone := make(chan struct{})
 	for i, c := range run {
 		outs[i] = make(chan scan.Result, 1)
-		go func() { outs[i] <- c.Result(ctx, t) }()
+		if c.Last {
+			go func() {
+				select {
+				case <-othersDone:
+				case <-ctx.Done():
+				}
+				outs[i] <- c.Result(ctx, t)
+			}()
+			continue
+		}
+		first.Add(1)
+		go func() {
+			defer first.Done()
+			outs[i] <- c.Result(ctx, t)
+		}()
 	}
+	go func() { first.Wait(); close(othersDone) }()
 	// A check that ignores its context is not waited for past the
 	// deadline and a grace.
 	expired := make(chan struct{})

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -324,5 +325,48 @@ func TestExpiredCertificateSaysSo(t *testing.T) {
 	c := find(t, r, "tls.certificate")
 	if c.Status != scan.Fail || !strings.Contains(c.Evidence, "expired") || !strings.Contains(c.Evidence, "(40 days ago)") {
 		t.Errorf("tls.certificate: %s: %s", c.Status, c.Evidence)
+	}
+}
+
+// TestActiveProbesDoNotSpoilEachOther: behind a login rate limit (nginx
+// limit_req), the CSRF probe raced the rate-limit probe, got 429 and
+// warned on clean apps. The rate-limit probe now runs after every other.
+func TestActiveProbesDoNotSpoilEachOther(t *testing.T) {
+	t.Parallel()
+	var posts atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/login" {
+			if o := r.Header.Get("Origin"); o != "" && !strings.HasSuffix(o, r.Host) {
+				// A cross-site POST is slow to judge (a WAF's rules): the
+				// rate-limit probe's POSTs, if it runs meanwhile, use up
+				// the limit first.
+				select {
+				case <-r.Context().Done():
+				case <-time.After(300 * time.Millisecond):
+				}
+			}
+			if posts.Add(1) > 3 {
+				http.Error(w, "slow down", http.StatusTooManyRequests)
+				return
+			}
+			if o := r.Header.Get("Origin"); o != "" && !strings.HasSuffix(o, r.Host) {
+				http.Error(w, "cross-site", http.StatusForbidden)
+				return
+			}
+			http.Error(w, "wrong password", http.StatusUnauthorized)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	for range 3 {
+		posts.Store(0)
+		r := One(t.Context(), srv.URL, Options{Options: scan.Options{Insecure: true}, Active: true})
+		if c := find(t, r, "active.csrf"); c.Status != scan.Pass {
+			t.Errorf("active.csrf: %s: %s", c.Status, c.Evidence)
+		}
+		if c := find(t, r, "active.rate_limit_login"); c.Status != scan.Pass {
+			t.Errorf("active.rate_limit_login: %s: %s", c.Status, c.Evidence)
+		}
 	}
 }

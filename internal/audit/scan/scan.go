@@ -67,7 +67,11 @@ type Check struct {
 	Fix       string   // what to do, with the Rampart config that does it
 	Reference string   // a link to the guidance
 	Active    bool     // sends POSTs or many requests: only with --active
-	Run       func(ctx context.Context, t *Target) (Status, string)
+	// Last checks start once every other check has finished: they spend
+	// a budget the target keeps (its login rate limit), which would
+	// spoil what the others see (a 429 for a CSRF probe).
+	Last bool
+	Run  func(ctx context.Context, t *Target) (Status, string)
 }
 
 // Result runs the check on t and fills in the result.
