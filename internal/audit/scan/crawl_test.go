@@ -116,3 +116,21 @@ func TestCrawlNeverLeavesTheTarget(t *testing.T) {
 		t.Errorf("the target saw only %q: the crawl did not follow its own paths", seen)
 	}
 }
+
+// TestTargetSpelledAnyCaseIsReached: the dial check must let the audit
+// reach its own target however its name is written (capitals here; an
+// internationalised name, which net/http dials in punycode, is compared
+// that way too but needs DNS to test).
+func TestTargetSpelledAnyCaseIsReached(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	t.Cleanup(srv.Close)
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	tgt, err := NewTarget("https://LOCALHOST:"+port, Options{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := tgt.Get(t.Context(), "/"); err != nil || p.Status != 200 {
+		t.Fatalf("https://LOCALHOST:%s/: %v %v", port, p, err)
+	}
+}

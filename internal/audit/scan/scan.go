@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/net/idna"
 )
 
 // Status of one check.
@@ -224,10 +226,23 @@ var ErrOffTarget = errors.New("the audit connects to its target only")
 // dial connects to the target and nowhere else: every request the audit
 // sends passes here when it is sent, whoever built its URL.
 func (t *Target) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if addr != t.HostPort() {
+	if !strings.EqualFold(addr, t.HostPort()) && !strings.EqualFold(addr, asciiHostPort(t.HostPort())) {
 		return nil, fmt.Errorf("%w: %s is not %s", ErrOffTarget, addr, t.HostPort())
 	}
 	return (&net.Dialer{Timeout: t.Opts.Timeout}).DialContext(ctx, network, addr)
+}
+
+// asciiHostPort is hostport with its host as net/http dials it: an
+// internationalised name in its ASCII (punycode) form.
+func asciiHostPort(hostport string) string {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return hostport
+	}
+	if a, err := idna.Lookup.ToASCII(host); err == nil {
+		host = a
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // MaxHeaderBytes bounds a response's headers; a target that sends more
