@@ -1,7 +1,13 @@
 package checks
 
 import (
+	"bytes"
+	"compress/zlib"
+	"crypto/sha1"
+	"encoding/base64"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -74,7 +80,7 @@ func TestFlaskCookies(t *testing.T) {
 		"eyJ1c2VyIjoiYWxpY2UifQ.awJBiA.Umj1MZE_Wbtj4TSB3xl901OGkNg",
 		".eJyrViotTi1SslJKzMlMTlXSUUrKyU8CcitGAdFAqRYA6GiUpQ.awJBiA.qV7JciaGwf4Ybb1Zprk-60Or_e8",
 	} {
-		s, ok := decodeSession(&http.Cookie{Name: "session", Value: value})
+		s, ok := decodeSession(&http.Cookie{Name: "session", Value: value}, new(int64(maxInflated)))
 		if !ok || s.payload["user"] != "alice" {
 			t.Fatalf("decode %q: %v %+v", value, ok, s)
 		}
@@ -85,9 +91,52 @@ func TestFlaskCookies(t *testing.T) {
 			t.Errorf("any key verifies %q", value)
 		}
 	}
-	if _, ok := decodeSession(&http.Cookie{Name: "sid", Value: "abc123"}); ok {
+	if _, ok := decodeSession(&http.Cookie{Name: "sid", Value: "abc123"}, new(int64(maxInflated))); ok {
 		t.Error("a plain cookie decoded as a Flask session")
 	}
 }
 
 func hmacEqual(a, b []byte) bool { return string(a) == string(b) }
+
+// TestSessionBombsCostOneBudget: a target's Flask-shaped cookies, each a
+// zlib bomb, were inflated up to 1 MiB each, once per check that read
+// them. They are decoded once per target, each distinct cookie once, and
+// within one budget for all.
+func TestSessionBombsCostOneBudget(t *testing.T) {
+	t.Parallel()
+	var bomb bytes.Buffer
+	zw := zlib.NewWriter(&bomb)
+	_, _ = zw.Write(make([]byte, 2<<20))
+	zw.Close()
+	payload := base64.RawURLEncoding.EncodeToString(bomb.Bytes())
+	sig := base64.RawURLEncoding.EncodeToString(make([]byte, sha1.Size))
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for i := range 12 {
+			http.SetCookie(w, &http.Cookie{Name: fmt.Sprintf("s%d", i), Value: "." + payload + ".AAAA." + sig})
+		}
+	}))
+	t.Cleanup(srv.Close)
+	tgt, err := scan.NewTarget(srv.URL, scan.Options{Insecure: true, MaxPages: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := sessions(t.Context(), tgt)
+	if again := sessions(t.Context(), tgt); len(again) == 0 || &again[0] != &first[0] {
+		t.Error("the cookies were decoded again for a second check")
+	}
+	over, spent := 0, 0
+	for _, s := range first {
+		switch {
+		case strings.Contains(s.malformed, "over 1 MiB"):
+			over++
+		case strings.Contains(s.malformed, "budget"):
+			spent++
+		}
+	}
+	// 12 distinct bombs: a MiB and a byte read of each (the byte that
+	// says it is over) until the 4 MiB are spent: three whole, then the
+	// rest of the budget, then none.
+	if len(first) != 12 || over != 3 || spent != 9 {
+		t.Errorf("%d sessions: %d read to 1 MiB, %d left for the spent budget; want 12, 3, 9", len(first), over, spent)
+	}
+}

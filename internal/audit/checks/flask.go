@@ -56,7 +56,7 @@ const maxSessionPayload = 1 << 20
 // cookie: base64url(json) "." base64url(timestamp) "." base64url(sig), the
 // payload zlib-compressed when the value starts with ".". ok is false when
 // c does not have that shape at all.
-func decodeSession(c *http.Cookie) (s *flaskSession, ok bool) {
+func decodeSession(c *http.Cookie, budget *int64) (s *flaskSession, ok bool) {
 	v := c.Value
 	i := strings.LastIndexByte(v, '.')
 	if i <= 0 {
@@ -79,18 +79,27 @@ func decodeSession(c *http.Cookie) (s *flaskSession, ok bool) {
 		return s, true
 	}
 	if compressed {
+		if *budget <= 0 {
+			s.malformed = fmt.Sprintf("its payload was not decompressed: the audit's budget for a target's cookies (%d MiB) is spent", maxInflated>>20)
+			return s, true
+		}
 		zr, err := zlib.NewReader(bytes.NewReader(raw))
 		if err != nil {
 			s.malformed = "its payload is marked compressed but is not zlib"
 			return s, true
 		}
-		raw, err = io.ReadAll(io.LimitReader(zr, maxSessionPayload+1))
+		limit := min(maxSessionPayload, *budget)
+		raw, err = io.ReadAll(io.LimitReader(zr, limit+1))
+		*budget -= int64(len(raw))
 		switch {
 		case err != nil:
 			s.malformed = "its compressed payload is damaged"
 			return s, true
 		case len(raw) > maxSessionPayload:
 			s.malformed = "its payload decompresses to over 1 MiB"
+			return s, true
+		case int64(len(raw)) > limit:
+			s.malformed = fmt.Sprintf("its payload was not decompressed whole: the audit's budget for a target's cookies (%d MiB) is spent", maxInflated>>20)
 			return s, true
 		}
 	}
@@ -100,15 +109,31 @@ func decodeSession(c *http.Cookie) (s *flaskSession, ok bool) {
 	return s, true
 }
 
+// sessions are the Flask session cookies seen on the target, decoded
+// once for every check that reads them, each distinct cookie once, and
+// within maxInflated decompressed bytes in all: a target's zlib bombs
+// cost one bounded budget, not a megabyte per cookie per check.
 func sessions(ctx context.Context, t *scan.Target) []*flaskSession {
-	var out []*flaskSession
-	for _, c := range t.CrawledCookies(ctx) {
-		if s, ok := decodeSession(c.Cookie); ok {
-			out = append(out, s)
+	return t.Memo("flask.sessions", func() any {
+		var out []*flaskSession
+		seen := map[string]bool{}
+		budget := int64(maxInflated)
+		for _, c := range t.CrawledCookies(ctx) {
+			if seen[c.Cookie.Name+"="+c.Cookie.Value] {
+				continue
+			}
+			seen[c.Cookie.Name+"="+c.Cookie.Value] = true
+			if s, ok := decodeSession(c.Cookie, &budget); ok {
+				out = append(out, s)
+			}
 		}
-	}
-	return out
+		return out
+	}).([]*flaskSession)
 }
+
+// maxInflated bounds the bytes all of a target's session cookies
+// decompress to, together.
+const maxInflated = 4 << 20
 
 var secretish = regexp.MustCompile(`(?i)pass(word|wd)?|secret|token|api[_-]?key|private|credit|card|ssn|otp|totp`)
 

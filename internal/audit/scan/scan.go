@@ -135,6 +135,23 @@ type Target struct {
 
 	crawlOnce sync.Once
 	crawled   []string
+
+	memos sync.Map // key → *memo
+}
+
+type memo struct {
+	once sync.Once
+	v    any
+}
+
+// Memo returns what f returns, computed once per target for key, whoever
+// asks first: work that several checks share (decoding the cookies seen)
+// is done once.
+func (t *Target) Memo(key string, f func() any) any {
+	m, _ := t.memos.LoadOrStore(key, &memo{})
+	mm := m.(*memo)
+	mm.once.Do(func() { mm.v = f() })
+	return mm.v
 }
 
 type fetch struct {
