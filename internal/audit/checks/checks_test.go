@@ -140,3 +140,46 @@ func TestSessionBombsCostOneBudget(t *testing.T) {
 		t.Errorf("%d sessions: %d read to 1 MiB, %d left for the spent budget; want 12, 3, 9", len(first), over, spent)
 	}
 }
+
+// signedSession is a Flask session cookie signed with secret, as
+// itsdangerous signs it.
+func signedSession(secret string) string {
+	signed := base64.RawURLEncoding.EncodeToString([]byte(`{"user_id":1}`)) + ".Z0AAAA"
+	return signed + "." + base64.RawURLEncoding.EncodeToString(sign(secret, signed))
+}
+
+// TestWeakKeysFromTheWordlist: keys the outside test planted, which the
+// hand list missed, are found through flask-unsign's wordlist; a key of
+// the app's own is not.
+func TestWeakKeysFromTheWordlist(t *testing.T) {
+	t.Parallel()
+	for secret, weak := range map[string]bool{"super-secret-key": true, "this-really-needs-to-be-changed": true, "dev": true, "kq8Zr0x-own-random-3f9a2c": false} {
+		srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.SetCookie(w, &http.Cookie{Name: "session", Value: signedSession(secret)})
+		}))
+		tgt, err := scan.NewTarget(srv.URL, scan.Options{Insecure: true, MaxPages: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, ev := checkWeakSecretKey(t.Context(), tgt)
+		srv.Close()
+		if (st == scan.Fail) != weak || weak && !strings.Contains(ev, secret) {
+			t.Errorf("SECRET_KEY %q: %s: %s", secret, st, ev)
+		}
+	}
+}
+
+// BenchmarkWeakKeys is the cost of trying every known key on one cookie
+// that none of them signed: the check's time per session cookie.
+func BenchmarkWeakKeys(b *testing.B) {
+	value := signedSession("kq8Zr0x-own-random-3f9a2c")
+	s, _ := decodeSession(&http.Cookie{Name: "session", Value: value}, new(int64(maxInflated)))
+	derivedKeys() // made once per process, not per cookie
+	b.ResetTimer()
+	for b.Loop() {
+		if st, ev := tryKeys(b.Context(), []*flaskSession{s}); st != scan.Pass {
+			b.Fatal(st, ev)
+		}
+	}
+	b.ReportMetric(float64(len(weakKeys())), "keys")
+}

@@ -14,7 +14,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
+	"github.com/rampartproxy/rampart/internal/audit/checks/wordlist"
 	"github.com/rampartproxy/rampart/internal/audit/scan"
 	"github.com/rampartproxy/rampart/internal/guard/leaks"
 )
@@ -177,15 +179,57 @@ func checkWeakSecretKey(ctx context.Context, t *scan.Target) (scan.Status, strin
 	if len(ss) == 0 {
 		return scan.Skip, "no Flask session cookie on the pages crawled"
 	}
+	return tryKeys(ctx, ss)
+}
+
+// tryKeys tries every known key on each session.
+func tryKeys(ctx context.Context, ss []*flaskSession) (scan.Status, string) {
+	keys, derived := weakKeys(), derivedKeys()
 	for _, s := range ss {
-		for _, key := range WeakSecretKeys {
-			if hmac.Equal(sign(key, s.signed), s.sig) {
-				return scan.Fail, fmt.Sprintf("cookie %s is signed with SECRET_KEY %q", s.name, key)
+		for i, d := range derived {
+			if i%4096 == 0 && ctx.Err() != nil {
+				return scan.Error, "not every known key was tried within the audit's deadline"
+			}
+			m := hmac.New(sha1.New, d)
+			m.Write([]byte(s.signed))
+			if hmac.Equal(m.Sum(nil), s.sig) {
+				return scan.Fail, fmt.Sprintf("cookie %s is signed with SECRET_KEY %q", s.name, keys[i])
 			}
 		}
 	}
-	return scan.Pass, fmt.Sprintf("none of %d well-known keys signs the session", len(WeakSecretKeys))
+	return scan.Pass, fmt.Sprintf("none of %d known keys signs the session (flask-unsign's wordlist and Rampart's own)", len(keys))
 }
+
+// derivedKeys are weakKeys as itsdangerous derives its signing key from
+// each (HMAC-SHA1(secret, "cookie-session")), made once: a cookie then
+// costs one HMAC per key.
+var derivedKeys = sync.OnceValue(func() [][]byte {
+	keys := weakKeys()
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		d := hmac.New(sha1.New, []byte(k))
+		d.Write([]byte("cookie-session"))
+		out[i] = d.Sum(nil)
+	}
+	return out
+})
+
+// weakKeys are WeakSecretKeys, then flask-unsign's wordlist of keys seen
+// in public code, without repeats.
+var weakKeys = sync.OnceValue(func() []string {
+	keys := slices.Clone(WeakSecretKeys)
+	seen := map[string]bool{}
+	for _, k := range keys {
+		seen[k] = true
+	}
+	for _, k := range wordlist.Secrets() {
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	return keys
+})
 
 // WeakSecretKeys are SECRET_KEYs from framework docs, tutorials, books,
 // generators' defaults and placeholders: what people paste and forget.
