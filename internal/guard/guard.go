@@ -53,11 +53,16 @@ func (d *Denial) With(input string) *Denial {
 const ReasonHeader = "Rampart-Reason"
 
 // ReasonValue is d's ReasonHeader value.
-func (d *Denial) ReasonValue() string {
-	if d.Key == "" {
-		return d.Reason
+func (d *Denial) ReasonValue() string { return ReasonValue(d.Reason, d.Key) }
+
+// ReasonValue is a ReasonHeader value: the reason, and the key that
+// would allow it when there is one. For Rampart's answers that are no
+// refusal too (an upstream that timed out).
+func ReasonValue(reason, key string) string {
+	if key == "" {
+		return reason
 	}
-	return d.Reason + "; allow-with=" + d.Key
+	return reason + "; allow-with=" + key
 }
 
 // Answer writes d as Rampart's error page and logs it as a security

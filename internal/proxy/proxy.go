@@ -353,11 +353,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	// The header tells the app's own 502 or 504 from Rampart's. (Not a
 	// refusal: the upstream failed, and the metrics count it as that.)
-	reason := "upstream_" + kind
-	if key != "" {
-		reason += "; allow-with=" + key
-	}
-	w.Header().Set(guard.ReasonHeader, reason)
+	w.Header().Set(guard.ReasonHeader, guard.ReasonValue("upstream_"+kind, key))
 	telemetry.Refusal(p.log, "upstream_error", info, kind, fmt.Sprintf("status %d: %v", status, err), "", key)
 	pages.Error(w, status, msg, info.ID, info.Nonce)
 }

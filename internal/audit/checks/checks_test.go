@@ -141,6 +141,9 @@ func TestSessionBombsCostOneBudget(t *testing.T) {
 	}
 }
 
+// sign is the signature Flask puts on signed with secret.
+func sign(secret, signed string) []byte { return signWith(deriveKey(secret), signed) }
+
 // signedSession is a Flask session cookie signed with secret, as
 // itsdangerous signs it.
 func signedSession(secret string) string {

@@ -164,12 +164,18 @@ func checkSessionReadable(ctx context.Context, t *scan.Target) (scan.Status, str
 	return scan.Pass, "readable by anyone, nothing secret-looking: keys " + strings.Join(keys, ", ")
 }
 
-// sign computes the itsdangerous signature Flask puts on a session cookie:
-// HMAC-SHA1 with a key derived as HMAC-SHA1(secret, "cookie-session").
-func sign(secret, signed string) []byte {
+// deriveKey is the key itsdangerous signs a Flask session cookie with:
+// HMAC-SHA1(secret, "cookie-session").
+func deriveKey(secret string) []byte {
 	d := hmac.New(sha1.New, []byte(secret))
 	d.Write([]byte("cookie-session"))
-	m := hmac.New(sha1.New, d.Sum(nil))
+	return d.Sum(nil)
+}
+
+// signWith is the signature Flask puts on a session cookie's signed
+// part: HMAC-SHA1 with the derived key.
+func signWith(key []byte, signed string) []byte {
+	m := hmac.New(sha1.New, key)
 	m.Write([]byte(signed))
 	return m.Sum(nil)
 }
@@ -190,9 +196,7 @@ func tryKeys(ctx context.Context, ss []*flaskSession) (scan.Status, string) {
 			if i%4096 == 0 && ctx.Err() != nil {
 				return scan.Error, "not every known key was tried within the audit's deadline"
 			}
-			m := hmac.New(sha1.New, d)
-			m.Write([]byte(s.signed))
-			if hmac.Equal(m.Sum(nil), s.sig) {
+			if hmac.Equal(signWith(d, s.signed), s.sig) {
 				return scan.Fail, fmt.Sprintf("cookie %s is signed with SECRET_KEY %q", s.name, keys[i])
 			}
 		}
@@ -207,9 +211,7 @@ var derivedKeys = sync.OnceValue(func() [][]byte {
 	keys := weakKeys()
 	out := make([][]byte, len(keys))
 	for i, k := range keys {
-		d := hmac.New(sha1.New, []byte(k))
-		d.Write([]byte("cookie-session"))
-		out[i] = d.Sum(nil)
+		out[i] = deriveKey(k)
 	}
 	return out
 })
