@@ -164,6 +164,14 @@ var virtualAuthenticator = chromedp.Func(func(ctx context.Context, tg *chromedp.
 // the sign-in page has one too, so waiting for any would race the form.
 const afterPassword = `#passkey:not([data-op="signin"])`
 
+// carolsPassword opens /admin/ on base, signs in as carol with her
+// password, and waits for the page after it.
+func carolsPassword(base string) []chromedp.Action[chromedp.Void] {
+	return []chromedp.Action[chromedp.Void]{chromedp.Navigate(base + "/admin/"), chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SendKeys(chromedp.CSS("#username"), "carol"), chromedp.SendKeys(chromedp.CSS("#password"), carolPassword),
+		chromedp.Click(chromedp.CSS(`form[action="/.rampart/login"] button`)), chromedp.WaitVisible(chromedp.CSS(afterPassword))}
+}
+
 func TestBrowserPasskeyWalk(t *testing.T) {
 	t.Parallel()
 	e := startPortal(t, nil)
@@ -174,9 +182,7 @@ func TestBrowserPasskeyWalk(t *testing.T) {
 	do("a virtual authenticator", virtualAuthenticator)
 	password := func() {
 		t.Helper()
-		do("sign in", chromedp.Navigate(base+"/admin/"), chromedp.WaitVisible(chromedp.CSS("#username")),
-			chromedp.SendKeys(chromedp.CSS("#username"), "carol"), chromedp.SendKeys(chromedp.CSS("#password"), carolPassword),
-			chromedp.Click(chromedp.CSS(`form[action="/.rampart/login"] button`)), chromedp.WaitVisible(chromedp.CSS(afterPassword)))
+		do("sign in", carolsPassword(base)...)
 	}
 	password()
 	if op := evaluate[string](t, ctx, `document.getElementById("passkey").dataset.op`); op != "enrol" {
@@ -229,9 +235,7 @@ func TestBrowserPasskeyBeatsALockout(t *testing.T) {
 	do("a virtual authenticator", virtualAuthenticator)
 	// carol adds a passkey at her first sign-in, then signs out and
 	// forgets the browser (its device cookie).
-	do("sign in", chromedp.Navigate(base+"/admin/"), chromedp.WaitVisible(chromedp.CSS("#username")),
-		chromedp.SendKeys(chromedp.CSS("#username"), "carol"), chromedp.SendKeys(chromedp.CSS("#password"), carolPassword),
-		chromedp.Click(chromedp.CSS(`form[action="/.rampart/login"] button`)), chromedp.WaitVisible(chromedp.CSS(afterPassword)))
+	do("sign in", carolsPassword(base)...)
 	do("add a passkey", chromedp.Click(chromedp.CSS("#passkey")), chromedp.WaitVisible(chromedp.CSS("#codes")))
 	do("forget the browser", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := cdp.Call(ctx, tg, network.ClearBrowserCookies, cdp.Empty{})
