@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -179,18 +180,26 @@ func TestShutdownDrainsLoudly(t *testing.T) {
 	}()
 	testutil.WaitFor(t, "the slow request in flight", func() bool { return tg.inFlight.Load() == 1 })
 
+	// Read before the drain: Shutdown holds the gateway's lock, which
+	// AdminAddr takes, until the drain ends.
+	admin := tg.AdminAddr()
 	drain, endDrain := context.WithCancel(t.Context())
 	shut := make(chan error, 1)
 	go func() { shut <- tg.Shutdown(drain) }()
-	testutil.WaitFor(t, "/readyz to answer 503 while draining", func() bool {
-		resp, err := http.Get("http://" + tg.AdminAddr() + "/readyz")
+	var last string
+	if !testutil.Eventually(testutil.WaitTimeout, func() bool {
+		resp, err := http.Get("http://" + admin + "/readyz")
 		if err != nil {
+			last = err.Error()
 			return false
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		last = fmt.Sprint(resp.StatusCode, " ", string(b))
 		return resp.StatusCode == 503 && strings.Contains(string(b), "shutting down: 1 requests in flight")
-	})
+	}) {
+		t.Fatalf("/readyz while draining: %s", last)
+	}
 	if resp, err := client.Get("https://localhost" + HealthPath); err == nil {
 		resp.Body.Close()
 		if resp.StatusCode != 503 {
