@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -330,4 +331,48 @@ func find(r audit.Report, id string) scan.Result {
 		}
 	}
 	return scan.Result{ID: id, Status: "missing"}
+}
+
+// TestHostileTargetBanningTheScannerIsIncomplete: a target that serves
+// its .env, and answers 403 (or 429) to everything after the first
+// request, as fail2ban or a WAF banning the scanner does, must not pass
+// the exposure checks: / no longer answers as it did, so what the probes
+// got cannot be judged, and the grade is incomplete.
+func TestHostileTargetBanningTheScannerIsIncomplete(t *testing.T) {
+	t.Parallel()
+	for _, refusal := range []string{"403 Forbidden", "429 Too Many Requests"} {
+		t.Run(refusal[:3], func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			requests := 0
+			h := startHostile(t, func(_ int, req *http.Request, w io.Writer) bool {
+				mu.Lock()
+				requests++
+				n := requests
+				mu.Unlock()
+				switch {
+				case n > 1:
+					raw(w, refusal, []string{"Content-Type: text/html"}, "<html>go away</html>")
+				case req.URL.Path == "/.env":
+					raw(w, "200 OK", nil, "SECRET_KEY=hunter2\n")
+				default:
+					raw(w, "200 OK", []string{"Content-Type: text/html"}, "<html>hi</html>")
+				}
+				return true
+			})
+			r := audit.One(t.Context(), h.url, h.opts())
+			if r.Unreachable != "" {
+				t.Fatal(r.Unreachable)
+			}
+			for _, id := range []string{"exposure.dotenv", "exposure.git", "exposure.admin_tools", "flask.werkzeug_debugger", "http.methods"} {
+				c := find(r, id)
+				if c.Status != scan.Error || !strings.Contains(c.Evidence, "stopped answering as it did") {
+					t.Errorf("%s: %s %q, want an error naming the refusal", id, c.Status, c.Evidence)
+				}
+				if !slices.Contains(r.Incomplete, id) {
+					t.Errorf("%s is not among the incomplete checks %v", id, r.Incomplete)
+				}
+			}
+		})
+	}
 }

@@ -59,7 +59,7 @@ func checkOpenRedirect(ctx context.Context, t *scan.Target) (scan.Status, string
 	if tried == 0 {
 		return scan.Error, "no probe could be sent"
 	}
-	return scan.Pass, fmt.Sprintf("%d probes on / and /login; none redirected off the site", tried)
+	return controlled(ctx, t, fmt.Sprintf("%d probes on / and /login; none redirected off the site", tried))
 }
 
 func checkCSRF(ctx context.Context, t *scan.Target) (scan.Status, string) {
@@ -75,11 +75,11 @@ func checkCSRF(ctx context.Context, t *scan.Target) (scan.Status, string) {
 		}
 		switch {
 		case page.Status == http.StatusForbidden:
-			return scan.Pass, "a cross-site POST " + p + " gets 403"
+			return controlled(ctx, t, "a cross-site POST "+p+" gets 403")
 		case page.Status == http.StatusNotFound || page.Status == http.StatusMethodNotAllowed:
 			continue // no form here; try the next path
 		case page.Status == http.StatusBadRequest:
-			return scan.Pass, fmt.Sprintf("a cross-site POST %s gets 400 (refused, most likely for a missing token)", p)
+			return controlled(ctx, t, fmt.Sprintf("a cross-site POST %s gets 400 (refused, most likely for a missing token)", p))
 		case page.Status < 400:
 			return scan.Fail, fmt.Sprintf("a cross-site form POST %s gets %d", p, page.Status)
 		default:
@@ -142,7 +142,7 @@ func checkAdminLogin(ctx context.Context, t *scan.Target) (scan.Status, string) 
 	case len(open) > 0:
 		return scan.Fail, "GET " + strings.Join(open, ", ") + " answers 200 without a login"
 	case len(protected) > 0:
-		return scan.Pass, strings.Join(protected, ", ") + " asks for a login"
+		return controlled(ctx, t, strings.Join(protected, ", ")+" asks for a login")
 	}
 	return scan.Skip, "none of " + strings.Join(adminPaths, ", ") + " is there"
 }

@@ -3,7 +3,11 @@
 // the grading table refer to.
 package checks
 
-import "github.com/rampartproxy/rampart/internal/audit/scan"
+import (
+	"context"
+
+	"github.com/rampartproxy/rampart/internal/audit/scan"
+)
 
 // All is every check, in the order reports show them.
 func All() []scan.Check {
@@ -43,3 +47,14 @@ const (
 	refRateLimit     = "https://cheatsheetseries.owasp.org/cheatsheets/Authentication_Cheat_Sheet.html#login-throttling"
 	refBodyLimit     = "https://cheatsheetseries.owasp.org/cheatsheets/Denial_of_Service_Cheat_Sheet.html"
 )
+
+// controlled is a pass that rests on what the probes did not get (no
+// leak, a refusal): it stands only while / answers as it did at first
+// (scan.Target.Control). A target that bans the scanner answers every
+// probe with the same refusal, and that is not a pass.
+func controlled(ctx context.Context, t *scan.Target, evidence string) (scan.Status, string) {
+	if err := t.Control(ctx); err != nil {
+		return scan.Error, "cannot judge what the probes got (" + evidence + "): " + scan.Describe(err)
+	}
+	return scan.Pass, evidence
+}

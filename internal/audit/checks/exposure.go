@@ -2,6 +2,7 @@ package checks
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -113,7 +114,7 @@ func exposed(paths []string, looks func([]byte) bool) func(context.Context, *sca
 		if len(missed) > 0 {
 			// A path that could not be fetched is not a path not served:
 			// a target that drops the scanner must not pass.
-			return scan.Error, "could not fetch " + strings.Join(missed, ", ") + ": " + scan.Describe(why)
+			return scan.Error, "could not judge " + strings.Join(missed, ", ") + ": " + scan.Describe(why)
 		}
 		note := ""
 		if base != nil && base.Status == http.StatusOK {
@@ -148,15 +149,24 @@ func fetchAll(ctx context.Context, t *scan.Target, base *scan.Page, probes []pro
 		wg.Go(func() { pages[i], errs[i] = t.Get(ctx, p.path) })
 	}
 	wg.Wait()
+	// What the probes did not find counts only if / still answers as it
+	// did: a target that bans the scanner refuses everything after.
+	control := t.Control(ctx)
 	for i, p := range probes {
-		switch page := pages[i]; {
-		case errs[i] != nil:
+		page := pages[i]
+		if errs[i] == nil && page.Status == http.StatusOK && p.looks(page.Body) && !sameAs(page, base) {
+			served = append(served, hit{p, page})
+			continue
+		}
+		err := cmp.Or(errs[i], control)
+		if err == nil && page.Status == http.StatusTooManyRequests {
+			err = fmt.Errorf("%w: GET %s answered 429 Too Many Requests", scan.ErrRefusing, p.path)
+		}
+		if err != nil {
 			if !slices.Contains(missed, p.path) {
 				missed = append(missed, p.path)
 			}
-			why = errs[i]
-		case page.Status == http.StatusOK && p.looks(page.Body) && !sameAs(page, base):
-			served = append(served, hit{p, page})
+			why = err
 		}
 	}
 	return served, missed, why
@@ -173,7 +183,7 @@ func checkTrace(ctx context.Context, t *scan.Target) (scan.Status, string) {
 	if page.Status >= 200 && page.Status < 300 {
 		return scan.Warn, fmt.Sprintf("TRACE / answers %d", page.Status)
 	}
-	return scan.Pass, fmt.Sprintf("TRACE / answers %d", page.Status)
+	return controlled(ctx, t, fmt.Sprintf("TRACE / answers %d", page.Status))
 }
 
 func checkUnknownHost(ctx context.Context, t *scan.Target) (scan.Status, string) {
@@ -184,12 +194,12 @@ func checkUnknownHost(ctx context.Context, t *scan.Target) (scan.Status, string)
 	host := t.Nonce + ".invalid"
 	page, err := t.Do(ctx, "GET", "/", http.Header{"Host": {host}}, nil)
 	if err != nil {
-		return scan.Pass, "Host: " + host + " is refused: " + scan.Describe(err)
+		return controlled(ctx, t, "Host: "+host+" is refused: "+scan.Describe(err))
 	}
 	if page.Status == home.Status && page.Status < 300 && (bytes.Equal(page.Body, home.Body) || len(home.Body) > 0 && abs(len(page.Body)-len(home.Body)) < len(home.Body)/10) {
 		return scan.Fail, fmt.Sprintf("Host: %s gets %d and the same page as the real host", host, page.Status)
 	}
-	return scan.Pass, fmt.Sprintf("Host: %s gets %d", host, page.Status)
+	return controlled(ctx, t, fmt.Sprintf("Host: %s gets %d", host, page.Status))
 }
 
 func abs(n int) int {

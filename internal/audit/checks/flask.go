@@ -271,5 +271,5 @@ func checkWerkzeugDebugger(ctx context.Context, t *scan.Target) (scan.Status, st
 			return scan.Fail, "GET " + p + " serves the debugger's script"
 		}
 	}
-	return scan.Pass, "/console and the debugger's resources are not served; / shows no traceback"
+	return controlled(ctx, t, "/console and the debugger's resources are not served; / shows no traceback")
 }

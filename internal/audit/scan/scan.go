@@ -337,6 +337,31 @@ func (t *Target) Do(ctx context.Context, method, path string, header http.Header
 	return &Page{URL: full, Status: resp.StatusCode, Header: resp.Header, Body: b, TLS: resp.TLS}, nil
 }
 
+// ErrRefusing is a target that stopped answering the audit as it did at
+// first: a WAF or fail2ban banning the scanner, or a rate limit. Every
+// probe after that gets the same refusal, which must not read as "not
+// served".
+var ErrRefusing = errors.New("the target stopped answering as it did")
+
+// Control is the probes' positive control: it fetches / again, not from
+// the cache, and returns an ErrRefusing when it no longer answers as it
+// did first. A check that concludes "not served" from its probes calls
+// it after them; a refusing target makes that conclusion an error.
+func (t *Target) Control(ctx context.Context) error {
+	first, err := t.Get(ctx, "/")
+	if err != nil {
+		return err
+	}
+	now, err := t.Do(ctx, "GET", "/", nil, nil)
+	if err != nil {
+		return fmt.Errorf("%w: GET / answered %d at first, and now fails (%s)", ErrRefusing, first.Status, Describe(err))
+	}
+	if now.Status != first.Status {
+		return fmt.Errorf("%w: GET / answered %d at first, and %d after the probes", ErrRefusing, first.Status, now.Status)
+	}
+	return nil
+}
+
 // Describe says what went wrong reaching the target, for evidence: the
 // cause without Go's "Get URL:" wrapping, cut and cleaned (an error can
 // quote what the target sent).
