@@ -87,6 +87,7 @@ func (f *fixtures) get(t *testing.T) map[string]Report {
 		nginx := startBadNginx(t)
 		run("nginx-bad", nginx, false, nil)
 		run("nginx-untrusted", nginx, false, func(o *Options) { o.Roots = x509.NewCertPool() })
+		run("nginx-locations", startLocationsNginx(t), false, nil)
 		ramp := startRampart(t, "")
 		run("rampart", ramp, false, nil)
 		closed := testutil.FreePort(t) // nothing listens there
@@ -150,11 +151,15 @@ func TestEveryCheckFailsAndPasses(t *testing.T) {
 		{"hsts.present", "nginx-bad", scan.Fail, "rampart", scan.Pass, "no Strict-Transport-Security"},
 		{"hsts.preload_ready", "rampart", scan.Info, "rampart-preload", scan.Pass, "lacks preload"},
 		{"csp.present", "flask-bad", scan.Fail, "rampart", scan.Pass, "no Content-Security-Policy"},
+		{"csp.present", "nginx-locations", scan.Fail, "rampart", scan.Pass, "on /login: no Content-Security-Policy header (on /: default-src 'self'"},
+		{"hsts.present", "nginx-locations", scan.Fail, "rampart", scan.Pass, "on /login: no Strict-Transport-Security header (on /: max-age=63072000"},
+		{"headers.frame_options", "nginx-locations", scan.Fail, "rampart", scan.Pass, "on /login: neither X-Frame-Options"},
 		{"csp.script_src", "nginx-bad", scan.Fail, "rampart", scan.Pass, "'unsafe-eval'"},
 		{"csp.object_src", "nginx-bad", scan.Fail, "rampart", scan.Pass, "not 'none'"},
 		{"csp.base_uri", "nginx-bad", scan.Fail, "rampart", scan.Pass, "no base-uri"},
 		{"csp.frame_ancestors", "nginx-bad", scan.Warn, "rampart", scan.Pass, "no frame-ancestors"},
 		{"headers.x_content_type_options", "nginx-bad", scan.Fail, "rampart", scan.Pass, "no X-Content-Type-Options"},
+		{"headers.x_content_type_options", "nginx-locations", scan.Fail, "rampart", scan.Pass, "on /login: no X-Content-Type-Options header (on /: X-Content-Type-Options: nosniff)"},
 		{"headers.frame_options", "nginx-bad", scan.Fail, "rampart", scan.Pass, "any site can frame"},
 		{"headers.referrer_policy", "nginx-bad", scan.Fail, "rampart", scan.Pass, "unsafe-url"},
 		{"headers.x_xss_protection", "nginx-bad", scan.Warn, "rampart", scan.Pass, "1; mode=block"},

@@ -123,31 +123,50 @@ func localCert(t *testing.T, dir string) (*x509.CertPool, []byte) {
 // backups.
 func startBadNginx(t *testing.T) server {
 	t.Helper()
+	return startNginx(t, "testdata/nginx/bad.conf", "testdata/nginx/www", func(www string) {
+		// Made here, not kept in the repository: git would take it for a
+		// nested repository.
+		if err := os.MkdirAll(filepath.Join(www, ".git"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(www, ".git", "HEAD"), []byte("ref: refs/heads/main\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// startLocationsNginx runs nginx with testdata/nginx/locations.conf:
+// right on /, wrong in its locations (headers dropped on /login, an alias
+// off by a slash, autoindex).
+func startLocationsNginx(t *testing.T) server {
+	t.Helper()
+	return startNginx(t, "testdata/nginx/locations.conf", "testdata/nginx/locations", nil)
+}
+
+// startNginx runs Debian's nginx with the config template conf, serving
+// a copy of the directory www (changed by prepare, if set).
+func startNginx(t *testing.T, conf, wwwSrc string, prepare func(www string)) server {
+	t.Helper()
 	bin := testutil.Need(t, "nginx", "nginx")
 	dir := t.TempDir()
 	roots, rootPEM := localCert(t, dir)
 	www := filepath.Join(dir, "www")
-	if err := os.CopyFS(www, os.DirFS("testdata/nginx/www")); err != nil {
+	if err := os.CopyFS(www, os.DirFS(wwwSrc)); err != nil {
 		t.Fatal(err)
 	}
-	// Made here, not kept in the repository: git would take it for a
-	// nested repository.
-	if err := os.MkdirAll(filepath.Join(www, ".git"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(www, ".git", "HEAD"), []byte("ref: refs/heads/main\n"), 0o644); err != nil {
-		t.Fatal(err)
+	if prepare != nil {
+		prepare(www)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	httpsPort, httpPort := testutil.FreePort(t), testutil.FreePort(t)
-	tmpl, err := os.ReadFile("testdata/nginx/bad.conf")
+	tmpl, err := os.ReadFile(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := strings.NewReplacer("@DIR@", dir, "@WWW@", www, "@HTTPS@", strconv.Itoa(httpsPort), "@HTTP@", strconv.Itoa(httpPort)).Replace(string(tmpl))
-	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+	filled := strings.NewReplacer("@DIR@", dir, "@WWW@", www, "@HTTPS@", strconv.Itoa(httpsPort), "@HTTP@", strconv.Itoa(httpPort)).Replace(string(tmpl))
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(filled), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")

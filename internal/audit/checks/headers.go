@@ -123,34 +123,86 @@ func has(srcs []string, tok string) bool {
 	return false
 }
 
-func checkCSPPresent(ctx context.Context, t *scan.Target) (scan.Status, string) {
-	page, err := t.Get(ctx, "/")
-	if err != nil {
-		return scan.Error, "GET /: " + scan.Describe(err)
-	}
+var checkCSPPresent = everyPage(func(page *scan.Page) (scan.Status, string) {
 	if v := page.Header.Get("Content-Security-Policy"); v != "" {
 		return scan.Pass, v
 	}
 	if v := page.Header.Get("Content-Security-Policy-Report-Only"); v != "" {
 		return scan.Warn, "report-only, nothing is blocked: " + v
 	}
-	return scan.Fail, "no Content-Security-Policy header on /"
-}
+	return scan.Fail, "no Content-Security-Policy header"
+})
 
-// cspDirectiveCheck runs f on the enforced policy of /, and skips when
+// cspDirectiveCheck runs f on a page's enforced policy, and skips when
 // there is none (csp.present already fails for that).
 func cspDirectiveCheck(f func(policy) (scan.Status, string)) func(context.Context, *scan.Target) (scan.Status, string) {
-	return func(ctx context.Context, t *scan.Target) (scan.Status, string) {
-		page, err := t.Get(ctx, "/")
-		if err != nil {
-			return scan.Error, "GET /: " + scan.Describe(err)
-		}
+	return everyPage(func(page *scan.Page) (scan.Status, string) {
 		v := page.Header.Get("Content-Security-Policy")
 		if v == "" {
 			return scan.Skip, "no enforced Content-Security-Policy (see csp.present)"
 		}
 		return f(parseCSP(v))
+	})
+}
+
+// everyPage judges / with f, and then every HTML page the crawl reached
+// that answered 2xx: nginx drops every server-level add_header in a
+// location with one of its own, so /login can lack what / has. The
+// result is the worst verdict, naming the pages worse than /.
+func everyPage(f func(*scan.Page) (scan.Status, string)) func(context.Context, *scan.Target) (scan.Status, string) {
+	return func(ctx context.Context, t *scan.Target) (scan.Status, string) {
+		home, err := t.Get(ctx, "/")
+		if err != nil {
+			return scan.Error, "GET /: " + scan.Describe(err)
+		}
+		status, evidence := f(home)
+		worst := status
+		var order []string             // evidence of worse pages, first seen first
+		pages := map[string][]string{} // that evidence → the pages
+		paths, crawled := t.CrawledHTML(ctx)
+		for i, page := range crawled {
+			if paths[i] == "/" || page.Status < 200 || page.Status > 299 {
+				continue
+			}
+			s, e := f(page)
+			if rank(s) <= rank(status) {
+				continue
+			}
+			if _, ok := pages[e]; !ok {
+				order = append(order, e)
+			}
+			pages[e] = append(pages[e], paths[i])
+			if rank(s) > rank(worst) {
+				worst = s
+			}
+		}
+		if len(order) == 0 {
+			return status, evidence
+		}
+		var parts []string
+		for _, e := range order {
+			ps := pages[e]
+			if len(ps) > 5 {
+				ps = append(ps[:5:5], fmt.Sprintf("%d more", len(pages[e])-5))
+			}
+			parts = append(parts, "on "+strings.Join(ps, ", ")+": "+e)
+		}
+		return worst, strings.Join(parts, "; ") + " (on /: " + evidence + ")"
 	}
+}
+
+// rank orders verdicts from best to worst, for everyPage: a skip is no
+// worse than a pass.
+func rank(s scan.Status) int {
+	switch s {
+	case scan.Fail:
+		return 3
+	case scan.Warn:
+		return 2
+	case scan.Info:
+		return 1
+	}
+	return 0
 }
 
 var nonceOrHash = regexp.MustCompile(`^'(nonce-|sha256-|sha384-|sha512-)`)
@@ -217,13 +269,7 @@ func checkFrameAncestors(p policy) (scan.Status, string) {
 }
 
 func headerCheck(f func(h http.Header) (scan.Status, string)) func(context.Context, *scan.Target) (scan.Status, string) {
-	return func(ctx context.Context, t *scan.Target) (scan.Status, string) {
-		page, err := t.Get(ctx, "/")
-		if err != nil {
-			return scan.Error, "GET /: " + scan.Describe(err)
-		}
-		return f(page.Header)
-	}
+	return everyPage(func(page *scan.Page) (scan.Status, string) { return f(page.Header) })
 }
 
 var checkXCTO = headerCheck(func(h http.Header) (scan.Status, string) {

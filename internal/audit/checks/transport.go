@@ -429,21 +429,17 @@ func hsts(v string) (maxAge int64, subdomains, preload bool) {
 
 const year = 31536000
 
-func checkHSTS(ctx context.Context, t *scan.Target) (scan.Status, string) {
-	page, err := t.Get(ctx, "/")
-	if err != nil {
-		return scan.Error, "GET /: " + scan.Describe(err)
-	}
-	v := page.Header.Get("Strict-Transport-Security")
+var checkHSTS = headerCheck(func(h http.Header) (scan.Status, string) {
+	v := h.Get("Strict-Transport-Security")
 	if v == "" {
-		return scan.Fail, "no Strict-Transport-Security header on /"
+		return scan.Fail, "no Strict-Transport-Security header"
 	}
 	maxAge, _, _ := hsts(v)
 	if maxAge < year {
 		return scan.Fail, fmt.Sprintf("max-age %d is under a year: %q", maxAge, v)
 	}
 	return scan.Pass, v
-}
+})
 
 func checkHSTSPreload(ctx context.Context, t *scan.Target) (scan.Status, string) {
 	page, err := t.Get(ctx, "/")
