@@ -184,6 +184,10 @@ func TestEveryCheckFailsAndPasses(t *testing.T) {
 		{"exposure.admin_tools", "go-debug", scan.Fail, "rampart", scan.Pass, "Go pprof at /debug/pprof/; Prometheus metrics at /metrics"},
 		{"exposure.admin_tools", "nginx-bad", scan.Fail, "soft404", scan.Pass, "nginx stub_status at /server-status"},
 		{"exposure.admin_tools", "go-debug", scan.Fail, "rampart+flask", scan.Pass, "/debug/pprof/"}, // /admin/ behind the portal
+		{"exposure.alias_traversal", "nginx-locations", scan.Fail, "rampart", scan.Pass, "/static../app.py serves Python source from the directory above /static/; /static../static/site.css serves /static/site.css"},
+		{"exposure.alias_traversal", "nginx-locations", scan.Fail, "soft404", scan.Pass, "/static../app.py"},
+		{"exposure.autoindex", "nginx-locations", scan.Fail, "rampart", scan.Pass, "a directory listing at /files/"},
+		{"exposure.autoindex", "nginx-locations", scan.Fail, "soft404", scan.Pass, "/files/"},
 		{"http.methods", "flask-bad", scan.Fail, "rampart", scan.Pass, "echoes"},
 		{"http.unknown_host", "nginx-bad", scan.Fail, "rampart", scan.Pass, "same page"},
 		{"active.open_redirect", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "redirects there"},

@@ -12,7 +12,7 @@ import (
 // All is every check, in the order reports show them.
 func All() []scan.Check {
 	var all []scan.Check
-	for _, family := range [][]scan.Check{transport, headerChecks, cookieChecks, flaskChecks, exposure, active} {
+	for _, family := range [][]scan.Check{transport, headerChecks, cookieChecks, flaskChecks, exposure, statics, active} {
 		all = append(all, family...)
 	}
 	return all

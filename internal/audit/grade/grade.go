@@ -53,6 +53,8 @@ var Modifiers = map[string]Modifier{
 	"exposure.source":                {Fail: -50},
 	"exposure.backup_files":          {Fail: -40},
 	"exposure.admin_tools":           {Fail: -50},
+	"exposure.alias_traversal":       {Fail: -50},
+	"exposure.autoindex":             {Fail: -20},
 	"http.methods":                   {Fail: -5},
 	"http.unknown_host":              {Fail: -10},
 	"active.open_redirect":           {Fail: -20},
