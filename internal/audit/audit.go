@@ -163,27 +163,33 @@ func One(ctx context.Context, raw string, opts Options) Report {
 	}
 	results := make([]scan.Result, len(run))
 	outs := make([]chan scan.Result, len(run))
-	var first sync.WaitGroup // the checks that are not Last
-	othersDone := make(chan struct{})
+	// Each stage starts when every check of the stages before it has
+	// finished (or the deadline has passed).
+	stages := make([]sync.WaitGroup, scan.Reading+1)
+	ready := make([]chan struct{}, len(stages))
+	for i := range ready {
+		ready[i] = make(chan struct{})
+	}
+	for _, c := range run {
+		stages[c.Stage].Add(1)
+	}
+	go func() {
+		for i := range stages {
+			close(ready[i])
+			stages[i].Wait()
+		}
+	}()
 	for i, c := range run {
 		outs[i] = make(chan scan.Result, 1)
-		if c.Last {
-			go func() {
-				select {
-				case <-othersDone:
-				case <-ctx.Done():
-				}
-				outs[i] <- c.Result(ctx, t)
-			}()
-			continue
-		}
-		first.Add(1)
 		go func() {
-			defer first.Done()
+			defer stages[c.Stage].Done()
+			select {
+			case <-ready[c.Stage]:
+			case <-ctx.Done():
+			}
 			outs[i] <- c.Result(ctx, t)
 		}()
 	}
-	go func() { first.Wait(); close(othersDone) }()
 	// A check that ignores its context is not waited for past the
 	// deadline and a grace.
 	expired := make(chan struct{})

@@ -94,6 +94,9 @@ func (f *fixtures) get(t *testing.T) map[string]Report {
 		run("rampart-no-plain-http", ramp, false, func(o *Options) { o.HTTPPort = closed })
 		flaskBad, _ := startFlask(t, flaskEnv{secretKey: "dev", leaky: true, debug: true}, true)
 		run("flask-bad", flaskBad, true, nil)
+		flaskQuiet, _ := startFlask(t, flaskEnv{secretKey: "dev", quiet: true}, true)
+		run("flask-quiet", flaskQuiet, true, nil)
+		run("flask-quiet-passive", flaskQuiet, false, nil)
 		_, upstream := startFlask(t, flaskEnv{secretKey: "7d1f0c53a3c44e6e9b0f8d2a51c6e0a4b1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6"}, false)
 		run("rampart+flask", startRampart(t, upstream, func(s *config.Site) {
 			s.Routes = append(s.Routes, config.Route{Match: "/admin/", Auth: &config.RouteAuth{Require: true}})
@@ -174,6 +177,10 @@ func TestEveryCheckFailsAndPasses(t *testing.T) {
 		{"cookies.samesite", "nginx-bad", scan.Fail, "rampart+flask", scan.Pass, "sid"},
 		{"flask.session_readable", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "session.password"},
 		{"flask.weak_secret_key", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, `SECRET_KEY "dev"`},
+		// The session cookie comes only with a POST /login: --active
+		// makes that POST, and the cookie it gets is judged too.
+		{"flask.weak_secret_key", "flask-quiet", scan.Fail, "flask-quiet-passive", scan.Skip, `cookie session (set on POST /login) is signed with SECRET_KEY "dev"`},
+		{"cookies.secure", "flask-quiet", scan.Fail, "flask-quiet-passive", scan.Skip, "session (set on POST /login)"},
 		{"flask.werkzeug_debugger", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "/console"},
 		{"exposure.dotenv", "nginx-bad", scan.Fail, "rampart", scan.Pass, "/.env"},
 		{"exposure.git", "nginx-bad", scan.Fail, "rampart", scan.Pass, "/.git/HEAD"},

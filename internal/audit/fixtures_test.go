@@ -212,6 +212,7 @@ type flaskEnv struct {
 	secretKey string
 	leaky     bool // secrets in the session
 	debug     bool // under the Werkzeug debugger
+	quiet     bool // no cookie until a POST /login
 }
 
 // startFlask runs auditapp under a real gunicorn. With tlsDirect it serves
@@ -235,7 +236,7 @@ func startFlask(t *testing.T, env flaskEnv, tlsDirect bool) (server, string) {
 		args = append(args, "--certfile", filepath.Join(dir, "cert.pem"), "--keyfile", filepath.Join(dir, "key.pem"))
 	}
 	cmd := exec.Command(bin, append(args, "auditapp:application")...)
-	cmd.Env = append(os.Environ(), "AUDIT_SECRET_KEY="+env.secretKey, "AUDIT_LEAKY="+b(env.leaky), "AUDIT_DEBUG="+b(env.debug))
+	cmd.Env = append(os.Environ(), "AUDIT_SECRET_KEY="+env.secretKey, "AUDIT_LEAKY="+b(env.leaky), "AUDIT_DEBUG="+b(env.debug), "AUDIT_QUIET="+b(env.quiet))
 	out := startGroup(t, cmd)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	waitTCP(t, addr, out)

@@ -24,7 +24,7 @@ var active = []scan.Check{
 		Run: checkCSRF,
 	},
 	{
-		ID: "active.rate_limit_login", Title: "Login rate limit", Severity: scan.Medium, Reference: refRateLimit, Active: true, Last: true,
+		ID: "active.rate_limit_login", Title: "Login rate limit", Severity: scan.Medium, Reference: refRateLimit, Active: true, Stage: scan.Spending,
 		Fix: "Limit POST /login per client (nginx limit_req 10r/s burst 20; Rampart rate_limits with match: /login).",
 		Run: checkLoginRateLimit,
 	},

@@ -23,12 +23,12 @@ import (
 
 var flaskChecks = []scan.Check{
 	{
-		ID: "flask.session_readable", Title: "Secrets in the readable Flask session", Severity: scan.High, Reference: refFlaskSession,
+		ID: "flask.session_readable", Stage: scan.Reading, Title: "Secrets in the readable Flask session", Severity: scan.High, Reference: refFlaskSession,
 		Fix: "Flask's session cookie is signed, not encrypted: anyone can read it. Keep passwords and tokens server-side (Flask-Session with Redis) and store only an ID in the cookie.",
 		Run: checkSessionReadable,
 	},
 	{
-		ID: "flask.weak_secret_key", Title: "Flask SECRET_KEY strength", Severity: scan.Critical, Reference: refFlaskSession,
+		ID: "flask.weak_secret_key", Stage: scan.Reading, Title: "Flask SECRET_KEY strength", Severity: scan.Critical, Reference: refFlaskSession,
 		Fix: `Anyone can forge sessions (log in as anyone) with this key. Generate one: python -c 'import secrets; print(secrets.token_hex(32))', load it from the environment, and rotate it now.`,
 		Run: checkWeakSecretKey,
 	},
@@ -42,6 +42,7 @@ var flaskChecks = []scan.Check{
 // flaskSession is a decoded itsdangerous session cookie.
 type flaskSession struct {
 	name    string
+	page    string // the request that received it
 	signed  string // what the signature covers: payload.timestamp
 	sig     []byte
 	payload map[string]any
@@ -111,27 +112,35 @@ func decodeSession(c *http.Cookie, budget *int64) (s *flaskSession, ok bool) {
 	return s, true
 }
 
-// sessions are the Flask session cookies seen on the target, decoded
-// once for every check that reads them, each distinct cookie once, and
-// within maxInflated decompressed bytes in all: a target's zlib bombs
-// cost one bounded budget, not a megabyte per cookie per check.
+// sessions are the Flask session cookies the target set, on any
+// request, decoded once for every check that reads them, each distinct
+// cookie once, at most maxSessionsPerName of a name, and within
+// maxInflated decompressed bytes in all: a target's zlib bombs cost one
+// bounded budget, not a megabyte per cookie per check.
 func sessions(ctx context.Context, t *scan.Target) []*flaskSession {
 	return t.Memo("flask.sessions", func() any {
 		var out []*flaskSession
 		seen := map[string]bool{}
+		perName := map[string]int{}
 		budget := int64(maxInflated)
-		for _, c := range t.CrawledCookies(ctx) {
-			if seen[c.Cookie.Name+"="+c.Cookie.Value] {
+		for _, c := range t.Cookies(ctx) {
+			if seen[c.Cookie.Name+"="+c.Cookie.Value] || perName[c.Cookie.Name] >= maxSessionsPerName {
 				continue
 			}
 			seen[c.Cookie.Name+"="+c.Cookie.Value] = true
+			perName[c.Cookie.Name]++
 			if s, ok := decodeSession(c.Cookie, &budget); ok {
+				s.page = c.Page
 				out = append(out, s)
 			}
 		}
 		return out
 	}).([]*flaskSession)
 }
+
+// maxSessionsPerName bounds the sessions of one cookie name read: an app
+// that sets a fresh one with every response says the same each time.
+const maxSessionsPerName = 8
 
 // maxInflated bounds the bytes all of a target's session cookies
 // decompress to, together.
@@ -142,7 +151,7 @@ var secretish = regexp.MustCompile(`(?i)pass(word|wd)?|secret|token|api[_-]?key|
 func checkSessionReadable(ctx context.Context, t *scan.Target) (scan.Status, string) {
 	ss := sessions(ctx, t)
 	if len(ss) == 0 {
-		return scan.Skip, "no Flask session cookie on the pages crawled"
+		return scan.Skip, "no Flask session cookie set on the pages crawled, nor by any other request"
 	}
 	var flagged, keys []string
 	for _, s := range ss {
@@ -183,21 +192,27 @@ func signWith(key []byte, signed string) []byte {
 func checkWeakSecretKey(ctx context.Context, t *scan.Target) (scan.Status, string) {
 	ss := sessions(ctx, t)
 	if len(ss) == 0 {
-		return scan.Skip, "no Flask session cookie on the pages crawled"
+		return scan.Skip, "no Flask session cookie set on the pages crawled, nor by any other request"
 	}
 	return tryKeys(ctx, ss)
 }
 
-// tryKeys tries every known key on each session.
+// tryKeys tries every known key on the first session of each cookie
+// name: one app signs all of its sessions with one key.
 func tryKeys(ctx context.Context, ss []*flaskSession) (scan.Status, string) {
 	keys, derived := weakKeys(), derivedKeys()
+	tried := map[string]bool{}
 	for _, s := range ss {
+		if tried[s.name] {
+			continue
+		}
+		tried[s.name] = true
 		for i, d := range derived {
 			if i%4096 == 0 && ctx.Err() != nil {
 				return scan.Error, "not every known key was tried within the audit's deadline"
 			}
 			if hmac.Equal(signWith(d, s.signed), s.sig) {
-				return scan.Fail, fmt.Sprintf("cookie %s is signed with SECRET_KEY %q", s.name, keys[i])
+				return scan.Fail, fmt.Sprintf("cookie %s (set on %s) is signed with SECRET_KEY %q", s.name, s.page, keys[i])
 			}
 		}
 	}

@@ -3,7 +3,6 @@ package scan
 import (
 	"bytes"
 	"context"
-	"net/http"
 	"regexp"
 	"strings"
 
@@ -135,30 +134,4 @@ func Tags(p *Page, names ...string) []Tag {
 		}
 		out = append(out, tag)
 	}
-}
-
-// SeenCookie is a cookie and the page that set it.
-type SeenCookie struct {
-	*http.Cookie
-	Page string
-}
-
-// CrawledCookies returns the cookies the crawled pages set, each once by
-// name, with the first page that set it.
-func (t *Target) CrawledCookies(ctx context.Context) []SeenCookie {
-	seen := map[string]bool{}
-	var out []SeenCookie
-	for _, p := range t.Crawl(ctx) {
-		page, err := t.Get(ctx, p)
-		if err != nil {
-			continue
-		}
-		for _, c := range (&http.Response{Header: page.Header}).Cookies() {
-			if !seen[c.Name] {
-				seen[c.Name] = true
-				out = append(out, SeenCookie{c, p})
-			}
-		}
-	}
-	return out
 }

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -69,12 +70,27 @@ type Check struct {
 	Fix       string   // what to do, with the Rampart config that does it
 	Reference string   // a link to the guidance
 	Active    bool     // sends POSTs or many requests: only with --active
-	// Last checks start once every other check has finished: they spend
-	// a budget the target keeps (its login rate limit), which would
-	// spoil what the others see (a 429 for a CSRF probe).
-	Last bool
-	Run  func(ctx context.Context, t *Target) (Status, string)
+	// Stage orders the checks: each stage starts when every check of the
+	// stages before it has finished.
+	Stage Stage
+	Run   func(ctx context.Context, t *Target) (Status, string)
 }
+
+// Stage is when a check runs.
+type Stage int
+
+// Stages, in order.
+const (
+	// Probing checks run at once, in parallel.
+	Probing Stage = iota
+	// Spending checks spend a budget the target keeps (its login rate
+	// limit), which would spoil what the probes see (a 429 for a CSRF
+	// probe).
+	Spending
+	// Reading checks judge what every request received (the cookies set
+	// by a POST /login as well as by the crawl).
+	Reading
+)
 
 // Result runs the check on t and fills in the result.
 func (c Check) Result(ctx context.Context, t *Target) Result {
@@ -137,6 +153,59 @@ type Target struct {
 	crawled   []string
 
 	memos sync.Map // key → *memo
+
+	cookieMu sync.Mutex
+	cookies  []SeenCookie // every distinct Set-Cookie received, first seen first
+	setLines map[string]bool
+}
+
+// maxCookies bounds how many distinct Set-Cookie lines a target's audit
+// keeps: a hostile target could send a new one with every response.
+const maxCookies = 256
+
+// SeenCookie is a cookie and the request that received it: a path for a
+// GET, "POST /login" for any other method.
+type SeenCookie struct {
+	*http.Cookie
+	Page string
+}
+
+// received records the cookies a response set.
+func (t *Target) received(method, path string, h http.Header) {
+	lines := h.Values("Set-Cookie")
+	if len(lines) == 0 {
+		return
+	}
+	page := path
+	if method != http.MethodGet {
+		page = method + " " + path
+	}
+	t.cookieMu.Lock()
+	defer t.cookieMu.Unlock()
+	for _, line := range lines {
+		if t.setLines[line] || len(t.cookies) >= maxCookies {
+			continue
+		}
+		c, err := http.ParseSetCookie(line)
+		if err != nil {
+			continue
+		}
+		if t.setLines == nil {
+			t.setLines = map[string]bool{}
+		}
+		t.setLines[line] = true
+		t.cookies = append(t.cookies, SeenCookie{c, page})
+	}
+}
+
+// Cookies returns every distinct cookie the audit received so far, from
+// any request, crawling first: checks that read them run in the Reading
+// stage, after every request has been sent.
+func (t *Target) Cookies(ctx context.Context) []SeenCookie {
+	t.Crawl(ctx)
+	t.cookieMu.Lock()
+	defer t.cookieMu.Unlock()
+	return slices.Clone(t.cookies)
 }
 
 type memo struct {
@@ -330,6 +399,7 @@ func (t *Target) Do(ctx context.Context, method, path string, header http.Header
 		return nil, err
 	}
 	defer resp.Body.Close()
+	t.received(method, path, resp.Header)
 	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody))
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return nil, err

@@ -2,11 +2,14 @@
 careless or careful. Run under gunicorn."""
 import os
 
-from flask import Flask, redirect, request, session
+from flask import Flask, flash, redirect, request, session
 from werkzeug.debug import DebuggedApplication
 
 app = Flask(__name__)
 app.secret_key = os.environ["AUDIT_SECRET_KEY"]
+# Quiet: no page sets a cookie until a login is tried, as in most apps
+# with a login form (the session holds the flashed error).
+QUIET = os.environ.get("AUDIT_QUIET") == "1"
 
 
 @app.route("/", methods=["GET", "TRACE"])
@@ -15,6 +18,8 @@ def index():
         # What TRACE does where it is not refused: echo the request.
         head = f"TRACE {request.full_path} HTTP/1.1\n" + "".join(f"{k}: {v}\n" for k, v in request.headers.items())
         return head, 200, {"Content-Type": "message/http"}
+    if QUIET:
+        return '<!doctype html><html><body><h1>audit app</h1><a href="/login">sign in</a></body></html>'
     session["user"] = "alice"
     if os.environ.get("AUDIT_LEAKY") == "1":
         session["password"] = "hunter2"
@@ -26,7 +31,8 @@ def index():
 def account():
     # A page only the crawl finds: its cookie, set without any flag.
     resp = app.make_response("<!doctype html><html><body>settings</body></html>")
-    resp.set_cookie("prefs", "dark", httponly=False)
+    if not QUIET:
+        resp.set_cookie("prefs", "dark", httponly=False)
     return resp
 
 
@@ -41,6 +47,7 @@ def login():
     if nxt:
         return redirect(nxt)  # the classic open redirect
     if request.method == "POST":
+        flash("Wrong username or password.")
         return "wrong password", 200
     return "<form method=post><input name=username><input name=password type=password></form>"
 
