@@ -106,6 +106,7 @@ type proc struct {
 	comm    string
 	cmdline string
 	environ []string // nil when unreadable
+	cwd     string   // "" when unreadable
 }
 
 // public reports whether a listener is reachable beyond this machine.
@@ -187,6 +188,7 @@ func (m *machine) readProcs() map[int]*proc {
 		if b, err := os.ReadFile(filepath.Join(dir, "environ")); err == nil {
 			p.environ = strings.Split(string(b), "\x00")
 		}
+		p.cwd, _ = os.Readlink(filepath.Join(dir, "cwd"))
 		fds, err := os.ReadDir(filepath.Join(dir, "fd"))
 		if err != nil {
 			m.partial = true
@@ -321,10 +323,57 @@ var skipDirs = map[string]bool{"proc": true, "sys": true, "dev": true, "node_mod
 // maxEntries bounds the walk of each directory tree.
 const maxEntries = 200000
 
+// appDirs are where the running apps keep their files, outside the
+// roots already walked: each app server's working directory and its
+// gunicorn --chdir, and each unit's WorkingDirectory=. A project checked
+// out under /apps/shop is found there, with its .env.
+func (m *machine) appDirs() []string {
+	var dirs []string
+	for _, p := range m.procs {
+		if !p.isAppServer() {
+			continue
+		}
+		dirs = append(dirs, p.cwd)
+		f := strings.Fields(p.cmdline)
+		for i, a := range f {
+			if v, ok := strings.CutPrefix(a, "--chdir="); ok {
+				dirs = append(dirs, v)
+			} else if a == "--chdir" && i+1 < len(f) {
+				dirs = append(dirs, f[i+1])
+			}
+		}
+	}
+	for _, unit := range m.units() {
+		dirs = append(dirs, strings.TrimPrefix(unit.set["WorkingDirectory"], "-"))
+	}
+	var out []string
+	for _, d := range sortedUnique(dirs) {
+		if filepath.IsAbs(d) && d != "/" && !m.walked(d) {
+			out = append(out, filepath.Clean(d))
+		}
+	}
+	return out
+}
+
+// walked reports whether dir is inside one of the roots always walked.
+func (m *machine) walked(dir string) bool {
+	for _, root := range m.o.Dirs {
+		if rel, err := filepath.Rel(root, dir); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return true
+		}
+	}
+	return false
+}
+
+// appDirDepth bounds the walk of an app's directory: its .env and config
+// sit at the top, or a level or two down.
+const appDirDepth = 3
+
 func checkSecretFiles(ctx context.Context, m *machine) (scan.Status, string) {
 	var bad []string
 	seen := 0
-	for _, root := range m.o.Dirs {
+	apps := m.appDirs()
+	walk := func(root string, depth int) {
 		_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 			seen++
 			switch {
@@ -336,7 +385,7 @@ func checkSecretFiles(ctx context.Context, m *machine) (scan.Status, string) {
 				return nil
 			}
 			if d.IsDir() {
-				if skipDirs[d.Name()] && path != root {
+				if path != root && (skipDirs[d.Name()] || depth > 0 && strings.Count(path[len(root):], "/") >= depth) {
 					return fs.SkipDir
 				}
 				return nil
@@ -356,10 +405,20 @@ func checkSecretFiles(ctx context.Context, m *machine) (scan.Status, string) {
 			return nil
 		})
 	}
+	for _, root := range m.o.Dirs {
+		walk(root, 0)
+	}
+	for _, dir := range apps {
+		walk(dir, appDirDepth)
+	}
 	if len(bad) > 0 {
 		return scan.Fail, "readable by every user: " + strings.Join(sortedUnique(bad), ", ")
 	}
-	return scan.Pass, "no world-readable .env, private key or secret-bearing config under " + strings.Join(m.o.Dirs, ", ")
+	where := strings.Join(m.o.Dirs, ", ")
+	if len(apps) > 0 {
+		where += ", and the apps' directories " + strings.Join(apps, ", ")
+	}
+	return scan.Pass, "no world-readable .env, private key or secret-bearing config under " + where
 }
 
 func checkRootServices(_ context.Context, m *machine) (scan.Status, string) {
@@ -381,43 +440,57 @@ func checkRootServices(_ context.Context, m *machine) (scan.Status, string) {
 // hardening are the directives every service should set, as the seeds ask.
 var hardening = []string{"NoNewPrivileges", "PrivateTmp", "ProtectSystem", "ProtectHome"}
 
+// unit is a service unit file and its [Service] settings.
+type unit struct {
+	path string
+	set  map[string]string
+}
+
+// units reads the service units in UnitDirs, skipping aliases and masks
+// (symlinks: the unit itself is elsewhere).
+func (m *machine) units() []unit {
+	var out []unit
+	for _, dir := range m.o.UnitDirs {
+		paths, _ := filepath.Glob(filepath.Join(dir, "*.service"))
+		for _, u := range paths {
+			if fi, err := os.Lstat(u); err != nil || fi.Mode()&fs.ModeSymlink != 0 {
+				continue
+			}
+			if data, err := os.ReadFile(u); err == nil {
+				out = append(out, unit{u, directives(data)})
+			}
+		}
+	}
+	return out
+}
+
 func checkUnits(ctx context.Context, m *machine) (scan.Status, string) {
 	analyze, _ := exec.LookPath("systemd-analyze")
 	var bad, good []string
-	for _, dir := range m.o.UnitDirs {
-		units, _ := filepath.Glob(filepath.Join(dir, "*.service"))
-		for _, u := range units {
-			data, err := os.ReadFile(u)
-			if err != nil {
-				continue
+	for _, u := range m.units() {
+		var missing []string
+		set := u.set
+		if set["User"] == "" || strings.EqualFold(set["User"], "root") {
+			if !strings.EqualFold(set["DynamicUser"], "yes") {
+				missing = append(missing, "User= (runs as root)")
 			}
-			if fi, err := os.Lstat(u); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-				continue // an alias, or masked: the unit itself is elsewhere
+		}
+		for _, d := range hardening {
+			if v := strings.ToLower(set[d]); v == "" || v == "no" || v == "false" {
+				missing = append(missing, d+"=")
 			}
-			var missing []string
-			set := directives(data)
-			if set["User"] == "" || set["User"] == "root" {
-				if set["DynamicUser"] != "yes" {
-					missing = append(missing, "User= (runs as root)")
-				}
+		}
+		score := ""
+		if analyze != "" {
+			if x := exposure(ctx, analyze, u.path); x != "" {
+				score = ", exposure " + x
 			}
-			for _, d := range hardening {
-				if v := set[d]; v == "" || v == "no" || v == "false" {
-					missing = append(missing, d+"=")
-				}
-			}
-			score := ""
-			if analyze != "" {
-				if x := exposure(ctx, analyze, u); x != "" {
-					score = ", exposure " + x
-				}
-			}
-			name := filepath.Base(u)
-			if len(missing) > 0 {
-				bad = append(bad, fmt.Sprintf("%s lacks %s%s", name, strings.Join(missing, ", "), score))
-			} else {
-				good = append(good, name+score)
-			}
+		}
+		name := filepath.Base(u.path)
+		if len(missing) > 0 {
+			bad = append(bad, fmt.Sprintf("%s lacks %s%s", name, strings.Join(missing, ", "), score))
+		} else {
+			good = append(good, name+score)
 		}
 	}
 	switch {
@@ -429,7 +502,8 @@ func checkUnits(ctx context.Context, m *machine) (scan.Status, string) {
 	return scan.Pass, "hardened: " + strings.Join(good, ", ")
 }
 
-// directives reads a unit file's [Service] keys (the last value wins).
+// directives reads a unit file's [Service] keys, values as written (the
+// last value wins).
 func directives(data []byte) map[string]string {
 	set := map[string]string{}
 	section := ""
@@ -440,7 +514,7 @@ func directives(data []byte) map[string]string {
 			continue
 		}
 		if k, v, ok := strings.Cut(line, "="); ok && section == "[Service]" && !strings.HasPrefix(line, "#") {
-			set[strings.TrimSpace(k)] = strings.ToLower(strings.TrimSpace(v))
+			set[strings.TrimSpace(k)] = strings.TrimSpace(v)
 		}
 	}
 	return set

@@ -48,14 +48,14 @@ func TestParseProcAddr(t *testing.T) {
 	}
 }
 
-// serve runs a Python HTTP server bound to addr, with env, until the test
-// ends, and returns its PID. It is an app server as the checks see one;
-// the test sends it no traffic.
-func serve(t *testing.T, bind string, port int, env ...string) int {
+// serve runs a Python HTTP server bound to addr, in dir, with env, until
+// the test ends, and returns its PID. It is an app server as the checks
+// see one; the test sends it no traffic.
+func serve(t *testing.T, dir, bind string, port int, env ...string) int {
 	t.Helper()
 	python := testutil.NeedPython(t, "http.server", "python3")
 	cmd := exec.Command(python, "-m", "http.server", "--bind", bind, strconv.Itoa(port))
-	cmd.Dir = t.TempDir()
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -75,13 +75,16 @@ func serve(t *testing.T, bind string, port int, env ...string) int {
 // TestHostAudit builds each bad situation for real, and a clean one
 // beside it: an app server (Python) on 0.0.0.0 with FLASK_DEBUG=1, a real
 // Redis on every interface, a 0644 .env and a 0644 private key, a unit
-// without hardening; then an app on 127.0.0.1, a 0600 .env, a public
-// certificate, and the unit rampart init writes.
+// without hardening, a 0644 .env in the running app's directory and one
+// in another unit's WorkingDirectory=, neither under the directories
+// searched; then an app on 127.0.0.1, a 0600 .env, a public certificate,
+// and the unit rampart init writes.
 func TestHostAudit(t *testing.T) {
 	t.Parallel()
 	public, private := testutil.FreePort(t), testutil.FreePort(t)
-	badPID := serve(t, "0.0.0.0", public, "FLASK_DEBUG=1")
-	goodPID := serve(t, "127.0.0.1", private)
+	appDir, unitDir := t.TempDir(), t.TempDir()
+	badPID := serve(t, appDir, "0.0.0.0", public, "FLASK_DEBUG=1")
+	goodPID := serve(t, t.TempDir(), "127.0.0.1", private)
 	redisPort := testutil.FreePort(t)
 	redis := exec.Command(testutil.Need(t, "redis-server", "redis-server"), "--port", strconv.Itoa(redisPort), "--bind", "0.0.0.0",
 		"--protected-mode", "no", "--save", "", "--appendonly", "no")
@@ -105,6 +108,9 @@ func TestHostAudit(t *testing.T) {
 	write(bad, ".env", "SECRET_KEY=dev\nDATABASE_PASSWORD=hunter2\n", 0o644)
 	write(bad, "server.key", "-----BEGIN EC PRIVATE KEY-----\nMHc...\n-----END EC PRIVATE KEY-----\n", 0o644)
 	write(bad, "app.service", "[Service]\nExecStart=/usr/bin/gunicorn app:app\n", 0o644)
+	write(appDir, ".env", "SECRET_KEY=dev\n", 0o644)
+	write(unitDir, ".env", "API_TOKEN=tok_live_123\n", 0o644)
+	write(bad, "worker.service", "[Service]\nWorkingDirectory=-"+unitDir+"\nExecStart=/usr/bin/rq worker\n", 0o644)
 	if err := os.MkdirAll(filepath.Join(bad, "ssl", "private"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -127,14 +133,16 @@ func TestHostAudit(t *testing.T) {
 		return scan.Result{}
 	}
 	pidText := func(pid int) string { return "pid " + strconv.Itoa(pid) + "," }
-	for id, want := range map[string]string{
-		"local.app_server_public": pidText(badPID),
-		"local.database_public":   "Redis on 0.0.0.0:" + strconv.Itoa(redisPort),
-		"local.secret_files":      filepath.Join(bad, ".env") + " (-rw-r--r--), " + filepath.Join(bad, "server.key") + " (-rw-r--r--), " + filepath.Join(bad, "ssl", "private", "site.pem"),
-		"local.debug_mode":        "FLASK_DEBUG=1 in",
+	for _, tt := range []struct{ id, want string }{
+		{"local.app_server_public", pidText(badPID)},
+		{"local.database_public", "Redis on 0.0.0.0:" + strconv.Itoa(redisPort)},
+		{"local.secret_files", filepath.Join(bad, ".env") + " (-rw-r--r--), " + filepath.Join(bad, "server.key") + " (-rw-r--r--), " + filepath.Join(bad, "ssl", "private", "site.pem")},
+		{"local.secret_files", filepath.Join(appDir, ".env") + " (-rw-r--r--)"},  // the running app's directory
+		{"local.secret_files", filepath.Join(unitDir, ".env") + " (-rw-r--r--)"}, // the unit's WorkingDirectory=
+		{"local.debug_mode", "FLASK_DEBUG=1 in"},
 	} {
-		if c := find(id); c.Status != scan.Fail || !strings.Contains(c.Evidence, want) {
-			t.Errorf("%s: %s %q, want fail with %q", id, c.Status, c.Evidence, want)
+		if c := find(tt.id); c.Status != scan.Fail || !strings.Contains(c.Evidence, tt.want) {
+			t.Errorf("%s: %s %q, want fail with %q", tt.id, c.Status, c.Evidence, tt.want)
 		}
 	}
 	if c := find("local.systemd_hardening"); c.Status != scan.Warn || !strings.Contains(c.Evidence, "app.service lacks User= (runs as root), NoNewPrivileges=") {
@@ -165,8 +173,8 @@ func TestHostAudit(t *testing.T) {
 			if c.Status != scan.Pass || !strings.Contains(c.Evidence, "hardened: app.service") {
 				t.Errorf("the hardened unit: %s %q", c.Status, c.Evidence)
 			}
-		case "local.secret_files":
-			if c.Status != scan.Pass {
+		case "local.secret_files": // only the running app's .env
+			if c.Status != scan.Fail || strings.Contains(c.Evidence, good) || !strings.Contains(c.Evidence, appDir) {
 				t.Errorf("the clean directory: %s %q", c.Status, c.Evidence)
 			}
 		}
