@@ -86,7 +86,7 @@ func (f *fixtures) get(t *testing.T) map[string]Report {
 		}
 		nginx := startBadNginx(t)
 		run("nginx-bad", nginx, false, nil)
-		run("nginx-untrusted", nginx, false, func(o *Options) { o.Roots = x509.NewCertPool() })
+		run("nginx-untrusted", untrusted(nginx), false, nil)
 		run("nginx-locations", startLocationsNginx(t), false, nil)
 		ramp := startRampart(t, "")
 		run("rampart", ramp, false, nil)
@@ -114,6 +114,12 @@ func (f *fixtures) get(t *testing.T) map[string]Report {
 		wg.Wait()
 	})
 	return f.reports
+}
+
+// untrusted is s as seen by a client that does not trust its CA.
+func untrusted(s server) server {
+	s.roots, s.rootPEM = x509.NewCertPool(), nil
+	return s
 }
 
 // TestTrustSaysWhatHappened: the report's header says how the certificate
