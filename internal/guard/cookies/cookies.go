@@ -7,6 +7,7 @@ package cookies
 import (
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Policy is one route's cookie hardening. It is immutable.
@@ -68,7 +69,9 @@ func (p *Policy) Apply(h http.Header) []Change {
 		}
 		out, c := p.rewrite(l)
 		kept = append(kept, out)
-		changes = append(changes, c...)
+		if !deletes(l) { // what a deleted cookie lacked does not matter
+			changes = append(changes, c...)
+		}
 	}
 	if len(lines) > 0 {
 		if len(kept) == 0 {
@@ -130,4 +133,12 @@ func (p *Policy) rewrite(line string) (string, []Change) {
 		out += "; SameSite=" + want
 	}
 	return out, changes
+}
+
+// deletes reports whether a Set-Cookie line deletes its cookie: Max-Age
+// zero or less, or an Expires in the past (Werkzeug's delete_cookie, and
+// so flask-login's logout, send both).
+func deletes(line string) bool {
+	c, err := http.ParseSetCookie(line)
+	return err == nil && (c.MaxAge < 0 || !c.Expires.IsZero() && c.Expires.Before(time.Now()))
 }

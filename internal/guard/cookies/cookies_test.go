@@ -73,6 +73,27 @@ func TestChangesNameTheKey(t *testing.T) {
 	}
 }
 
+// TestDeletionsAreNoNews: a cookie being deleted (Werkzeug's
+// delete_cookie, as flask-login's logout sends it for remember_token) is
+// still hardened, but what it lacked is not worth a note; a cookie set
+// with a future expiry still is.
+func TestDeletionsAreNoNews(t *testing.T) {
+	t.Parallel()
+	h := http.Header{"Set-Cookie": {
+		`remember_token=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/`,
+		`old=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/`,
+		`gone=x; Max-Age=-1; Path=/`,
+		`kept=1; Expires=Fri, 01 Jan 2100 00:00:00 GMT; Path=/`,
+	}}
+	got := New("Lax", nil, nil).Apply(h)
+	if len(got) != 1 || got[0].Cookie != "kept" {
+		t.Errorf("changes %v, want one, for kept", got)
+	}
+	if !strings.Contains(h["Set-Cookie"][0], "HttpOnly") || !strings.Contains(h["Set-Cookie"][0], "Secure") {
+		t.Errorf("the deletion was not hardened: %q", h["Set-Cookie"][0])
+	}
+}
+
 // TestApplyDropsRampartsOwn: an app cannot set (plant, or clear) the
 // login session's cookie; its other cookies are kept.
 func TestApplyDropsRampartsOwn(t *testing.T) {

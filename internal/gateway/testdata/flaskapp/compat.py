@@ -9,7 +9,7 @@ import tempfile
 import time
 
 from flask import Flask, Response, abort, jsonify, redirect, render_template_string, request, send_file, url_for
-from flask_login import LoginManager, UserMixin, current_user, login_required, login_user
+from flask_login import LoginManager, UserMixin, current_user, login_required, login_user, logout_user
 from flask_wtf import CSRFProtect, FlaskForm
 from werkzeug.middleware.proxy_fix import ProxyFix
 from wtforms import PasswordField, StringField
@@ -106,6 +106,12 @@ run().catch(e => { document.getElementById("out").textContent = "error: " + e; d
 @login_required
 def account():
     return page("account", '<p id="who">hello ' + current_user.id + '</p><pre id="out"></pre>', ACCOUNT_SCRIPT)
+
+
+@app.route("/logout")
+def logout():
+    logout_user()  # deletes remember_token: Set-Cookie with Max-Age=0, without HttpOnly
+    return page("logged out", '<p id="bye">bye</p>')
 
 
 @app.post("/api/note")
