@@ -10,8 +10,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/chromedp"
 
 	"github.com/rampartproxy/rampart/internal/config"
@@ -303,4 +306,81 @@ func TestBrowserOrdinaryFlaskApp(t *testing.T) {
 	if logs := tg.logs.String(); strings.Contains(logs, "request_blocked") || strings.Contains(logs, "cookie_hardened") {
 		t.Errorf("Rampart refused or noted something the app does:\n%s", logs)
 	}
+}
+
+// TestBrowserFramedByAPartner: a partner site frames the Flask app's
+// widget. With the defaults Chromium refuses (frame-ancestors 'self',
+// X-Frame-Options SAMEORIGIN); with the partner in csp.add
+// frame-ancestors it loads, and X-Frame-Options, which cannot name the
+// partner (browsers that read it would still refuse), is not sent.
+func TestBrowserFramedByAPartner(t *testing.T) {
+	t.Parallel()
+	testutil.NeedPython(t, "flask_login", "python3-flask-login")
+	testutil.NeedPython(t, "flask_wtf", "python3-flaskext.wtf")
+	app := runGunicorn(t, "compat:app", gunicornOptions{worker: "gthread"})
+	var port string
+	partnerApp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, `<!doctype html><title>partner</title>
+<script nonce="`+r.Header.Get("X-CSP-Nonce")+`">addEventListener("message", e => { document.title = e.data; });</script>
+<iframe id="f" src="https://localhost:`+port+`/widget"></iframe>`)
+	}))
+	t.Cleanup(partnerApp.Close)
+	run := func(add map[string][]string) (ctx context.Context, console func() string, xfo string) {
+		t.Helper()
+		site := siteFor(app.upstream())
+		site.Hosts = []string{"localhost"}
+		site.CSP.Add = add
+		partner := config.Site{Hosts: []string{"partner.localhost"}, Upstream: partnerApp.URL}
+		partner.CSP.Add = map[string][]string{"frame-src": {"https://localhost:*"}}
+		tg := startGateway(t, config.Config{Sites: []config.Site{site, partner}})
+		_, port, _ = net.SplitHostPort(tg.httpsAddr)
+		resp, err := tg.client(false).Get("https://localhost:" + port + "/widget")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		ctx = headless.Browser(t)
+		console = browserConsole(t, ctx)
+		if err := chromedp.Do(ctx, chromedp.Navigate("https://partner.localhost:"+port+"/"), chromedp.WaitReady("#f")); err != nil {
+			t.Fatal(err)
+		}
+		return ctx, console, resp.Header.Get("X-Frame-Options")
+	}
+	// Refused: the partner's console says so (where the developer of the
+	// partner site sees it), and the widget never says it ran.
+	ctx, console, xfo := run(nil)
+	refused := testutil.Eventually(testutil.WaitTimeout, func() bool { return strings.Contains(console(), "frame-ancestors") })
+	if !refused || evaluate[string](t, ctx, "document.title") == "framed" || xfo != "SAMEORIGIN" {
+		t.Errorf("defaults: refused %v, the partner's page reads %q, X-Frame-Options %q; want refused, SAMEORIGIN\n%s",
+			refused, evaluate[string](t, ctx, "document.title"), xfo, console())
+	}
+	// Allowed: the widget runs, and X-Frame-Options is gone.
+	ctx, console, xfo = run(map[string][]string{"frame-ancestors": {"https://partner.localhost:*"}})
+	framed := testutil.Eventually(testutil.WaitTimeout, func() bool { return evaluate[string](t, ctx, "document.title") == "framed" })
+	if !framed || xfo != "" {
+		t.Errorf("with the partner in frame-ancestors: framed %v, X-Frame-Options %q; want framed, none\n%s", framed, xfo, console())
+	}
+}
+
+// browserConsole collects what the browser logs to the page's console
+// (its own messages, such as a refused frame, not only console.log), and
+// returns a function that reads it so far.
+func browserConsole(t *testing.T, ctx context.Context) func() string {
+	t.Helper()
+	var mu sync.Mutex
+	var out strings.Builder
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*cdplog.EventEntryAdded); ok {
+			mu.Lock()
+			out.WriteString(e.Entry.Text + "\n")
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, cdplog.Enable, cdp.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	return func() string { mu.Lock(); defer mu.Unlock(); return out.String() }
 }

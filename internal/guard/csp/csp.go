@@ -67,6 +67,9 @@ type Policy struct {
 	parts      []string
 	headerName string
 	nonce      bool
+	// framedByOthers: an enforced frame-ancestors allows other origins
+	// than this one.
+	framedByOthers bool
 }
 
 // New compiles a policy. An empty policy yields nil: no CSP header.
@@ -119,8 +122,19 @@ func New(policy string, reportOnly, nonce bool) *Policy {
 	if reportOnly {
 		p.headerName = "Content-Security-Policy-Report-Only"
 	}
+	if i, ok := index["frame-ancestors"]; ok && !reportOnly {
+		for _, src := range dirs[i][1:] {
+			p.framedByOthers = p.framedByOthers || src != "'self'" && src != "'none'"
+		}
+	}
 	return p
 }
+
+// FramedByOthers reports whether the policy, enforced, lets pages of
+// other origins frame the site (frame-ancestors names one): then
+// X-Frame-Options, which can say only DENY or SAMEORIGIN, must not be
+// sent, or browsers that still read it refuse the partner.
+func (p *Policy) FramedByOthers() bool { return p != nil && p.framedByOthers }
 
 // parse splits a policy into its directives, each its lower-cased name
 // and then its sources, and indexes them by name. A repeated directive is

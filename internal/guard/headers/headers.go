@@ -40,6 +40,9 @@ func New(h config.Headers, policy *csp.Policy, download bool) *Policy {
 	p := &Policy{csp: policy, preferCSP: prefer["content_security_policy"], download: download}
 	values := h.Values()
 	for _, k := range config.HeaderKeys {
+		if k.Key == "x_frame_options" && policy.FramedByOthers() {
+			continue // it cannot name the partner; frame-ancestors does
+		}
 		if v := values[k.Key]; v != nil && *v != "" {
 			p.set = append(p.set, newField(k.Name, *v, prefer[k.Key]))
 		}

@@ -143,3 +143,31 @@ func TestNoncePagesStayPrivate(t *testing.T) {
 		})
 	}
 }
+
+// TestFramedByAPartnerDropsXFO: X-Frame-Options can say DENY or
+// SAMEORIGIN only; when an enforced frame-ancestors names another origin
+// it would refuse the partner in browsers that still read it, and is not
+// sent. 'self' alone, 'none', or a report-only policy keep it.
+func TestFramedByAPartnerDropsXFO(t *testing.T) {
+	t.Parallel()
+	site := config.Site{}
+	site.ApplyHardeningDefaults()
+	for _, tt := range []struct {
+		policy     string
+		reportOnly bool
+		want       string
+	}{
+		{"default-src 'self'; frame-ancestors 'self' https://partner.example", false, ""},
+		{"default-src 'self'; frame-ancestors https://partner.example", false, ""},
+		{"default-src 'self'; frame-ancestors 'self'", false, "SAMEORIGIN"},
+		{"default-src 'self'; frame-ancestors 'none'", false, "SAMEORIGIN"},
+		{"default-src 'self'", false, "SAMEORIGIN"},
+		{"default-src 'self'; frame-ancestors https://partner.example", true, "SAMEORIGIN"},
+	} {
+		h := http.Header{}
+		New(site.Headers, csp.New(tt.policy, tt.reportOnly, true), false).Apply(h, "n")
+		if got := h.Get("X-Frame-Options"); got != tt.want {
+			t.Errorf("%q (report-only %v): X-Frame-Options %q, want %q", tt.policy, tt.reportOnly, got, tt.want)
+		}
+	}
+}

@@ -108,6 +108,12 @@ def account():
     return page("account", '<p id="who">hello ' + current_user.id + '</p><pre id="out"></pre>', ACCOUNT_SCRIPT)
 
 
+@app.route("/widget")
+def widget():
+    # A page a partner site frames: it tells its parent it loaded.
+    return page("widget", '<p>widget</p>', 'parent.postMessage("framed", "*");')
+
+
 @app.route("/logout")
 def logout():
     logout_user()  # deletes remember_token: Set-Cookie with Max-Age=0, without HttpOnly
