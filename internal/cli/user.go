@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -116,7 +115,7 @@ func (e env) user(args []string) int {
 			fmt.Fprintf(e.stdout, "Removed %s's second factors. With mfa: required they enrol again at their next sign-in.\n", name)
 		}
 	case "totp":
-		return e.userTOTP(path, name)
+		return e.userTOTP(path, name, totpIssuer(*cfgPath))
 	}
 	if err != nil {
 		return e.fail(err, userHint(err))
@@ -159,6 +158,19 @@ func usersPath(cfgPath, usersFile string) (string, error) {
 		return "", err
 	}
 	return cfg.Auth.UsersFile, nil
+}
+
+// totpIssuer is the name authenticator apps show for a secret made here:
+// the config's (auth.issuer, or the first host of its first site with a
+// login), "Rampart" when there is no config file to read.
+func totpIssuer(cfgPath string) string {
+	if cfgPath == "" && !fileExists("rampart.yaml") {
+		return "Rampart"
+	}
+	if cfg, err := loadFor(cfgPath); err == nil && cfg.TOTPIssuer() != "" {
+		return cfg.TOTPIssuer()
+	}
+	return "Rampart"
 }
 
 func (e env) userList(path string) int {
@@ -297,17 +309,13 @@ func (e env) newPassword(name string, fromStdin bool) (string, int) {
 	return hash, exitOK
 }
 
-func (e env) userTOTP(path, name string) int {
+func (e env) userTOTP(path, name, issuer string) int {
 	u, err := findUser(path, name)
 	if err != nil {
 		return e.fail(err, userHint(err))
 	}
 	if u.TOTP != "" {
 		return e.fail(fmt.Errorf("%s has TOTP already", name), "rampart user reset-mfa "+name+" removes it first")
-	}
-	issuer := "rampart"
-	if host, err := os.Hostname(); err == nil {
-		issuer = host
 	}
 	key, err := auth.NewTOTP(issuer, name)
 	if err != nil {

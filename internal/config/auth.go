@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -24,6 +25,10 @@ type Auth struct {
 	// Lockout answers 429 to an account or an address after failed
 	// logins, before any password is checked.
 	Lockout Lockout `yaml:"lockout"`
+	// Issuer is the name authenticator apps show next to the user
+	// ("example.com: alice"), for TOTP enrolled on the portal or with
+	// `rampart user totp`. Default: the site's name (its first host).
+	Issuer string `yaml:"issuer"`
 }
 
 // SessionTimes are a login session's timeouts.
@@ -132,6 +137,9 @@ func (c *Config) validateAuth(bad func(path, format string, args ...any)) {
 	if a.Session.Idle > a.Session.Absolute {
 		bad("auth.session.idle", "%s is longer than absolute (%s)", a.Session.Idle.Std(), a.Session.Absolute.Std())
 	}
+	if a.Issuer != "" && (len(a.Issuer) > 64 || strings.ContainsAny(a.Issuer, ":\r\n\t\x00")) {
+		bad("auth.issuer", "%q is not a name for an authenticator app: at most 64 characters, no ':' (it separates issuer and user) and no control characters", a.Issuer)
+	}
 	if a.Lockout.Attempts < 1 || a.Lockout.IPAttempts < 1 || a.Lockout.AccountAttempts < 1 {
 		bad("auth.lockout", "attempts, ip_attempts and account_attempts must be at least 1")
 	} else if a.Lockout.AccountAttempts < a.Lockout.Attempts {
@@ -181,4 +189,24 @@ func (c *Config) Protected() bool {
 		}
 	}
 	return false
+}
+
+// TOTPIssuer is the issuer `rampart user totp` writes into a TOTP secret:
+// auth.issuer, else the first host of the first site that has a login
+// route, else of the first site.
+func (c *Config) TOTPIssuer() string {
+	if c.Auth.Issuer != "" {
+		return c.Auth.Issuer
+	}
+	for _, s := range c.Sites {
+		for _, r := range s.Routes {
+			if r.Auth != nil && r.Auth.Require && len(s.Hosts) > 0 {
+				return s.Hosts[0]
+			}
+		}
+	}
+	if len(c.Sites) > 0 && len(c.Sites[0].Hosts) > 0 {
+		return c.Sites[0].Hosts[0]
+	}
+	return ""
 }

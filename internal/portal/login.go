@@ -113,7 +113,7 @@ func (p *Portal) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	sess := auth.Session{User: user.Name, Stage: stage, Next: next, Factor: "password"}
 	if stage == auth.StageEnrol {
-		key, err := auth.NewTOTP(reqinfo.Host(r.Host), user.Name)
+		key, err := auth.NewTOTP(p.issuerFor(r), user.Name)
 		if err != nil {
 			p.fail(w, r, storeFailed.With(err.Error()))
 			return
@@ -403,7 +403,7 @@ func (p *Portal) serveEnrol(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	qr := qrFor(reqinfo.Host(r.Host), user.Name, sess.Secret)
+	qr := qrFor(p.issuerFor(r), user.Name, sess.Secret)
 	d := pages.PortalData{Title: "Set up two-step verification", User: user.Name, QR: qr, Secret: groupSecret(sess.Secret)}
 	if passkeysFor(r) {
 		d.Passkey, d.PasskeyOp, d.Script = true, "enrol", passkeyScript

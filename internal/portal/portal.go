@@ -62,7 +62,8 @@ type Portal struct {
 	devices  *auth.Devices
 	store    store.Store
 	log      *slog.Logger
-	mfa      bool // mfa: required
+	mfa      bool   // mfa: required
+	issuer   string // auth.issuer; "" for the site's name
 	// hashing bounds the argon2 computations running at once: each takes
 	// 19 MiB and a core's worth of time, so a flood of logins must wait
 	// its turn instead of starving the proxy.
@@ -109,6 +110,7 @@ func New(cfg config.Auth, st store.Store, log *slog.Logger) (*Portal, error) {
 		store:    st,
 		log:      log,
 		mfa:      cfg.MFA == config.MFARequired,
+		issuer:   cfg.Issuer,
 		hashing:  make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 		dummy:    dummy,
 		flood:    store.Limit{Rate: 1, Period: time.Second, Burst: 10},
@@ -303,6 +305,18 @@ func clearCookie(w http.ResponseWriter) {
 
 func clientKey(r *http.Request) string {
 	return ratelimit.ClientKey(reqinfo.From(r.Context()).Client.Client)
+}
+
+// issuerFor is the TOTP issuer for a request: auth.issuer, else the
+// name of the site it came to (its first host), else the host asked for.
+func (p *Portal) issuerFor(r *http.Request) string {
+	if p.issuer != "" {
+		return p.issuer
+	}
+	if site := reqinfo.From(r.Context()).Site; site != "" {
+		return site
+	}
+	return reqinfo.Host(r.Host)
 }
 
 // qrFor draws the enrolment QR code of a secret.

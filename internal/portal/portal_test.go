@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+
+	"github.com/rampartproxy/rampart/internal/reqinfo"
 )
 
 // TestLocalNext: after signing in, only a path on this site: never
@@ -50,5 +52,20 @@ func TestStripCookie(t *testing.T) {
 		if got, ok := h["Cookie"]; !slices.Equal(got, tc.want) || ok != (tc.want != nil) {
 			t.Errorf("%q → %q (present %v), want %q", tc.in, got, ok, tc.want)
 		}
+	}
+}
+
+// TestTOTPIssuerIsTheSite: authenticator apps show auth.issuer, else the
+// site's name (its first host), never the machine's or the address the
+// browser happened to use.
+func TestTOTPIssuerIsTheSite(t *testing.T) {
+	t.Parallel()
+	r, _ := http.NewRequest("GET", "https://10.0.0.5:8443/.rampart/enrol", nil)
+	r = r.WithContext(reqinfo.With(r.Context(), &reqinfo.Info{Site: "shop.example"}))
+	if got := (&Portal{}).issuerFor(r); got != "shop.example" {
+		t.Errorf("issuer %q, want the site's name", got)
+	}
+	if got := (&Portal{issuer: "Example Shop"}).issuerFor(r); got != "Example Shop" {
+		t.Errorf("issuer %q, want auth.issuer", got)
 	}
 }
