@@ -221,7 +221,7 @@ func (g *Gateway) requireLogin(w http.ResponseWriter, r *http.Request, info *req
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusFound)
 	case d != nil:
-		g.deny(w, info, d)
+		p.Deny(w, r, d)
 	}
 	return id
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rampartproxy/rampart/internal/auth"
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/portal"
 	"github.com/rampartproxy/rampart/internal/store"
 	"github.com/rampartproxy/rampart/internal/testutil"
@@ -159,10 +160,12 @@ func appSaw(t *testing.T, r reply) seen {
 }
 
 // login signs a user in with a password (and, for alice, the current
-// TOTP code) and returns the session cookie.
+// TOTP code) and returns the session cookie. It asks for /, which any
+// user may see: a user outside /admin/'s group asking for /admin/ is
+// refused at the password.
 func (e *portalEnv) login(t *testing.T, user, password string) string {
 	t.Helper()
-	r := e.do(t, "POST", portal.LoginPath, url.Values{"username": {user}, "password": {password}, "next": {"/admin/"}}, "")
+	r := e.do(t, "POST", portal.LoginPath, url.Values{"username": {user}, "password": {password}, "next": {"/"}}, "")
 	if r.StatusCode != http.StatusSeeOther {
 		t.Fatalf("login %s: %d %s", user, r.StatusCode, r.body)
 	}
@@ -320,18 +323,39 @@ func deref(s *string) string {
 
 // TestLoginEnrolmentAndGroups: with mfa: required, a user without a
 // second factor enrols TOTP right after the password and gets recovery
-// codes; a user outside the route's groups gets 403 once signed in.
+// codes. A user outside the groups of the page asked for learns it right
+// after the password, not after enrolling; one who signed in for another
+// page gets 403 there. Both 403 pages say who is signed in and offer to
+// sign in as someone else, for that page.
 func TestLoginEnrolmentAndGroups(t *testing.T) {
 	t.Parallel()
 	e := startPortal(t, nil)
 	if !strings.Contains(e.logs.String(), `"kind":"portal","users":3`) {
 		t.Errorf("the start-up log does not count the users:\n%s", e.logs.String())
 	}
+	denied := func(r reply, who string) {
+		t.Helper()
+		if r.StatusCode != http.StatusForbidden || !strings.Contains(r.body, `id="switch"`) || !strings.Contains(r.body, `name="next" value="/admin/"`) ||
+			!strings.Contains(r.body, "<strong>"+who+"</strong>") || r.Header.Get(guard.ReasonHeader) != "not_in_group; allow-with=routes[].auth.groups" {
+			t.Errorf("%s outside the group: %d, Rampart-Reason %q\n%s", who, r.StatusCode, r.Header.Get(guard.ReasonHeader), r.body)
+		}
+	}
+	// bob, asked for /admin/, is told at once, and has no session.
+	r := e.do(t, "POST", portal.LoginPath, url.Values{"username": {"bob"}, "password": {bobPassword}, "next": {"/admin/"}}, "")
+	denied(r, "bob")
+	if c := r.Header.Values("Set-Cookie"); len(c) != 0 {
+		t.Errorf("bob got a session for a page he may not see: %q", c)
+	}
+	// "Sign in as someone else" comes back to the login page, for /admin/.
+	if r := e.do(t, "POST", portal.LogoutPath, url.Values{"next": {"/admin/"}}, ""); r.StatusCode != http.StatusSeeOther ||
+		r.Header.Get("Location") != portal.LoginPath+"?signed_out&next=%2Fadmin%2F" {
+		t.Errorf("sign in as someone else: %d, Location %q", r.StatusCode, r.Header.Get("Location"))
+	}
 	for _, tc := range []struct {
-		user, password string
-		admin          int
-	}{{"carol", carolPassword, http.StatusOK}, {"bob", bobPassword, http.StatusForbidden}} {
-		r := e.do(t, "POST", portal.LoginPath, url.Values{"username": {tc.user}, "password": {tc.password}, "next": {"/admin/"}}, "")
+		user, password, next string
+		admin                int
+	}{{"carol", carolPassword, "/admin/", http.StatusOK}, {"bob", bobPassword, "/", http.StatusForbidden}} {
+		r := e.do(t, "POST", portal.LoginPath, url.Values{"username": {tc.user}, "password": {tc.password}, "next": {tc.next}}, "")
 		if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != portal.EnrolPath {
 			t.Fatalf("%s without a second factor: %d, Location %q", tc.user, r.StatusCode, r.Header.Get("Location"))
 		}
@@ -357,12 +381,16 @@ func TestLoginEnrolmentAndGroups(t *testing.T) {
 				t.Errorf("%s's enrolment was not saved: %+v", tc.user, u)
 			}
 		}
-		if r := e.do(t, "GET", "/admin/", nil, session); r.StatusCode != tc.admin {
+		r = e.do(t, "GET", "/admin/", nil, session)
+		if r.StatusCode != tc.admin {
 			t.Errorf("%s on /admin/: %d, want %d", tc.user, r.StatusCode, tc.admin)
 		}
+		if tc.admin == http.StatusForbidden {
+			denied(r, tc.user)
+		}
 	}
-	if logs := e.waitLog(t, `"kind":"mfa_enrolled"`); !strings.Contains(logs, `"reason":"not_in_group"`) {
-		t.Error("no not_in_group refusal logged")
+	if logs := e.waitLog(t, `"kind":"mfa_enrolled"`); strings.Count(logs, `"reason":"not_in_group"`) != 2 {
+		t.Errorf("want two not_in_group refusals logged:\n%s", logs)
 	}
 }
 

@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -33,6 +35,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/guard/waf"
 	"github.com/rampartproxy/rampart/internal/portal"
 	"github.com/rampartproxy/rampart/internal/proxy"
+	"github.com/rampartproxy/rampart/internal/reqinfo"
 	"github.com/rampartproxy/rampart/internal/store"
 	"github.com/rampartproxy/rampart/internal/telemetry"
 )
@@ -205,7 +208,25 @@ func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error)
 			}
 		}
 	}
+	if s.portal != nil {
+		s.portal.GroupsFor = s.groupsFor
+	}
 	return s, nil
+}
+
+// groupsFor returns the groups a login needs for next (a path with its
+// query) on the site at host: nil when any signed-in user, or anyone,
+// may have it.
+func (s *snapshot) groupsFor(host, next string) []string {
+	st := s.lookup(reqinfo.Host(host))
+	u, err := url.Parse(next)
+	if st == nil || err != nil {
+		return nil
+	}
+	if rt := st.route(path.Clean("/" + u.Path)); rt.auth != nil {
+		return rt.auth.Groups
+	}
+	return nil
 }
 
 func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy, wafs *waf.Set, ca func() (*certs.LocalCA, error), shared store.Store, log *slog.Logger) (*site, error) {

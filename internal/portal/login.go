@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -103,6 +104,14 @@ func (p *Portal) serveLogin(w http.ResponseWriter, r *http.Request) {
 		d.Error, d.User = msgWrongPassword, name
 		p.page(w, r, http.StatusUnauthorized, "login.html", d)
 		return
+	}
+	// A user the page asked for would refuse learns it now, not after
+	// enrolling a second factor and saving recovery codes.
+	if p.GroupsFor != nil {
+		if groups := p.GroupsFor(r.Host, next); !user.InAny(groups) {
+			p.forbidden(w, r, user.Name, notInGroup.With("user "+user.Name+" not in "+strings.Join(groups, ",")+", before the second step"), next)
+			return
+		}
 	}
 	stage := auth.StageDone
 	switch {
@@ -469,7 +478,11 @@ func (p *Portal) serveLogout(w http.ResponseWriter, r *http.Request) {
 		p.event(r, "logout", "user", sess.User)
 	}
 	clearCookie(w)
-	http.Redirect(w, r, LoginPath+"?signed_out", http.StatusSeeOther)
+	to := LoginPath + "?signed_out"
+	if next := localNext(r.PostFormValue("next")); next != "/" {
+		to += "&next=" + url.QueryEscape(next) // signing in as someone else, for that page
+	}
+	http.Redirect(w, r, to, http.StatusSeeOther)
 }
 
 // serveForwardAuth is /.rampart/auth, for nginx auth_request, Traefik

@@ -62,8 +62,12 @@ type Portal struct {
 	devices  *auth.Devices
 	store    store.Store
 	log      *slog.Logger
-	mfa      bool   // mfa: required
-	issuer   string // auth.issuer; "" for the site's name
+	// GroupsFor returns the groups a page of the site at host needs
+	// (next: a path with its query), nil for any signed-in user or no
+	// login at all. The gateway sets it for each config; nil checks none.
+	GroupsFor func(host, next string) []string
+	mfa       bool   // mfa: required
+	issuer    string // auth.issuer; "" for the site's name
 	// hashing bounds the argon2 computations running at once: each takes
 	// 19 MiB and a core's worth of time, so a flood of logins must wait
 	// its turn instead of starving the proxy.
@@ -173,6 +177,30 @@ func (p *Portal) Require(r *http.Request, groups []string) (*Identity, *guard.De
 		return nil, notInGroup.With("user " + user.Name + " not in " + strings.Join(groups, ",")), ""
 	}
 	return &Identity{User: user}, nil, ""
+}
+
+// Deny answers a protected route's refusal from Require: a user outside
+// the route's groups gets the portal's page, which says who is signed in
+// and offers to sign in as someone else; any other refusal, Rampart's
+// error page.
+func (p *Portal) Deny(w http.ResponseWriter, r *http.Request, d *guard.Denial) {
+	if d.Reason != notInGroup.Reason {
+		p.fail(w, r, d)
+		return
+	}
+	user := ""
+	if sess, err := p.session(r); err == nil {
+		user = sess.User
+	}
+	p.forbidden(w, r, user, d, r.URL.RequestURI())
+}
+
+// forbidden is the 403 for user, outside the groups of next: logged as
+// every refusal, with the page that lets them sign in as someone else.
+func (p *Portal) forbidden(w http.ResponseWriter, r *http.Request, user string, d *guard.Denial, next string) {
+	w.Header().Set(guard.ReasonHeader, d.ReasonValue())
+	telemetry.Refusal(p.log, "request_blocked", reqinfo.From(r.Context()), d.Reason, fmt.Sprintf("status %d", d.Status), d.Input, d.Key)
+	p.page(w, r, d.Status, "denied.html", pages.PortalData{Title: "Not allowed", User: user, Next: next})
 }
 
 // SetHeaders tells the app who is signed in.
