@@ -35,6 +35,7 @@ import (
 func TestBrowserOneKeyAway(t *testing.T) {
 	t.Parallel()
 	var port string // the gateway's, known once it listens
+	var lastGateway *testGateway
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/checkout":
@@ -71,6 +72,7 @@ func TestBrowserOneKeyAway(t *testing.T) {
 		crossOrigin := "cross-origin"
 		pay.Headers.CrossOriginResourcePolicy = &crossOrigin
 		tg := startGateway(t, config.Config{Sites: []config.Site{shop, pay}})
+		lastGateway = tg
 		_, port, _ = net.SplitHostPort(tg.httpsAddr)
 		ctx := headless.Browser(t)
 		if err := chromedp.Do(ctx, chromedp.Navigate("https://localhost:"+port+"/"), chromedp.WaitReady("#buy")); err != nil {
@@ -94,6 +96,11 @@ func TestBrowserOneKeyAway(t *testing.T) {
 	shop := siteFor(app.URL)
 	shop.Hosts = []string{"localhost"}
 	cdn, color, cookie, after := run(shop)
+	// Chromium reported the blocked script; the log names the line
+	// that allows exactly it.
+	if logs := lastGateway.waitLog(t, `"allow_with":"csp.add: {script-src: [https://cdn.localhost:`); !strings.Contains(logs, `"allow_with":"csp.add: {script-src: [https://cdn.localhost:`+port+`]}"`) {
+		t.Errorf("no csp_violation naming the csp.add line for the CDN:\n%s", logs)
+	}
 	if cdn != "no cdn" || color == "rgb(1, 2, 3)" || cookie != "" || after != "Redirect stopped" {
 		t.Errorf("defaults: cdn %q, style %q, cookie %q, after the click %q; want the CDN script, the style attribute and the cookie blocked, and Rampart's page", cdn, color, cookie, after)
 	}

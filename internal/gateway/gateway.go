@@ -91,8 +91,8 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	g := &Gateway{log: log, bus: bus, serveErr: make(chan error, 3), started: time.Now(), stopped: make(chan struct{})}
 	g.base, g.cutAll = context.WithCancelCause(context.Background())
 	g.reports = csp.NewReporter(func(r *http.Request, v csp.Violation, count int64) {
-		telemetry.Event(log, "csp_violation", reqinfo.From(r.Context()), v.Directive,
-			fmt.Sprintf("%s blocked %q on %q (%s); seen %d times", v.Directive, v.BlockedURI, v.DocumentURI, v.Disposition, count))
+		telemetry.Refusal(log, "csp_violation", reqinfo.From(r.Context()), v.Directive,
+			fmt.Sprintf("%s blocked %q on %q (%s); seen %d times", v.Directive, v.BlockedURI, v.DocumentURI, v.Disposition, count), "", v.AllowWith())
 	})
 	st, err := openStore(cfg, log)
 	if err != nil {

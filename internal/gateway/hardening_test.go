@@ -296,6 +296,9 @@ func TestCSPReportEndpoint(t *testing.T) {
 	if strings.Contains(logs, "SECRET") {
 		t.Error("the report's query string was logged")
 	}
+	if !strings.Contains(logs, `"allow_with":"none: give the inline <script> the nonce`) {
+		t.Errorf("the violation does not say that the fix is the nonce:\n%s", logs)
+	}
 	counts := tg.reports.Counts()
 	if counts[csp.Violation{Directive: "script-src-elem", BlockedURI: "inline", DocumentURI: "https://localhost/page"}] != 3 {
 		t.Errorf("counts: %v", counts)
