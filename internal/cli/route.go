@@ -197,6 +197,9 @@ func explainRoute(w io.Writer, s *config.Site, i int) {
 	}
 	row("download", yesNo(download), from(func(r config.Route) bool { return r.Download != nil }))
 	row("buffering", yesNo(r.Buffering == nil || *r.Buffering), from(func(r config.Route) bool { return r.Buffering != nil }))
+	if r.PathAsSent != nil && *r.PathAsSent {
+		row("path as sent", "yes (empty segments reach the app unmerged)", from(func(r config.Route) bool { return r.PathAsSent != nil }))
+	}
 	if r.InsecureOpenRedirectParams {
 		row("next= check", "off (insecure_open_redirect_params)", from(func(r config.Route) bool { return r.InsecureOpenRedirectParams }))
 	}

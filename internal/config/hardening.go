@@ -164,6 +164,14 @@ type Route struct {
 	// parameters of those names are not destinations. Redirects the app
 	// sends are still checked. Default false.
 	InsecureOpenRedirectParams bool `yaml:"insecure_open_redirect_params"`
+	// PathAsSent forwards the path to the app as the client sent it
+	// when the only change canonicalisation made was merging empty
+	// segments ("//", "%2F%2F"): for a route whose app reads a URL out
+	// of its path (/proxy/<path:url>, which Werkzeug keeps unmerged).
+	// Rampart still judges, routes and logs the canonical path, and a
+	// path with "." or ".." segments is always forwarded canonical.
+	// Default false.
+	PathAsSent *bool `yaml:"path_as_sent"`
 	// AllowIPs restricts the route to client networks (CIDRs or
 	// addresses, the client as trusted_proxies decides it): everyone else
 	// gets 403 before any other guard or the app. Default: everyone.

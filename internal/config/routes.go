@@ -106,6 +106,7 @@ func (r Route) over(outer Route) Route {
 	}
 	inherit(&r.Download, outer.Download)
 	inherit(&r.Buffering, outer.Buffering)
+	inherit(&r.PathAsSent, outer.PathAsSent)
 	r.InsecureOpenRedirectParams = r.InsecureOpenRedirectParams || outer.InsecureOpenRedirectParams
 	if len(r.AllowIPs) == 0 {
 		r.AllowIPs = outer.AllowIPs

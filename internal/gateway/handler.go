@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/guard/csp"
 	"github.com/rampartproxy/rampart/internal/guard/headers"
+	"github.com/rampartproxy/rampart/internal/guard/normalize"
 	"github.com/rampartproxy/rampart/internal/guard/ratelimit"
 	"github.com/rampartproxy/rampart/internal/guard/uploads"
 	"github.com/rampartproxy/rampart/internal/pages"
@@ -79,12 +81,18 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	rt := snap.fallback
 	var dropped []string
 	var badRequest *guard.Denial
+	var merged *url.URL // the path as sent, when merging "//" was all that changed it
 	if st != nil {
 		// From here on the request is the one the app will get: every
-		// guard, the route and the upstream see the same path and headers.
+		// guard, the route and the upstream see the same path and headers
+		// (but a route's path_as_sent, below).
+		sentPath, sentRaw := r.URL.Path, r.URL.RawPath
 		if dropped, badRequest = st.inbound.Normalize(r); badRequest == nil {
 			rt = st.route(r.URL.Path)
 			info.Path = r.URL.Path
+			if normalize.OnlyMerged(sentPath, r.URL.Path) {
+				merged = &url.URL{Path: sentPath, RawPath: sentRaw}
+			}
 		}
 	}
 	// Every response, Rampart's own pages included, gets the route's
@@ -208,7 +216,25 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 	info.Respond = g.responseGuards(st, rt, info)
+	if merged != nil {
+		g.sentOrMerged(r, info, rt, merged)
+	}
 	st.proxy.ServeHTTP(sw, r)
+}
+
+// sentOrMerged forwards the path as sent on a route with path_as_sent;
+// elsewhere it says, once per route, that the app gets the path with its
+// empty segments merged (an app reading a URL out of its path gets
+// https:/example.org), and which key keeps them.
+func (g *Gateway) sentOrMerged(r *http.Request, info *reqinfo.Info, rt *route, sent *url.URL) {
+	if rt.pathAsSent {
+		r.URL.Path, r.URL.RawPath = sent.Path, sent.RawPath
+		return
+	}
+	if rt.mergeLogged.CompareAndSwap(false, true) {
+		telemetry.Refusal(g.log, "path_merged", info, "empty_segments_merged",
+			"the app gets the path with its empty segments merged (logged once per route)", "sent "+sent.EscapedPath(), "routes[].path_as_sent")
+	}
 }
 
 // requireLogin admits a request to a protected route, returning who is

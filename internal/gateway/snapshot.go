@@ -108,6 +108,11 @@ type route struct {
 	// cookieNotes are the cookie changes already logged on this route:
 	// each is logged once.
 	cookieNotes onceSet
+	// pathAsSent forwards a path whose empty segments were merged as the
+	// client sent it (path_as_sent); mergeLogged is set once the merging
+	// has been logged on a route without it.
+	pathAsSent  bool
+	mergeLogged atomic.Bool
 }
 
 // onceSet remembers up to onceMax keys, so that a hint is logged once per
@@ -364,6 +369,7 @@ func compileRoute(rc config.Route, sc config.Site) *route {
 		headers:     headers.New(h, csp.New(csp.Extend(*c.Policy, withFormTargets(c.Add, sc.Guards.RedirectAllow)), *c.ReportOnly, *c.Nonce), download),
 		cookies:     cookies.New(*ck.SameSite, ck.SameSiteFor, ck.JSReadable),
 		buffering:   rc.Buffering == nil || *rc.Buffering,
+		pathAsSent:  rc.PathAsSent != nil && *rc.PathAsSent,
 
 		redirectParams: !rc.InsecureOpenRedirectParams,
 		allow:          allowips.New(validPrefixes(rc.AllowIPs)),

@@ -262,6 +262,23 @@ func CleanPath(p string) (string, bool) {
 	return out, true
 }
 
+// OnlyMerged reports whether clean, the canonical form of the decoded
+// path sent, differs from it only by merged empty segments: no "." or
+// ".." segment was resolved. Such a path can go to the app as sent (a
+// route's path_as_sent), since its router merges the same slashes, and
+// keeps those in variable parts, where an app reads a URL.
+func OnlyMerged(sent, clean string) bool {
+	if sent == clean {
+		return false
+	}
+	for _, seg := range strings.Split(sent, "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
 // isClean reports, without allocating, whether p is already canonical:
 // the common case on every request.
 func isClean(p string) bool {

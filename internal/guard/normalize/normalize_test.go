@@ -144,3 +144,27 @@ func BenchmarkNormalizeClean(b *testing.B) {
 		p.Normalize(r)
 	}
 }
+
+// TestOnlyMerged: a path may go to the app as sent only when merging
+// empty segments was all that canonicalising did; a resolved "." or ".."
+// would let the app route it elsewhere than the guards judged.
+func TestOnlyMerged(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		sent string
+		want bool
+	}{
+		{"/proxy/https://example.org/x", true},
+		{"//admin/x", true},
+		{"/a//", true},
+		{"/proxy/x", false}, // nothing changed
+		{"/proxy/a/../b//c", false},
+		{"/proxy/./x//y", false},
+		{"/admin/..//public", false},
+	} {
+		clean, _ := CleanPath(tt.sent)
+		if got := OnlyMerged(tt.sent, clean); got != tt.want {
+			t.Errorf("OnlyMerged(%q, %q) = %v, want %v", tt.sent, clean, got, tt.want)
+		}
+	}
+}

@@ -108,6 +108,12 @@ def account():
     return page("account", '<p id="who">hello ' + current_user.id + '</p><pre id="out"></pre>', ACCOUNT_SCRIPT)
 
 
+@app.get("/proxy/<path:target>")
+def proxy_target(target):
+    # An app that reads a URL out of its path: Werkzeug keeps "//" here.
+    return target
+
+
 @app.route("/widget")
 def widget():
     # A page a partner site frames: it tells its parent it loaded.
