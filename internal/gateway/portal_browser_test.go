@@ -40,7 +40,7 @@ func TestBrowserLoginWalk(t *testing.T) {
 		width, height int64
 		user          string
 		password      string
-	}{{"desktop", 1000, 900, "carol", carolPassword}, {"phone", 390, 844, "bob", bobPassword}} {
+	}{{"desktop", 1280, 800, "carol", carolPassword}, {"phone", 390, 844, "bob", bobPassword}} {
 		w := newWalk(t, size.name)
 		ctx, do, shot := w.ctx, w.do, w.shot
 		do("open /admin/", chromedp.EmulateViewport(size.width, size.height),
@@ -88,6 +88,17 @@ func TestBrowserLoginWalk(t *testing.T) {
 		do("the first code", chromedp.SendKeys(chromedp.CSS("#code"), code),
 			chromedp.Click(chromedp.CSS(`form[action="/.rampart/enrol"] button`)), chromedp.WaitVisible(chromedp.CSS("#codes")))
 		shot("4-recovery-codes")
+		if problems := evaluate[string](t, ctx, codesLayout); problems != "" {
+			t.Errorf("the recovery codes at %dx%d: %s", size.width, size.height, problems)
+		}
+		// The same page on a phone (bob, on the phone walk, never gets
+		// this far), and back.
+		do("a phone's width", chromedp.EmulateViewport(390, 844))
+		if problems := evaluate[string](t, ctx, codesLayout); problems != "" {
+			t.Errorf("the recovery codes at 390x844: %s", problems)
+		}
+		shot("4-recovery-codes-phone")
+		do("the walk's width", chromedp.EmulateViewport(size.width, size.height))
 		do("continue", chromedp.Click(chromedp.CSS("#continue")), chromedp.WaitReady(chromedp.CSS("body")))
 		body := waitText(t, ctx, `"path"`)
 		if size.user == "carol" && !strings.Contains(body, `"user":"carol"`) && !strings.Contains(body, `"user": "carol"`) {
@@ -101,6 +112,25 @@ func TestBrowserLoginWalk(t *testing.T) {
 		do("/admin/ again", chromedp.Navigate(base+"/admin/"), chromedp.WaitVisible(chromedp.CSS("#username")))
 	}
 }
+
+// codesLayout is a script that returns what is wrong with the recovery
+// codes' layout, "" when nothing is: a code wider than its box, two
+// codes' boxes overlapping, or a code outside the card or the window.
+const codesLayout = `(() => {
+  const card = document.querySelector(".card").getBoundingClientRect();
+  const codes = [...document.querySelectorAll("#codes code")].map(c => c.getBoundingClientRect());
+  const items = [...document.querySelectorAll("#codes li")].map(li => li.getBoundingClientRect());
+  const out = [];
+  if (codes.length != 10) out.push(codes.length + " codes shown");
+  codes.forEach((c, i) => {
+    if (c.width == 0 || c.right > items[i].right + 0.5) out.push("code " + i + " overflows its item");
+    if (c.left < card.left || c.right > card.right || c.right > window.innerWidth) out.push("code " + i + " leaves the card");
+    codes.forEach((d, j) => {
+      if (j > i && c.left < d.right && d.left < c.right && c.top < d.bottom && d.top < c.bottom) out.push("codes " + i + " and " + j + " overlap");
+    });
+  });
+  return out.join("; ");
+})()`
 
 // walk is one Chromium tab walking the portal.
 type walk struct {
