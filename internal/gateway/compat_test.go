@@ -446,3 +446,67 @@ func TestPathAsSent(t *testing.T) {
 		t.Errorf("path_as_sent with a dot segment: %q, want the canonical path", got)
 	}
 }
+
+// TestBrowserFormPostCallback: an OAuth provider's response_mode=form_post
+// (Sign in with Apple, Microsoft) posts the code to the app's callback
+// from the provider's origin. An app without ProxyFix told the provider
+// an http:// redirect_uri: Rampart's 308 to https:// keeps the POST, and
+// Chromium then sends Origin: null, which no trusted origin can match.
+// The refusal and the redirect's own event name the real fix (the app's
+// URLs), not csrf.trusted_origins. With the https:// callback, the
+// provider's origin in csrf.trusted_origins lets the sign-in through.
+func TestBrowserFormPostCallback(t *testing.T) {
+	t.Parallel()
+	testutil.NeedPython(t, "flask_login", "python3-flask-login")
+	testutil.NeedPython(t, "flask_wtf", "python3-flaskext.wtf")
+	app := runGunicorn(t, "compat:app", gunicornOptions{worker: "gthread"})
+	var action string // the redirect_uri the provider was given
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, `<!doctype html><title>provider</title><form id="f" method="post" action="`+action+`">
+<input name="code" value="c0de"><input name="state" value="s7ate"></form><script>document.getElementById("f").submit();</script>`)
+	}))
+	t.Cleanup(provider.Close)
+	run := func(scheme string, trusted []string) (*testGateway, string) {
+		t.Helper()
+		site := siteFor(app.upstream())
+		site.CSRF.TrustedOrigins = trusted
+		tg := startGateway(t, config.Config{Sites: []config.Site{site}})
+		addr := tg.httpsAddr
+		if scheme == "http" {
+			addr = tg.httpAddr
+		}
+		_, port, _ := net.SplitHostPort(addr)
+		action = scheme + "://localhost:" + port + "/callback"
+		ctx := headless.Browser(t)
+		if err := chromedp.Do(ctx, chromedp.Navigate(provider.URL)); err != nil {
+			t.Fatal(err)
+		}
+		var body string
+		testutil.Eventually(testutil.WaitTimeout, func() bool {
+			body = evaluate[string](t, ctx, `document.readyState == "complete" && document.title != "provider" ? document.body.innerText : ""`)
+			return body != ""
+		})
+		return tg, body
+	}
+	// An http:// callback: refused, naming the app's URLs.
+	tg, body := run("http", []string{provider.URL})
+	logs := tg.waitLog(t, `"kind":"plain_http_form"`)
+	for _, want := range []string{`"reason":"csrf_origin_null"`, `"input":"origin null"`, `"reason":"form_to_http"`, "ProxyFix x_proto=1"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("an http:// callback: the log lacks %s\n%s", want, logs)
+		}
+	}
+	if strings.Contains(body, "signed in") || strings.Contains(logs, `"allow_with":"csrf.trusted_origins"`) {
+		t.Errorf("an http:// callback: the page reads %q; a hint names csrf.trusted_origins\n%s", body, logs)
+	}
+	// An https:// callback: the provider's origin is the key, and with it
+	// the sign-in goes through.
+	tg, body = run("https", nil)
+	if logs := tg.waitLog(t, `"reason":"csrf_cross_origin"`); !strings.Contains(logs, `"allow_with":"csrf.trusted_origins"`) || strings.Contains(body, "signed in") {
+		t.Errorf("an https:// callback, no trusted origin: the page reads %q\n%s", body, logs)
+	}
+	if _, body = run("https", []string{provider.URL}); body != "signed in with code c0de" {
+		t.Errorf("an https:// callback from a trusted origin: the page reads %q", body)
+	}
+}

@@ -58,8 +58,11 @@ type Gateway struct {
 	ca   *certs.LocalCA
 
 	tunnels tunnelSet
-	spool   *spool.Pool // responses read ahead of slow clients; fixed at start
-	conns   *conns      // the client connections, bounded; fixed at start
+	// plainPosts are the site paths a form was posted to over plain
+	// HTTP, already logged: each is logged once.
+	plainPosts onceSet
+	spool      *spool.Pool // responses read ahead of slow clients; fixed at start
+	conns      *conns      // the client connections, bounded; fixed at start
 
 	// Every request's context comes from base, which Shutdown cancels
 	// (errDrainCut) when its deadline passes with requests in flight,

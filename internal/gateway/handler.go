@@ -402,6 +402,13 @@ func (g *Gateway) redirect(w http.ResponseWriter, r *http.Request, httpsPort str
 	code := http.StatusPermanentRedirect
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		code = http.StatusMovedPermanently
+	} else if g.plainPosts.first(st.name + " " + r.URL.Path) {
+		// A form sent to http://: after the redirect a browser says
+		// Origin: null, which CSRF protection must refuse when it came
+		// from another site. Whoever built the URL should use https://.
+		telemetry.Refusal(g.log, "plain_http_form", info, "form_to_http",
+			r.Method+" to http:// redirected with 308; from another site it arrives with Origin: null and is refused (logged once per path)",
+			"path "+r.URL.Path, "none: make the app build https:// URLs (Werkzeug ProxyFix x_proto=1, or PREFERRED_URL_SCHEME = 'https')")
 	}
 	sw.Header().Set("Location", redirectTarget(host, httpsPort, r.URL.RequestURI()))
 	sw.Header().Set("Connection", "close")

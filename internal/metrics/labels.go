@@ -14,6 +14,7 @@ import (
 // says to list it here.
 var guards = map[string]string{
 	"csrf_cross_origin":      "csrf",
+	"csrf_origin_null":       "csrf",
 	"websocket_cross_origin": "csrf",
 	"cross_origin_login":     "csrf",
 

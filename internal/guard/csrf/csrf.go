@@ -80,10 +80,22 @@ func (p *Policy) Check(r *http.Request) *guard.Denial {
 		return nil
 	}
 	if p.crossOrigin(r) {
+		if r.Header.Get("Origin") == "null" {
+			return refusedNullOrigin.With(from(r))
+		}
 		return p.review(r, refused.With(from(r)))
 	}
 	return nil
 }
+
+// refusedNullOrigin is a cross-site POST whose origin the browser hid:
+// Chromium sends "Origin: null" after a redirect across origins, such as
+// Rampart's own from http:// to https:// for a form another site posted
+// to an http:// URL (an OAuth form_post callback to an app without
+// ProxyFix). No trusted origin can match null; the fix is in the app.
+var refusedNullOrigin = &guard.Denial{Status: http.StatusForbidden, Reason: "csrf_origin_null",
+	Message: "This form came through a redirect from another site, which hides where it came from, so it was refused.",
+	Key:     "none: the form went to an http:// URL; make the app build https:// URLs (Werkzeug ProxyFix x_proto=1, or PREFERRED_URL_SCHEME = 'https') and tell the provider the https:// one"}
 
 // review lets the app's own CORS policy count in a cross-origin refusal
 // d: a request a browser sends only after a preflight the app allowed is

@@ -114,6 +114,12 @@ def proxy_target(target):
     return target
 
 
+@app.post("/callback")
+@csrf.exempt  # an OAuth form_post callback: the provider posts it, with its own state
+def oauth_callback():
+    return "signed in with code " + request.form.get("code", "")
+
+
 @app.route("/widget")
 def widget():
     # A page a partner site frames: it tells its parent it loaded.
