@@ -184,7 +184,10 @@ func explainRoute(w io.Writer, s *config.Site, i int) {
 	if *c.ReportOnly {
 		policy += " (report only)"
 	}
-	row("csp", policy, from(func(r config.Route) bool { return r.CSP.Policy != nil }))
+	row("csp", policy, from(func(r config.Route) bool { return r.CSP.Policy != nil || r.CSP.Preset != nil }))
+	if r.CSP.Preset != nil {
+		row("csp preset", *r.CSP.Preset, from(func(r config.Route) bool { return r.CSP.Preset != nil }))
+	}
 	if len(c.Add) > 0 {
 		keys := make([]string, 0, len(c.Add))
 		for d := range c.Add {

@@ -156,6 +156,9 @@ func TestProblemsHaveLines(t *testing.T) {
 			[]string{"bad.yaml:6: sites[0].tls: not used: listen.https is off"}},
 		{"tls off with https on", "sites:\n  - hosts: [app.example.com]\n    upstream: http://127.0.0.1:1\n    tls: {mode: \"off\"}\n",
 			[]string{"bad.yaml:4: sites[0].tls.mode: off only when listen.https is off"}},
+		{"csp presets", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    csp: {preset: swagger-ui}\n    routes:\n      - match: /a/\n        csp: {preset: swagger}\n      - match: /b/\n        csp: {preset: plotly, policy: \"default-src 'self'\"}\n      - match: /c/\n        csp: {preset: plotly, nonce: true}\n",
+			[]string{"bad.yaml:4: sites[0].csp.preset: a preset allows inline scripts: set it on the route", "bad.yaml:7: sites[0].routes[0].csp.preset: \"swagger\" is not a preset (plotly, swagger-ui)",
+				"bad.yaml:9: sites[0].routes[1].csp.preset: set with policy", "bad.yaml:11: sites[0].routes[2].csp.preset: set with a nonce"}},
 		{"sensitive paths scalar", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {sensitive_paths: none}\n", []string{"bad.yaml:4: sites[0].guards.sensitive_paths: \"default\" or a list of patterns, not \"none\""}},
 	}
 	for _, tt := range tests {

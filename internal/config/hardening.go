@@ -79,6 +79,12 @@ type CSP struct {
 	// the placeholder never shows. A route with nonce: false rewrites
 	// nothing. Default "": no rewriting.
 	NoncePlaceholder *string `yaml:"nonce_placeholder"`
+	// Preset replaces the policy with a named one for a front end that
+	// runs only with inline scripts and styles: "swagger-ui" (flasgger,
+	// flask-restx, flask-smorest) or "plotly" (plotly's to_html), with the
+	// nonce off. Set it on the route that serves that page (/apidocs/),
+	// never the site. Add still extends it. Default: none.
+	Preset *string `yaml:"preset"`
 	// Add extends the policy instead of replacing it: directive →
 	// sources, such as {script-src: [https://cdn.jsdelivr.net],
 	// style-src-attr: ["'unsafe-inline'"]}. A fetch directive the policy
@@ -273,6 +279,11 @@ func (r Route) Merge(site Site) (Headers, CSP, Cookies, bool) {
 	override(&csp.Nonce, r.CSP.Nonce)
 	override(&csp.NoncePlaceholder, r.CSP.NoncePlaceholder)
 	csp.Add = cspguard.JoinAdd(csp.Add, r.CSP.Add)
+	if r.CSP.Preset != nil && *r.CSP.Preset != "" {
+		// A preset is a whole policy, with the nonce off.
+		p, off := cspguard.Presets[*r.CSP.Preset], false
+		csp.Policy, csp.Nonce, csp.NoncePlaceholder = &p, &off, nil
+	}
 	override(&ck.SameSite, r.Cookies.SameSite)
 	if r.Cookies.JSReadable != nil {
 		ck.JSReadable = r.Cookies.JSReadable
@@ -315,6 +326,16 @@ func validateHardening(at string, h Headers, csp CSP, ck Cookies, bad func(path,
 			}
 		}
 	}
+	if p := csp.Preset; p != nil && *p != "" {
+		switch _, ok := cspguard.Presets[*p]; {
+		case !ok:
+			bad(at+".csp.preset", "%q is not a preset (%s)", *p, strings.Join(cspguard.PresetNames(), ", "))
+		case csp.Policy != nil:
+			bad(at+".csp.preset", "set with policy: the preset is a whole policy; extend it with csp.add instead")
+		case csp.Nonce != nil && *csp.Nonce || csp.NoncePlaceholder != nil:
+			bad(at+".csp.preset", "set with a nonce: the preset turns the nonce off, since 'unsafe-inline' is ignored next to one")
+		}
+	}
 	for d, srcs := range csp.Add {
 		if err := cspguard.CheckAdd(d, srcs); err != nil {
 			bad(at+".csp.add."+d, "%v", err)
@@ -350,7 +371,12 @@ func validateHardening(at string, h Headers, csp CSP, ck Cookies, bad func(path,
 }
 
 func (s *Site) validateHardening(at string, bad func(path, format string, args ...any)) {
-	validateHardening(at, s.Headers, s.CSP, s.Cookies, bad)
+	c := s.CSP
+	if c.Preset != nil {
+		bad(at+".csp.preset", "a preset allows inline scripts: set it on the route that serves that page (routes: [{match: /apidocs/, csp: {preset: swagger-ui}}]), not on the whole site")
+		c.Preset = nil // said once
+	}
+	validateHardening(at, s.Headers, c, s.Cookies, bad)
 	if len(s.Guards.SensitivePaths) == 0 {
 		bad(at+".guards.sensitive_paths", "list at least one pattern, or write default")
 	}

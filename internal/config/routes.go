@@ -92,7 +92,11 @@ func (r Route) over(outer Route) Route {
 	if r.Headers.PreferUpstream == nil {
 		r.Headers.PreferUpstream = outer.Headers.PreferUpstream
 	}
-	inherit(&r.CSP.Policy, outer.CSP.Policy)
+	// A route's own policy or preset replaces whichever it is nested in.
+	if r.CSP.Policy == nil && r.CSP.Preset == nil {
+		inherit(&r.CSP.Policy, outer.CSP.Policy)
+		inherit(&r.CSP.Preset, outer.CSP.Preset)
+	}
 	inherit(&r.CSP.ReportOnly, outer.CSP.ReportOnly)
 	inherit(&r.CSP.Nonce, outer.CSP.Nonce)
 	inherit(&r.CSP.NoncePlaceholder, outer.CSP.NoncePlaceholder)

@@ -22,7 +22,7 @@ func (v Violation) AllowWith() string {
 		if base == "style-src" {
 			el = "<style>"
 		}
-		return "none: give the inline " + el + ` the nonce (nonce="{{ request.headers['X-CSP-Nonce'] }}") or move it to a file; 'unsafe-inline' would be ignored next to the nonce`
+		return "none: give the inline " + el + ` the nonce (nonce="{{ request.headers['X-CSP-Nonce'] }}") or move it to a file; 'unsafe-inline' would be ignored next to the nonce. A page a tool writes (Swagger UI, plotly): the route's csp.preset`
 	case b == "inline" && strings.HasSuffix(d, "-attr"):
 		return "csp.add: {" + d + ": [\"'unsafe-inline'\"]}; better, move the inline handler or style into a file or a nonce'd element"
 	case b == "eval":

@@ -118,3 +118,22 @@ func Extend(policy string, add map[string][]string) string {
 	}
 	return strings.Join(out, "; ")
 }
+
+// Presets are whole policies, by name, for the front ends that run only
+// with inline scripts and styles, which no nonce can cover because the
+// tool writes them (flasgger's Swagger UI page, plotly's to_html): a
+// route's csp.preset sets one, with the nonce off ('unsafe-inline' is
+// ignored next to a nonce). Each keeps everything else of the default:
+// scripts and styles from the site only, object-src 'none', base-uri,
+// frame-ancestors and form-action 'self'; images may be data: URLs.
+var Presets = map[string]string{
+	"swagger-ui": inlinePolicy,
+	"plotly":     inlinePolicy,
+}
+
+const inlinePolicy = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; base-uri 'self'; frame-ancestors 'self'; form-action 'self'"
+
+// PresetNames lists the presets, sorted, for messages.
+func PresetNames() []string {
+	return slices.Sorted(maps.Keys(Presets))
+}
