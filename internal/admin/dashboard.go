@@ -2,11 +2,13 @@ package admin
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	_ "embed"
 	"encoding/base64"
 	"encoding/json"
+	"html"
 	"net/http"
 	"slices"
 	"strings"
@@ -27,6 +29,9 @@ type Dashboard struct {
 	// Details is the state of the moment: certificates, store, CSP
 	// reports, the config.
 	Details func(context.Context) Details
+	// Brand names the deployment in the header (brand.name, "" for
+	// Rampart) with its logo as a data: URL ("" for none).
+	Brand func() (name, logo string)
 }
 
 // Details is what the gateway tells the dashboard.
@@ -113,7 +118,15 @@ func (d *Dashboard) page(w http.ResponseWriter) {
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+nonce+"'; style-src 'nonce-"+nonce+
 		"'; connect-src 'self'; img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_, _ = w.Write([]byte(strings.ReplaceAll(page, "{{nonce}}", nonce)))
+	name, logo := "", ""
+	if d.Brand != nil {
+		name, logo = d.Brand()
+	}
+	img := ""
+	if logo != "" {
+		img = `<img src="` + html.EscapeString(logo) + `" alt="">`
+	}
+	_, _ = w.Write([]byte(strings.NewReplacer("{{nonce}}", nonce, "{{brand}}", html.EscapeString(cmp.Or(name, "Rampart")), "{{logo}}", img).Replace(page)))
 }
 
 func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -27,7 +28,8 @@ type Auth struct {
 	Lockout Lockout `yaml:"lockout"`
 	// Issuer is the name authenticator apps show next to the user
 	// ("example.com: alice"), for TOTP enrolled on the portal or with
-	// `rampart user totp`. Default: the site's name (its first host).
+	// `rampart user totp`. Default: brand.name, else the site's name (its
+	// first host).
 	Issuer string `yaml:"issuer"`
 }
 
@@ -192,11 +194,14 @@ func (c *Config) Protected() bool {
 }
 
 // TOTPIssuer is the issuer `rampart user totp` writes into a TOTP secret:
-// auth.issuer, else the first host of the first site that has a login
-// route, else of the first site.
+// auth.issuer, else brand.name, else the first host of the first site
+// that has a login route, else of the first site.
 func (c *Config) TOTPIssuer() string {
 	if c.Auth.Issuer != "" {
 		return c.Auth.Issuer
+	}
+	if c.Brand.Name != "" && !strings.Contains(c.Brand.Name, ":") {
+		return c.Brand.Name
 	}
 	for _, s := range c.Sites {
 		for _, r := range s.Routes {
@@ -209,4 +214,38 @@ func (c *Config) TOTPIssuer() string {
 		return c.Sites[0].Hosts[0]
 	}
 	return ""
+}
+
+// Brand is how the portal and the dashboard name the deployment.
+type Brand struct {
+	// Name is shown on every portal page and on the dashboard, and is
+	// the TOTP issuer when auth.issuer is not set. Default: the site's
+	// first host (the dashboard: "Rampart").
+	Name string `yaml:"name"`
+	// Logo is an image file (.svg, .png, .jpg or .webp, at most 256 KiB)
+	// shown beside the name; read at every load. Default: none.
+	Logo string `yaml:"logo"`
+}
+
+// MaxLogo bounds brand.logo.
+const MaxLogo = 256 << 10
+
+// LogoTypes are the image types brand.logo may have, by extension.
+var LogoTypes = map[string]string{".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+
+func (c *Config) validateBrand(bad func(path, format string, args ...any)) {
+	b := c.Brand
+	if len(b.Name) > 64 || strings.ContainsFunc(b.Name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		bad("brand.name", "%q: at most 64 characters, no control characters", b.Name)
+	}
+	if b.Logo == "" {
+		return
+	}
+	if _, ok := LogoTypes[strings.ToLower(filepath.Ext(b.Logo))]; !ok || !filepath.IsAbs(b.Logo) {
+		bad("brand.logo", "%q: an absolute path to an .svg, .png, .jpg or .webp file", b.Logo)
+	} else if fi, err := os.Stat(b.Logo); err != nil {
+		bad("brand.logo", "%v", err)
+	} else if fi.Size() > MaxLogo {
+		bad("brand.logo", "%s is %d bytes; a logo may have at most %d KiB", b.Logo, fi.Size(), MaxLogo>>10)
+	}
 }

@@ -83,6 +83,9 @@ type Config struct {
 	// Auth configures the login portal for routes with auth.
 	Auth Auth `yaml:"auth"`
 
+	// Brand names the deployment on the login portal and the dashboard.
+	Brand Brand `yaml:"brand"`
+
 	// Admin is the listener for health checks, metrics and the dashboard.
 	Admin Admin `yaml:"admin"`
 
@@ -708,6 +711,7 @@ func (c *Config) validate() Problems {
 	c.validateProtection(bad)
 	c.validateACME(bad)
 	c.validateAuth(bad)
+	c.validateBrand(bad)
 	c.validateAdmin(bad)
 	owner := map[string]int{}
 	for i, s := range c.Sites {

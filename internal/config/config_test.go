@@ -159,6 +159,8 @@ func TestProblemsHaveLines(t *testing.T) {
 		{"csp presets", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    csp: {preset: swagger-ui}\n    routes:\n      - match: /a/\n        csp: {preset: swagger}\n      - match: /b/\n        csp: {preset: plotly, policy: \"default-src 'self'\"}\n      - match: /c/\n        csp: {preset: plotly, nonce: true}\n",
 			[]string{"bad.yaml:4: sites[0].csp.preset: a preset allows inline scripts: set it on the route", "bad.yaml:7: sites[0].routes[0].csp.preset: \"swagger\" is not a preset (plotly, swagger-ui)",
 				"bad.yaml:9: sites[0].routes[1].csp.preset: set with policy", "bad.yaml:11: sites[0].routes[2].csp.preset: set with a nonce"}},
+		{"brand", "brand: {name: \"Shop\\tx\", logo: logo.gif}\nsites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n",
+			[]string{"bad.yaml:1: brand.name: \"Shop\\tx\": at most 64 characters", "brand.logo: \"logo.gif\": an absolute path to an .svg, .png, .jpg or .webp file"}},
 		{"sensitive paths scalar", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {sensitive_paths: none}\n", []string{"bad.yaml:4: sites[0].guards.sensitive_paths: \"default\" or a list of patterns, not \"none\""}},
 	}
 	for _, tt := range tests {

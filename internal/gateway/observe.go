@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -236,7 +237,7 @@ func (g *Gateway) startAdmin(cfg *config.Config) error {
 		return fmt.Errorf("listen admin on %q: %w", cfg.Admin.Listen, bindHint(err))
 	}
 	g.adminLn = ln
-	dash := &admin.Dashboard{Timeline: g.timeline, Feed: g.feed, Details: g.details}
+	dash := &admin.Dashboard{Timeline: g.timeline, Feed: g.feed, Details: g.details, Brand: g.brand}
 	go g.timeline.Run(g.stopped)
 	g.admin = &http.Server{
 		Handler:           admin.Handler(admin.Options{Token: token, Ready: g.ready, Metrics: g.metrics.Handler(), Dashboard: dash}),
@@ -400,4 +401,14 @@ func (g *Gateway) checkExpiry(warned map[string]time.Time, now time.Time) {
 		telemetry.Notice(g.log, slog.LevelWarn, "cert_expiring", "", "file_not_replaced",
 			fmt.Sprintf("the certificate file for %s %s: renew it (certbot renew) and Rampart picks the new file up by itself", strings.Join(hosts, ", "), what))
 	}
+}
+
+// brand is the dashboard's brand: the loaded config's name, and its logo
+// as a data: URL (the dashboard's CSP allows images from data: only).
+func (g *Gateway) brand() (name, logo string) {
+	b := g.snap.Load().brand
+	if len(b.Logo) > 0 {
+		logo = "data:" + b.LogoType + ";base64," + base64.StdEncoding.EncodeToString(b.Logo)
+	}
+	return b.Name, logo
 }

@@ -12,12 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 
 	"github.com/rampartproxy/rampart/internal/auth"
+	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/portal"
 	"github.com/rampartproxy/rampart/internal/testutil/headless"
 )
@@ -306,4 +309,117 @@ func TestBrowserPasskeyBeatsALockout(t *testing.T) {
 	if logs := e.waitLog(t, `"kind":"login","site":"localhost"`); !strings.Contains(logs, `"reason":"account_locked"`) {
 		t.Error("the account was never locked: the test proves nothing")
 	}
+}
+
+// looks checks what any of Rampart's pages open in ctx must have, and
+// returns what it lacks: every control (button, text box, link) has an
+// accessible name in Chromium's accessibility tree, the page has a main
+// landmark and a heading; the Tab key lands on a control with a visible
+// focus outline; and the page follows the system's light and dark
+// schemes (its background differs between them).
+func looks(t *testing.T, ctx context.Context) []string {
+	t.Helper()
+	var problems []string
+	var tree []*accessibility.Node
+	if err := chromedp.Do(ctx, chromedp.Func(func(c context.Context, tgt *chromedp.Target) error {
+		res, err := cdp.Call(c, tgt, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{})
+		tree = res.Nodes
+		return err
+	})); err != nil {
+		t.Fatal(err)
+	}
+	text := func(v *accessibility.Value) string {
+		if v == nil {
+			return ""
+		}
+		return strings.Trim(string(v.Value), `"`)
+	}
+	roles := map[string]bool{}
+	for _, n := range tree {
+		if n.Ignored {
+			continue
+		}
+		role := text(n.Role)
+		roles[role] = true
+		switch role {
+		case "button", "textbox", "link", "checkbox", "combobox", "image":
+			if strings.TrimSpace(text(n.Name)) == "" && role != "image" {
+				problems = append(problems, "a "+role+" without an accessible name")
+			}
+		}
+	}
+	for _, want := range []string{"main", "heading"} {
+		if !roles[want] {
+			problems = append(problems, "no "+want)
+		}
+	}
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("\t")); err != nil {
+		t.Fatal(err)
+	}
+	if focus := evaluate[string](t, ctx, `(() => { const e = document.activeElement, s = getComputedStyle(e);
+		return e === document.body ? "nothing focused" : s.outlineStyle == "none" || s.outlineWidth == "0px" ? "no focus outline on " + e.tagName : ""; })()`); focus != "" {
+		problems = append(problems, "after Tab: "+focus)
+	}
+	scheme := func(s string) string {
+		if err := chromedp.Do(ctx, chromedp.Func(func(c context.Context, tgt *chromedp.Target) error {
+			_, err := cdp.Call(c, tgt, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: s}}})
+			return err
+		})); err != nil {
+			t.Fatal(err)
+		}
+		return evaluate[string](t, ctx, `getComputedStyle(document.body).backgroundColor`)
+	}
+	if light, dark := scheme("light"), scheme("dark"); light == dark {
+		problems = append(problems, "the same background ("+light+") in the light and the dark scheme")
+	}
+	return problems
+}
+
+// TestBrowserLooks: with brand: set (a name and an SVG logo), the portal's
+// pages and the dashboard show both, and pass looks at a desktop's width:
+// labelled controls, a landmark and a heading, a visible keyboard focus,
+// light and dark schemes. The screenshots are saved to be looked at.
+func TestBrowserLooks(t *testing.T) {
+	t.Parallel()
+	logo := filepath.Join(t.TempDir(), "logo.svg")
+	svg := `<svg xmlns="http://www.w3.org/2000/svg" width="40" height="40"><circle cx="20" cy="20" r="18" fill="#0b6e4f"/><script>parent.pwned = true</script></svg>`
+	if err := os.WriteFile(logo, []byte(svg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := startPortal(t, func(c *config.Config) {
+		c.Brand = config.Brand{Name: "Example Shop", Logo: logo}
+		c.Admin.Listen = "127.0.0.1:0"
+	})
+	_, port, _ := net.SplitHostPort(e.httpsAddr)
+	w := newWalk(t, "looks")
+	ctx, do, shot := w.ctx, w.do, w.shot
+	do("the login page", chromedp.EmulateViewport(1280, 800), chromedp.Navigate("https://localhost:"+port+"/admin/"), chromedp.WaitVisible(chromedp.CSS("#username")))
+	brand := `(() => { const b = document.querySelector(".brand"), i = b && b.querySelector("img"); return b ? b.textContent.trim() + (i && i.complete && i.naturalWidth > 0 ? " +logo" : "") : ""; })()`
+	if got := evaluate[string](t, ctx, brand); got != "Example Shop +logo" {
+		t.Errorf("the portal's brand reads %q, want the name and a loaded logo", got)
+	}
+	if evaluate[bool](t, ctx, `window.pwned === true`) {
+		t.Error("the logo's script ran")
+	}
+	for _, p := range looks(t, ctx) {
+		t.Errorf("the login page: %s", p)
+	}
+	shot("portal")
+	resp, err := e.client(false).Get("https://localhost:" + port + portal.LogoPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ct, cd := resp.Header.Get("Content-Type"), resp.Header.Get("Content-Disposition"); ct != "image/svg+xml" || !strings.HasPrefix(cd, "attachment") {
+		t.Errorf("the logo: Content-Type %q, Content-Disposition %q; want an SVG, as an attachment when opened", ct, cd)
+	}
+
+	do("the dashboard", chromedp.Navigate("http://"+e.AdminAddr()+"/"), chromedp.WaitVisible(chromedp.CSS("header h1")))
+	if got := evaluate[string](t, ctx, `(() => { const b = document.querySelector("header .brand"), i = b.querySelector("img"); return b.textContent.trim() + (i && i.complete && i.naturalWidth > 0 ? " +logo" : ""); })()`); got != "Example Shop +logo" {
+		t.Errorf("the dashboard's brand reads %q, want the name and a loaded logo", got)
+	}
+	for _, p := range looks(t, ctx) {
+		t.Errorf("the dashboard: %s", p)
+	}
+	shot("dashboard")
 }

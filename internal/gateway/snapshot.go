@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -59,6 +60,7 @@ type snapshot struct {
 	// bodies bounds the request bodies of every site; made at start and
 	// handed on by every reload, as the bodies in flight are.
 	bodies *bodylimit.Budget
+	brand  portal.Brand // brand:, its logo read
 }
 
 // requestGuard is a guard that decides on the request alone, before its
@@ -190,6 +192,12 @@ func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error)
 			return nil, err
 		}
 	}
+	if s.brand, err = readBrand(cfg.Brand); err != nil {
+		return nil, err
+	}
+	if s.portal != nil {
+		s.portal.Brand = s.brand
+	}
 	var prevWAFs *waf.Set
 	if prev != nil {
 		prevWAFs = prev.wafs
@@ -217,6 +225,28 @@ func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error)
 		s.portal.GroupsFor = s.groupsFor
 	}
 	return s, nil
+}
+
+// readBrand reads brand.logo, at most config.MaxLogo bytes.
+func readBrand(b config.Brand) (portal.Brand, error) {
+	out := portal.Brand{Name: b.Name}
+	if b.Logo == "" {
+		return out, nil
+	}
+	f, err := os.Open(b.Logo)
+	if err != nil {
+		return out, fmt.Errorf("brand.logo: %w", err)
+	}
+	defer f.Close()
+	logo, err := io.ReadAll(io.LimitReader(f, config.MaxLogo+1))
+	switch {
+	case err != nil:
+		return out, fmt.Errorf("brand.logo: %w", err)
+	case len(logo) > config.MaxLogo:
+		return out, fmt.Errorf("brand.logo: %s is larger than %d KiB", b.Logo, config.MaxLogo>>10)
+	}
+	out.Logo, out.LogoType, out.LogoName = logo, config.LogoTypes[strings.ToLower(filepath.Ext(b.Logo))], filepath.Base(b.Logo)
+	return out, nil
 }
 
 // groupsFor returns the groups a login needs for next (a path with its

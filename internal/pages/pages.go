@@ -93,7 +93,8 @@ func Render(w http.ResponseWriter, name string, data any) error {
 
 // PortalData fills the login portal's pages (portal.html).
 type PortalData struct {
-	Site   string
+	Site   string // brand.name, or the host
+	Logo   bool   // brand.logo is served at /.rampart/logo
 	Title  string
 	Error  string
 	Notice string

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
 	"runtime"
 	"slices"
 	"strings"
@@ -42,6 +43,7 @@ const (
 	EnrolPath  = Prefix + "enrol"
 	LogoutPath = Prefix + "logout"
 	AuthPath   = Prefix + "auth" // forward auth
+	LogoPath   = Prefix + "logo" // brand.logo
 )
 
 // IdentityHeaders are what the app learns of the signed-in user. Package
@@ -66,8 +68,11 @@ type Portal struct {
 	// (next: a path with its query), nil for any signed-in user or no
 	// login at all. The gateway sets it for each config; nil checks none.
 	GroupsFor func(host, next string) []string
-	mfa       bool   // mfa: required
-	issuer    string // auth.issuer; "" for the site's name
+	// Brand names the deployment on every page (brand:); set by the
+	// gateway with each config.
+	Brand  Brand
+	mfa    bool   // mfa: required
+	issuer string // auth.issuer; "" for the site's name
 	// hashing bounds the argon2 computations running at once: each takes
 	// 19 MiB and a core's worth of time, so a flood of logins must wait
 	// its turn instead of starving the proxy.
@@ -280,15 +285,42 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.servePasskeySigninFinish(w, r)
 	case RecoveryPath:
 		p.serveRecovery(w, r)
+	case LogoPath:
+		p.serveLogo(w, r)
 	default:
 		p.fail(w, r, &guard.Denial{Status: http.StatusNotFound, Reason: "not_found", Message: "There is no such page."})
 	}
 }
 
+// Brand is brand: from the config, its logo read.
+type Brand struct {
+	Name     string
+	Logo     []byte // "" for none
+	LogoType string
+	LogoName string // the file's name
+}
+
+// serveLogo serves brand.logo. An SVG is an image here, never a page:
+// opened directly, it is a download, so a script in it never runs in the
+// site's origin (in an <img> it never runs at all).
+func (p *Portal) serveLogo(w http.ResponseWriter, r *http.Request) {
+	if len(p.Brand.Logo) == 0 || r.Method != http.MethodGet && r.Method != http.MethodHead {
+		p.fail(w, r, &guard.Denial{Status: http.StatusNotFound, Reason: "not_found", Message: "There is no such page."})
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", p.Brand.LogoType)
+	h.Set("Content-Disposition", `attachment; filename="logo`+path.Ext(p.Brand.LogoName)+`"`)
+	h.Set("Cache-Control", "max-age=3600")
+	h.Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(p.Brand.Logo)
+}
+
 // page writes one of the portal's pages.
 func (p *Portal) page(w http.ResponseWriter, r *http.Request, status int, name string, d pages.PortalData) {
 	info := reqinfo.From(r.Context())
-	d.Site, d.RequestID, d.Nonce = reqinfo.Host(r.Host), info.ID, info.Nonce
+	d.Site, d.RequestID, d.Nonce = cmp.Or(p.Brand.Name, reqinfo.Host(r.Host)), info.ID, info.Nonce
+	d.Logo = len(p.Brand.Logo) > 0
 	pages.Portal(w, status, name, d)
 }
 
@@ -340,6 +372,9 @@ func clientKey(r *http.Request) string {
 func (p *Portal) issuerFor(r *http.Request) string {
 	if p.issuer != "" {
 		return p.issuer
+	}
+	if n := p.Brand.Name; n != "" && !strings.Contains(n, ":") {
+		return n
 	}
 	if site := reqinfo.From(r.Context()).Site; site != "" {
 		return site
