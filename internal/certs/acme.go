@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
-	"go.uber.org/zap"
 
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/telemetry"
@@ -89,11 +88,11 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return a.magic, nil },
 		RenewCheckInterval: o.RenewCheck,
-		Logger:             zap.NewNop(),
+		Logger:             zapLogger(o.Log),
 	})
 	a.magic = certmagic.New(a.cache, certmagic.Config{
 		Storage: a.storage,
-		Logger:  zap.NewNop(), // what matters arrives through OnEvent, into Rampart's own log
+		Logger:  zapLogger(o.Log), // its diagnostics; its events arrive through OnEvent
 		OnEvent: a.onEvent,
 	})
 	a.issuer = certmagic.NewACMEIssuer(a.magic, certmagic.ACMEIssuer{
@@ -107,7 +106,7 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 		// the standard ports itself.
 		AltHTTPPort:    o.HTTPPort,
 		AltTLSALPNPort: o.HTTPSPort,
-		Logger:         zap.NewNop(),
+		Logger:         zapLogger(o.Log),
 	})
 	a.magic.Issuers = []certmagic.Issuer{a.issuer}
 	every := o.ExpiryCheck

@@ -245,6 +245,11 @@ func TestACMECADownAtStart(t *testing.T) {
 	if !strings.Contains(fresh.waitLog(t, "acme_cert_obtaining"), "acme_cert_obtaining") {
 		t.Error("no acme_cert_obtaining event while the CA is down")
 	}
+	// certmagic's own diagnostics reach Rampart's log: the failed order,
+	// at error level, with the cause.
+	if logs := fresh.waitLog(t, `"level":"ERROR","msg":"certmagic: `); !strings.Contains(logs, `"kind":"acme_log"`) || !strings.Contains(logs, "connection refused") {
+		t.Errorf("the failed order is not in the log:\n%s", logs)
+	}
 	if err := fresh.Shutdown(t.Context()); err != nil { // ends its retries
 		t.Fatal(err)
 	}
