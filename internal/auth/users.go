@@ -14,7 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/rampartproxy/rampart/internal/certs"
+	"github.com/rampartproxy/rampart/internal/atomicfile"
 	"github.com/rampartproxy/rampart/internal/config"
 )
 
@@ -136,7 +136,7 @@ func readPrivate(path string) ([]byte, error) {
 // (users.yaml.lock beside it, so two `rampart user` commands or a
 // command and the portal cannot lose each other's change): it reads the
 // file, calls change, and writes the result with mode 0600 through
-// certs.WriteFileAtomic. Nothing is written when change fails.
+// atomicfile.Write. Nothing is written when change fails.
 func UpdateUsers(path string, change func([]User) ([]User, error)) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -163,7 +163,7 @@ func UpdateUsers(path string, change func([]User) ([]User, error)) error {
 	if err != nil {
 		return err
 	}
-	return certs.WriteFileAtomic(path, append([]byte(usersHeader), out...), 0o600)
+	return atomicfile.Write(path, append([]byte(usersHeader), out...), 0o600)
 }
 
 // ErrNoUser is a user name the file does not have.

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rampartproxy/rampart/internal/atomicfile"
 )
 
 // Lifetimes of local certificates. Leaves live 90 days and are renewed
@@ -138,41 +140,14 @@ func WritePair(certPath, keyPath string, c *tls.Certificate) error {
 	if err != nil {
 		return fmt.Errorf("encode private key: %w", err)
 	}
-	if err := WriteFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := atomicfile.Write(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return err
 	}
 	var chain []byte
 	for _, der := range c.Certificate {
 		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
 	}
-	return WriteFileAtomic(certPath, chain, 0o644)
-}
-
-// WriteFileAtomic writes data to a temporary file in the same directory
-// with the given mode and renames it over path, so readers never see half
-// a file and a key is never, even briefly, readable by others.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // a no-op once renamed
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.Write(certPath, chain, 0o644)
 }
 
 func randomSerial() *big.Int {
@@ -227,10 +202,7 @@ func (ca *LocalCA) record(names string, c *tls.Certificate) {
 	sum := sha256.Sum256([]byte(names))
 	path := filepath.Join(dir, hex.EncodeToString(sum[:8])+".pem")
 	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]})
-	tmp := path + ".tmp"
-	if os.WriteFile(tmp, data, 0o644) == nil {
-		_ = os.Rename(tmp, path)
-	}
+	_ = atomicfile.Write(path, data, 0o644)
 }
 
 func (ca *LocalCA) issue(names []string) (*tls.Certificate, error) {

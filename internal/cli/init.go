@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"embed"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/netip"
 	"net/url"
@@ -16,6 +15,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/rampartproxy/rampart/internal/atomicfile"
 	"github.com/rampartproxy/rampart/internal/config"
 )
 
@@ -236,34 +236,30 @@ func writeAll(dir string, files []initFile, force bool) error {
 			return fmt.Errorf("%s already in %s: nothing written (--force overwrites)", strings.Join(exist, ", "), dir)
 		}
 	}
-	temps := make([]string, 0, len(files))
+	staged := make([]*atomicfile.File, 0, len(files))
 	defer func() {
-		for _, t := range temps {
-			os.Remove(t)
+		for _, f := range staged {
+			f.Abort()
 		}
 	}()
 	for _, f := range files {
-		t, err := os.CreateTemp(dir, "."+f.name+".*")
+		t, err := atomicfile.Create(filepath.Join(dir, f.name), f.mode)
 		if err != nil {
 			return err
 		}
-		temps = append(temps, t.Name())
-		_, err = t.Write(f.data)
-		err = errors.Join(err, t.Chmod(f.mode), t.Sync(), t.Close())
-		if err != nil {
+		staged = append(staged, t)
+		if _, err := t.Write(f.data); err != nil {
 			return fmt.Errorf("write %s: %w", t.Name(), err)
 		}
 	}
 	var placed []string
 	for i, f := range files {
 		path := filepath.Join(dir, f.name)
-		var err error
-		if force {
-			err = os.Rename(temps[i], path)
-		} else {
-			err = os.Link(temps[i], path) // fails if the file appeared meanwhile
+		commit := staged[i].Commit
+		if !force {
+			commit = staged[i].CommitNew // fails if the file appeared meanwhile
 		}
-		if err != nil {
+		if err := commit(); err != nil {
 			for _, p := range placed {
 				os.Remove(p)
 			}

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rampartproxy/rampart/internal/atomicfile"
 	"github.com/rampartproxy/rampart/internal/store"
 )
 
@@ -53,15 +54,11 @@ func Backup(stateDir, file string, force bool) (n int, from string, err error) {
 	if _, err := os.Lstat(file); err == nil && !force {
 		return 0, "", fmt.Errorf("%s exists: nothing written (--force overwrites it)", file)
 	}
-	out, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*")
+	out, err := atomicfile.Create(file, 0o600)
 	if err != nil {
 		return 0, "", err
 	}
-	defer os.Remove(out.Name()) // a no-op once it is renamed
-	defer out.Close()
-	if err := out.Chmod(0o600); err != nil {
-		return 0, "", err
-	}
+	defer out.Abort() // nothing once it is committed
 	// The store first, into a private temporary file: tar needs its size.
 	db, err := os.CreateTemp(filepath.Dir(file), ".state-db.*")
 	if err != nil {
@@ -111,10 +108,10 @@ func Backup(stateDir, file string, force bool) (n int, from string, err error) {
 	if err != nil {
 		return 0, "", err
 	}
-	if err := errors.Join(tw.Close(), gz.Close(), out.Sync(), out.Close()); err != nil {
+	if err := errors.Join(tw.Close(), gz.Close()); err != nil {
 		return 0, "", err
 	}
-	return n, from, os.Rename(out.Name(), file)
+	return n, from, out.Commit()
 }
 
 // copyStore copies the bbolt file into w consistently: from the running
