@@ -34,16 +34,23 @@ type rx struct {
 
 type binaryRX struct{ re *binaryregexp.Regexp }
 
-// compiled caches operators by pattern: the CRS repeats patterns across
-// rules, and every distinct WAF setting compiles the rules anew.
-var compiled sync.Map // pattern → plugintypes.Operator
+// Compiled operators are kept by pattern in the Set whose firewall is
+// being compiled (the CRS repeats patterns across rules, and every
+// distinct WAF setting compiles the rules anew), and go with that Set:
+// Coraza calls newRX from a package-level plugin registry, so the Set
+// compiling is found here, one compile at a time.
+var (
+	compileMu sync.Mutex
+	compiling *Set // under compileMu; nil when the compile keeps nothing
+)
 
 func newRX(o plugintypes.OperatorOptions) (plugintypes.Operator, error) {
 	// Coraza's default: dot matches newline, ^ and $ match at lines
 	// (ModSecurity's behaviour, which the CRS is written for).
 	pattern := "(?sm)" + o.Arguments
-	if op, ok := compiled.Load(pattern); ok {
-		return op.(plugintypes.Operator), nil
+	set := compiling // newRX runs inside compile, which holds compileMu
+	if op := set.operator(pattern); op != nil {
+		return op, nil
 	}
 	var op plugintypes.Operator
 	if arbitraryBytes(pattern) {
@@ -59,8 +66,8 @@ func newRX(o plugintypes.OperatorOptions) (plugintypes.Operator, error) {
 		}
 		op = &rx{re: re, std: sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(pattern) })}
 	}
-	actual, _ := compiled.LoadOrStore(pattern, op)
-	return actual.(plugintypes.Operator), nil
+	set.keep(pattern, op)
+	return op, nil
 }
 
 func (o *rx) Evaluate(tx plugintypes.TransactionState, value string) bool {

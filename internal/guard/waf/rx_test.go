@@ -16,6 +16,9 @@ import (
 // serialisation's magic, 944xxx), and captured groups.
 func TestRXOnRE2(t *testing.T) {
 	t.Parallel()
+	set := NewSet(nil) // Rampart's operator keeps what it compiles in the Set compiling
+	compileMu.Lock()
+	compiling = set
 	w, err := coraza.NewWAF(coraza.NewWAFConfig().WithDirectives(`SecRuleEngine On
 SecRequestBodyAccess On
 SecRule REQUEST_BODY "@rx \xac\xed\x00\x05" "id:1,phase:2,deny,status:403,msg:'java serialisation'"
@@ -23,10 +26,12 @@ SecRule ARGS_GET:v "@rx ^v(\d+)\.(\d+)$" "id:2,phase:1,pass,capture,setvar:tx.ma
 SecRule TX:major "@eq 4" "id:3,phase:1,chain,deny,status:409,msg:'captured'"
 SecRule TX:minor "@eq 25"
 SecRule ARGS_GET:q "@rx (?i)union[^a-z]+select" "id:4,phase:1,deny,status:418,msg:'sqli'"`))
+	compiling = nil
+	compileMu.Unlock()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := compiled.Load(`(?sm)^v(\d+)\.(\d+)$`); !ok {
+	if _, ok := set.rx[`(?sm)^v(\d+)\.(\d+)$`].(*rx); !ok {
 		t.Fatal("Coraza compiled @rx without Rampart's operator")
 	}
 	tx := w.NewTransaction()

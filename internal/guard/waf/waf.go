@@ -18,6 +18,7 @@ import (
 
 	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
 	"github.com/corazawaf/coraza/v3"
+	"github.com/corazawaf/coraza/v3/experimental/plugins/plugintypes"
 	"github.com/corazawaf/coraza/v3/types"
 
 	"github.com/rampartproxy/rampart/internal/guard"
@@ -61,11 +62,21 @@ type Firewall struct {
 	waf coraza.WAF
 }
 
-// New compiles s. It returns nil for mode off.
-func New(s Settings) (*Firewall, error) {
+// New compiles s on its own, keeping nothing for another compile. It
+// returns nil for mode off.
+func New(s Settings) (*Firewall, error) { return compile(nil, s) }
+
+// compile compiles s, the compiled patterns kept in set (nil: nowhere).
+// Compiles take turns: Coraza finds the operator factory, and so the
+// Set, through a package-level registry.
+func compile(set *Set, s Settings) (*Firewall, error) {
 	if s.Mode == Off || s.Mode == "" {
 		return nil, nil
 	}
+	compileMu.Lock()
+	defer compileMu.Unlock()
+	compiling = set
+	defer func() { compiling = nil }()
 	w, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(directives(s)))
 	if err != nil {
 		return nil, fmt.Errorf("waf: %w", err)
@@ -82,18 +93,47 @@ func New(s Settings) (*Firewall, error) {
 type Set struct {
 	mu         sync.Mutex
 	prev, have map[string]*Firewall
+	// rx and prevRX are the compiled @rx operators, by pattern, of this
+	// Set's compiles and of the previous config's (compileMu guards them).
+	rx, prevRX map[string]plugintypes.Operator
 }
 
 // NewSet returns an empty Set that takes what it can from prev (nil at
 // start) until Done.
 func NewSet(prev *Set) *Set {
-	s := &Set{have: map[string]*Firewall{}}
+	s := &Set{have: map[string]*Firewall{}, rx: map[string]plugintypes.Operator{}}
 	if prev != nil {
 		prev.mu.Lock()
 		s.prev = prev.have
 		prev.mu.Unlock()
+		compileMu.Lock()
+		s.prevRX = prev.rx
+		compileMu.Unlock()
 	}
 	return s
+}
+
+// operator returns the compiled operator for pattern this Set or the
+// previous one has; nil for none, or outside a Set.
+func (set *Set) operator(pattern string) plugintypes.Operator {
+	if set == nil {
+		return nil
+	}
+	if op := set.rx[pattern]; op != nil {
+		return op
+	}
+	if op := set.prevRX[pattern]; op != nil {
+		set.rx[pattern] = op
+		return op
+	}
+	return nil
+}
+
+// keep remembers a compiled operator in the Set compiling.
+func (set *Set) keep(pattern string, op plugintypes.Operator) {
+	if set != nil {
+		set.rx[pattern] = op
+	}
 }
 
 // New returns the firewall for settings: one this Set has, one the
@@ -111,7 +151,7 @@ func (set *Set) New(s Settings) (*Firewall, error) {
 	}
 	if f == nil {
 		var err error
-		if f, err = New(s); err != nil {
+		if f, err = compile(set, s); err != nil {
 			return nil, err
 		}
 	}
@@ -119,12 +159,15 @@ func (set *Set) New(s Settings) (*Firewall, error) {
 	return f, nil
 }
 
-// Done lets go of the previous config's firewalls that this one does not
-// use.
+// Done lets go of the previous config's firewalls and compiled patterns
+// that this one does not use.
 func (set *Set) Done() {
 	set.mu.Lock()
 	set.prev = nil
 	set.mu.Unlock()
+	compileMu.Lock()
+	set.prevRX = nil
+	compileMu.Unlock()
 }
 
 // Len is how many firewalls the Set holds.

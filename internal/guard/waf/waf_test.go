@@ -167,3 +167,46 @@ func TestSecretsStayOutOfMatches(t *testing.T) {
 		t.Errorf("a query parameter's match is not shown at all: %+v", v.Matches)
 	}
 }
+
+// TestSetOwnsItsPatterns: the compiled @rx operators live in the Set of
+// the config that compiled them, not in the package. A reload's Set takes
+// the previous one's operators for the patterns it shares (no second
+// compile), and once it is Done, a pattern only the previous config had
+// is held by nobody; the firewalls still work.
+func TestSetOwnsItsPatterns(t *testing.T) {
+	t.Parallel()
+	withRule := func(pattern string) Settings {
+		s := settings(Block)
+		s.Directives = `SecRule ARGS "@rx ` + pattern + `" "id:10001,phase:2,deny,status:403,log"`
+		return s
+	}
+	first := NewSet(nil)
+	if _, err := first.New(withRule("only-in-the-first")); err != nil {
+		t.Fatal(err)
+	}
+	first.Done()
+	if len(first.rx) < 100 || first.rx["(?sm)only-in-the-first"] == nil {
+		t.Fatalf("the first Set holds %d patterns, its own rule's: %v", len(first.rx), first.rx["(?sm)only-in-the-first"] != nil)
+	}
+	second := NewSet(first)
+	f, err := second.New(withRule("only-in-the-second"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second.Done()
+	reused := 0
+	for p, op := range second.rx {
+		if first.rx[p] == op {
+			reused++
+		}
+	}
+	if reused < len(first.rx)-1 {
+		t.Errorf("the second Set compiled again %d of the patterns the first had", len(first.rx)-1-reused)
+	}
+	if second.rx["(?sm)only-in-the-first"] != nil || second.prevRX != nil || second.rx["(?sm)only-in-the-second"] == nil {
+		t.Errorf("after Done the second Set holds the first's own pattern, or not its own")
+	}
+	if v := f.Check(request("GET", "/?q=only-in-the-second", "", nil), "192.0.2.1", "t1"); v.Denial == nil {
+		t.Error("the second firewall's own rule did not block")
+	}
+}
