@@ -1,11 +1,16 @@
 package portal
 
 import (
+	"log/slog"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"testing"
 
+	"github.com/rampartproxy/rampart/internal/auth"
+	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
+	"github.com/rampartproxy/rampart/internal/store"
 )
 
 // TestLocalNext: after signing in, only a path on this site: never
@@ -67,5 +72,50 @@ func TestTOTPIssuerIsTheSite(t *testing.T) {
 	}
 	if got := (&Portal{issuer: "Example Shop"}).issuerFor(r); got != "Example Shop" {
 		t.Errorf("issuer %q, want auth.issuer", got)
+	}
+}
+
+// TestGroupSecret: a TOTP key is shown in groups of four, to be typed.
+func TestGroupSecret(t *testing.T) {
+	t.Parallel()
+	if got := groupSecret("JBSWY3DPEHPK3PXPJBSW"); got != "JBSW Y3DP EHPK 3PXP JBSW" {
+		t.Errorf("groupSecret = %q", got)
+	}
+}
+
+// TestRequireWithoutASession: a page load without a session is sent to
+// the login page with the page as next (its query kept); any other
+// method gets 401, never a redirect a script would follow; a cookie that
+// names no session is no session.
+func TestRequireWithoutASession(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	st, err := store.OpenEmbedded(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	users := filepath.Join(dir, "users.yaml")
+	hash, err := auth.Hash("alice-long-password-1", auth.DefaultParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := auth.UpdateUsers(users, func([]auth.User) ([]auth.User, error) { return []auth.User{{Name: "alice", Password: hash}}, nil }); err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(config.Auth{UsersFile: users, MFA: config.MFARequired}, st, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	get, _ := http.NewRequest("GET", "https://shop.example/admin/x?tab=2", nil)
+	get = get.WithContext(reqinfo.With(get.Context(), &reqinfo.Info{}))
+	if _, d, login := p.Require(get, nil); d != nil || login != LoginPath+"?next=%2Fadmin%2Fx%3Ftab%3D2" {
+		t.Errorf("a page load: denial %v, login %q", d, login)
+	}
+	post, _ := http.NewRequest("POST", "https://shop.example/admin/x", nil)
+	post.AddCookie(&http.Cookie{Name: auth.CookieName, Value: "not-a-session"})
+	post = post.WithContext(reqinfo.With(post.Context(), &reqinfo.Info{}))
+	if _, d, login := p.Require(post, nil); d == nil || d.Status != http.StatusUnauthorized || login != "" {
+		t.Errorf("a POST with a made-up session: denial %v, login %q", d, login)
 	}
 }
