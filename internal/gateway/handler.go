@@ -36,7 +36,27 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	snap := g.snap.Load()
-	// The request's facts and its writer, in one allocation.
+	r, info, sw := g.begin(w, r, snap)
+	end := g.metrics.Begin()
+	g.inFlight.Add(1)
+	defer g.done(r, info, sw, end)
+	defer g.recoverPanic(sw, info)
+
+	st, rt, in := g.normalize(snap, r, info)
+	// Every response, Rampart's own pages included, gets the route's
+	// security headers just before it is written.
+	sw.headers, sw.nonce = rt.headers, info.Nonce
+	user, own, ok := g.admit(sw, r, info, snap, st, rt, in)
+	if !ok {
+		return
+	}
+	g.forward(sw, r, info, snap, st, rt, user, own, in.merged)
+}
+
+// begin makes the request's facts (client, request ID) and its writer, in
+// one allocation, and puts the facts in r's context: guards ask it who
+// the client is.
+func (g *Gateway) begin(w http.ResponseWriter, r *http.Request, snap *snapshot) (*http.Request, *reqinfo.Info, *statusWriter) {
 	ex := &struct {
 		info reqinfo.Info
 		sw   statusWriter
@@ -47,7 +67,7 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 	} else {
 		info.ID = reqinfo.NewID()
 	}
-	r = r.WithContext(reqinfo.With(r.Context(), info)) // guards ask it who the client is
+	r = r.WithContext(reqinfo.With(r.Context(), info))
 	sw := &ex.sw
 	sw.ResponseWriter, sw.send = w, snap.cfg.Timeouts.Send.Std()
 	if r.ProtoMajor == 1 {
@@ -60,84 +80,99 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		sw.extendDeadline()
 	}
 	sw.Header()["X-Request-Id"] = []string{info.ID} // Set would canonicalise the name anew each time
-	end := g.metrics.Begin()
-	g.inFlight.Add(1)
-	defer func() {
-		// net/http sends what it still buffers (the last chunk, a
-		// header without a body) after this returns.
-		if sw.h1 {
-			sw.extendDeadline()
-		}
-		end()
-		if context.Cause(r.Context()) == errDrainCut {
-			telemetry.Event(g.log, "request_cut", info, "shutdown", "the drain deadline passed before the response was done")
-		}
-		g.finish(r, info, sw)
-		g.inFlight.Add(-1)
-	}()
-	defer g.recoverPanic(sw, info)
+	return r, info, sw
+}
 
+// done ends a request: the metrics, the cut event when the drain deadline
+// ended it, and its log line.
+func (g *Gateway) done(r *http.Request, info *reqinfo.Info, sw *statusWriter, end func()) {
+	// net/http sends what it still buffers (the last chunk, a header
+	// without a body) after serveHTTPS returns.
+	if sw.h1 {
+		sw.extendDeadline()
+	}
+	end()
+	if context.Cause(r.Context()) == errDrainCut {
+		telemetry.Event(g.log, "request_cut", info, "shutdown", "the drain deadline passed before the response was done")
+	}
+	g.finish(r, info, sw)
+	g.inFlight.Add(-1)
+}
+
+// inbound is what normalising a request found, for admit and forward.
+type inbound struct {
+	dropped    []string      // headers the normaliser dropped, by name
+	badRequest *guard.Denial // a path that cannot be read one way only
+	merged     *url.URL      // the path as sent, when merging "//" was all that changed it
+}
+
+// normalize finds the site and, from the request the app will get, the
+// route (the fallback one for an unknown host or a bad path), and makes
+// the response's CSP nonce. From here on every guard, the route and the
+// upstream see the same path and headers (but a route's path_as_sent,
+// in forward).
+func (g *Gateway) normalize(snap *snapshot, r *http.Request, info *reqinfo.Info) (*site, *route, inbound) {
 	st := snap.lookup(reqinfo.Host(r.Host))
 	rt := snap.fallback
-	var dropped []string
-	var badRequest *guard.Denial
-	var merged *url.URL // the path as sent, when merging "//" was all that changed it
+	var in inbound
 	if st != nil {
-		// From here on the request is the one the app will get: every
-		// guard, the route and the upstream see the same path and headers
-		// (but a route's path_as_sent, below).
 		sentPath, sentRaw := r.URL.Path, r.URL.RawPath
-		if dropped, badRequest = st.inbound.Normalize(r); badRequest == nil {
+		if in.dropped, in.badRequest = st.inbound.Normalize(r); in.badRequest == nil {
 			rt = st.route(r.URL.Path)
 			info.Path = r.URL.Path
 			if normalize.OnlyMerged(sentPath, r.URL.Path) {
-				merged = &url.URL{Path: sentPath, RawPath: sentRaw}
+				in.merged = &url.URL{Path: sentPath, RawPath: sentRaw}
 			}
 		}
 	}
-	// Every response, Rampart's own pages included, gets the route's
-	// security headers just before it is written.
 	if rt.headers.CSP().UsesNonce() {
 		info.Nonce = csp.NewNonce()
 	}
-	sw.headers, sw.nonce = rt.headers, info.Nonce
+	return st, rt, in
+}
+
+// admit runs the checks that need no body, in order, answering the first
+// refusal: the host and port, the header size, the path, the CSP report
+// endpoint, the route's networks and login, then the request guards. It
+// returns who is signed in (on a protected route), whether the request is
+// for Rampart's own pages, and whether it may go on.
+func (g *Gateway) admit(sw *statusWriter, r *http.Request, info *reqinfo.Info, snap *snapshot, st *site, rt *route, in inbound) (user *portal.Identity, own, ok bool) {
 	if st == nil {
 		g.deny(sw, info, unknownHost(http.StatusMisdirectedRequest, r.Host))
-		return
+		return nil, false, false
 	}
 	if !servedPort(r) {
 		g.deny(sw, info, unservedPort.With("host "+r.Host))
-		return
+		return nil, false, false
 	}
 	info.Site = st.name
 	if n, largest := headerSize(r); n > int64(snap.cfg.MaxHeaderSize) {
 		g.deny(sw, info, tooLarge.With(fmt.Sprintf("%d bytes over %d; the largest field: %s", n, snap.cfg.MaxHeaderSize, largest)))
-		return
+		return nil, false, false
 	}
-	if badRequest != nil {
-		g.deny(sw, info, badRequest)
-		return
+	if in.badRequest != nil {
+		g.deny(sw, info, in.badRequest)
+		return nil, false, false
 	}
-	if len(dropped) > 0 {
+	if len(in.dropped) > 0 {
 		// Names only, never values; a flood of names is cut short.
-		names := strings.Join(dropped, ",")
+		names := strings.Join(in.dropped, ",")
 		telemetry.Event(g.log, "header_dropped", info, "ambiguous_request_header", names[:min(len(names), 512)])
 	}
 	if r.URL.Path == csp.ReportPath {
 		g.serveReport(sw, r, info)
-		return
+		return nil, false, false
 	}
 	if d := rt.allow.Check(info.Client.Client); d != nil {
 		g.deny(sw, info, d) // a network restriction: before any other guard
-		return
+		return nil, false, false
 	}
 	// Rampart's own pages (the login portal) are under portal.Prefix; a
 	// protected route's request needs a session before anything else.
-	own := strings.HasPrefix(r.URL.Path, portal.Prefix)
-	var user *portal.Identity
+	own = strings.HasPrefix(r.URL.Path, portal.Prefix)
 	if rt.auth != nil && !own {
 		if user = g.requireLogin(sw, r, info, snap.portal, rt.auth); user == nil {
-			return
+			return nil, false, false
 		}
 	}
 	for _, gd := range st.guards {
@@ -146,9 +181,16 @@ func (g *Gateway) serveHTTPS(w http.ResponseWriter, r *http.Request) {
 		}
 		if d := gd.Check(r); d != nil {
 			g.deny(sw, info, d)
-			return
+			return nil, false, false
 		}
 	}
+	return user, own, true
+}
+
+// forward reads the body within its budget and checks what needs it,
+// serves Rampart's own pages, runs the firewall, and sends the rest to
+// the app, with the response guards ready for its answer.
+func (g *Gateway) forward(sw *statusWriter, r *http.Request, info *reqinfo.Info, snap *snapshot, st *site, rt *route, user *portal.Identity, own bool, merged *url.URL) {
 	release, d := st.body.Buffer(sw, r, ratelimit.ClientKey(info.Client.Client))
 	defer release()
 	// The body is complete (Go answered the client's Expect when it was
