@@ -54,6 +54,41 @@ of its own reaches the report.
 `
 
 func (e env) audit(args []string) int {
+	a, code, ok := e.auditArgs(args)
+	if !ok {
+		return code
+	}
+	reports := e.runAudit(a)
+	var buf bytes.Buffer
+	color := a.out == "" && a.format == "text" && isTerminal(e.stdout)
+	if err := report.Write(&buf, a.format, reports, color); err != nil {
+		return e.fail(err, "")
+	}
+	if a.out != "" {
+		if err := os.WriteFile(a.out, buf.Bytes(), 0o644); err != nil {
+			return e.fail(err, "")
+		}
+	} else if _, err := e.stdout.Write(buf.Bytes()); err != nil {
+		return e.fail(err, "")
+	}
+	return e.auditGate(a, reports)
+}
+
+// auditRun is one `rampart audit`, its flags read and checked.
+type auditRun struct {
+	targets             []string
+	opts                audit.Options
+	local               bool
+	localDirs, unitDirs string
+	format, out         string
+	failUnder, baseline string
+	before              map[string]audit.Report // the baseline's reports, by target
+}
+
+// auditArgs reads audit's flags and URLs (flags may come before, between
+// or after the URLs) and checks them; when it returns !ok, code is the
+// exit code, the usage error already written.
+func (e env) auditArgs(args []string) (a auditRun, code int, ok bool) {
 	fs := e.flags("audit", auditUsage)
 	format := fs.String("format", "text", "text, json, sarif or html")
 	out := fs.String("out", "", "write the report to FILE instead of stdout")
@@ -71,106 +106,108 @@ func (e env) audit(args []string) int {
 	unitDirs := fs.String("unit-dirs", "", "with --local: comma-separated directories of systemd units (default /etc/systemd/system)")
 	userAgent := fs.String("user-agent", "", "the User-Agent every request sends (default: a current Chrome's, so a target cannot hide from the audit what it shows browsers)")
 	baseline := fs.String("baseline", "", "an earlier --format json report: exit 1 when any check, or the score, got worse")
-	// Flags may come before, between or after the URLs.
 	var targets []string
 	for rest := args; ; {
 		err := fs.Parse(rest)
 		if errors.Is(err, flag.ErrHelp) { // the FlagSet has printed the usage
-			return exitOK
+			return a, exitOK, false
 		}
 		if err != nil {
-			return e.usageError(err.Error(), "run 'rampart audit --help' for its flags")
+			return a, e.usageError(err.Error(), "run 'rampart audit --help' for its flags"), false
 		}
 		if rest = fs.Args(); len(rest) == 0 {
 			break
 		}
 		targets, rest = append(targets, rest[0]), rest[1:]
 	}
+	usage := func(msg, hint string) (auditRun, int, bool) { return a, e.usageError(msg, hint), false }
 	switch {
 	case *local && len(targets) > 0:
-		return e.usageError("--local audits this machine: give no URL with it", "run them one after the other")
+		return usage("--local audits this machine: give no URL with it", "run them one after the other")
 	case !*local && (*localDirs != "" || *unitDirs != ""):
-		return e.usageError("--local-dirs and --unit-dirs go with --local", "")
+		return usage("--local-dirs and --unit-dirs go with --local", "")
 	case len(targets) == 0 && !*local:
-		return e.usageError("no URL to audit", "rampart audit https://app.example.com, or rampart audit --local for this machine")
-	}
-	if !slices.Contains(report.Formats, *format) {
-		return e.usageError(fmt.Sprintf("--format %q is not one of %s", *format, strings.Join(report.Formats, ", ")), "")
-	}
-	if *failUnder != "" && !slices.Contains([]string{"A+", "A", "B", "C", "D", "F"}, *failUnder) {
-		return e.usageError(fmt.Sprintf("--fail-under %q is not A+, A, B, C, D or F", *failUnder), "")
-	}
-	if *cacert != "" && *insecure {
-		return e.usageError("--cacert and --insecure do not go together", "use --cacert to trust a private CA; --insecure trusts anything")
+		return usage("no URL to audit", "rampart audit https://app.example.com, or rampart audit --local for this machine")
+	case !slices.Contains(report.Formats, *format):
+		return usage(fmt.Sprintf("--format %q is not one of %s", *format, strings.Join(report.Formats, ", ")), "")
+	case *failUnder != "" && !slices.Contains([]string{"A+", "A", "B", "C", "D", "F"}, *failUnder):
+		return usage(fmt.Sprintf("--fail-under %q is not A+, A, B, C, D or F", *failUnder), "")
+	case *cacert != "" && *insecure:
+		return usage("--cacert and --insecure do not go together", "use --cacert to trust a private CA; --insecure trusts anything")
 	}
 	for _, t := range targets {
 		if _, err := scan.NewTarget(t, scan.Options{}); err != nil {
-			return e.usageError(err.Error(), "give full URLs, such as https://app.example.com")
+			return usage(err.Error(), "give full URLs, such as https://app.example.com")
 		}
 	}
 	if *deadline <= 0 || *timeout <= 0 {
-		return e.usageError("--deadline and --timeout must be positive", "")
+		return usage("--deadline and --timeout must be positive", "")
 	}
 	if *maxPages < 1 || *maxPages > scan.MaxMaxPages {
-		return e.usageError(fmt.Sprintf("--max-pages must be between 1 and %d", scan.MaxMaxPages), "")
+		return usage(fmt.Sprintf("--max-pages must be between 1 and %d", scan.MaxMaxPages), "")
 	}
-	var before map[string]audit.Report
+	a = auditRun{targets: targets, local: *local, localDirs: *localDirs, unitDirs: *unitDirs, format: *format, out: *out, failUnder: *failUnder, baseline: *baseline,
+		opts: audit.Options{Options: scan.Options{Insecure: *insecure, Timeout: *timeout, HTTPPort: *httpPort, MaxPages: *maxPages, UserAgent: *userAgent},
+			Active: *active, Concurrency: *concurrency, Deadline: *deadline}}
 	if *baseline != "" {
 		old, err := audit.LoadReports(*baseline)
 		if err != nil {
-			return e.usageError(err.Error(), "write one with: rampart audit URL --format json --out baseline.json")
+			return usage(err.Error(), "write one with: rampart audit URL --format json --out baseline.json")
 		}
-		before = map[string]audit.Report{}
+		a.before = map[string]audit.Report{}
 		for _, r := range old {
-			before[r.Target] = r
+			a.before[r.Target] = r
 		}
 	}
-	opts := audit.Options{Options: scan.Options{Insecure: *insecure, Timeout: *timeout, HTTPPort: *httpPort, MaxPages: *maxPages, UserAgent: *userAgent}, Active: *active, Concurrency: *concurrency,
-		Deadline: *deadline}
 	if *cacert != "" {
 		pem, err := os.ReadFile(*cacert)
 		if err != nil {
-			return e.usageError(err.Error(), "")
+			return usage(err.Error(), "")
 		}
-		opts.Roots = x509.NewCertPool()
-		if !opts.Roots.AppendCertsFromPEM(pem) {
-			return e.usageError(fmt.Sprintf("%s holds no PEM certificate", *cacert), "rampart ca root > rampart-ca.pem writes Rampart's local CA")
+		a.opts.Roots = x509.NewCertPool()
+		if !a.opts.Roots.AppendCertsFromPEM(pem) {
+			return usage(fmt.Sprintf("%s holds no PEM certificate", *cacert), "rampart ca root > rampart-ca.pem writes Rampart's local CA")
 		}
 	}
-	terminal := isTerminal(e.stderr)
-	if terminal && len(targets) > 1 {
-		opts.Progress = func(done, total int) { fmt.Fprintf(e.stderr, "\raudited %d of %d", done, total) }
+	return a, exitOK, true
+}
+
+// runAudit audits the targets, or this machine, showing progress on a
+// terminal; ^C ends it with what is done.
+func (e env) runAudit(a auditRun) []audit.Report {
+	if isTerminal(e.stderr) && len(a.targets) > 1 {
+		a.opts.Progress = func(done, total int) { fmt.Fprintf(e.stderr, "\raudited %d of %d", done, total) }
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	var reports []audit.Report
-	if *local {
-		reports = []audit.Report{hostaudit.Run(ctx, hostaudit.Options{Dirs: splitList(*localDirs), UnitDirs: splitList(*unitDirs)})}
+	if a.local {
+		reports = []audit.Report{hostaudit.Run(ctx, hostaudit.Options{Dirs: splitList(a.localDirs), UnitDirs: splitList(a.unitDirs)})}
 	} else {
-		reports = audit.Run(ctx, targets, opts)
+		reports = audit.Run(ctx, a.targets, a.opts)
 	}
-	if opts.Progress != nil {
+	if a.opts.Progress != nil {
 		fmt.Fprintln(e.stderr)
 	}
-	var buf bytes.Buffer
-	color := *out == "" && *format == "text" && isTerminal(e.stdout)
-	if err := report.Write(&buf, *format, reports, color); err != nil {
-		return e.fail(err, "")
-	}
-	if *out != "" {
-		if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
-			return e.fail(err, "")
-		}
-	} else if _, err := e.stdout.Write(buf.Bytes()); err != nil {
-		return e.fail(err, "")
-	}
+	return reports
+}
+
+// auditGate is audit's exit code, each reason on stderr: a target not
+// reached (2); an incomplete grade, a check or score worse than the
+// baseline, or a grade under --fail-under (1).
+func (e env) auditGate(a auditRun, reports []audit.Report) int {
 	code := exitOK
+	failed := func() {
+		if code == exitOK {
+			code = exitError
+		}
+	}
 	var below, incomplete []string
 	for _, r := range reports {
 		if r.Unreachable != "" {
 			fmt.Fprintf(e.stderr, "rampart: error: %s could not be reached: %s\n", r.Target, r.Unreachable)
 			code = exitUsage
-		} else if *failUnder != "" && !grade.AtLeast(r.Grade, *failUnder) {
+		} else if a.failUnder != "" && !grade.AtLeast(r.Grade, a.failUnder) {
 			below = append(below, fmt.Sprintf("%s grades %s (score %d)", r.Target, r.Grade, r.Score))
 		} else if len(r.Incomplete) > 0 {
 			// The grade is an upper bound: what did not run could lower
@@ -182,46 +219,47 @@ func (e env) audit(args []string) int {
 	if len(incomplete) > 0 {
 		fmt.Fprintf(e.stderr, "rampart: error: incomplete: %s\n", strings.Join(incomplete, "; "))
 		fmt.Fprintln(e.stderr, "rampart: hint: the report lists each check that did not run and why (a target that drops connections, or --deadline)")
-		if code == exitOK {
-			code = exitError
-		}
+		failed()
 	}
-	if before != nil {
-		var worse, better []string
-		for _, r := range reports {
-			old, ok := before[r.Target]
-			if !ok {
-				fmt.Fprintf(e.stderr, "rampart: note: %s is not in the baseline %s: nothing to compare\n", scan.Clean(r.Target), *baseline)
-				continue
-			}
-			w, b := audit.Compare(old, r)
-			// A baseline is a file anyone may have written: what it says
-			// is escaped like what a target sends.
-			for _, c := range w {
-				worse = append(worse, scan.Clean(c.Target+": "+c.What))
-			}
-			for _, c := range b {
-				better = append(better, scan.Clean(c.Target+": "+c.What))
-			}
-		}
-		if len(better) > 0 {
-			fmt.Fprintf(e.stderr, "rampart: note: better than the baseline:\n  %s\n", strings.Join(better, "\n  "))
-		}
-		if len(worse) > 0 {
-			fmt.Fprintf(e.stderr, "rampart: error: worse than the baseline %s:\n  %s\n", *baseline, strings.Join(worse, "\n  "))
-			if code == exitOK {
-				code = exitError
-			}
-		}
+	if a.before != nil && e.worseThanBaseline(a, reports) {
+		failed()
 	}
 	if len(below) > 0 {
-		fmt.Fprintf(e.stderr, "rampart: error: below --fail-under %s: %s\n", *failUnder, strings.Join(below, "; "))
+		fmt.Fprintf(e.stderr, "rampart: error: below --fail-under %s: %s\n", a.failUnder, strings.Join(below, "; "))
 		fmt.Fprintln(e.stderr, "rampart: hint: the report above lists what failed first, each with its fix")
-		if code == exitOK {
-			code = exitError
-		}
+		failed()
 	}
 	return code
+}
+
+// worseThanBaseline compares each report with the baseline's, says on
+// stderr what got better and what got worse, and reports whether
+// anything did.
+func (e env) worseThanBaseline(a auditRun, reports []audit.Report) bool {
+	var worse, better []string
+	for _, r := range reports {
+		old, ok := a.before[r.Target]
+		if !ok {
+			fmt.Fprintf(e.stderr, "rampart: note: %s is not in the baseline %s: nothing to compare\n", scan.Clean(r.Target), a.baseline)
+			continue
+		}
+		w, b := audit.Compare(old, r)
+		// A baseline is a file anyone may have written: what it says is
+		// escaped like what a target sends.
+		for _, c := range w {
+			worse = append(worse, scan.Clean(c.Target+": "+c.What))
+		}
+		for _, c := range b {
+			better = append(better, scan.Clean(c.Target+": "+c.What))
+		}
+	}
+	if len(better) > 0 {
+		fmt.Fprintf(e.stderr, "rampart: note: better than the baseline:\n  %s\n", strings.Join(better, "\n  "))
+	}
+	if len(worse) > 0 {
+		fmt.Fprintf(e.stderr, "rampart: error: worse than the baseline %s:\n  %s\n", a.baseline, strings.Join(worse, "\n  "))
+	}
+	return len(worse) > 0
 }
 
 func isTerminal(w any) bool {
