@@ -68,63 +68,87 @@ func (e env) serve(args []string) int {
 	if *cfgPath == "" && *upstream == "" && fileExists("rampart.yaml") {
 		*cfgPath = "rampart.yaml"
 	}
-	overrides := func(c *config.Config) {
-		if *httpsAddr != "" {
-			c.Listen.HTTPS = *httpsAddr
-		}
-		if *httpAddr != "" {
-			c.Listen.HTTP = *httpAddr
-		}
-		if *stateDir != "" {
-			c.StateDir = *stateDir
-		}
-	}
-	log := telemetry.NewLogger(e.stdout, level)
-
-	// load builds the config: from the file, or from flags. It runs again
-	// on SIGHUP.
-	var app *demo.Server
-	load := func() (*config.Config, error) {
-		if *cfgPath != "" {
-			c, err := config.Load(*cfgPath)
-			if err != nil {
-				return nil, err
-			}
-			overrides(c)
-			built, err := config.Build(*c) // re-validate what the flags changed
-			if err != nil {
-				return nil, err
-			}
-			// The file's warnings, with their lines (the flags change no
-			// route); logged at start and on every reload.
-			built.Warnings = c.Warnings
-			for _, w := range built.Warnings {
-				log.Warn("config warning", "warning", w.Error())
-			}
-			return built, nil
-		}
-		up := *upstream
-		if up == "" {
-			up = app.URL()
-		}
-		c := config.Config{
-			Listen: config.Listen{HTTPS: quickHTTPS, HTTP: quickHTTP},
-			Sites:  []config.Site{{Hosts: quickHosts, Upstream: up}},
-		}
-		overrides(&c)
-		return config.Build(c)
-	}
-	if *cfgPath == "" && *upstream == "" {
+	s := serveRun{cfgPath: *cfgPath, upstream: *upstream, httpsAddr: *httpsAddr, httpAddr: *httpAddr, stateDir: *stateDir,
+		log: telemetry.NewLogger(e.stdout, level)}
+	if s.cfgPath == "" && s.upstream == "" {
 		var err error
-		if app, err = demo.Start(); err != nil {
+		if s.app, err = demo.Start(); err != nil {
 			return e.fail(fmt.Errorf("start the demo app: %w", err), "")
 		}
-		defer app.Close(context.Background())
+		defer s.app.Close(context.Background())
 	}
-	cfg, err := load()
+	cfg, err := s.load()
 	if err != nil {
 		return e.fail(err, "run 'rampart validate --config FILE' to see every problem; the README lists every key")
 	}
+	g, code, ok := e.startGateway(cfg, s.log)
+	if !ok {
+		return code
+	}
+	e.banner(g, cfg, s.cfgPath, s.app)
+	boundHTTPS, boundHTTP := g.Addrs()
+	s.log.Info("started", "https", boundHTTPS, "http", boundHTTP, "load_balancer", g.LoadBalancerAddr(), "sites", len(cfg.Sites), "config", s.cfgPath)
+	return e.serveUntilStopped(g, s)
+}
+
+// serveRun is one `rampart serve`: its flags, its log, and the demo app
+// when it serves that.
+type serveRun struct {
+	cfgPath, upstream             string
+	httpsAddr, httpAddr, stateDir string
+	log                           *slog.Logger
+	app                           *demo.Server // nil unless serving the demo
+}
+
+// load builds the config: from the file, or from the flags (the demo
+// app's, without --upstream). It runs again on SIGHUP.
+func (s serveRun) load() (*config.Config, error) {
+	if s.cfgPath != "" {
+		c, err := config.Load(s.cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		s.overrides(c)
+		built, err := config.Build(*c) // re-validate what the flags changed
+		if err != nil {
+			return nil, err
+		}
+		// The file's warnings, with their lines (the flags change no
+		// route); logged at start and on every reload.
+		built.Warnings = c.Warnings
+		for _, w := range built.Warnings {
+			s.log.Warn("config warning", "warning", w.Error())
+		}
+		return built, nil
+	}
+	up := s.upstream
+	if up == "" {
+		up = s.app.URL()
+	}
+	c := config.Config{
+		Listen: config.Listen{HTTPS: quickHTTPS, HTTP: quickHTTP},
+		Sites:  []config.Site{{Hosts: quickHosts, Upstream: up}},
+	}
+	s.overrides(&c)
+	return config.Build(c)
+}
+
+// overrides applies the listen and state flags over a config.
+func (s serveRun) overrides(c *config.Config) {
+	if s.httpsAddr != "" {
+		c.Listen.HTTPS = s.httpsAddr
+	}
+	if s.httpAddr != "" {
+		c.Listen.HTTP = s.httpAddr
+	}
+	if s.stateDir != "" {
+		c.StateDir = s.stateDir
+	}
+}
+
+// startGateway builds and starts the gateway for cfg, or says why it
+// cannot and what to do.
+func (e env) startGateway(cfg *config.Config, log *slog.Logger) (g *gateway.Gateway, code int, ok bool) {
 	g, err := gateway.New(cfg, log)
 	if err != nil {
 		hint := ""
@@ -135,18 +159,20 @@ func (e env) serve(args []string) int {
 			hint = fmt.Sprintf("state_dir %s must be writable by the user rampart runs as (uid %d): under systemd, StateDirectory=rampart; "+
 				"in a container, a volume mounted there without :ro", cfg.StateDir, os.Getuid())
 		}
-		return e.fail(err, hint)
+		return nil, e.fail(err, hint), false
 	}
 	if err := g.Start(); err != nil {
-		return e.fail(err, "pick other addresses with --https and --http, or under listen: in the config")
+		return nil, e.fail(err, "pick other addresses with --https and --http, or under listen: in the config"), false
 	}
 	if os.Geteuid() == 0 {
 		log.Warn("running as root: run rampart as its own user, with cap_net_bind_service for ports below 1024 (see the README)")
 	}
-	e.banner(g, cfg, *cfgPath, app)
-	boundHTTPS, boundHTTP := g.Addrs()
-	log.Info("started", "https", boundHTTPS, "http", boundHTTP, "load_balancer", g.LoadBalancerAddr(), "sites", len(cfg.Sites), "config", *cfgPath)
+	return g, exitOK, true
+}
 
+// serveUntilStopped serves until a listener fails or a signal stops it,
+// reloading the config on SIGHUP.
+func (e env) serveUntilStopped(g *gateway.Gateway, s serveRun) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
@@ -156,53 +182,59 @@ func (e env) serve(args []string) int {
 			if err == nil {
 				continue
 			}
-			log.Error("listener failed", "error", err.Error())
+			s.log.Error("listener failed", "error", err.Error())
 			_ = g.Shutdown(context.Background())
 			return e.fail(err, "")
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				if err := g.ReloadWith(load); err != nil {
-					log.Error("reload refused; the previous config keeps serving", "error", err.Error())
+				if err := g.ReloadWith(s.load); err != nil {
+					s.log.Error("reload refused; the previous config keeps serving", "error", err.Error())
 				} else {
-					log.Info("reloaded", "config", *cfgPath)
+					s.log.Info("reloaded", "config", s.cfgPath)
 				}
 				continue
 			}
-			log.Info("shutting down", "signal", sig.String(), "drain_timeout", drainTimeout.String())
-			fmt.Fprintln(e.stderr, "rampart: finishing the requests in flight; Ctrl-C again to stop at once")
-			ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-			again := make(chan os.Signal, 1)
-			go func() {
-				// A second SIGINT or SIGTERM cuts the drain short.
-				for {
-					select {
-					case s := <-sigs:
-						if s == syscall.SIGHUP {
-							continue
-						}
-						again <- s
-						cancel()
-						return
-					case <-ctx.Done():
-						return
-					}
-				}
-			}()
-			err := g.Shutdown(ctx)
-			cancel()
-			select {
-			case s := <-again:
-				log.Warn("stopped at once: requests still in flight were cut off", "signal", s.String())
-				return exitError
-			default:
-			}
-			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-				log.Error("shutdown", "error", err.Error())
-			}
-			log.Info("stopped")
-			return exitOK
+			return e.drain(g, s.log, sig, sigs)
 		}
 	}
+}
+
+// drain shuts the gateway down after sig, finishing the requests in
+// flight for up to drainTimeout; a second SIGINT or SIGTERM cuts it
+// short.
+func (e env) drain(g *gateway.Gateway, log *slog.Logger, sig os.Signal, sigs <-chan os.Signal) int {
+	log.Info("shutting down", "signal", sig.String(), "drain_timeout", drainTimeout.String())
+	fmt.Fprintln(e.stderr, "rampart: finishing the requests in flight; Ctrl-C again to stop at once")
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	again := make(chan os.Signal, 1)
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				if s == syscall.SIGHUP {
+					continue
+				}
+				again <- s
+				cancel()
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	err := g.Shutdown(ctx)
+	cancel()
+	select {
+	case s := <-again:
+		log.Warn("stopped at once: requests still in flight were cut off", "signal", s.String())
+		return exitError
+	default:
+	}
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Error("shutdown", "error", err.Error())
+	}
+	log.Info("stopped")
+	return exitOK
 }
 
 // banner tells a person what is being served and how to trust the CA.
