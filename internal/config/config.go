@@ -659,6 +659,25 @@ func (c *Config) validate() Problems {
 	bad := func(path, format string, args ...any) {
 		ps = append(ps, Problem{Path: path, Msg: fmt.Sprintf(format, args...)})
 	}
+	c.validateListen(bad)
+	c.validateBounds(bad)
+	if len(c.Sites) == 0 {
+		bad("sites", "at least one site is needed")
+	}
+	c.validateProtection(bad)
+	c.validateACME(bad)
+	c.validateAuth(bad)
+	c.validateBrand(bad)
+	c.validateAdmin(bad)
+	owner := map[string]int{} // host → the site that serves it
+	for i, s := range c.Sites {
+		c.validateSite(i, s, owner, bad)
+	}
+	return ps
+}
+
+// validateListen checks the listeners and the proxies trusted in front.
+func (c *Config) validateListen(bad func(path, format string, args ...any)) {
 	for _, l := range []struct{ key, addr string }{{"https", c.Listen.HTTPS}, {"http", c.Listen.HTTP}, {"load_balancer", c.Listen.LoadBalancer}} {
 		if _, _, err := net.SplitHostPort(l.addr); err != nil && l.addr != "off" {
 			bad("listen."+l.key, "%q is not a host:port address (or \"off\")", l.addr)
@@ -682,6 +701,10 @@ func (c *Config) validate() Problems {
 				"and claim HTTPS; list the load balancer's or proxy's own range", p)
 		}
 	}
+}
+
+// validateBounds checks the sizes, budgets and timeouts.
+func (c *Config) validateBounds(bad func(path, format string, args ...any)) {
 	if c.MaxHeaderSize < 1<<10 || c.MaxHeaderSize > 1<<20 {
 		bad("max_header_size", "must be between 1KiB and 1MiB")
 	}
@@ -705,92 +728,92 @@ func (c *Config) validate() Problems {
 			bad("timeouts."+t.key, "must be positive")
 		}
 	}
-	if len(c.Sites) == 0 {
-		bad("sites", "at least one site is needed")
+}
+
+// validateSite checks site i: its hosts (each served by one site only,
+// owner remembers which), upstream, TLS, limits, hardening, firewall and
+// methods.
+func (c *Config) validateSite(i int, s Site, owner map[string]int, bad func(path, format string, args ...any)) {
+	at := fmt.Sprintf("sites[%d]", i)
+	if len(s.Hosts) == 0 {
+		bad(at+".hosts", "a site needs at least one host name")
 	}
-	c.validateProtection(bad)
-	c.validateACME(bad)
-	c.validateAuth(bad)
-	c.validateBrand(bad)
-	c.validateAdmin(bad)
-	owner := map[string]int{}
-	for i, s := range c.Sites {
-		at := fmt.Sprintf("sites[%d]", i)
-		if len(s.Hosts) == 0 {
-			bad(at+".hosts", "a site needs at least one host name")
+	for j, h := range s.Hosts {
+		hp := fmt.Sprintf("%s.hosts[%d]", at, j)
+		if err := checkHost(h); err != nil {
+			bad(hp, "%v", err)
+			continue
+		}
+		if k, dup := owner[h]; dup {
+			bad(hp, "host %q is already served by sites[%d]", h, k)
+		}
+		owner[h] = i
+	}
+	if s.Upstream == "" {
+		bad(at+".upstream", "a site needs an upstream, such as http://127.0.0.1:8000 or unix:/run/gunicorn.sock")
+	} else if _, err := ParseUpstream(s.Upstream); err != nil {
+		bad(at+".upstream", "%v", err)
+	}
+	c.validateTLS(at, s, bad)
+	if s.MaxBody < 0 {
+		bad(at+".max_body", "must not be negative")
+	}
+	if s.UpstreamMaxConns < 1 || s.UpstreamMaxConns > MaxUpstreamConns {
+		bad(at+".upstream_max_conns", "must be between 1 and %d", MaxUpstreamConns)
+	}
+	s.validateHardening(at, bad)
+	validateWAF(at+".waf", &s.WAF, bad)
+	for j := range s.Routes {
+		validateWAF(fmt.Sprintf("%s.routes[%d].waf", at, j), s.Routes[j].WAF, bad)
+	}
+	for j, m := range s.Methods {
+		mp := fmt.Sprintf("%s.methods[%d]", at, j)
+		switch {
+		case m != strings.ToUpper(m) || m == "" || strings.ContainsFunc(m, func(r rune) bool { return r < 'A' || r > 'Z' }):
+			bad(mp, "%q is not an upper-case method name", m)
+		case m == "CONNECT" || m == "TRACE":
+			bad(mp, "%s is never proxied: CONNECT opens tunnels and TRACE reflects credentials", m)
+		}
+	}
+}
+
+// validateTLS checks a site's certificate mode against its hosts and the
+// listeners.
+func (c *Config) validateTLS(at string, s Site, bad func(path, format string, args ...any)) {
+	switch s.TLS.Mode {
+	case TLSOff:
+		if c.Listen.HTTPS != "off" {
+			bad(at+".tls.mode", "off only when listen.https is off (a load balancer terminates TLS)")
+		}
+	case TLSInternal:
+		if s.TLS.Cert != "" || s.TLS.Key != "" {
+			bad(at+".tls", "cert and key are only used with mode: files")
+		}
+	case TLSFiles:
+		if s.TLS.Cert == "" {
+			bad(at+".tls.cert", "mode files needs cert (a PEM chain, leaf first)")
+		}
+		if s.TLS.Key == "" {
+			bad(at+".tls.key", "mode files needs key (a PEM private key)")
+		}
+	case TLSACME:
+		if s.TLS.Cert != "" || s.TLS.Key != "" {
+			bad(at+".tls", "cert and key are only used with mode: files")
 		}
 		for j, h := range s.Hosts {
-			hp := fmt.Sprintf("%s.hosts[%d]", at, j)
-			if err := checkHost(h); err != nil {
-				bad(hp, "%v", err)
-				continue
-			}
-			if k, dup := owner[h]; dup {
-				bad(hp, "host %q is already served by sites[%d]", h, k)
-			}
-			owner[h] = i
-		}
-		if s.Upstream == "" {
-			bad(at+".upstream", "a site needs an upstream, such as http://127.0.0.1:8000 or unix:/run/gunicorn.sock")
-		} else if _, err := ParseUpstream(s.Upstream); err != nil {
-			bad(at+".upstream", "%v", err)
-		}
-		switch s.TLS.Mode {
-		case TLSOff:
-			if c.Listen.HTTPS != "off" {
-				bad(at+".tls.mode", "off only when listen.https is off (a load balancer terminates TLS)")
-			}
-		case TLSInternal:
-			if s.TLS.Cert != "" || s.TLS.Key != "" {
-				bad(at+".tls", "cert and key are only used with mode: files")
-			}
-		case TLSFiles:
-			if s.TLS.Cert == "" {
-				bad(at+".tls.cert", "mode files needs cert (a PEM chain, leaf first)")
-			}
-			if s.TLS.Key == "" {
-				bad(at+".tls.key", "mode files needs key (a PEM private key)")
-			}
-		case TLSACME:
-			if s.TLS.Cert != "" || s.TLS.Key != "" {
-				bad(at+".tls", "cert and key are only used with mode: files")
-			}
-			for j, h := range s.Hosts {
-				if _, err := netip.ParseAddr(h); err == nil {
-					bad(fmt.Sprintf("%s.hosts[%d]", at, j), "%q: ACME certificates are for DNS names, not IP addresses", h)
-				} else if strings.HasPrefix(h, "*.") {
-					bad(fmt.Sprintf("%s.hosts[%d]", at, j), "%q: a wildcard certificate needs the dns-01 challenge, which Rampart does not answer; "+
-						"list the names, or use tls mode files with a wildcard certificate", h)
-				}
-			}
-		default:
-			bad(at+".tls.mode", "%q is not one of internal, files, acme", s.TLS.Mode)
-		}
-		if c.Listen.HTTPS == "off" && s.TLS.Mode != TLSOff {
-			bad(at+".tls", "not used: listen.https is off, and the load balancer holds the certificate")
-		}
-		if s.MaxBody < 0 {
-			bad(at+".max_body", "must not be negative")
-		}
-		if s.UpstreamMaxConns < 1 || s.UpstreamMaxConns > MaxUpstreamConns {
-			bad(at+".upstream_max_conns", "must be between 1 and %d", MaxUpstreamConns)
-		}
-		s.validateHardening(at, bad)
-		validateWAF(at+".waf", &s.WAF, bad)
-		for j := range s.Routes {
-			validateWAF(fmt.Sprintf("%s.routes[%d].waf", at, j), s.Routes[j].WAF, bad)
-		}
-		for j, m := range s.Methods {
-			mp := fmt.Sprintf("%s.methods[%d]", at, j)
-			switch {
-			case m != strings.ToUpper(m) || m == "" || strings.ContainsFunc(m, func(r rune) bool { return r < 'A' || r > 'Z' }):
-				bad(mp, "%q is not an upper-case method name", m)
-			case m == "CONNECT" || m == "TRACE":
-				bad(mp, "%s is never proxied: CONNECT opens tunnels and TRACE reflects credentials", m)
+			if _, err := netip.ParseAddr(h); err == nil {
+				bad(fmt.Sprintf("%s.hosts[%d]", at, j), "%q: ACME certificates are for DNS names, not IP addresses", h)
+			} else if strings.HasPrefix(h, "*.") {
+				bad(fmt.Sprintf("%s.hosts[%d]", at, j), "%q: a wildcard certificate needs the dns-01 challenge, which Rampart does not answer; "+
+					"list the names, or use tls mode files with a wildcard certificate", h)
 			}
 		}
+	default:
+		bad(at+".tls.mode", "%q is not one of internal, files, acme", s.TLS.Mode)
 	}
-	return ps
+	if c.Listen.HTTPS == "off" && s.TLS.Mode != TLSOff {
+		bad(at+".tls", "not used: listen.https is off, and the load balancer holds the certificate")
+	}
 }
 
 func checkHost(h string) error {
