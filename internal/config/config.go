@@ -673,6 +673,9 @@ func (c *Config) validate() Problems {
 	for i, s := range c.Sites {
 		c.validateSite(i, s, owner, bad)
 	}
+	for _, check := range registered() {
+		check(c, bad)
+	}
 	return ps
 }
 

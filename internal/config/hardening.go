@@ -2,13 +2,12 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
-
-	cspguard "github.com/rampartproxy/rampart/internal/guard/csp"
-	"github.com/rampartproxy/rampart/internal/guard/normalize"
 )
 
 // Headers are the security headers set on every HTTPS response, Rampart's
@@ -278,10 +277,10 @@ func (r Route) Merge(site Site) (Headers, CSP, Cookies, bool) {
 	override(&csp.ReportOnly, r.CSP.ReportOnly)
 	override(&csp.Nonce, r.CSP.Nonce)
 	override(&csp.NoncePlaceholder, r.CSP.NoncePlaceholder)
-	csp.Add = cspguard.JoinAdd(csp.Add, r.CSP.Add)
+	csp.Add = JoinAdd(csp.Add, r.CSP.Add)
 	if r.CSP.Preset != nil && *r.CSP.Preset != "" {
 		// A preset is a whole policy, with the nonce off.
-		p, off := cspguard.Presets[*r.CSP.Preset], false
+		p, off := CSPPresets[*r.CSP.Preset], false
 		csp.Policy, csp.Nonce, csp.NoncePlaceholder = &p, &off, nil
 	}
 	override(&ck.SameSite, r.Cookies.SameSite)
@@ -327,26 +326,19 @@ func validateHardening(at string, h Headers, csp CSP, ck Cookies, bad func(path,
 		}
 	}
 	if p := csp.Preset; p != nil && *p != "" {
-		switch _, ok := cspguard.Presets[*p]; {
+		switch _, ok := CSPPresets[*p]; {
 		case !ok:
-			bad(at+".csp.preset", "%q is not a preset (%s)", *p, strings.Join(cspguard.PresetNames(), ", "))
+			bad(at+".csp.preset", "%q is not a preset (%s)", *p, strings.Join(slices.Sorted(maps.Keys(CSPPresets)), ", "))
 		case csp.Policy != nil:
 			bad(at+".csp.preset", "set with policy: the preset is a whole policy; extend it with csp.add instead")
 		case csp.Nonce != nil && *csp.Nonce || csp.NoncePlaceholder != nil:
 			bad(at+".csp.preset", "set with a nonce: the preset turns the nonce off, since 'unsafe-inline' is ignored next to one")
 		}
 	}
-	for d, srcs := range csp.Add {
-		if err := cspguard.CheckAdd(d, srcs); err != nil {
-			bad(at+".csp.add."+d, "%v", err)
-		}
-	}
-	if p := csp.NoncePlaceholder; p != nil && *p != "" {
-		if err := cspguard.CheckPlaceholder(*p); err != nil {
-			bad(at+".csp.nonce_placeholder", "%v", err)
-		} else if csp.Nonce != nil && !*csp.Nonce {
-			bad(at+".csp.nonce_placeholder", "set, but nonce is false: there is no nonce to write")
-		}
+	// The sources of csp.add and the placeholder's shape: guard/csp's
+	// registered Check.
+	if p := csp.NoncePlaceholder; p != nil && *p != "" && csp.Nonce != nil && !*csp.Nonce {
+		bad(at+".csp.nonce_placeholder", "set, but nonce is false: there is no nonce to write")
 	}
 	if ck.Secure != nil && !*ck.Secure {
 		bad(at+".cookies.secure", "only true is accepted: Rampart serves only HTTPS, so Secure never gets in the way")
@@ -387,9 +379,6 @@ func (s *Site) validateHardening(at string, bad func(path, format string, args .
 			bad(fmt.Sprintf("%s.guards.sensitive_paths[%d]", at, i), "%q is not a valid pattern", p)
 		}
 	}
-	if _, err := normalize.New(s.Guards.InsecureUnderscoreHeaders); err != nil {
-		bad(at+".guards.insecure_underscore_headers", "%v", err)
-	}
 	for i, h := range s.Guards.RedirectAllow {
 		if err := checkHost(strings.ToLower(h)); err != nil {
 			bad(fmt.Sprintf("%s.guards.redirect_allow[%d]", at, i), "%v", err)
@@ -398,10 +387,8 @@ func (s *Site) validateHardening(at string, bad func(path, format string, args .
 	seen := map[string]int{}
 	for i, r := range s.Routes {
 		rp := fmt.Sprintf("%s.routes[%d]", at, i)
-		if !strings.HasPrefix(r.Match, "/") {
+		if !strings.HasPrefix(r.Match, "/") { // a canonical one: guard/normalize's Check
 			bad(rp+".match", "%q: a route matches a path prefix starting with /", r.Match)
-		} else if c, ok := normalize.CleanPath(r.Match); !ok || c != r.Match {
-			bad(rp+".match", "%q never matches: requests are matched by their canonical path; write %q", r.Match, c)
 		}
 		if k, dup := seen[routeBase(r.Match)]; dup && s.Routes[k].Match == r.Match {
 			bad(rp+".match", "%q is matched by an earlier route already (routes[%d])", r.Match, k)
@@ -438,3 +425,34 @@ func (p *PathPatterns) UnmarshalYAML(n *yaml.Node) error {
 	*p = list
 	return nil
 }
+
+// JoinAdd returns the sources of a and b together, directive by
+// directive, without changing either: csp.add of a route and of its site,
+// or of the routes it is nested in.
+func JoinAdd(a, b map[string][]string) map[string][]string {
+	if len(b) == 0 {
+		return a
+	}
+	out := maps.Clone(a)
+	if out == nil {
+		out = map[string][]string{}
+	}
+	for d, srcs := range b {
+		out[d] = append(slices.Clone(out[d]), srcs...)
+	}
+	return out
+}
+
+// CSPPresets are whole policies, by name, for the front ends that run
+// only with inline scripts and styles, which no nonce can cover because
+// the tool writes them (flasgger's Swagger UI page, plotly's to_html): a
+// route's csp.preset sets one, with the nonce off ('unsafe-inline' is
+// ignored next to a nonce). Each keeps everything else of DefaultCSP:
+// scripts and styles from the site only, object-src 'none', base-uri,
+// frame-ancestors and form-action 'self'; images may be data: URLs.
+var CSPPresets = map[string]string{
+	"swagger-ui": inlinePolicy,
+	"plotly":     inlinePolicy,
+}
+
+const inlinePolicy = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; base-uri 'self'; frame-ancestors 'self'; form-action 'self'"

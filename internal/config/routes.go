@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	cspguard "github.com/rampartproxy/rampart/internal/guard/csp"
 )
 
 // Routes nest. A route covers its match as a whole path segment, and
@@ -100,7 +98,7 @@ func (r Route) over(outer Route) Route {
 	inherit(&r.CSP.ReportOnly, outer.CSP.ReportOnly)
 	inherit(&r.CSP.Nonce, outer.CSP.Nonce)
 	inherit(&r.CSP.NoncePlaceholder, outer.CSP.NoncePlaceholder)
-	r.CSP.Add = cspguard.JoinAdd(outer.CSP.Add, r.CSP.Add)
+	r.CSP.Add = JoinAdd(outer.CSP.Add, r.CSP.Add)
 	inherit(&r.Cookies.SameSite, outer.Cookies.SameSite)
 	if r.Cookies.JSReadable == nil {
 		r.Cookies.JSReadable = outer.Cookies.JSReadable

@@ -169,3 +169,18 @@ func TestRequestBodiesBounds(t *testing.T) {
 		t.Errorf("defaults %+v", rb)
 	}
 }
+
+func TestJoinAdd(t *testing.T) {
+	t.Parallel()
+	site := map[string][]string{"script-src": {"https://a.test"}}
+	got := JoinAdd(site, map[string][]string{"script-src": {"https://b.test"}, "img-src": {"data:"}})
+	if len(got["script-src"]) != 2 || got["script-src"][1] != "https://b.test" || len(got["img-src"]) != 1 {
+		t.Errorf("JoinAdd = %v", got)
+	}
+	if len(site["script-src"]) != 1 {
+		t.Errorf("JoinAdd changed its input: %v", site)
+	}
+	if JoinAdd(nil, nil) != nil {
+		t.Error("nothing joined to nothing is not nothing")
+	}
+}

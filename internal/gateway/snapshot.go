@@ -447,7 +447,7 @@ func withFormTargets(add map[string][]string, hosts []string) map[string][]strin
 		// Any port: redirect_allow names hosts, whatever their port.
 		fa = append(fa, "https://"+h+":*")
 	}
-	return csp.JoinAdd(add, map[string][]string{"form-action": fa})
+	return config.JoinAdd(add, map[string][]string{"form-action": fa})
 }
 
 // certificate picks the certificate for a handshake by SNI. A client that

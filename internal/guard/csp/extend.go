@@ -2,7 +2,6 @@ package csp
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 )
@@ -31,22 +30,6 @@ var fallback = map[string][]string{
 // extendable are the directives that take sources but have no fallback:
 // absent, they allow everything, so adding to them adds nothing.
 var extendable = map[string]bool{"default-src": true, "form-action": true, "frame-ancestors": true, "base-uri": true}
-
-// JoinAdd returns the sources of a and b together, directive by
-// directive, without changing either.
-func JoinAdd(a, b map[string][]string) map[string][]string {
-	if len(b) == 0 {
-		return a
-	}
-	out := maps.Clone(a)
-	if out == nil {
-		out = map[string][]string{}
-	}
-	for d, srcs := range b {
-		out[d] = append(slices.Clone(out[d]), srcs...)
-	}
-	return out
-}
 
 // CheckAdd reports why sources cannot be added to directive. Rampart
 // adds nonces itself; report endpoints are its own.
@@ -117,23 +100,4 @@ func Extend(policy string, add map[string][]string) string {
 		out[i] = strings.Join(d, " ")
 	}
 	return strings.Join(out, "; ")
-}
-
-// Presets are whole policies, by name, for the front ends that run only
-// with inline scripts and styles, which no nonce can cover because the
-// tool writes them (flasgger's Swagger UI page, plotly's to_html): a
-// route's csp.preset sets one, with the nonce off ('unsafe-inline' is
-// ignored next to a nonce). Each keeps everything else of the default:
-// scripts and styles from the site only, object-src 'none', base-uri,
-// frame-ancestors and form-action 'self'; images may be data: URLs.
-var Presets = map[string]string{
-	"swagger-ui": inlinePolicy,
-	"plotly":     inlinePolicy,
-}
-
-const inlinePolicy = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; base-uri 'self'; frame-ancestors 'self'; form-action 'self'"
-
-// PresetNames lists the presets, sorted, for messages.
-func PresetNames() []string {
-	return slices.Sorted(maps.Keys(Presets))
 }

@@ -1,0 +1,49 @@
+package config_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/rampartproxy/rampart/internal/config"
+	_ "github.com/rampartproxy/rampart/internal/guard/csp"       // registers its config.Check
+	_ "github.com/rampartproxy/rampart/internal/guard/normalize" // registers its config.Check
+)
+
+// TestGuardProblemsHaveLines: the settings only a guard can judge are
+// checked by the Check it registers, within Parse, and reported like the
+// config's own problems, with their lines and in order.
+func TestGuardProblemsHaveLines(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		yaml string
+		want []string // each must appear in the error, in this order
+	}{
+		{"paths that never match a canonical path", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    routes:\n      - match: //admin/\n    rate_limits:\n      - {match: /a/../login, rate: 1/s}\n",
+			[]string{"bad.yaml:5: sites[0].routes[0].match: \"//admin/\" never matches", `write "/admin/"`, "bad.yaml:7: sites[0].rate_limits[0].match: \"/a/../login\" never matches"}},
+		{"underscore headers", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    guards: {insecure_underscore_headers: [X_Forwarded_For]}\n",
+			[]string{"bad.yaml:4: sites[0].guards.insecure_underscore_headers: \"X_Forwarded_For\" reaches the app as HTTP_X_FORWARDED_FOR, which only Rampart may set"}},
+		{"nonce placeholders", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    csp: {nonce_placeholder: __RAMPART_CSP_NONCE__}\n    routes:\n      - match: /a/\n        csp: {nonce_placeholder: short}\n      - match: /b/\n        csp: {nonce: false, nonce_placeholder: __CSP_NONCE_0123456789abcdefghij__}\n",
+			[]string{"bad.yaml:4: sites[0].csp.nonce_placeholder: __RAMPART_CSP_NONCE__ is public", "bad.yaml:7: sites[0].routes[0].csp.nonce_placeholder: a placeholder is a secret of at least 24", "bad.yaml:9: sites[0].routes[1].csp.nonce_placeholder: set, but nonce is false"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := config.Parse("bad.yaml", []byte(tt.yaml))
+			var ps config.Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("Parse error = %v, want Problems", err)
+			}
+			msg := err.Error()
+			at := 0
+			for _, w := range tt.want {
+				i := strings.Index(msg[at:], w)
+				if i < 0 {
+					t.Fatalf("error\n%s\ndoes not contain %q (after offset %d)", msg, w, at)
+				}
+				at += i + len(w)
+			}
+		})
+	}
+}
