@@ -312,8 +312,8 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 	st.key = fmt.Sprint(sc.Upstream, "|", cfg.Timeouts.Upstream, "|", cfg.Timeouts.UpstreamIdle, "|", sc.UpstreamMaxConns, "|", sc.UpstreamQueueTimeout)
 	st.proxy = reuse[st.key]
 	if st.proxy == nil {
-		st.proxy = proxy.New(proxy.Options{Upstream: up, HeaderTimeout: cfg.Timeouts.Upstream.Std(), IdleTimeout: cfg.Timeouts.UpstreamIdle.Std(),
-			MaxConns: sc.UpstreamMaxConns, QueueTimeout: sc.UpstreamQueueTimeout.Std(), Log: log})
+		st.proxy = proxy.New(proxy.Options{URL: up.URL, Socket: up.Socket, HeaderTimeout: cfg.Timeouts.Upstream.Std(), IdleTimeout: cfg.Timeouts.UpstreamIdle.Std(),
+			MaxConns: sc.UpstreamMaxConns, QueueTimeout: sc.UpstreamQueueTimeout.Std(), Log: log, Failed: upstreamFailed(log, sc.UpstreamQueueTimeout.Std())})
 	}
 	// Large bodies spill to the state directory's spool (0700, made at
 	// start), not to a world-writable /tmp.

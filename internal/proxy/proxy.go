@@ -6,7 +6,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,37 +13,55 @@ import (
 	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/rampartproxy/rampart/internal/config"
-	"github.com/rampartproxy/rampart/internal/guard"
-	"github.com/rampartproxy/rampart/internal/pages"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
-	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
 // Options configure a Proxy.
 type Options struct {
-	// Upstream is where requests go.
-	Upstream config.Upstream
+	// URL is where requests go; for a unix socket, a base such as
+	// http://localhost, and Socket is what is dialled.
+	URL    *url.URL
+	Socket string
 	// HeaderTimeout bounds the wait for the upstream's response headers;
-	// past it the client gets 504.
+	// past it the request fails with a "timeout".
 	HeaderTimeout time.Duration
 	// IdleTimeout closes unused keep-alive connections to the upstream.
 	IdleTimeout time.Duration
 	// MaxConns caps the requests in flight to the upstream (and so its
 	// connections); the others wait up to QueueTimeout, in order. 0
-	// means config.DefaultUpstreamMaxConns.
+	// means 64 and 5s (the gateway passes the config's, whose defaults
+	// are the same).
 	MaxConns     int
 	QueueTimeout time.Duration
-	// Log receives upstream errors, with the request ID. Required.
+	// Log receives what the upstream's failures cost (a client that left,
+	// a retry), with the request ID. Required.
 	Log *slog.Logger
+	// Failed answers a request the upstream did not: the proxy reports
+	// what happened, and the caller decides the status, the page, the
+	// Rampart-Reason and the event. Required.
+	Failed func(w http.ResponseWriter, r *http.Request, f Failure)
 }
+
+// Failure is what went wrong forwarding one request.
+type Failure struct {
+	// Kind is "queue_timeout" (the upstream was at MaxConns for the whole
+	// QueueTimeout), or ErrorKind's: "timeout", "refused", "reset" or
+	// "other".
+	Kind string
+	Err  error
+	// InFlight and Waiting are the queue at the time, for queue_timeout.
+	InFlight, Waiting int64
+}
+
+// QueueTimeout is the Failure.Kind of a request that waited its turn for
+// QueueTimeout in vain.
+const QueueTimeout = "queue_timeout"
 
 // Proxy is one site's upstream. It is safe for concurrent use.
 type Proxy struct {
@@ -52,7 +69,7 @@ type Proxy struct {
 	transport *http.Transport // for what client hands over, and preflights
 	client    *client
 	limit     *limited
-	busy      *guard.Denial // the answer when the queue wait runs out
+	failed    func(http.ResponseWriter, *http.Request, Failure)
 	target    *url.URL
 	log       *slog.Logger
 }
@@ -71,7 +88,7 @@ var strippedDownstream = []string{"Server", "X-Powered-By", "X-Aspnet-Version", 
 func New(o Options) *Proxy {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	network, address := "tcp", ""
-	if sock := o.Upstream.Socket; sock != "" {
+	if sock := o.Socket; sock != "" {
 		network, address = "unix", sock
 	}
 	dial := func(ctx context.Context, _, addr string) (net.Conn, error) {
@@ -85,10 +102,10 @@ func New(o Options) *Proxy {
 		return &upstreamConn{Conn: c}, nil
 	}
 	if o.MaxConns <= 0 {
-		o.MaxConns = config.DefaultUpstreamMaxConns
+		o.MaxConns = 64
 	}
 	if o.QueueTimeout <= 0 {
-		o.QueueTimeout = config.DefaultUpstreamQueueTimeout
+		o.QueueTimeout = 5 * time.Second
 	}
 	t := &http.Transport{
 		DialContext: dial,
@@ -115,15 +132,12 @@ func New(o Options) *Proxy {
 		DisableCompression:    true,
 	}
 	c := &client{
-		dial:          func(ctx context.Context) (net.Conn, error) { return dial(ctx, "", o.Upstream.URL.Host) },
+		dial:          func(ctx context.Context) (net.Conn, error) { return dial(ctx, "", o.URL.Host) },
 		headerTimeout: o.HeaderTimeout, idleTimeout: o.IdleTimeout, maxIdle: o.MaxConns, maxHeader: maxResponseHeader,
 		fallback: &retrying{pooled: t, fresh: fresh, log: o.Log}, log: o.Log,
 	}
-	p := &Proxy{transport: t, client: c, target: o.Upstream.URL, log: o.Log,
+	p := &Proxy{transport: t, client: c, target: o.URL, log: o.Log, failed: o.Failed,
 		limit: newLimited(c, o.MaxConns, o.QueueTimeout),
-		busy: &guard.Denial{Status: http.StatusServiceUnavailable, Reason: "upstream_queue_timeout",
-			Message: "The application is busy right now. Try again in a moment.", Key: "sites[].upstream_max_conns",
-			Header: http.Header{"Retry-After": {strconv.Itoa(max(1, int(o.QueueTimeout.Seconds())))}}},
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -328,34 +342,23 @@ func (c *cutShort) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// errorHandler answers 504 when the upstream was too slow and 502 for
-// anything else, with Rampart's own page: never the upstream's bytes, and
-// the cause only in the log.
+// errorHandler reports what went wrong to Failed, which answers: the
+// proxy never writes the upstream's bytes, nor decides what a failure
+// means to the client. A client that went away gets nothing: nobody is
+// left to answer.
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	info := reqinfo.From(r.Context())
 	info.Upstream = upstreamSince(info)
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		// The client went away; nobody is left to answer.
 		p.log.Info("client closed request", "request_id", info.ID)
 		w.WriteHeader(499)
 		return
 	}
+	f := Failure{Kind: ErrorKind(err), Err: err}
 	if errors.Is(err, ErrQueueTimeout) {
-		// The app is at upstream_max_conns and was for the whole wait:
-		// Rampart's refusal, not the app's error.
-		p.busy.With(fmt.Sprintf("%d requests in flight, %d waiting", p.limit.inUse.Load(), p.limit.queued.Load())).Answer(w, p.log, info)
-		return
+		f.Kind, f.InFlight, f.Waiting = QueueTimeout, p.limit.inUse.Load(), p.limit.queued.Load()
 	}
-	status, msg, key := http.StatusBadGateway, "The application is not answering right now.", ""
-	kind := ErrorKind(err)
-	if kind == "timeout" {
-		status, msg, key = http.StatusGatewayTimeout, "The application took too long to answer.", "timeouts.upstream"
-	}
-	// The header tells the app's own 502 or 504 from Rampart's. (Not a
-	// refusal: the upstream failed, and the metrics count it as that.)
-	w.Header().Set(guard.ReasonHeader, guard.ReasonValue("upstream_"+kind, key))
-	telemetry.Refusal(p.log, "upstream_error", info, kind, fmt.Sprintf("status %d: %v", status, err), "", key)
-	pages.Error(w, status, msg, info.ID, info.Nonce)
+	p.failed(w, r, f)
 }
 
 // ErrorKind sorts an upstream error for the log and the metrics:
