@@ -175,10 +175,11 @@ func (g *Gateway) admit(sw *statusWriter, r *http.Request, info *reqinfo.Info, s
 			return nil, false, false
 		}
 	}
-	for _, gd := range st.guards {
-		if gd == st.redirects && !rt.redirectParams || gd == st.paths && own {
-			continue // insecure_open_redirect_params on this route; Rampart's own paths
-		}
+	guards := rt.guards
+	if own {
+		guards = rt.ownGuards
+	}
+	for _, gd := range guards {
 		if d := gd.Check(r); d != nil {
 			g.deny(sw, info, d)
 			return nil, false, false

@@ -102,8 +102,11 @@ type route struct {
 	// redirectParams is false where insecure_open_redirect_params turned
 	// the ?next= check off.
 	redirectParams bool
-	allow          *allowips.Policy  // nil: every client
-	auth           *config.RouteAuth // nil: no login needed
+	// guards are the request guards this route runs, in order, and
+	// ownGuards those for Rampart's own pages (site.assignGuards).
+	guards, ownGuards []requestGuard
+	allow             *allowips.Policy  // nil: every client
+	auth              *config.RouteAuth // nil: no login needed
 	// upgradeLogged is set once this route's app has been caught
 	// redirecting to its own http:// URL, so the hint is logged once.
 	upgradeLogged atomic.Bool
@@ -363,7 +366,19 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 		return nil, err
 	}
 	st.routes = append(st.routes, rt)
+	for _, rt := range st.routes {
+		st.assignGuards(rt)
+	}
 	return st, nil
+}
+
+// assignGuards gives a route the request guards it runs: the site's,
+// without the ?next= check where insecure_open_redirect_params turned it
+// off; and, for Rampart's own pages under /.rampart/, without the
+// sensitive-paths guard as well (those paths are Rampart's).
+func (st *site) assignGuards(rt *route) {
+	rt.guards = slices.DeleteFunc(slices.Clone(st.guards), func(g requestGuard) bool { return g == st.redirects && !rt.redirectParams })
+	rt.ownGuards = slices.DeleteFunc(slices.Clone(rt.guards), func(g requestGuard) bool { return g == st.paths })
 }
 
 // compileRouteWAF is compileRoute with the route's firewall. The rule
