@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -385,7 +386,25 @@ func refused(params string) bool {
 
 // deny answers with Rampart's error page and logs the security event.
 func (g *Gateway) deny(w http.ResponseWriter, info *reqinfo.Info, d *guard.Denial) {
-	d.Answer(w, g.log, info)
+	refuse(w, g.log, info, d, nil)
+}
+
+// refuse is the one place a refusal is rendered, whoever made it (a
+// guard, the portal, the upstream's queue): Rampart's page for the
+// visitor (page, when not nil, is the portal's own), Rampart-Reason for
+// the developer, and the request_blocked event, which the metrics and the
+// alerts count, for the operator. A Denial is data; this is its look.
+func refuse(w http.ResponseWriter, log *slog.Logger, info *reqinfo.Info, d *guard.Denial, page []byte) {
+	for k, vs := range d.Header {
+		w.Header()[k] = vs
+	}
+	w.Header().Set(guard.ReasonHeader, d.ReasonValue())
+	telemetry.Refusal(log, "request_blocked", info, d.Reason, fmt.Sprintf("status %d", d.Status), d.Input, d.Key)
+	if page == nil {
+		pages.Error(w, d.Status, d.Message, info.ID, info.Nonce)
+		return
+	}
+	pages.Write(w, d.Status, page)
 }
 
 // serveReport takes a CSP violation report.

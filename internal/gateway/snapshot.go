@@ -200,6 +200,9 @@ func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error)
 	}
 	if s.portal != nil {
 		s.portal.Brand = s.brand
+		s.portal.Refuse = func(w http.ResponseWriter, r *http.Request, d *guard.Denial, page []byte) {
+			refuse(w, log, reqinfo.From(r.Context()), d, page)
+		}
 	}
 	var prevWAFs *waf.Set
 	if prev != nil {

@@ -28,7 +28,7 @@ func upstreamFailed(log *slog.Logger, queueTimeout time.Duration) func(http.Resp
 		info := reqinfo.From(r.Context())
 		if f.Kind == proxy.QueueTimeout {
 			// The app is at upstream_max_conns and was for the whole wait.
-			busy.With(fmt.Sprintf("%d requests in flight, %d waiting", f.InFlight, f.Waiting)).Answer(w, log, info)
+			refuse(w, log, info, busy.With(fmt.Sprintf("%d requests in flight, %d waiting", f.InFlight, f.Waiting)), nil)
 			return
 		}
 		status, msg, key := http.StatusBadGateway, "The application is not answering right now.", ""

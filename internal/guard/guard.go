@@ -5,13 +5,7 @@
 package guard
 
 import (
-	"fmt"
-	"log/slog"
 	"net/http"
-
-	"github.com/rampartproxy/rampart/internal/pages"
-	"github.com/rampartproxy/rampart/internal/reqinfo"
-	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
 // Denial is a guard's refusal of a request.
@@ -63,17 +57,4 @@ func ReasonValue(reason, key string) string {
 		return reason
 	}
 	return reason + "; allow-with=" + key
-}
-
-// Answer writes d as Rampart's error page and logs it as a security
-// event: the page is for the visitor; the header and the log line tell
-// the developer it was Rampart, why, and which key would allow it. The
-// gateway and the login portal answer every refusal through here.
-func (d *Denial) Answer(w http.ResponseWriter, log *slog.Logger, info *reqinfo.Info) {
-	for k, vs := range d.Header {
-		w.Header()[k] = vs
-	}
-	w.Header().Set(ReasonHeader, d.ReasonValue())
-	telemetry.Refusal(log, "request_blocked", info, d.Reason, fmt.Sprintf("status %d", d.Status), d.Input, d.Key)
-	pages.Error(w, d.Status, d.Message, info.ID, info.Nonce)
 }

@@ -120,7 +120,21 @@ type PortalData struct {
 // Portal writes one of the portal's pages: login.html, mfa.html,
 // enrol.html, recovery.html or signedin.html.
 func Portal(w http.ResponseWriter, status int, name string, data PortalData) {
-	body := render(name, data, data.Title+"\n")
+	body := PortalBody(name, data)
+	setPageHeaders(w.Header(), len(body))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// PortalBody renders one of the portal's pages, for a refusal the
+// gateway writes with the portal's look (denied.html).
+func PortalBody(name string, data PortalData) []byte {
+	return render(name, data, data.Title+"\n")
+}
+
+// Write writes body, one of Rampart's pages, with status and its
+// headers.
+func Write(w http.ResponseWriter, status int, body []byte) {
 	setPageHeaders(w.Header(), len(body))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)

@@ -70,7 +70,10 @@ type Portal struct {
 	GroupsFor func(host, next string) []string
 	// Brand names the deployment on every page (brand:); set by the
 	// gateway with each config.
-	Brand  Brand
+	Brand Brand
+	// Refuse renders a refusal: the gateway's one renderer, set with
+	// each config. page, if not nil, is the portal's own page for it.
+	Refuse func(w http.ResponseWriter, r *http.Request, d *guard.Denial, page []byte)
 	mfa    bool   // mfa: required
 	issuer string // auth.issuer; "" for the site's name
 	// hashing bounds the argon2 computations running at once: each takes
@@ -203,9 +206,7 @@ func (p *Portal) Deny(w http.ResponseWriter, r *http.Request, d *guard.Denial) {
 // forbidden is the 403 for user, outside the groups of next: logged as
 // every refusal, with the page that lets them sign in as someone else.
 func (p *Portal) forbidden(w http.ResponseWriter, r *http.Request, user string, d *guard.Denial, next string) {
-	w.Header().Set(guard.ReasonHeader, d.ReasonValue())
-	telemetry.Refusal(p.log, "request_blocked", reqinfo.From(r.Context()), d.Reason, fmt.Sprintf("status %d", d.Status), d.Input, d.Key)
-	p.page(w, r, d.Status, "denied.html", pages.PortalData{Title: "Not allowed", User: user, Next: next})
+	p.refuse(w, r, d, pages.PortalBody("denied.html", p.data(r, pages.PortalData{Title: "Not allowed", User: user, Next: next})))
 }
 
 // SetHeaders tells the app who is signed in.
@@ -318,15 +319,31 @@ func (p *Portal) serveLogo(w http.ResponseWriter, r *http.Request) {
 
 // page writes one of the portal's pages.
 func (p *Portal) page(w http.ResponseWriter, r *http.Request, status int, name string, d pages.PortalData) {
+	pages.Portal(w, status, name, p.data(r, d))
+}
+
+// data is d with what every portal page shows: the brand, the request
+// ID, the nonce.
+func (p *Portal) data(r *http.Request, d pages.PortalData) pages.PortalData {
 	info := reqinfo.From(r.Context())
 	d.Site, d.RequestID, d.Nonce = cmp.Or(p.Brand.Name, reqinfo.Host(r.Host)), info.ID, info.Nonce
 	d.Logo = len(p.Brand.Logo) > 0
-	pages.Portal(w, status, name, d)
+	return d
 }
 
-// fail answers with Rampart's error page and logs the refusal.
+// fail answers a refusal with Rampart's error page.
 func (p *Portal) fail(w http.ResponseWriter, r *http.Request, d *guard.Denial) {
-	d.Answer(w, p.log, reqinfo.From(r.Context()))
+	p.refuse(w, r, d, nil)
+}
+
+// refuse hands a refusal to the gateway, which renders every one (page,
+// Rampart-Reason, event); page, if not nil, is the portal's own.
+func (p *Portal) refuse(w http.ResponseWriter, r *http.Request, d *guard.Denial, page []byte) {
+	if p.Refuse == nil { // a Portal outside a gateway (its own tests)
+		http.Error(w, d.Message, d.Status)
+		return
+	}
+	p.Refuse(w, r, d, page)
 }
 
 // event logs a login event: who, never what they typed.
