@@ -124,7 +124,9 @@ func trafficMix(t *testing.T) *testGateway {
 	site.MaxBody = 1024
 	site.RateLimits = []config.RateLimit{{Match: "/login", Rate: "1/m"}}
 	tg := startGateway(t, config.Config{
-		Timeouts: config.Timeouts{Upstream: config.Duration(time.Second)},
+		// Long enough for a real gunicorn on a loaded CI machine; the hang
+		// site waits it out once.
+		Timeouts: config.Timeouts{Upstream: config.Duration(5 * time.Second)},
 		Sites: []config.Site{site,
 			{Hosts: []string{"refused.localhost"}, Upstream: "http://" + refused},
 			{Hosts: []string{"hang.localhost"}, Upstream: "http://" + hang},
