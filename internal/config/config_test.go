@@ -160,20 +160,7 @@ func TestProblemsHaveLines(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := Parse("bad.yaml", []byte(tt.yaml))
-			var ps Problems
-			if !errors.As(err, &ps) {
-				t.Fatalf("Parse error = %v, want Problems", err)
-			}
-			msg := err.Error()
-			at := 0
-			for _, w := range tt.want {
-				i := strings.Index(msg[at:], w)
-				if i < 0 {
-					t.Fatalf("error\n%s\ndoes not contain %q (after offset %d)", msg, w, at)
-				}
-				at += i + len(w)
-			}
+			WantProblems(t, tt.yaml, tt.want)
 		})
 	}
 }

@@ -1,8 +1,6 @@
 package config_test
 
 import (
-	"errors"
-	"strings"
 	"testing"
 
 	"github.com/rampartproxy/rampart/internal/config"
@@ -30,20 +28,7 @@ func TestGuardProblemsHaveLines(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := config.Parse("bad.yaml", []byte(tt.yaml))
-			var ps config.Problems
-			if !errors.As(err, &ps) {
-				t.Fatalf("Parse error = %v, want Problems", err)
-			}
-			msg := err.Error()
-			at := 0
-			for _, w := range tt.want {
-				i := strings.Index(msg[at:], w)
-				if i < 0 {
-					t.Fatalf("error\n%s\ndoes not contain %q (after offset %d)", msg, w, at)
-				}
-				at += i + len(w)
-			}
+			config.WantProblems(t, tt.yaml, tt.want)
 		})
 	}
 }

@@ -257,6 +257,15 @@ async function call(path, init) {
 	}
 }
 
+// compatApp runs testdata/flaskapp/compat.py (Flask-Login, Flask-WTF)
+// under a real gunicorn, on a unix socket, or on 127.0.0.1 with tcp.
+func compatApp(t *testing.T, tcp bool) *gunicorn {
+	t.Helper()
+	testutil.NeedPython(t, "flask_login", "python3-flask-login")
+	testutil.NeedPython(t, "flask_wtf", "python3-flaskext.wtf")
+	return runGunicorn(t, "compat:app", gunicornOptions{worker: "gthread", tcp: tcp})
+}
+
 // TestBrowserOrdinaryFlaskApp: an ordinary Flask 3 app (compat.py:
 // Flask-Login, Flask-WTF forms and its X-CSRFToken for fetch(), ProxyFix,
 // an upload, a download with Range and ETag, server-sent events, a
@@ -265,9 +274,7 @@ async function call(path, init) {
 // the page makes gets the answer it would get straight from the app.
 func TestBrowserOrdinaryFlaskApp(t *testing.T) {
 	t.Parallel()
-	testutil.NeedPython(t, "flask_login", "python3-flask-login")
-	testutil.NeedPython(t, "flask_wtf", "python3-flaskext.wtf")
-	app := runGunicorn(t, "compat:app", gunicornOptions{worker: "gthread"})
+	app := compatApp(t, false)
 	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor(app.upstream())}})
 	_, port, _ := net.SplitHostPort(tg.httpsAddr)
 	ctx := headless.Browser(t)
@@ -322,9 +329,7 @@ func TestBrowserOrdinaryFlaskApp(t *testing.T) {
 // partner (browsers that read it would still refuse), is not sent.
 func TestBrowserFramedByAPartner(t *testing.T) {
 	t.Parallel()
-	testutil.NeedPython(t, "flask_login", "python3-flask-login")
-	testutil.NeedPython(t, "flask_wtf", "python3-flaskext.wtf")
-	app := runGunicorn(t, "compat:app", gunicornOptions{worker: "gthread"})
+	app := compatApp(t, false)
 	var port string
 	partnerApp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -401,9 +406,7 @@ func browserConsole(t *testing.T, ctx context.Context) func() string {
 // then.
 func TestPathAsSent(t *testing.T) {
 	t.Parallel()
-	testutil.NeedPython(t, "flask_login", "python3-flask-login")
-	testutil.NeedPython(t, "flask_wtf", "python3-flaskext.wtf")
-	app := runGunicorn(t, "compat:app", gunicornOptions{worker: "gthread", tcp: true})
+	app := compatApp(t, true)
 	get := func(c *http.Client, base, path string) string {
 		t.Helper()
 		resp, err := c.Get(base + path)
@@ -457,9 +460,7 @@ func TestPathAsSent(t *testing.T) {
 // provider's origin in csrf.trusted_origins lets the sign-in through.
 func TestBrowserFormPostCallback(t *testing.T) {
 	t.Parallel()
-	testutil.NeedPython(t, "flask_login", "python3-flask-login")
-	testutil.NeedPython(t, "flask_wtf", "python3-flaskext.wtf")
-	app := runGunicorn(t, "compat:app", gunicornOptions{worker: "gthread"})
+	app := compatApp(t, false)
 	var action string // the redirect_uri the provider was given
 	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
