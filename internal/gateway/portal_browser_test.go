@@ -369,10 +369,37 @@ func looks(t *testing.T, ctx context.Context) []string {
 		}
 		return evaluate[string](t, ctx, `getComputedStyle(document.body).backgroundColor`)
 	}
-	if light, dark := scheme("light"), scheme("dark"); light == dark {
+	light := scheme("light")
+	problems = append(problems, contrast(t, ctx, "light")...)
+	dark := scheme("dark")
+	problems = append(problems, contrast(t, ctx, "dark")...)
+	if light == dark {
 		problems = append(problems, "the same background ("+light+") in the light and the dark scheme")
 	}
 	return problems
+}
+
+// contrast returns the visible buttons whose text is below WCAG AA's
+// contrast with what is behind it (4.5:1), in the scheme named.
+func contrast(t *testing.T, ctx context.Context, scheme string) []string {
+	t.Helper()
+	low := evaluate[string](t, ctx, `(() => {
+		const lum = c => { const [r, g, b] = c.match(/[\d.]+/g).slice(0, 3).map(Number).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+		const opaque = c => { const m = c.match(/[\d.]+/g); return m.length < 4 || Number(m[3]) > 0; };
+		const behind = e => { for (; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor; if (opaque(c)) return c; } return "rgb(255, 255, 255)"; };
+		const out = [];
+		for (const e of document.querySelectorAll("button, a.button")) {
+			if (!e.offsetParent) continue;
+			const [hi, lo] = [lum(getComputedStyle(e).color), lum(behind(e))].sort((x, y) => y - x);
+			const ratio = (hi + 0.05) / (lo + 0.05);
+			if (ratio < 4.5) out.push(e.textContent.trim() + " at " + ratio.toFixed(1) + ":1");
+		}
+		return out.join("; ");
+	})()`)
+	if low == "" {
+		return nil
+	}
+	return []string{"in the " + scheme + " scheme, buttons below 4.5:1 contrast: " + low}
 }
 
 // TestBrowserLooks: with brand: set (a name and an SVG logo), the portal's

@@ -4,9 +4,7 @@
 // gateway turns a Denial into Rampart's error page and a security event.
 package guard
 
-import (
-	"net/http"
-)
+import "net/http"
 
 // Denial is a guard's refusal of a request.
 type Denial struct {

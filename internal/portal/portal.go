@@ -296,7 +296,7 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Brand is brand: from the config, its logo read.
 type Brand struct {
 	Name     string
-	Logo     []byte // "" for none
+	Logo     []byte // nil for none
 	LogoType string
 	LogoName string // the file's name
 }
