@@ -35,7 +35,9 @@ func TestHealthOnTheServingListeners(t *testing.T) {
 			t.Fatalf("request %d to the app: %d, want %d", i, resp.StatusCode, want)
 		}
 	}
-	logged := tg.logs.String()
+	// The request's line is written once its response is done, which can
+	// be a moment after the client has read it.
+	logged := tg.waitLog(t, `"status":429`)
 
 	check := func(how string, resp *http.Response, err error, status int) {
 		t.Helper()
