@@ -44,6 +44,11 @@ type staticPrefix struct{ dir, sample string }
 // or link to (/static/site.css gives /static), Flask's /static first
 // whether seen or not, at most maxPrefixes.
 func staticPrefixes(ctx context.Context, t *scan.Target) []staticPrefix {
+	// Both checks ask; the pages are parsed once.
+	return t.Memo("statics.prefixes", func() any { return findPrefixes(ctx, t) }).([]staticPrefix)
+}
+
+func findPrefixes(ctx context.Context, t *scan.Target) []staticPrefix {
 	out := []staticPrefix{{dir: "/static"}}
 	index := map[string]int{"/static": 0}
 	_, pages := t.CrawledHTML(ctx)
