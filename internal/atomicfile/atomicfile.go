@@ -15,7 +15,6 @@ import (
 type File struct {
 	*os.File
 	path string
-	done bool
 }
 
 // Create starts writing path with mode.
@@ -45,23 +44,14 @@ func (f *File) commit(place func(from, to string) error) error {
 	if err := errors.Join(f.Sync(), f.Close()); err != nil {
 		return err
 	}
-	if err := place(f.Name(), f.path); err != nil {
-		return err
-	}
-	f.done = true
-	return nil
+	return place(f.Name(), f.path)
 }
 
-// Abort drops the file, if it was not committed; it is safe to call
-// after Commit, and to defer.
+// Abort drops the temporary name: the file itself, if it was not
+// committed; nothing after Commit (renamed away) or CommitNew (the file
+// stays at its path). It is safe to defer.
 func (f *File) Abort() {
 	_ = f.Close()
-	if f.done {
-		if _, err := os.Lstat(f.Name()); err == nil && f.Name() != f.path {
-			os.Remove(f.Name()) // CommitNew linked it: the temporary name goes
-		}
-		return
-	}
 	os.Remove(f.Name())
 }
 
