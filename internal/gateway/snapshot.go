@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -264,7 +263,11 @@ func (s *snapshot) groupsFor(host, next string) []string {
 	if st == nil || err != nil {
 		return nil
 	}
-	if rt := st.route(path.Clean("/" + u.Path)); rt.auth != nil {
+	clean, ok := normalize.CleanPath(u.Path) // as requests are routed
+	if !ok {
+		return nil
+	}
+	if rt := st.route(clean); rt.auth != nil {
 		return rt.auth.Groups
 	}
 	return nil
