@@ -63,6 +63,28 @@ func TestAuditGatesCI(t *testing.T) {
 // F, and says which checks did not run.
 func TestAuditFailsUnderWhenIncomplete(t *testing.T) {
 	t.Parallel()
+	// Every gate fails: --fail-under, --baseline (which passed it with
+	// exit 0 and nothing on stderr), or none.
+	baseline := filepath.Join(t.TempDir(), "base.json")
+	var base bytes.Buffer
+	Main([]string{"audit", firstConnOnly(t), "--insecure", "--format", "json"}, &base, io.Discard)
+	if err := os.WriteFile(baseline, base.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, gate := range [][]string{{"--fail-under", "F"}, {"--baseline", baseline}, nil} {
+		var out, errs bytes.Buffer
+		code := Main(append([]string{"audit", firstConnOnly(t), "--insecure"}, gate...), &out, &errs)
+		if code != 1 || !strings.Contains(errs.String(), "rampart: error: incomplete: ") || !strings.Contains(errs.String(), "at best") ||
+			!strings.Contains(errs.String(), "did not run") || !strings.Contains(out.String(), "INCOMPLETE") {
+			t.Errorf("gate %q: exit %d; stdout %s; stderr %s", gate, code, out.String(), errs.String())
+		}
+	}
+}
+
+// firstConnOnly starts a TLS server that answers its first connection and
+// drops every later one. Each audit gets a server of its own, so a
+// connection a previous audit left behind cannot take the answered place.
+func firstConnOnly(t *testing.T) string {
 	type connKey struct{}
 	var conns atomic.Int32
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -80,23 +102,7 @@ func TestAuditFailsUnderWhenIncomplete(t *testing.T) {
 	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	// Every gate fails: --fail-under, --baseline (which passed it with
-	// exit 0 and nothing on stderr), or none.
-	baseline := filepath.Join(t.TempDir(), "base.json")
-	var base bytes.Buffer
-	Main([]string{"audit", srv.URL, "--insecure", "--format", "json"}, &base, io.Discard)
-	if err := os.WriteFile(baseline, base.Bytes(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, gate := range [][]string{{"--fail-under", "F"}, {"--baseline", baseline}, nil} {
-		conns.Store(0) // each audit's first connection is answered
-		var out, errs bytes.Buffer
-		code := Main(append([]string{"audit", srv.URL, "--insecure"}, gate...), &out, &errs)
-		if code != 1 || !strings.Contains(errs.String(), "rampart: error: incomplete: ") || !strings.Contains(errs.String(), "at best") ||
-			!strings.Contains(errs.String(), "did not run") || !strings.Contains(out.String(), "INCOMPLETE") {
-			t.Errorf("gate %q: exit %d; stdout %s; stderr %s", gate, code, out.String(), errs.String())
-		}
-	}
+	return srv.URL
 }
 
 // TestAuditBaseline: against its own report as the baseline, nothing got
