@@ -153,10 +153,10 @@ func TestFeedKeepsTheNewest(t *testing.T) {
 	defer f.Close()
 	f.SetInstance("edge-1:443")
 	t0 := time.Now()
-	f.Event(&telemetry.Entry{Time: t0, Kind: "request_blocked", Path: "/.env"})
+	f.Event(&telemetry.Event{Time: t0, Kind: "request_blocked", Path: "/.env"})
 	// A flood of another kind does not push the refusal out.
 	for i := range feedLocal + 10 {
-		f.Event(&telemetry.Entry{Time: t0.Add(time.Duration(i+1) * time.Millisecond), Kind: "upstream_error", Detail: strconv.Itoa(i)})
+		f.Event(&telemetry.Event{Time: t0.Add(time.Duration(i+1) * time.Millisecond), Kind: "upstream_error", Detail: strconv.Itoa(i)})
 	}
 	refusals, others, shared := f.Recent(context.Background(), 3)
 	if shared || len(refusals) != 1 || refusals[0].Path != "/.env" || refusals[0].Instance != "edge-1:443" {

@@ -84,7 +84,7 @@ type Overview struct {
 	Details
 	Now          time.Time          `json:"now"`
 	Points       []Point            `json:"points"`
-	Events       []telemetry.Entry  `json:"events"`
+	Events       []telemetry.Event  `json:"events"`
 	SharedEvents bool               `json:"shared_events"` // the cluster's, through Redis
 	BlockedHour  map[string]float64 `json:"blocked_hour"`  // by guard
 	TopClients   []Count            `json:"top_clients"`
@@ -165,8 +165,8 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 }
 
 // latest merges two newest-first lists into the newest n.
-func latest(a, b []telemetry.Entry, n int) []telemetry.Entry {
-	out := make([]telemetry.Entry, 0, min(n, len(a)+len(b)))
+func latest(a, b []telemetry.Event, n int) []telemetry.Event {
+	out := make([]telemetry.Event, 0, min(n, len(a)+len(b)))
 	for len(out) < n && (len(a) > 0 || len(b) > 0) {
 		if len(b) == 0 || len(a) > 0 && !a[0].Time.Before(b[0].Time) {
 			out, a = append(out, a[0]), a[1:]

@@ -37,20 +37,20 @@ type Feed struct {
 
 // ring is a fixed number of the latest events.
 type ring struct {
-	items []telemetry.Entry
+	items []telemetry.Event
 	next  int
 	n     int
 }
 
-func (r *ring) add(e telemetry.Entry) {
+func (r *ring) add(e telemetry.Event) {
 	r.items[r.next] = e
 	r.next = (r.next + 1) % len(r.items)
 	r.n = min(r.n+1, len(r.items))
 }
 
 // newest returns up to n events, newest first.
-func (r *ring) newest(n int) []telemetry.Entry {
-	out := make([]telemetry.Entry, 0, min(n, r.n))
+func (r *ring) newest(n int) []telemetry.Event {
+	out := make([]telemetry.Event, 0, min(n, r.n))
 	for i := 1; i <= r.n && len(out) < n; i++ {
 		out = append(out, r.items[(r.next-i+len(r.items))%len(r.items)])
 	}
@@ -65,8 +65,8 @@ type queued struct {
 
 // IsRefusal reports whether an event kind is a refusal: a guard stopped
 // a request or a response.
-func IsRefusal(kind string) bool {
-	return kind == "request_blocked" || kind == "debug_leak_blocked" || kind == "open_redirect_blocked"
+func IsRefusal(kind telemetry.Kind) bool {
+	return kind == telemetry.RequestBlocked || kind == telemetry.DebugLeakBlocked || kind == telemetry.OpenRedirectBlocked
 }
 
 // Feed sizes: what the dashboard reads, and what Redis keeps.
@@ -82,7 +82,7 @@ const (
 func NewFeed(shared store.Recents) *Feed {
 	f := &Feed{shared: shared, stop: make(chan struct{}), done: make(chan struct{})}
 	for i := range f.rings {
-		f.rings[i].items = make([]telemetry.Entry, feedLocal)
+		f.rings[i].items = make([]telemetry.Event, feedLocal)
 	}
 	f.SetInstance("")
 	if shared == nil {
@@ -98,7 +98,7 @@ func NewFeed(shared store.Recents) *Feed {
 func (f *Feed) SetInstance(name string) { f.instance.Store(&name) }
 
 // Event keeps e: subscribe it to the telemetry.Bus.
-func (f *Feed) Event(e *telemetry.Entry) {
+func (f *Feed) Event(e *telemetry.Event) {
 	c := *e
 	c.Instance = *f.instance.Load()
 	refusal := IsRefusal(c.Kind)
@@ -167,7 +167,7 @@ func (f *Feed) push() {
 // Recent returns up to n events of each class (refusals, others),
 // newest first: the cluster's when the store is shared and answers
 // (shared true), else this instance's.
-func (f *Feed) Recent(ctx context.Context, n int) (refusals, others []telemetry.Entry, shared bool) {
+func (f *Feed) Recent(ctx context.Context, n int) (refusals, others []telemetry.Event, shared bool) {
 	if f.shared != nil {
 		r, err1 := f.sharedRecent(ctx, key(true), n)
 		o, err2 := f.sharedRecent(ctx, key(false), n)
@@ -180,14 +180,14 @@ func (f *Feed) Recent(ctx context.Context, n int) (refusals, others []telemetry.
 	return f.rings[1].newest(n), f.rings[0].newest(n), false
 }
 
-func (f *Feed) sharedRecent(ctx context.Context, key string, n int) ([]telemetry.Entry, error) {
+func (f *Feed) sharedRecent(ctx context.Context, key string, n int) ([]telemetry.Event, error) {
 	vals, err := f.shared.Recent(store.Patient(ctx), key, n)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]telemetry.Entry, 0, len(vals))
+	out := make([]telemetry.Event, 0, len(vals))
 	for _, v := range vals {
-		var e telemetry.Entry
+		var e telemetry.Event
 		if json.Unmarshal(v, &e) == nil {
 			out = append(out, e)
 		}

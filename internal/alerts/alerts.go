@@ -34,7 +34,7 @@ type Alert struct {
 	Over     int              `json:"over"`
 	Within   string           `json:"within"`
 	Instance string           `json:"instance"`
-	Latest   *telemetry.Entry `json:"latest"`
+	Latest   *telemetry.Event `json:"latest"`
 	Time     time.Time        `json:"time"`
 	// An incident's alerts: "firing" once it has lasted For, then
 	// "resolved" with how long it lasted. Empty for a threshold rule.
@@ -127,18 +127,18 @@ func (a *Alerter) Configure(c config.Alerts, instance, where string) {
 
 // Event counts e against the rules naming its kind: subscribe it to the
 // telemetry.Bus.
-func (a *Alerter) Event(e *telemetry.Entry) {
+func (a *Alerter) Event(e *telemetry.Event) {
 	s := a.state.Load()
 	if s == nil {
 		return
 	}
 	for _, r := range s.rules {
 		switch {
-		case r.Event == e.Kind && r.ends != "":
+		case r.Event == string(e.Kind) && r.ends != "":
 			a.start(s, r, e)
-		case r.ends != "" && r.ends == e.Kind:
+		case r.ends != "" && r.ends == string(e.Kind):
 			a.end(s, r, e)
-		case r.Event == e.Kind:
+		case r.Event == string(e.Kind):
 			if count, fire := r.add(e.Time); fire {
 				a.enqueue(s, r, count, e)
 			}
@@ -148,7 +148,7 @@ func (a *Alerter) Event(e *telemetry.Entry) {
 
 // start opens an incident of r, unless one is open, and has it fire once
 // it has lasted For.
-func (a *Alerter) start(s *state, r *rule, e *telemetry.Entry) {
+func (a *Alerter) start(s *state, r *rule, e *telemetry.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.open != nil {
@@ -175,7 +175,7 @@ func (a *Alerter) start(s *state, r *rule, e *telemetry.Entry) {
 
 // end closes r's incident: resolved if it fired, forgotten if it ended
 // before For (a blip: logged and counted, not alerted).
-func (a *Alerter) end(s *state, r *rule, e *telemetry.Entry) {
+func (a *Alerter) end(s *state, r *rule, e *telemetry.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	in := r.open
@@ -240,7 +240,7 @@ func (a *Alerter) Wants(kind string) bool {
 	return s != nil && slices.ContainsFunc(s.rules, func(r *rule) bool { return r.Event == kind || r.ends == kind })
 }
 
-func (a *Alerter) enqueue(s *state, r *rule, count int, e *telemetry.Entry) {
+func (a *Alerter) enqueue(s *state, r *rule, count int, e *telemetry.Event) {
 	latest := *e
 	if latest.RequestID != "" {
 		// A request's event may carry what the client or the app sent
@@ -392,7 +392,7 @@ type rule struct {
 // ends it.
 type incident struct {
 	since, ended time.Time
-	first        telemetry.Entry
+	first        telemetry.Event
 	timer        *time.Timer // fires it once it has lasted For
 	fired        bool
 }

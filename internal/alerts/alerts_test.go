@@ -109,7 +109,7 @@ func TestAlertRetriedThenDelivered(t *testing.T) {
 	t.Parallel()
 	rc := &receiver{fails: 2, status: 503}
 	a := startAlerter(t, rc, config.AlertRule{Event: "store_down", Within: config.Duration(time.Minute)})
-	a.Event(&telemetry.Entry{Time: time.Now(), Kind: "store_down", Reason: "unreachable", Detail: "dial tcp 127.0.0.1:6379: connection refused"})
+	a.Event(&telemetry.Event{Time: time.Now(), Kind: "store_down", Reason: "unreachable", Detail: "dial tcp 127.0.0.1:6379: connection refused"})
 	testutil.WaitFor(t, "the alert to be delivered", func() bool { return a.Sent.Load() == 1 })
 	tries, got := rc.snapshot()
 	if tries != 3 || a.Sent.Load() != 1 {
@@ -130,7 +130,7 @@ func TestAlertRefusedIsNotRetried(t *testing.T) {
 	t.Parallel()
 	rc := &receiver{fails: 100, status: 404}
 	a := startAlerter(t, rc, config.AlertRule{Event: "cert_expiring", Within: config.Duration(time.Minute)})
-	a.Event(&telemetry.Entry{Time: time.Now(), Kind: "cert_expiring"})
+	a.Event(&telemetry.Event{Time: time.Now(), Kind: "cert_expiring"})
 	testutil.WaitFor(t, "the alert to fail", func() bool { return a.Failed.Load() == 1 })
 	if tries, _ := rc.snapshot(); tries != 1 {
 		t.Errorf("a 404 was tried %d times", tries)
@@ -146,10 +146,10 @@ func TestOnlyConfiguredKindsCount(t *testing.T) {
 	}
 	now := time.Now()
 	for range 5 {
-		a.Event(&telemetry.Entry{Time: now, Kind: "cookie_hardened"})
+		a.Event(&telemetry.Event{Time: now, Kind: "cookie_hardened"})
 	}
 	for range 3 {
-		a.Event(&telemetry.Entry{Time: now, Kind: "request_blocked", Site: "app.example.com", Path: "/.env", Reason: "sensitive_path",
+		a.Event(&telemetry.Event{Time: now, Kind: "request_blocked", Site: "app.example.com", Path: "/.env", Reason: "sensitive_path",
 			RequestID: "r1", Detail: "Traceback: DATABASE_PASSWORD=hunter2", Input: "origin https://x.test"})
 	}
 	testutil.WaitFor(t, "the alert", func() bool { _, got := rc.snapshot(); return len(got) == 1 })
@@ -164,7 +164,7 @@ func TestOnlyConfiguredKindsCount(t *testing.T) {
 	// A reload with the same rule keeps its window: no second alert for
 	// the same burst.
 	a.Configure(config.Alerts{Webhook: "http://127.0.0.1:1/unused", Rules: []config.AlertRule{{Event: "request_blocked", Over: 2, Within: config.Duration(time.Minute)}}}, "edge-1:443", "x")
-	a.Event(&telemetry.Entry{Time: now, Kind: "request_blocked"})
+	a.Event(&telemetry.Event{Time: now, Kind: "request_blocked"})
 	if a.Dropped.Load()+a.Failed.Load() != 0 || len(a.queue) != 0 {
 		t.Error("a reload reset the rule's window")
 	}
@@ -175,7 +175,7 @@ func TestOnlyConfiguredKindsCount(t *testing.T) {
 func TestAlertTextCutOnARune(t *testing.T) {
 	t.Parallel()
 	al := Alert{Event: "request_blocked", Instance: "edge-1:443", Within: "5m0s",
-		Latest: &telemetry.Entry{Site: "app.example.com", Path: "/x" + strings.Repeat("é", 400)}} // an odd offset: a byte cut would split a rune
+		Latest: &telemetry.Event{Site: "app.example.com", Path: "/x" + strings.Repeat("é", 400)}} // an odd offset: a byte cut would split a rune
 	got := text(al, "the log")
 	if !utf8.ValidString(got) || !strings.Contains(got, "…") {
 		t.Errorf("cut text is not valid UTF-8 or not marked: %q", got)
@@ -191,9 +191,9 @@ func TestAlertTextCutOnARune(t *testing.T) {
 func TestIncidentFiresOnceItLastsAndResolves(t *testing.T) {
 	t.Parallel()
 	down := func(a *Alerter, detail string) {
-		a.Event(&telemetry.Entry{Time: time.Now(), Kind: "store_down", Reason: "unreachable", Detail: detail})
+		a.Event(&telemetry.Event{Time: time.Now(), Kind: "store_down", Reason: "unreachable", Detail: detail})
 	}
-	up := func(a *Alerter) { a.Event(&telemetry.Entry{Time: time.Now(), Kind: "store_up"}) }
+	up := func(a *Alerter) { a.Event(&telemetry.Event{Time: time.Now(), Kind: "store_up"}) }
 
 	// A blip: it ends long before its for: of an hour, and never fires.
 	blips := &receiver{}

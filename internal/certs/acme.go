@@ -29,7 +29,7 @@ type ACME struct {
 	issuer  *certmagic.ACMEIssuer
 	cache   *certmagic.Cache
 	storage *stoppingStorage
-	log     *slog.Logger
+	events  *telemetry.Bus
 
 	mu      sync.Mutex
 	names   []string
@@ -49,7 +49,10 @@ type ACMEOptions struct {
 	// HTTPPort and HTTPSPort are where the CA reaches Rampart's
 	// listeners for HTTP-01 and TLS-ALPN-01.
 	HTTPPort, HTTPSPort int
-	Log                 *slog.Logger
+	// Log takes certmagic's diagnostics; Events its events and the
+	// expiry alarm.
+	Log    *slog.Logger
+	Events *telemetry.Bus
 	// RenewCheck is how often certificates are checked for renewal;
 	// 0 is certmagic's default (10 minutes). Tests make it short.
 	RenewCheck time.Duration
@@ -83,7 +86,7 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 			return nil, fmt.Errorf("acme.ca_root %s holds no PEM certificate", o.Config.CARoot)
 		}
 	}
-	a := &ACME{log: o.Log, stop: make(chan struct{}), storage: &stoppingStorage{Storage: o.Storage}}
+	a := &ACME{events: o.Events, stop: make(chan struct{}), storage: &stoppingStorage{Storage: o.Storage}}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return a.magic, nil },
@@ -117,12 +120,21 @@ func NewACME(o ACMEOptions) (*ACME, error) {
 	return a, nil
 }
 
-// onEvent turns certmagic's events into Rampart's JSON log lines.
+// acmeKinds are the certmagic events Rampart publishes, and as what;
+// per-handshake events would drown the log.
+var acmeKinds = map[string]telemetry.Kind{
+	"cert_obtaining":      telemetry.ACMECertObtaining,
+	"cert_obtained":       telemetry.ACMECertObtained,
+	"cert_failed":         telemetry.ACMECertFailed,
+	"cert_ocsp_revoked":   telemetry.ACMEOCSPRevoked,
+	"cached_managed_cert": telemetry.ACMECachedCert,
+}
+
+// onEvent publishes certmagic's events as Rampart's.
 func (a *ACME) onEvent(_ context.Context, event string, data map[string]any) error {
-	switch event {
-	case "cert_obtaining", "cert_obtained", "cert_failed", "cert_ocsp_revoked", "cached_managed_cert":
-	default:
-		return nil // per-handshake events would drown the log
+	kind, ok := acmeKinds[event]
+	if !ok {
+		return nil
 	}
 	var detail []string
 	for _, k := range []string{"identifier", "renewal", "remaining", "issuer", "storage_path", "error"} {
@@ -134,7 +146,7 @@ func (a *ACME) onEvent(_ context.Context, event string, data map[string]any) err
 	if event == "cert_failed" || event == "cert_ocsp_revoked" {
 		level = slog.LevelWarn
 	}
-	telemetry.Notice(a.log, level, "acme_"+event, "", strings.TrimPrefix(event, "cert_"), strings.Join(detail, " "))
+	a.events.Notice(level, kind, "", strings.TrimPrefix(event, "cert_"), strings.Join(detail, " "))
 	return nil
 }
 
@@ -197,7 +209,7 @@ func (a *ACME) expiryAlarm(every time.Duration) {
 				continue
 			}
 			if left := time.Until(c.Leaf.NotAfter); overdue(c.Leaf, time.Now()) {
-				telemetry.Notice(a.log, slog.LevelWarn, "cert_expiring", "", "not_renewed",
+				a.events.Notice(slog.LevelWarn, telemetry.CertExpiring, "", "not_renewed",
 					fmt.Sprintf("%v expires in %s (%s) and has not been renewed", c.Names, left.Round(time.Minute), c.Leaf.NotAfter.UTC().Format(time.RFC3339)))
 			}
 		}

@@ -98,9 +98,10 @@ func DefaultAlertRules() []AlertRule {
 	}
 }
 
-// EventKinds are the kinds of event Rampart logs (telemetry.Event and its
-// kin), which alert rules may name; StatusKind is the one more rules may
-// name.
+// EventKinds are the kinds of event Rampart publishes, which alert rules
+// may name; StatusKind is the one more rules may name. They are
+// telemetry.Kinds as strings (a test holds the two lists equal): config
+// validates rules without importing the package that publishes.
 var EventKinds = []string{
 	"request_blocked", "debug_leak_blocked", "open_redirect_blocked", "insecure_redirect_upgraded",
 	"cookie_hardened", "header_dropped", "csp_violation", "csp_report_refused", "upstream_error",

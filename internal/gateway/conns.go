@@ -31,7 +31,7 @@ import (
 // A trusted proxy's address is not one client: a load balancer carries
 // everyone's connections.
 type conns struct {
-	log       *slog.Logger
+	events    *telemetry.Bus
 	max       int
 	perClient int
 	trusted   func(netip.Addr) bool
@@ -49,8 +49,8 @@ type conns struct {
 	refusedLogged            atomic.Int64 // unix seconds of the last connection_refused line
 }
 
-func newConns(log *slog.Logger, max, perClient int, trusted func(netip.Addr) bool) *conns {
-	c := &conns{log: log, max: max, perClient: perClient, trusted: trusted,
+func newConns(events *telemetry.Bus, max, perClient int, trusted func(netip.Addr) bool) *conns {
+	c := &conns{events: events, max: max, perClient: perClient, trusted: trusted,
 		byClient: map[netip.Prefix]int{}, idle: map[*countedConn]time.Time{}, all: map[*countedConn]struct{}{}}
 	c.waiting = sync.NewCond(&c.mu)
 	return c
@@ -98,7 +98,7 @@ func (c *conns) admit(nc net.Conn, l *countedListener) *countedConn {
 	if limited && c.byClient[block] >= c.perClient {
 		c.refused.Add(1)
 		if now := time.Now().Unix(); c.refusedLogged.Swap(now) < now-60 {
-			telemetry.Notice(c.log, slog.LevelWarn, "connection_refused", "", "per_client", fmt.Sprintf(
+			c.events.Notice(slog.LevelWarn, telemetry.ConnectionRefused, "", "per_client", fmt.Sprintf(
 				"%s has %d connections open (connections.per_client); its new ones are closed at once (logged at most once a minute)", block, c.byClient[block]))
 		}
 		nc.Close()
@@ -111,7 +111,7 @@ func (c *conns) admit(nc net.Conn, l *countedListener) *countedConn {
 		if !c.full {
 			c.full = true
 			c.waited.Add(1)
-			telemetry.Notice(c.log, slog.LevelError, "connection_limit", "", "max", fmt.Sprintf(
+			c.events.Notice(slog.LevelError, telemetry.ConnectionLimit, "", "max", fmt.Sprintf(
 				"%d client connections open (connections.max) and none idle: new ones wait in the listen backlog until one closes", c.open))
 		}
 		c.waiting.Wait()

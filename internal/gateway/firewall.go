@@ -18,7 +18,7 @@ import (
 func (g *Gateway) firewall(w http.ResponseWriter, r *http.Request, info *reqinfo.Info, f *waf.Firewall) bool {
 	v := f.Check(r, info.Client.Client.String(), info.ID)
 	for _, m := range v.Matches {
-		telemetry.Event(g.log, "waf_match", info, strconv.Itoa(m.RuleID),
+		g.bus.Request(telemetry.WAFMatch, info, strconv.Itoa(m.RuleID),
 			fmt.Sprintf("%s (paranoia level %d, anomaly score %d): %q", m.Message, m.Paranoia, v.Score, m.Data))
 	}
 	if v.Denial != nil {

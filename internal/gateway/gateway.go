@@ -36,7 +36,7 @@ import (
 
 // Gateway serves one config at a time, swapping it atomically on Reload.
 type Gateway struct {
-	log     *slog.Logger // every event it writes is published on bus
+	log     *slog.Logger // diagnostics; the events go to bus, and the log is one of its subscribers
 	bus     *telemetry.Bus
 	metrics *metrics.Metrics
 	alerts  *alerts.Alerter
@@ -90,14 +90,14 @@ type Gateway struct {
 // New compiles cfg. Nothing is bound until Start.
 func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	bus := &telemetry.Bus{}
-	log = telemetry.Observe(log, bus)
+	bus.Subscribe(telemetry.LogTo(log))
 	g := &Gateway{log: log, bus: bus, serveErr: make(chan error, 3), started: time.Now(), stopped: make(chan struct{})}
 	g.base, g.cutAll = context.WithCancelCause(context.Background())
 	g.reports = csp.NewReporter(func(r *http.Request, v csp.Violation, count int64) {
-		telemetry.Refusal(log, "csp_violation", reqinfo.From(r.Context()), v.Directive,
+		bus.Refusal(telemetry.CSPViolation, reqinfo.From(r.Context()), v.Directive,
 			fmt.Sprintf("%s blocked %q on %q (%s); seen %d times", v.Directive, v.BlockedURI, v.DocumentURI, v.Disposition, count), "", v.AllowWith())
 	})
-	st, err := openStore(cfg, log)
+	st, err := openStore(cfg, bus)
 	if err != nil {
 		return nil, err
 	}
@@ -128,13 +128,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	}
 	g.spool.SetOnDisk(func(err error) {
 		if err != nil {
-			telemetry.Notice(log, slog.LevelError, "spool_write_failed", "", "disk", fmt.Sprintf(
+			bus.Notice(slog.LevelError, telemetry.SpoolWriteFailed, "", "disk", fmt.Sprintf(
 				"%v: responses go to slow clients unbuffered (each holds its app worker until it has read it) until the state_dir's disk has room", err))
 			return
 		}
-		telemetry.Notice(log, slog.LevelInfo, "spool_write_ok", "", "disk", "the state_dir's disk takes responses again")
+		bus.Notice(slog.LevelInfo, telemetry.SpoolWriteOK, "", "disk", "the state_dir's disk takes responses again")
 	})
-	s, err := build(cfg, nil, g.caIn(cfg.StateDir), g.store, log)
+	s, err := g.build(cfg, nil)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -152,7 +152,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 
 // openStore opens the configured store. Redis is not waited for: if it
 // is down, Rampart starts and rate limits fail as store_failure says.
-func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
+func openStore(cfg *config.Config, events *telemetry.Bus) (store.Store, error) {
 	if cfg.Store == config.StoreEmbedded {
 		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 			return nil, fmt.Errorf("state_dir: %w", err)
@@ -162,7 +162,7 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 			return nil, err
 		}
 		e.SetOnEvict(func(n uint64) {
-			telemetry.Notice(log, slog.LevelWarn, "store_full", "", "buckets_evicted", fmt.Sprintf(
+			events.Notice(slog.LevelWarn, telemetry.StoreFull, "", "buckets_evicted", fmt.Sprintf(
 				"%d rate-limit and lockout buckets evicted: a flood of distinct clients or keys filled the %d the store holds, and their counts started over", n, store.MaxBuckets))
 		})
 		return e, nil
@@ -173,14 +173,14 @@ func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
 	}
 	r.OnChange = func(err error) {
 		if err != nil {
-			telemetry.Notice(log, slog.LevelError, "store_down", "", "unreachable",
+			events.Notice(slog.LevelError, telemetry.StoreDown, "", "unreachable",
 				"Redis is unreachable ("+err.Error()+"); rate limits fail "+cfg.StoreFailure+" until it is back")
 		} else {
-			telemetry.Notice(log, slog.LevelInfo, "store_up", "", "reachable", "Redis is reachable again")
+			events.Notice(slog.LevelInfo, telemetry.StoreUp, "", "reachable", "Redis is reachable again")
 		}
 	}
 	r.OnEmptied = func() {
-		telemetry.Notice(log, slog.LevelError, "store_emptied", "", "epoch_lost",
+		events.Notice(slog.LevelError, telemetry.StoreEmptied, "", "epoch_lost",
 			"Redis lost everything it held (restarted without persistence, or flushed): sessions, trusted devices, lockouts and rate-limit counts started over, and signed-in users must sign in again. Give Redis persistence (appendonly yes) to keep them")
 	}
 	return r, nil
@@ -272,7 +272,7 @@ func (g *Gateway) startACME(cfg *config.Config) error {
 		httpsPort = g.httpsLn.Addr().(*net.TCPAddr).Port
 		var err error
 		a, err = certs.NewACME(certs.ACMEOptions{Config: cfg.ACME, Storage: storage, HTTPPort: httpPort, HTTPSPort: httpsPort,
-			Log: g.log, RenewCheck: g.acmeRenewCheck, ExpiryCheck: g.acmeExpiryCheck})
+			Log: g.log, Events: g.bus, RenewCheck: g.acmeRenewCheck, ExpiryCheck: g.acmeExpiryCheck})
 		if err != nil {
 			return err
 		}
@@ -347,7 +347,7 @@ func (g *Gateway) listen(cfg *config.Config) error {
 	if g.lbLn, err = bind("load_balancer", cfg.Listen.LoadBalancer); err != nil {
 		return err
 	}
-	g.conns = newConns(g.log, cfg.Connections.Max, cfg.Connections.PerClient, func(a netip.Addr) bool { return g.snap.Load().clients.IsTrusted(a) })
+	g.conns = newConns(g.bus, cfg.Connections.Max, cfg.Connections.PerClient, func(a netip.Addr) bool { return g.snap.Load().clients.IsTrusted(a) })
 	for _, ln := range []struct {
 		ln   *net.Listener
 		name string
@@ -472,7 +472,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	if cfg.Store != old.cfg.Store {
 		return fmt.Errorf("store changed from %q to %q: restart rampart to move its state", old.cfg.Store, cfg.Store)
 	}
-	s, err := build(cfg, old, g.caIn(cfg.StateDir), g.store, g.log)
+	s, err := g.build(cfg, old)
 	if err != nil {
 		return err
 	}

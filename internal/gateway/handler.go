@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -94,7 +93,7 @@ func (g *Gateway) done(r *http.Request, info *reqinfo.Info, sw *statusWriter, en
 	}
 	end()
 	if context.Cause(r.Context()) == errDrainCut {
-		telemetry.Event(g.log, "request_cut", info, "shutdown", "the drain deadline passed before the response was done")
+		g.bus.Request(telemetry.RequestCut, info, "shutdown", "the drain deadline passed before the response was done")
 	}
 	g.finish(r, info, sw)
 	g.inFlight.Add(-1)
@@ -158,7 +157,7 @@ func (g *Gateway) admit(sw *statusWriter, r *http.Request, info *reqinfo.Info, s
 	if len(in.dropped) > 0 {
 		// Names only, never values; a flood of names is cut short.
 		names := strings.Join(in.dropped, ",")
-		telemetry.Event(g.log, "header_dropped", info, "ambiguous_request_header", names[:min(len(names), 512)])
+		g.bus.Request(telemetry.HeaderDropped, info, "ambiguous_request_header", names[:min(len(names), 512)])
 	}
 	if r.URL.Path == csp.ReportPath {
 		g.serveReport(sw, r, info)
@@ -276,7 +275,7 @@ func (g *Gateway) sentOrMerged(r *http.Request, info *reqinfo.Info, rt *route, s
 		return
 	}
 	if rt.mergeLogged.CompareAndSwap(false, true) {
-		telemetry.Refusal(g.log, "path_merged", info, "empty_segments_merged",
+		g.bus.Refusal(telemetry.PathMerged, info, "empty_segments_merged",
 			"the app gets the path with its empty segments merged (logged once per route)", "sent "+sent.EscapedPath(), "routes[].path_as_sent")
 	}
 }
@@ -386,7 +385,7 @@ func refused(params string) bool {
 
 // deny answers with Rampart's error page and logs the security event.
 func (g *Gateway) deny(w http.ResponseWriter, info *reqinfo.Info, d *guard.Denial) {
-	refuse(w, g.log, info, d, nil)
+	refuse(w, g.bus, info, d, nil)
 }
 
 // refuse is the one place a refusal is rendered, whoever made it (a
@@ -394,12 +393,12 @@ func (g *Gateway) deny(w http.ResponseWriter, info *reqinfo.Info, d *guard.Denia
 // visitor (page, when not nil, is the portal's own), Rampart-Reason for
 // the developer, and the request_blocked event, which the metrics and the
 // alerts count, for the operator. A Denial is data; this is its look.
-func refuse(w http.ResponseWriter, log *slog.Logger, info *reqinfo.Info, d *guard.Denial, page []byte) {
+func refuse(w http.ResponseWriter, events *telemetry.Bus, info *reqinfo.Info, d *guard.Denial, page []byte) {
 	for k, vs := range d.Header {
 		w.Header()[k] = vs
 	}
 	w.Header().Set(guard.ReasonHeader, d.ReasonValue())
-	telemetry.Refusal(log, "request_blocked", info, d.Reason, fmt.Sprintf("status %d", d.Status), d.Input, d.Key)
+	events.Refusal(telemetry.RequestBlocked, info, d.Reason, fmt.Sprintf("status %d", d.Status), d.Input, d.Key)
 	if page == nil {
 		pages.Error(w, d.Status, d.Message, info.ID, info.Nonce)
 		return
@@ -411,7 +410,7 @@ func refuse(w http.ResponseWriter, log *slog.Logger, info *reqinfo.Info, d *guar
 func (g *Gateway) serveReport(w http.ResponseWriter, r *http.Request, info *reqinfo.Info) {
 	status, reason := g.reports.Serve(w, r, info.Client.Client)
 	if reason != "" {
-		telemetry.Event(g.log, "csp_report_refused", info, reason, fmt.Sprintf("status %d", status))
+		g.bus.Request(telemetry.CSPReportRefused, info, reason, fmt.Sprintf("status %d", status))
 	}
 	w.WriteHeader(status)
 }
@@ -468,7 +467,7 @@ func (g *Gateway) redirect(w http.ResponseWriter, r *http.Request, httpsPort str
 		// A form sent to http://: after the redirect a browser says
 		// Origin: null, which CSRF protection must refuse when it came
 		// from another site. Whoever built the URL should use https://.
-		telemetry.Refusal(g.log, "plain_http_form", info, "form_to_http",
+		g.bus.Refusal(telemetry.PlainHTTPForm, info, "form_to_http",
 			r.Method+" to http:// redirected with 308; from another site it arrives with Origin: null and is refused (logged once per path)",
 			"path "+r.URL.Path, "none: make the app build https:// URLs (Werkzeug ProxyFix x_proto=1, or PREFERRED_URL_SCHEME = 'https')")
 	}

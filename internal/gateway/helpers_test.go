@@ -141,13 +141,17 @@ type testGateway struct {
 }
 
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	discard bool // drop what is written from now on
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.discard {
+		return len(p), nil
+	}
 	return s.b.Write(p)
 }
 
@@ -269,8 +273,6 @@ func (tg *testGateway) waitLog(t testing.TB, substr string) string {
 	testutil.Eventually(testutil.WaitTimeout, func() bool { return strings.Contains(tg.logs.String(), substr) })
 	return tg.logs.String()
 }
-
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // rawServer accepts TCP connections on 127.0.0.1, each handled by handle
 // on its own goroutine, until the test ends; it returns the address. For

@@ -79,7 +79,7 @@ func (g *Gateway) finish(r *http.Request, info *reqinfo.Info, sw *statusWriter) 
 	g.metrics.Request(info.Site, r.Method, status, time.Since(info.Start), info.Upstream, info.Truncated != nil)
 	telemetry.Request(g.log, r, info, status, sw.bytes)
 	if status >= 500 && g.alerts.Wants(config.StatusKind) {
-		g.alerts.Event(&telemetry.Entry{Time: time.Now(), Kind: config.StatusKind, Site: info.Site, RequestID: info.ID,
+		g.alerts.Event(&telemetry.Event{Time: time.Now(), Kind: telemetry.Status5xx, Site: info.Site, RequestID: info.ID,
 			ClientIP: telemetry.ClientIP(info), Path: info.Path, Reason: fmt.Sprintf("status %d", status)})
 	}
 }
@@ -297,10 +297,10 @@ func (g *Gateway) ReloadWith(load func() (*config.Config, error)) error {
 	// The metrics count the events (metrics.Event), as they do a
 	// certificate file's failed reload.
 	if err != nil {
-		telemetry.Notice(g.log, slog.LevelError, "config_reload_failed", "", "refused", "the previous config keeps serving: "+firstLine(err.Error()))
+		g.bus.Notice(slog.LevelError, telemetry.ConfigReloadFailed, "", "refused", "the previous config keeps serving: "+firstLine(err.Error()))
 		return err
 	}
-	telemetry.Notice(g.log, slog.LevelInfo, "config_reloaded", "", "ok", fmt.Sprintf("%d sites", len(cfg.Sites)))
+	g.bus.Notice(slog.LevelInfo, telemetry.ConfigReloaded, "", "ok", fmt.Sprintf("%d sites", len(cfg.Sites)))
 	return nil
 }
 
@@ -398,7 +398,7 @@ func (g *Gateway) checkExpiry(warned map[string]time.Time, now time.Time) {
 		if left <= 0 {
 			what = "expired on " + c.notAfter.UTC().Format(time.RFC3339)
 		}
-		telemetry.Notice(g.log, slog.LevelWarn, "cert_expiring", "", "file_not_replaced",
+		g.bus.Notice(slog.LevelWarn, telemetry.CertExpiring, "", "file_not_replaced",
 			fmt.Sprintf("the certificate file for %s %s: renew it (certbot renew) and Rampart picks the new file up by itself", strings.Join(hosts, ", "), what))
 	}
 }

@@ -31,14 +31,14 @@ func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) func(*
 			// response, without the traceback, and the request's line
 			// says it was cut.
 			info.Truncated = errTracebackCut
-			telemetry.Event(g.log, "debug_leak_blocked", info, v.Reason, v.Sample)
+			g.bus.Request(telemetry.DebugLeakBlocked, info, v.Reason, v.Sample)
 		})
 		if err != nil {
 			return err
 		}
 		if v.Leak {
 			// The operator gets the start of it; the client, nothing.
-			telemetry.Event(g.log, "debug_leak_blocked", info, v.Reason, v.Sample)
+			g.bus.Request(telemetry.DebugLeakBlocked, info, v.Reason, v.Sample)
 			// The status keeps its meaning (a 503 still says "try later");
 			// the body is Rampart's.
 			status, msg := resp.StatusCode, "Something went wrong in the application."
@@ -54,7 +54,7 @@ func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) func(*
 			case redirects.Upgrade:
 				resp.Header.Set("Location", target)
 				if rt.upgradeLogged.CompareAndSwap(false, true) {
-					telemetry.Event(g.log, "insecure_redirect_upgraded", info, "http_location_to_own_host",
+					g.bus.Request(telemetry.InsecureRedirectUpgraded, info, "http_location_to_own_host",
 						"the app redirected to http:// on its own host; Rampart sent https:// instead. In Flask, wrap the app in werkzeug.middleware.proxy_fix.ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1) so it knows it is behind HTTPS (logged once per route)")
 				}
 			case redirects.Block:
@@ -76,7 +76,7 @@ func (g *Gateway) responseGuards(st *site, rt *route, info *reqinfo.Info) func(*
 			// The app may have meant otherwise (a cookie its scripts
 			// read, a cross-site state cookie): say so once per route.
 			if rt.cookieNotes.first(c.Cookie + "|" + c.What) {
-				telemetry.Refusal(g.log, "cookie_hardened", info, "cookie_attribute_changed",
+				g.bus.Refusal(telemetry.CookieHardened, info, "cookie_attribute_changed",
 					"cookie "+c.Cookie+": "+c.What+" (logged once per route and cookie)", "cookie "+c.Cookie, c.Key)
 			}
 		}
@@ -116,7 +116,7 @@ func (g *Gateway) blockRedirect(resp *http.Response, info *reqinfo.Info, reason,
 	// visitor's page shows it whole.
 	logged, _, _ := strings.Cut(target, "?")
 	logged, _, _ = strings.Cut(logged, "#")
-	telemetry.Refusal(g.log, "open_redirect_blocked", info, reason, logged, input, blockedRedirect.Key)
+	g.bus.Refusal(telemetry.OpenRedirectBlocked, info, reason, logged, input, blockedRedirect.Key)
 	replace(resp, http.StatusForbidden, pages.BlockedRedirectBody(target, info.ID, info.Nonce))
 	resp.Header.Set(guard.ReasonHeader, blockedRedirect.ReasonValue())
 }

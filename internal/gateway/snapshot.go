@@ -36,7 +36,6 @@ import (
 	"github.com/rampartproxy/rampart/internal/portal"
 	"github.com/rampartproxy/rampart/internal/proxy"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
-	"github.com/rampartproxy/rampart/internal/store"
 	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
@@ -168,7 +167,7 @@ func (s *snapshot) lookup(host string) *site {
 // build compiles cfg. Everything that can fail happens here, so a config
 // either loads whole or not at all. Proxies of prev whose upstream and
 // timeout did not change are reused, keeping their warm connections.
-func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error), st store.Store, log *slog.Logger) (*snapshot, error) {
+func (g *Gateway) build(cfg *config.Config, prev *snapshot) (*snapshot, error) {
 	trusted, err := prefixes(cfg.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("trusted_proxies: %w", err)
@@ -190,7 +189,7 @@ func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error)
 	defaults.ApplyHardeningDefaults()
 	s.fallback = compileRoute(config.Route{Match: "/"}, defaults)
 	if _, err := os.Stat(cfg.Auth.UsersFile); cfg.Protected() || err == nil {
-		if s.portal, err = portal.New(cfg.Auth, st, log); err != nil {
+		if s.portal, err = portal.New(cfg.Auth, g.store, g.log, g.bus); err != nil {
 			return nil, err
 		}
 	}
@@ -200,7 +199,7 @@ func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error)
 	if s.portal != nil {
 		s.portal.Brand = s.brand
 		s.portal.Refuse = func(w http.ResponseWriter, r *http.Request, d *guard.Denial, page []byte) {
-			refuse(w, log, reqinfo.From(r.Context()), d, page)
+			refuse(w, g.bus, reqinfo.From(r.Context()), d, page)
 		}
 	}
 	var prevWAFs *waf.Set
@@ -210,7 +209,7 @@ func build(cfg *config.Config, prev *snapshot, ca func() (*certs.LocalCA, error)
 	s.wafs = waf.NewSet(prevWAFs)
 	defer s.wafs.Done()
 	for i, sc := range cfg.Sites {
-		site, err := buildSite(cfg, sc, reuse, s.wafs, ca, st, log)
+		site, err := g.buildSite(cfg, sc, reuse, s.wafs)
 		if err == nil {
 			site.body.Budget = s.bodies
 		}
@@ -273,7 +272,7 @@ func (s *snapshot) groupsFor(host, next string) []string {
 	return nil
 }
 
-func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy, wafs *waf.Set, ca func() (*certs.LocalCA, error), shared store.Store, log *slog.Logger) (*site, error) {
+func (g *Gateway) buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy, wafs *waf.Set) (*site, error) {
 	st := &site{name: sc.Hosts[0], uploadPaths: sc.Guards.InsecureUploadPaths}
 	for _, h := range sc.Hosts {
 		if a, err := netip.ParseAddr(h); err == nil {
@@ -283,7 +282,7 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 	}
 	switch sc.TLS.Mode {
 	case config.TLSInternal:
-		localCA, err := ca()
+		localCA, err := g.caIn(cfg.StateDir)()
 		if err != nil {
 			return nil, err
 		}
@@ -301,11 +300,11 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 		// reload: an alert rule on config_reload_failed catches a broken
 		// renewal the day it happens, not 14 days before expiry.
 		src.OnError = func(err error) {
-			telemetry.Notice(log, slog.LevelError, "config_reload_failed", st.name, "certificate_files",
+			g.bus.Notice(slog.LevelError, telemetry.ConfigReloadFailed, st.name, "certificate_files",
 				"the previous certificate keeps serving: "+err.Error())
 		}
 		src.OnLoaded = func() {
-			telemetry.Notice(log, slog.LevelInfo, "config_reloaded", st.name, "certificate_files", "the certificate files load again")
+			g.bus.Notice(slog.LevelInfo, telemetry.ConfigReloaded, st.name, "certificate_files", "the certificate files load again")
 		}
 		st.cert = src
 	case config.TLSACME:
@@ -322,7 +321,7 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 	st.proxy = reuse[st.key]
 	if st.proxy == nil {
 		st.proxy = proxy.New(proxy.Options{URL: up.URL, Socket: up.Socket, HeaderTimeout: cfg.Timeouts.Upstream.Std(), IdleTimeout: cfg.Timeouts.UpstreamIdle.Std(),
-			MaxConns: sc.UpstreamMaxConns, QueueTimeout: sc.UpstreamQueueTimeout.Std(), Log: log, Failed: upstreamFailed(log, sc.UpstreamQueueTimeout.Std())})
+			MaxConns: sc.UpstreamMaxConns, QueueTimeout: sc.UpstreamQueueTimeout.Std(), Log: g.log, Failed: upstreamFailed(g.bus, sc.UpstreamQueueTimeout.Std())})
 	}
 	// Large bodies spill to the state directory's spool (0700, made at
 	// start), not to a world-writable /tmp.
@@ -349,7 +348,7 @@ func buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy
 		}
 		st.guards = append(st.guards, c)
 	}
-	if st.limits, err = ratelimit.New(st.name, sc.RateLimits, shared, cfg.StoreFailure == config.FailClosed); err != nil {
+	if st.limits, err = ratelimit.New(st.name, sc.RateLimits, g.store, cfg.StoreFailure == config.FailClosed); err != nil {
 		return nil, err
 	}
 	if !st.limits.Empty() {

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -20,7 +19,7 @@ import (
 // queue is Rampart's refusal (503, Retry-After the queue's wait); a
 // timeout is 504 and anything else 502, with Rampart's page: never the
 // upstream's bytes, and the cause only in the log.
-func upstreamFailed(log *slog.Logger, queueTimeout time.Duration) func(http.ResponseWriter, *http.Request, proxy.Failure) {
+func upstreamFailed(events *telemetry.Bus, queueTimeout time.Duration) func(http.ResponseWriter, *http.Request, proxy.Failure) {
 	busy := &guard.Denial{Status: http.StatusServiceUnavailable, Reason: "upstream_queue_timeout",
 		Message: "The application is busy right now. Try again in a moment.", Key: "sites[].upstream_max_conns",
 		Header: http.Header{"Retry-After": {strconv.Itoa(max(1, int(queueTimeout.Seconds())))}}}
@@ -28,7 +27,7 @@ func upstreamFailed(log *slog.Logger, queueTimeout time.Duration) func(http.Resp
 		info := reqinfo.From(r.Context())
 		if f.Kind == proxy.QueueTimeout {
 			// The app is at upstream_max_conns and was for the whole wait.
-			refuse(w, log, info, busy.With(fmt.Sprintf("%d requests in flight, %d waiting", f.InFlight, f.Waiting)), nil)
+			refuse(w, events, info, busy.With(fmt.Sprintf("%d requests in flight, %d waiting", f.InFlight, f.Waiting)), nil)
 			return
 		}
 		status, msg, key := http.StatusBadGateway, "The application is not answering right now.", ""
@@ -38,7 +37,7 @@ func upstreamFailed(log *slog.Logger, queueTimeout time.Duration) func(http.Resp
 		// The header tells the app's own 502 or 504 from Rampart's. (Not a
 		// refusal: the upstream failed, and the metrics count it as that.)
 		w.Header().Set(guard.ReasonHeader, guard.ReasonValue("upstream_"+f.Kind, key))
-		telemetry.Refusal(log, "upstream_error", info, f.Kind, fmt.Sprintf("status %d: %v", status, f.Err), "", key)
+		events.Refusal(telemetry.UpstreamError, info, f.Kind, fmt.Sprintf("status %d: %v", status, f.Err), "", key)
 		pages.Error(w, status, msg, info.ID, info.Nonce)
 	}
 }

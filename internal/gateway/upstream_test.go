@@ -12,6 +12,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/proxy"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
+	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
 // TestUpstreamFailed: what the gateway answers for each failure the
@@ -22,7 +23,9 @@ import (
 func TestUpstreamFailed(t *testing.T) {
 	t.Parallel()
 	var logs syncBuffer
-	answer := upstreamFailed(slog.New(slog.NewJSONHandler(&logs, nil)), 3*time.Second)
+	var bus telemetry.Bus
+	bus.Subscribe(telemetry.LogTo(slog.New(slog.NewJSONHandler(&logs, nil))))
+	answer := upstreamFailed(&bus, 3*time.Second)
 	for _, tt := range []struct {
 		f      proxy.Failure
 		status int

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
 // guards maps each refusal's reason (guard.Denial.Reason, and the reasons
@@ -71,9 +71,9 @@ func GuardOf(reason string) (guard, label string) {
 	return "other", "other"
 }
 
-func kindLabel(k string) string {
-	if slices.Contains(config.EventKinds, k) {
-		return k
+func kindLabel(k telemetry.Kind) string {
+	if slices.Contains(telemetry.Kinds, k) {
+		return string(k)
 	}
 	return "other"
 }

@@ -1,6 +1,6 @@
 // Package metrics is Rampart's Prometheus metrics. Requests are counted as
 // they finish; everything else is read from the security events
-// (telemetry.Entry), so a metric and the log line it counts cannot
+// (telemetry.Event), so a metric and the log line it counts cannot
 // disagree; state (certificates, the store, the login portal) is read
 // when Prometheus scrapes.
 //
@@ -272,27 +272,27 @@ func (m *Metrics) reload(ok bool) {
 }
 
 // Event counts a security event: subscribe it to the telemetry.Bus.
-func (m *Metrics) Event(e *telemetry.Entry) {
+func (m *Metrics) Event(e *telemetry.Event) {
 	m.events.WithLabelValues(kindLabel(e.Kind)).Inc()
 	switch e.Kind {
-	case "request_blocked", "debug_leak_blocked", "open_redirect_blocked":
+	case telemetry.RequestBlocked, telemetry.DebugLeakBlocked, telemetry.OpenRedirectBlocked:
 		g, reason := GuardOf(e.Reason)
 		m.blocked.WithLabelValues(g, reason).Inc()
-	case "upstream_error":
+	case telemetry.UpstreamError:
 		m.upstreamErrors.WithLabelValues(siteLabel(e.Site), oneOf(e.Reason, "refused", "timeout", "reset")).Inc()
-	case "login":
+	case telemetry.Login:
 		m.logins.WithLabelValues(oneOf(e.Reason, "password", "totp", "passkey", "recovery")).Inc()
-	case "login_failed":
+	case telemetry.LoginFailed:
 		m.loginFailures.WithLabelValues(oneOf(e.Reason, "wrong_password", "wrong_code")).Inc()
-	case "login_refused":
+	case telemetry.LoginRefused:
 		m.loginFailures.WithLabelValues("locked_out").Inc()
-	case "lockout":
+	case telemetry.Lockout:
 		m.lockouts.WithLabelValues(oneOf(strings.TrimSuffix(e.Reason, "_locked"), "pair", "address", "account", "device")).Inc()
-	case "store_down":
+	case telemetry.StoreDown:
 		m.storeOutages.Inc()
-	case "config_reloaded":
+	case telemetry.ConfigReloaded:
 		m.reload(true)
-	case "config_reload_failed":
+	case telemetry.ConfigReloadFailed:
 		m.reload(false)
 	}
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
@@ -56,31 +55,6 @@ func TestEveryRefusalHasAGuard(t *testing.T) {
 	}
 	if seen < 20 {
 		t.Fatalf("found only %d reasons in the code: the pattern no longer matches how refusals are written", seen)
-	}
-}
-
-// TestEveryEventKindIsKnown reads every event kind the code logs and
-// checks that config.EventKinds (what alert rules may name, and what the
-// metrics label) lists it.
-func TestEveryEventKindIsKnown(t *testing.T) {
-	t.Parallel()
-	kind := regexp.MustCompile(`telemetry\.(?:Event|Refusal|Notice)\([^,]+,\s*(?:slog\.Level\w+,\s*)?"([a-z0-9_]+)"|p\.event\(r, "([a-z_]+)"`)
-	var found []string
-	for _, src := range sources(t) {
-		for _, m := range kind.FindAllStringSubmatch(src, -1) {
-			found = append(found, m[1]+m[2])
-		}
-	}
-	for _, e := range []string{"cert_obtaining", "cert_obtained", "cert_failed", "cert_ocsp_revoked", "cached_managed_cert"} {
-		found = append(found, "acme_"+e) // certs.ACME.onEvent's
-	}
-	if len(found) < 15 {
-		t.Fatalf("found only %d event kinds in the code: the pattern no longer matches how events are logged", len(found))
-	}
-	for _, k := range found {
-		if !slices.Contains(config.EventKinds, k) {
-			t.Errorf("event kind %q is logged but not in config.EventKinds", k)
-		}
 	}
 }
 

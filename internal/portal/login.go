@@ -13,6 +13,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/pages"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
+	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
 // Messages a visitor sees. A wrong user name and a wrong password read
@@ -134,13 +135,13 @@ func (p *Portal) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	switch stage {
 	case auth.StageMFA:
-		p.event(r, "login_password_ok", "second_factor_next", user.Name)
+		p.event(r, telemetry.LoginPasswordOK, "second_factor_next", user.Name)
 		http.Redirect(w, r, MFAPath, http.StatusSeeOther)
 	case auth.StageEnrol:
-		p.event(r, "login_password_ok", "enrolment_next", user.Name)
+		p.event(r, telemetry.LoginPasswordOK, "enrolment_next", user.Name)
 		http.Redirect(w, r, EnrolPath, http.StatusSeeOther)
 	default:
-		p.event(r, "login", "password", user.Name)
+		p.event(r, telemetry.Login, "password", user.Name)
 		http.Redirect(w, r, next, http.StatusSeeOther)
 	}
 }
@@ -205,7 +206,7 @@ func (p *Portal) notLocked(w http.ResponseWriter, r *http.Request, a auth.Attemp
 	}
 	if wait > 0 {
 		logged := p.loggedName(a.User)
-		p.event(r, "login_refused", "locked_out", logged)
+		p.event(r, telemetry.LoginRefused, "locked_out", logged)
 		d := lockedOut
 		if scope == auth.ScopeAccount {
 			d = accountLocked
@@ -223,13 +224,13 @@ func (p *Portal) failed(r *http.Request, a auth.Attempt, known bool, what string
 	if !known {
 		logged = notAccount
 	}
-	p.event(r, "login_failed", "wrong_"+what, logged)
+	p.event(r, telemetry.LoginFailed, "wrong_"+what, logged)
 	locked, err := p.lockout.Fail(r.Context(), a)
 	if err != nil {
 		p.log.Error("lockout not counted", "kind", "store_error", "error", err.Error())
 	}
 	for _, l := range locked {
-		p.event(r, "lockout", l+"_locked", logged)
+		p.event(r, telemetry.Lockout, l+"_locked", logged)
 	}
 }
 
@@ -403,7 +404,7 @@ func (p *Portal) complete(w http.ResponseWriter, r *http.Request, pending *auth.
 	if !p.start(w, r, auth.Session{User: pending.User, Factor: factor}) {
 		return
 	}
-	p.event(r, "login", factor, pending.User)
+	p.event(r, telemetry.Login, factor, pending.User)
 	http.Redirect(w, r, localNext(pending.Next), http.StatusSeeOther)
 }
 
@@ -446,11 +447,11 @@ func (p *Portal) serveEnrol(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, storeFailed.With(err.Error()))
 		return
 	}
-	p.event(r, "mfa_enrolled", "totp", user.Name)
+	p.event(r, telemetry.MFAEnrolled, "totp", user.Name)
 	if !p.start(w, r, auth.Session{User: user.Name, Factor: "totp"}) {
 		return
 	}
-	p.event(r, "login", "totp", user.Name)
+	p.event(r, telemetry.Login, "totp", user.Name)
 	p.page(w, r, http.StatusOK, "recovery.html", pages.PortalData{Title: "Save your recovery codes", User: user.Name, Codes: codes, Next: localNext(sess.Next)})
 }
 
@@ -475,7 +476,7 @@ func (p *Portal) serveLogout(w http.ResponseWriter, r *http.Request) {
 			p.fail(w, r, storeFailed.With(err.Error()))
 			return
 		}
-		p.event(r, "logout", "user", sess.User)
+		p.event(r, telemetry.Logout, "user", sess.User)
 	}
 	clearCookie(w)
 	to := LoginPath + "?signed_out"

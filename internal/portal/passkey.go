@@ -17,6 +17,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/auth"
 	"github.com/rampartproxy/rampart/internal/pages"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
+	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
 // Passkeys (WebAuthn, go-webauthn) as a second factor: enrolled on the
@@ -226,13 +227,13 @@ func (p *Portal) servePasskeyFinish(w http.ResponseWriter, r *http.Request, enro
 		return
 	}
 	if enrol {
-		p.event(r, "mfa_enrolled", "passkey", user.Name)
+		p.event(r, telemetry.MFAEnrolled, "passkey", user.Name)
 	}
 	next := localNext(sess.Next)
 	if !p.start(w, r, auth.Session{User: user.Name, Factor: "passkey", Codes: codes, Next: next}) {
 		return
 	}
-	p.event(r, "login", "passkey", user.Name)
+	p.event(r, telemetry.Login, "passkey", user.Name)
 	if len(codes) > 0 {
 		next = RecoveryPath
 	}
@@ -334,7 +335,7 @@ func (p *Portal) servePasskeySigninFinish(w http.ResponseWriter, r *http.Request
 		}, data, r)
 	}
 	if err != nil || cred == nil || user.Name == "" {
-		p.event(r, "login_failed", "wrong_passkey", notAccount)
+		p.event(r, telemetry.LoginFailed, "wrong_passkey", notAccount)
 		jsonError(w, http.StatusUnauthorized, "The passkey did not work. Try again, or sign in with your password.")
 		return
 	}
@@ -345,7 +346,7 @@ func (p *Portal) servePasskeySigninFinish(w http.ResponseWriter, r *http.Request
 	if !p.start(w, r, auth.Session{User: user.Name, Factor: "passkey"}) {
 		return
 	}
-	p.event(r, "login", "passkey", user.Name)
+	p.event(r, telemetry.Login, "passkey", user.Name)
 	writeJSON(w, http.StatusOK, map[string]string{"redirect": localNext(sess.Next)})
 }
 

@@ -64,6 +64,7 @@ type Portal struct {
 	devices  *auth.Devices
 	store    store.Store
 	log      *slog.Logger
+	events   *telemetry.Bus
 	// GroupsFor returns the groups a page of the site at host needs
 	// (next: a path with its query), nil for any signed-in user or no
 	// login at all. The gateway sets it for each config; nil checks none.
@@ -102,8 +103,8 @@ const hashWait = 5 * time.Second
 
 // New builds the portal of cfg, with the users file read now: a file
 // that cannot be read is an error, so a bad one stops a start or a
-// reload.
-func New(cfg config.Auth, st store.Store, log *slog.Logger) (*Portal, error) {
+// reload. Its login events are published on events.
+func New(cfg config.Auth, st store.Store, log *slog.Logger, events *telemetry.Bus) (*Portal, error) {
 	users, err := auth.OpenDirectory(cfg.UsersFile, func(err error) {
 		log.Error("users file not re-read; the last good one stays in use", "kind", "users_file_error", "error", err.Error())
 	})
@@ -121,6 +122,7 @@ func New(cfg config.Auth, st store.Store, log *slog.Logger) (*Portal, error) {
 		devices:  auth.NewDevices(st),
 		store:    st,
 		log:      log,
+		events:   events,
 		mfa:      cfg.MFA == config.MFARequired,
 		issuer:   cfg.Issuer,
 		hashing:  make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
@@ -346,9 +348,9 @@ func (p *Portal) refuse(w http.ResponseWriter, r *http.Request, d *guard.Denial,
 	p.Refuse(w, r, d, page)
 }
 
-// event logs a login event: who, never what they typed.
-func (p *Portal) event(r *http.Request, kind, reason, user string) {
-	telemetry.Event(p.log, kind, reqinfo.From(r.Context()), reason, "user "+user)
+// event publishes a login event: who, never what they typed.
+func (p *Portal) event(r *http.Request, kind telemetry.Kind, reason, user string) {
+	p.events.Request(kind, reqinfo.From(r.Context()), reason, "user "+user)
 }
 
 // localNext is where to go after signing in: next if it is a path on this

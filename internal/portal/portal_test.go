@@ -11,6 +11,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
 	"github.com/rampartproxy/rampart/internal/store"
+	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
 // TestLocalNext: after signing in, only a path on this site: never
@@ -103,7 +104,7 @@ func TestRequireWithoutASession(t *testing.T) {
 	if err := auth.UpdateUsers(users, func([]auth.User) ([]auth.User, error) { return []auth.User{{Name: "alice", Password: hash}}, nil }); err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(config.Auth{UsersFile: users, MFA: config.MFARequired}, st, slog.New(slog.DiscardHandler))
+	p, err := New(config.Auth{UsersFile: users, MFA: config.MFARequired}, st, slog.New(slog.DiscardHandler), &telemetry.Bus{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,17 +25,18 @@ var update = flag.Bool("update", false, "rewrite testdata/events.golden with wha
 // purpose, with -update.
 func TestEventLogGolden(t *testing.T) {
 	var out bytes.Buffer
-	log := Observe(NewLogger(&out, slog.LevelInfo), &Bus{})
+	var bus Bus
+	bus.Subscribe(LogTo(NewLogger(&out, slog.LevelInfo)))
 	info := &reqinfo.Info{ID: "0123456789abcdef01234567", Site: "app.test", Path: "/login",
 		Client: clientip.Result{Client: netip.MustParseAddr("203.0.113.9")}}
-	Refusal(log, "request_blocked", info, "csrf_cross_origin", "status 403", "origin https://evil.test", "csrf.trusted_origins")
-	Refusal(log, "cookie_hardened", info, "cookie_attribute_changed", "session: Secure added", "", "")
-	Event(log, "waf_match", info, "942100", `SQL injection "quoted" <tag>`)
+	bus.Refusal(RequestBlocked, info, "csrf_cross_origin", "status 403", "origin https://evil.test", "csrf.trusted_origins")
+	bus.Refusal(CookieHardened, info, "cookie_attribute_changed", "session: Secure added", "", "")
+	bus.Request(WAFMatch, info, "942100", `SQL injection "quoted" <tag>`)
 	long := &reqinfo.Info{ID: "id2", Path: "/" + strings.Repeat("é", 200)}
-	Refusal(log, "path_merged", long, "empty_segments_merged", "//a", strings.Repeat("x", 300), "")
-	Notice(log, slog.LevelInfo, "config_reloaded", "", "ok", "2 sites")
-	Notice(log, slog.LevelWarn, "cert_expiring", "app.test", "not_renewed", "expires in 6 days")
-	Notice(log, slog.LevelError, "store_down", "", "unreachable", "Redis at 127.0.0.1:6379: connection refused")
+	bus.Refusal(PathMerged, long, "empty_segments_merged", "//a", strings.Repeat("x", 300), "")
+	bus.Notice(slog.LevelInfo, ConfigReloaded, "", "ok", "2 sites")
+	bus.Notice(slog.LevelWarn, CertExpiring, "app.test", "not_renewed", "expires in 6 days")
+	bus.Notice(slog.LevelError, StoreDown, "", "unreachable", "Redis at 127.0.0.1:6379: connection refused")
 	got := regexp.MustCompile(`"time":"[^"]+"`).ReplaceAll(out.Bytes(), []byte(`"time":"T"`))
 	golden := filepath.Join("testdata", "events.golden")
 	if *update {

@@ -30,13 +30,7 @@ func Request(log *slog.Logger, r *http.Request, info *reqinfo.Info, status int, 
 	if info.Truncated != nil {
 		level = slog.LevelWarn
 	}
-	// A request line is never an event: whether it is written is the
-	// log's level alone, even under Observe (which enables every level
-	// from info for the events' sake).
 	h := log.Handler()
-	if bh, ok := h.(*busHandler); ok {
-		h = bh.next
-	}
 	if !h.Enabled(context.Background(), level) {
 		return
 	}
@@ -71,35 +65,6 @@ func Request(log *slog.Logger, r *http.Request, info *reqinfo.Info, status int, 
 	rec := slog.NewRecord(time.Now(), level, "request", 0)
 	rec.AddAttrs(attrs...)
 	_ = h.Handle(context.Background(), rec)
-}
-
-// Event logs a security event: a guard stopped a request, or something
-// that an operator should see happened. Every guard reports through here,
-// so logs, metrics and alerts can rely on one shape.
-func Event(log *slog.Logger, kind string, info *reqinfo.Info, reason, detail string) {
-	Refusal(log, kind, info, reason, detail, "", "")
-}
-
-// Refusal is Event for a refusal that can say what decided it (input:
-// "origin https://other.example", cut to 256 bytes) and which config key
-// would allow it (allow_with); either is left out when "".
-func Refusal(log *slog.Logger, kind string, info *reqinfo.Info, reason, detail, input, key string) {
-	attrs := []slog.Attr{
-		slog.String("kind", kind),
-		slog.String("site", info.Site),
-		slog.String("request_id", info.ID),
-		slog.String("client_ip", ClientIP(info)),
-		slog.String("path", Cut(info.Path, 256)),
-		slog.String("reason", reason),
-		slog.String("detail", detail),
-	}
-	if input != "" {
-		attrs = append(attrs, slog.String("input", Cut(input, 256)))
-	}
-	if key != "" {
-		attrs = append(attrs, slog.String("allow_with", key))
-	}
-	log.LogAttrs(context.Background(), slog.LevelWarn, EventMessage, attrs...)
 }
 
 // Cut shortens s to at most n bytes, on a rune boundary, marking the cut.

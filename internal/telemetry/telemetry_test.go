@@ -42,25 +42,22 @@ func TestRequestLineLeavesQueryOut(t *testing.T) {
 	}
 }
 
-func TestObservePublishesEveryEventWhateverTheLevel(t *testing.T) {
+func TestBusPublishesEveryEventWhateverTheLogLevel(t *testing.T) {
 	t.Parallel()
 	out := &lockedBuffer{}
 	var bus Bus
-	var got []Entry
-	bus.Subscribe(func(e *Entry) { got = append(got, *e) })
-	log := Observe(NewLogger(out, slog.LevelError), &bus)
-
+	var got []Event
+	bus.Subscribe(func(e *Event) { got = append(got, *e) })
+	bus.Subscribe(LogTo(NewLogger(out, slog.LevelError)))
 	info := &reqinfo.Info{ID: "id1", Site: "app.test", Path: "/login"}
-	Refusal(log, "request_blocked", info, "csrf_cross_origin", "status 403", "origin https://evil.test", "csrf.trusted_origins")
-	Notice(log, slog.LevelInfo, "store_up", "", "reachable", "Redis is reachable again")
-	log.Info("started") // not an event
-	Notice(log, slog.LevelError, "store_down", "", "unreachable", "down")
-
-	want := []Entry{
-		{Level: "WARN", Kind: "request_blocked", Site: "app.test", RequestID: "id1", Path: "/login", Reason: "csrf_cross_origin",
-			Detail: "status 403", Input: "origin https://evil.test", AllowWith: "csrf.trusted_origins"},
-		{Level: "INFO", Kind: "store_up", Reason: "reachable", Detail: "Redis is reachable again"},
-		{Level: "ERROR", Kind: "store_down", Reason: "unreachable", Detail: "down"},
+	bus.Refusal(RequestBlocked, info, "csrf_cross_origin", "status 403", "origin https://evil.test", "csrf.trusted_origins")
+	bus.Notice(slog.LevelInfo, StoreUp, "", "reachable", "Redis is reachable again")
+	bus.Notice(slog.LevelError, StoreDown, "", "unreachable", "down")
+	want := []Event{
+		{Level: slog.LevelWarn, Kind: RequestBlocked, Site: "app.test", RequestID: "id1", Path: "/login", Reason: "csrf_cross_origin",
+			Detail: "status 403", Input: "origin https://evil.test", AllowWith: "csrf.trusted_origins", ofRequest: true},
+		{Level: slog.LevelInfo, Kind: StoreUp, Reason: "reachable", Detail: "Redis is reachable again"},
+		{Level: slog.LevelError, Kind: StoreDown, Reason: "unreachable", Detail: "down"},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("published %d events, want %d: %+v", len(got), len(want), got)
@@ -80,13 +77,12 @@ func TestObservePublishesEveryEventWhateverTheLevel(t *testing.T) {
 	}
 }
 
-// TestObservedRequestLinesFollowTheLogLevel: under Observe (which lets
-// info records through for the events), request lines are still written
-// only when the log's own level allows them.
-func TestObservedRequestLinesFollowTheLogLevel(t *testing.T) {
+// TestRequestLinesFollowTheLogLevel: request lines are written only when
+// the log's level allows them.
+func TestRequestLinesFollowTheLogLevel(t *testing.T) {
 	t.Parallel()
 	out := &lockedBuffer{}
-	log := Observe(NewLogger(out, slog.LevelWarn), &Bus{})
+	log := NewLogger(out, slog.LevelWarn)
 	r := httptest.NewRequest("GET", "https://a.test/", nil)
 	Request(log, r, &reqinfo.Info{ID: "id1", Start: time.Now()}, 200, 10)
 	if out.String() != "" {
@@ -96,7 +92,7 @@ func TestObservedRequestLinesFollowTheLogLevel(t *testing.T) {
 
 // BenchmarkRequestLine is one request's log line, JSON to nowhere.
 func BenchmarkRequestLine(b *testing.B) {
-	log := Observe(NewLogger(io.Discard, slog.LevelInfo), &Bus{})
+	log := NewLogger(io.Discard, slog.LevelInfo)
 	r := httptest.NewRequest("GET", "https://a.test/some/page?x=1", nil)
 	info := &reqinfo.Info{ID: "0123456789abcdef01234567", Site: "a.test", Start: time.Now()}
 	b.ReportAllocs()
