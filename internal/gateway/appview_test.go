@@ -502,3 +502,56 @@ func TestAppViewTracebacksPastTheSearch(t *testing.T) {
 		t.Error("the request's line does not say the response was cut")
 	}
 }
+
+// TestPathAsSent: a Flask view /proxy/<path:target> reads a URL out of
+// its path, and Werkzeug keeps its "//". Rampart merges empty segments
+// before judging, so by default the view gets https:/example.org/x; the
+// first such request on the route logs path_merged naming
+// path_as_sent, and with that key the view gets the path as sent, in
+// both spellings. A path with dot segments is forwarded canonical even
+// then.
+func TestPathAsSent(t *testing.T) {
+	t.Parallel()
+	app := compatApp(t, true)
+	get := func(c *http.Client, base, path string) string {
+		t.Helper()
+		resp, err := c.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}
+	const sent, encoded = "/proxy/https://example.org/x", "/proxy/https:%2F%2Fexample.org%2Fx"
+	if got := get(http.DefaultClient, app.upstream(), sent); got != "200 https://example.org/x" {
+		t.Fatalf("the app itself reads %q", got)
+	}
+	run := func(asSent bool) (*testGateway, func(string) string) {
+		site := siteFor(app.upstream())
+		if asSent {
+			site.Routes = []config.Route{{Match: "/proxy/", PathAsSent: &asSent}}
+		}
+		tg := startGateway(t, config.Config{Sites: []config.Site{site}})
+		return tg, func(p string) string { return get(tg.client(false), "https://localhost", p) }
+	}
+	tg, through := run(false)
+	for _, p := range []string{sent, encoded} {
+		if got := through(p); got != "200 https:/example.org/x" {
+			t.Errorf("defaults, %s: %q, want the merged path", p, got)
+		}
+	}
+	logs := tg.waitLog(t, `"kind":"path_merged"`)
+	if strings.Count(logs, `"kind":"path_merged"`) != 1 || !strings.Contains(logs, `"allow_with":"routes[].path_as_sent"`) {
+		t.Errorf("want one path_merged event naming routes[].path_as_sent:\n%s", logs)
+	}
+	_, through = run(true)
+	for _, p := range []string{sent, encoded} {
+		if got := through(p); got != "200 https://example.org/x" {
+			t.Errorf("path_as_sent, %s: %q, want the path as sent", p, got)
+		}
+	}
+	if got := through("/proxy/a/./b//c"); got != "200 a/b/c" {
+		t.Errorf("path_as_sent with a dot segment: %q, want the canonical path", got)
+	}
+}

@@ -6,7 +6,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
+	"flag"
 	"io"
 	"log/slog"
 	"net"
@@ -294,4 +296,32 @@ func rawServer(t testing.TB, handle func(net.Conn)) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// reliability turns on the long tests against real servers: they take
+// minutes, and hit races that no short run is sure to hit.
+var reliability = flag.Bool("reliability", false, "run the long reliability tests (gunicorn keep-alive race, slow readers with slowhttptest, h2spec)")
+
+// requestLine returns the first request log line for path.
+func (tg *testGateway) requestLine(t *testing.T, path string) map[string]any {
+	t.Helper()
+	return tg.logLine(t, "the log line of a request for "+path, func(m map[string]any) bool { return m["msg"] == "request" && m["path"] == path })
+}
+
+// logLine waits for the first JSON log line that match accepts, and
+// returns it; what names it for the failure.
+func (tg *testGateway) logLine(t *testing.T, what string, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	var line map[string]any
+	testutil.WaitFor(t, what, func() bool {
+		for l := range strings.SplitSeq(tg.logs.String(), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) == nil && match(m) {
+				line = m
+				return true
+			}
+		}
+		return false
+	})
+	return line
 }

@@ -2,10 +2,7 @@ package gateway
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
-	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/spool"
 	"github.com/rampartproxy/rampart/internal/testutil"
@@ -152,81 +148,6 @@ func TestFullStateDiskServesWhole(t *testing.T) {
 	tg.logLine(t, "the disk's recovery", func(m map[string]any) bool { return m["kind"] == "spool_write_ok" })
 	if r := ready(); strings.Contains(r, "cannot write") {
 		t.Errorf("/readyz after the incident: %s", r)
-	}
-}
-
-// TestShutdownDrainsLoudly: from the moment a shutdown starts, /readyz
-// and the health check answer 503, so that a load balancer stops sending
-// (they said 200 through the whole drain while the port already refused
-// connections); a request still in flight when the drain's deadline
-// passes is cut, logged with its request ID and counted (it used to
-// leave no line at all).
-func TestShutdownDrainsLoudly(t *testing.T) {
-	t.Parallel()
-	app := runGunicorn(t, "app:app", gunicornOptions{worker: "gthread"})
-	tg := startGateway(t, config.Config{Sites: []config.Site{siteFor(app.upstream())}})
-	client := tg.client(false) // its connection is open before the drain
-	if resp, err := client.Get("https://localhost" + HealthPath); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("the health check before the drain: %v %v", resp, err)
-	}
-	slow := make(chan error, 1)
-	go func() {
-		resp, err := tg.client(false).Get("https://localhost/slow?s=30")
-		if err == nil {
-			_, err = io.ReadAll(resp.Body)
-			resp.Body.Close()
-		}
-		slow <- err
-	}()
-	testutil.WaitFor(t, "the slow request in flight", func() bool { return tg.inFlight.Load() == 1 })
-
-	// Read before the drain: Shutdown holds the gateway's lock, which
-	// AdminAddr takes, until the drain ends.
-	admin := tg.AdminAddr()
-	drain, endDrain := context.WithCancel(t.Context())
-	shut := make(chan error, 1)
-	go func() { shut <- tg.Shutdown(drain) }()
-	var last string
-	if !testutil.Eventually(testutil.WaitTimeout, func() bool {
-		resp, err := http.Get("http://" + admin + "/readyz")
-		if err != nil {
-			last = err.Error()
-			return false
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		last = fmt.Sprint(resp.StatusCode, " ", string(b))
-		return resp.StatusCode == 503 && strings.Contains(string(b), "shutting down: 1 requests in flight")
-	}) {
-		t.Fatalf("/readyz while draining: %s", last)
-	}
-	if resp, err := client.Get("https://localhost" + HealthPath); err == nil {
-		resp.Body.Close()
-		if resp.StatusCode != 503 {
-			t.Errorf("the health check on an open connection during the drain: %d", resp.StatusCode)
-		}
-	}
-	endDrain() // the deadline passes
-	if err := <-shut; !errors.Is(err, context.Canceled) {
-		t.Errorf("Shutdown: %v", err)
-	}
-	if err := <-slow; err == nil {
-		t.Error("the cut request's client saw a whole response")
-	}
-	cut := tg.logLine(t, "the cut request's event", func(m map[string]any) bool { return m["kind"] == "request_cut" })
-	if line := tg.requestLine(t, "/slow"); cut["path"] != "/slow" || cut["request_id"] != line["request_id"] {
-		t.Errorf("the cut request's event %v, its request line %v", cut, line)
-	}
-	fams, err := tg.metrics.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	byName := map[string]*dto.MetricFamily{}
-	for _, f := range fams {
-		byName[f.GetName()] = f
-	}
-	if n := value(byName, "rampart_events_total", "kind=request_cut"); n != 1 {
-		t.Errorf("rampart_events_total{kind=request_cut} = %v, want 1", n)
 	}
 }
 

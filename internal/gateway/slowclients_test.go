@@ -1,8 +1,13 @@
 package gateway
 
 import (
+	"bufio"
+	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/csv"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -11,10 +16,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/spool"
 	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
@@ -177,4 +184,155 @@ func port(t *testing.T, addr string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+func TestSlowAndHugeClients(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder(t)
+	tg := startGateway(t, config.Config{
+		Timeouts:      config.Timeouts{ReadHeader: config.Duration(200 * time.Millisecond), ReadBody: config.Duration(300 * time.Millisecond)},
+		MaxHeaderSize: 4 << 10,
+		Sites:         []config.Site{siteFor(rec.URL())},
+	})
+	t.Run("header too slow", func(t *testing.T) {
+		t.Parallel()
+		c := tg.rawTLS(t)
+		_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: localhost\r\n")
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := c.Read(make([]byte, 1))
+		if err == nil || n > 0 {
+			t.Fatal("a client that never finished its headers kept its connection")
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatal("the server did not close the connection within 5s")
+		}
+	})
+	t.Run("body too slow", func(t *testing.T) {
+		t.Parallel()
+		c := tg.rawTLS(t)
+		_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nabc")
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 408 {
+			t.Errorf("status %d, want 408", resp.StatusCode)
+		}
+	})
+	t.Run("header too big", func(t *testing.T) {
+		t.Parallel()
+		req, _ := http.NewRequest("GET", "https://localhost/", nil)
+		req.Header.Set("X-Big", strings.Repeat("a", 16<<10))
+		resp, err := tg.client(false).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 431 {
+			t.Errorf("status %d, want 431", resp.StatusCode)
+		}
+	})
+}
+
+// TestSlowReadersDoNotHoldTheApp: clients that read a large response at a
+// trickle (slowhttptest -X) held a gunicorn worker each for as long as
+// they took, so a handful took the app down. Rampart now takes the whole
+// response from the app into its spool and feeds the client from there:
+// with every worker's worth of slow readers connected, / still answers.
+func TestSlowReadersDoNotHoldTheApp(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		worker  string
+		readers int // more than the worker can serve at once
+	}{{"sync", 2}, {"gthread", 5}} {
+		t.Run(tc.worker, func(t *testing.T) {
+			t.Parallel()
+			app := runGunicorn(t, "app:app", gunicornOptions{worker: tc.worker})
+			tg := startGateway(t, config.Config{Sites: []config.Site{siteFor(app.upstream())}})
+			for range tc.readers {
+				tg.slowReader(t, "/big?mb=24")
+			}
+			testutil.WaitFor(t, "every slow reader's response taken from the app", func() bool {
+				st := tg.spool.Stats()
+				return st.Bodies == tc.readers && st.Filling == 0
+			})
+			// Without the spool the worker is held until timeouts.send
+			// (60 s) drops a reader: far past this client's timeout.
+			client := tg.client(false)
+			client.Timeout = 10 * time.Second
+			start := time.Now()
+			resp, err := client.Get("https://localhost/")
+			if err != nil {
+				t.Fatalf("/ with %d slow readers connected: %v", tc.readers, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("/ answered %d", resp.StatusCode)
+			}
+			t.Logf("%s: / answered in %v with %d slow readers of 24 MiB connected", tc.worker, time.Since(start), tc.readers)
+		})
+	}
+}
+
+// slowReader asks for target over a connection whose receive buffer is
+// 4 KiB, and then reads nothing: the response can only leave as fast as
+// the client takes it, which is never.
+func (tg *testGateway) slowReader(t *testing.T, target string) {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return cmp.Or(err, serr)
+	}}
+	raw, err := d.Dial("tcp", tg.httpsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tls.Client(raw, &tls.Config{RootCAs: tg.roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSlowClientLimits: a client that stops reading is dropped after
+// timeouts.send, which gives its spooled response back; and a client
+// with slow_per_client responses waiting gets 429 before the app sees
+// its next request.
+func TestSlowClientLimits(t *testing.T) {
+	t.Parallel()
+	app := runGunicorn(t, "app:app", gunicornOptions{worker: "gthread"})
+	tg := startGateway(t, config.Config{
+		Sites:     []config.Site{siteFor(app.upstream())},
+		Timeouts:  config.Timeouts{Send: config.Duration(time.Second)},
+		Buffering: config.Buffering{SlowPerClient: 1},
+	})
+	tg.slowReader(t, "/big?mb=24")
+	testutil.WaitFor(t, "the slow reader's response taken from the app", func() bool {
+		st := tg.spool.Stats()
+		return st.Bodies == 1 && st.Filling == 0
+	})
+	resp, err := tg.client(false).Get("https://localhost/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("a client with its limit of slow responses got %d (Retry-After %q), want 429", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	testutil.WaitFor(t, "the stalled client dropped after timeouts.send", func() bool { return tg.spool.Stats() == spool.Stats{} })
+	line := tg.requestLine(t, "/big")
+	if n := line["bytes"].(float64); n >= 24<<20 {
+		t.Errorf("the stalled client was sent %v bytes: all of it", n)
+	}
+	resp, err = tg.client(false).Get("https://localhost/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("once its slow response was dropped, the client got %d", resp.StatusCode)
+	}
 }
