@@ -50,7 +50,7 @@ type observatoryResult struct {
 // code, from npm) and rampart audit on the same real servers, and holds
 // them to the same verdict on every test they share, and to grades within
 // one letter. The deliberate differences are listed in observatoryDiffers
-// and in the README.
+// and in docs/audit.md.
 func TestAgreementWithTheObservatory(t *testing.T) {
 	node := testutil.Need(t, "node", "nodejs")
 	home, _ := os.UserHomeDir()
@@ -98,7 +98,7 @@ func TestAgreementWithTheObservatory(t *testing.T) {
 }
 
 // observatoryDiffers are the verdicts where we differ on purpose, by
-// fixture and check, with the reason (the README says the same).
+// fixture and check, with the reason (docs/audit.md says the same).
 var observatoryDiffers = map[string]string{
 	// nginx echoes any Origin with Allow-Credentials. The Observatory
 	// looks at what / answers without an Origin (and crossdomain.xml), so

@@ -79,7 +79,7 @@ func (e env) serve(args []string) int {
 	}
 	cfg, err := s.load()
 	if err != nil {
-		return e.fail(err, "run 'rampart validate --config FILE' to see every problem; the README lists every key")
+		return e.fail(err, "run 'rampart validate --config FILE' to see every problem; docs/configuration.md lists every key")
 	}
 	g, code, ok := e.startGateway(cfg, s.log)
 	if !ok {
@@ -165,7 +165,7 @@ func (e env) startGateway(cfg *config.Config, log *slog.Logger) (g *gateway.Gate
 		return nil, e.fail(err, "pick other addresses with --https and --http, or under listen: in the config"), false
 	}
 	if os.Geteuid() == 0 {
-		log.Warn("running as root: run rampart as its own user, with cap_net_bind_service for ports below 1024 (see the README)")
+		log.Warn("running as root: run rampart as its own user, with cap_net_bind_service for ports below 1024 (see docs/operations.md)")
 	}
 	return g, exitOK, true
 }
@@ -265,7 +265,7 @@ func (e env) banner(g *gateway.Gateway, cfg *config.Config, cfgPath string, app 
 		fmt.Fprintf(e.stderr, "rampart:   then: curl --cacert rampart-ca.pem https://localhost:%s/   (or import rampart-ca.pem in your browser)\n", port)
 	}
 	if cfgPath == "" {
-		fmt.Fprintln(e.stderr, "rampart: no config file: see 'rampart serve --help' and the README to write one")
+		fmt.Fprintln(e.stderr, "rampart: no config file: see 'rampart serve --help' and docs/configuration.md to write one")
 	}
 	fmt.Fprintln(e.stderr, "rampart: JSON logs on stdout; SIGHUP reloads, Ctrl-C stops")
 }

@@ -36,7 +36,7 @@ func (e env) validate(args []string) int {
 			for _, p := range ps {
 				fmt.Fprintf(e.stderr, "%s\n", p)
 			}
-			return e.fail(fmt.Errorf("%s: %s", *path, plural(len(ps), "problem")), "the reference of every key is in the README (Configuration)")
+			return e.fail(fmt.Errorf("%s: %s", *path, plural(len(ps), "problem")), "every key, with its default, is in docs/configuration.md")
 		}
 		return e.fail(err, "pass the file with --config FILE")
 	}

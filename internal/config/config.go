@@ -1,7 +1,8 @@
 // Package config is Rampart's configuration: the YAML schema, its defaults
 // and its validation. The structs below are the manual: every field's doc
 // comment gives its meaning, its default and its security effect, and
-// reference.yaml (shown in the README) is checked against them by the tests.
+// reference.yaml (shown in docs/configuration.md) is checked against them
+// by the tests.
 //
 // Parsing never half-applies anything: Parse returns either a complete,
 // defaulted, validated Config or every problem found, each with its line.

@@ -24,13 +24,13 @@ func TestReferenceIsValid(t *testing.T) {
 	}
 }
 
-func TestREADMEShowsReference(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+func TestDocsShowReference(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(readme), string(reference)) {
-		t.Error("README.md must contain internal/config/reference.yaml verbatim, so the reference cannot drift")
+	if !strings.Contains(string(doc), string(reference)) {
+		t.Error("docs/configuration.md must contain internal/config/reference.yaml verbatim, so the reference cannot drift")
 	}
 }
 

@@ -34,7 +34,7 @@ type Headers struct {
 	// CrossOriginOpenerPolicy: "same-origin-allow-popups": a page opened
 	// from another site gets no handle on this one (as with same-origin),
 	// while popups this site opens keep theirs, so "Sign in with..."
-	// popups can post their result back. The README weighs the two.
+	// popups can post their result back. docs/responses.md weighs the two.
 	CrossOriginOpenerPolicy *string `yaml:"cross_origin_opener_policy"`
 	// CrossOriginResourcePolicy: "same-site": another site's page cannot
 	// embed the site's responses (an image, a script, a JSON file loaded

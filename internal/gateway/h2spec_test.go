@@ -16,8 +16,8 @@ import (
 )
 
 // goH2Failures are the h2spec cases that Go's HTTP/2 server fails, each
-// by a choice of Go's or a fault of h2spec's (the README's "HTTP/2
-// conformance" says which, with the issue); Rampart's listener is Go's,
+// by a choice of Go's or a fault of h2spec's ("HTTP/2 conformance" in
+// docs/requests.md says which, with the issue); Rampart's listener is Go's,
 // and may fail no others.
 var goH2Failures = []string{
 	"http2/4.2/3",     // h2spec ignores the larger SETTINGS_MAX_FRAME_SIZE Go announces (golang/go#25023)

@@ -8,12 +8,13 @@ import (
 	"testing"
 )
 
-// TestWhenSomethingBreaksTable holds the README's "When something breaks"
-// table to what it claims: every row names a test of this package that
-// exists, and every config key it names exists in the config reference.
+// TestWhenSomethingBreaksTable holds the "When something breaks" table of
+// docs/limits.md to what it claims: every row names a test of this
+// package that exists, and every config key it names exists in the
+// config reference.
 func TestWhenSomethingBreaksTable(t *testing.T) {
 	t.Parallel()
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/limits.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func TestWhenSomethingBreaksTable(t *testing.T) {
 	}
 	_, section, ok := strings.Cut(string(readme), "\n## When something breaks\n")
 	if !ok {
-		t.Fatal("the README has no \"When something breaks\" section")
+		t.Fatal("docs/limits.md has no \"When something breaks\" section")
 	}
 	section, _, _ = strings.Cut(section, "\n## ")
 	keyRE := regexp.MustCompile("`([a-z_]+(?:\\.[a-z_]+)*)`")

@@ -132,7 +132,7 @@ func corpus(t *testing.T) []ordinary {
 	}
 	// GraphQL's query language is the corpus's one false positive at
 	// paranoia 1: 942190 reads "query GetUser($id: ID!) {" as MSSQL. The
-	// test's site excludes that rule on /graphql, as the README says to.
+	// test's site excludes that rule on /graphql, as docs/waf.md says to.
 	c = append(c, ordinary{name: "graphql", method: "POST", target: "/graphql", contentType: "application/json",
 		body: []byte(`{"query":"query GetUser($id: ID!) { user(id: $id) { name email } }","variables":{"id":"42"}}`), want: map[string]string{}})
 	c = append(c, uploadCorpus(t)...)
