@@ -25,7 +25,7 @@ var mayImport = map[string][]string{
 	"auth":            {"atomicfile", "config", "store"},
 	"certs":           {"atomicfile", "config", "store", "telemetry"},
 	"demo":            {"pages"},
-	"metrics":         {"config", "telemetry", "version"},
+	"metrics":         {"telemetry", "version"},
 	"portal":          {"auth", "config", "guard", "guard/ratelimit", "pages", "reqinfo", "store", "telemetry"},
 	"proxy":           {"reqinfo"},
 	"reqinfo":         {"clientip"},
