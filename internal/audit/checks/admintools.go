@@ -63,7 +63,7 @@ func checkAdminTools(ctx context.Context, t *scan.Target) (scan.Status, string) 
 		return scan.Fail, "answering without a login: " + strings.Join(sortedUnique(found), "; ")
 	}
 	if len(missed) > 0 {
-		return scan.Error, "could not judge " + strings.Join(missed, ", ") + ": " + scan.Describe(why)
+		return couldNotJudge(missed, why)
 	}
 	return scan.Pass, fmt.Sprintf("none of %d admin and debug endpoints answers without a login", len(adminTools))
 }

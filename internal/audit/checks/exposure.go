@@ -112,9 +112,7 @@ func exposed(paths []string, looks func([]byte) bool) func(context.Context, *sca
 			return scan.Fail, "served: " + strings.Join(found, ", ")
 		}
 		if len(missed) > 0 {
-			// A path that could not be fetched is not a path not served:
-			// a target that drops the scanner must not pass.
-			return scan.Error, "could not judge " + strings.Join(missed, ", ") + ": " + scan.Describe(why)
+			return couldNotJudge(missed, why)
 		}
 		note := ""
 		if base != nil && base.Status == http.StatusOK {
@@ -135,6 +133,13 @@ type probe struct {
 type hit struct {
 	probe
 	page *scan.Page
+}
+
+// couldNotJudge is the verdict when some probes could not be fetched (and
+// none found anything): a path that could not be fetched is not a path
+// not served, so a target that drops the scanner must not pass.
+func couldNotJudge(missed []string, why error) (scan.Status, string) {
+	return scan.Error, "could not judge " + strings.Join(missed, ", ") + ": " + scan.Describe(why)
 }
 
 // fetchAll fetches every probe's path, at once, and returns those that

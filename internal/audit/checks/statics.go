@@ -123,7 +123,7 @@ func checkAliasTraversal(ctx context.Context, t *scan.Target) (scan.Status, stri
 		return scan.Fail, strings.Join(found, "; ")
 	}
 	if len(missed) > 0 {
-		return scan.Error, "could not judge " + strings.Join(missed, ", ") + ": " + scan.Describe(why)
+		return couldNotJudge(missed, why)
 	}
 	return scan.Pass, fmt.Sprintf("%d probes under %s: none reaches the directory above", len(probes), strings.Join(dirs, ", "))
 }
@@ -143,7 +143,7 @@ func checkAutoindex(ctx context.Context, t *scan.Target) (scan.Status, string) {
 		return scan.Fail, "a directory listing at " + strings.Join(found, ", ")
 	}
 	if len(missed) > 0 {
-		return scan.Error, "could not judge " + strings.Join(missed, ", ") + ": " + scan.Describe(why)
+		return couldNotJudge(missed, why)
 	}
 	var paths []string
 	for _, p := range probes {
