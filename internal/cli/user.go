@@ -79,7 +79,7 @@ func (e env) user(args []string) int {
 	case len(names) > want:
 		return e.usageError(fmt.Sprintf("unexpected argument %q", names[want]), hint)
 	}
-	path, err := usersPath(*cfgPath, *usersFile)
+	path, issuer, err := userConfig(*cfgPath, *usersFile)
 	if err != nil {
 		return e.fail(err, "run 'rampart validate --config FILE' to see every problem")
 	}
@@ -115,7 +115,7 @@ func (e env) user(args []string) int {
 			fmt.Fprintf(e.stdout, "Removed %s's second factors. With mfa: required they enrol again at their next sign-in.\n", name)
 		}
 	case "totp":
-		return e.userTOTP(path, name, totpIssuer(*cfgPath))
+		return e.userTOTP(path, name, issuer)
 	}
 	if err != nil {
 		return e.fail(err, userHint(err))
@@ -146,31 +146,26 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// usersPath finds the users file: --users-file, else the config's
-// auth.users_file (the config from --config or ./rampart.yaml), else the
-// default state directory's users.yaml.
-func usersPath(cfgPath, usersFile string) (string, error) {
-	if usersFile != "" {
-		return usersFile, nil
-	}
+// userConfig reads the config once for the user commands (the one from
+// --config, else ./rampart.yaml): the users file is --users-file, else
+// the config's auth.users_file (the default state directory's users.yaml
+// without a config file); issuer is the name authenticator apps show for a
+// secret made here, the config's (auth.issuer, or the first host of its
+// first site with a login), "Rampart" without a config file. A config
+// that cannot be read is an error only when the users file comes from it.
+func userConfig(cfgPath, usersFile string) (path, issuer string, err error) {
 	cfg, err := loadFor(cfgPath)
 	if err != nil {
-		return "", err
+		if usersFile == "" {
+			return "", "", err
+		}
+		return usersFile, "Rampart", nil
 	}
-	return cfg.Auth.UsersFile, nil
-}
-
-// totpIssuer is the name authenticator apps show for a secret made here:
-// the config's (auth.issuer, or the first host of its first site with a
-// login), "Rampart" when there is no config file to read.
-func totpIssuer(cfgPath string) string {
-	if cfgPath == "" && !fileExists("rampart.yaml") {
-		return "Rampart"
+	path, issuer = cmp.Or(usersFile, cfg.Auth.UsersFile), "Rampart"
+	if (cfgPath != "" || fileExists("rampart.yaml")) && cfg.TOTPIssuer() != "" {
+		issuer = cfg.TOTPIssuer()
 	}
-	if cfg, err := loadFor(cfgPath); err == nil && cfg.TOTPIssuer() != "" {
-		return cfg.TOTPIssuer()
-	}
-	return "Rampart"
+	return path, issuer, nil
 }
 
 func (e env) userList(path string) int {
