@@ -84,6 +84,7 @@ type MultipartReader struct {
 	preambleRE *regexp.Regexp
 	boundaryRE *regexp.Regexp
 	buf        []byte
+	base       int64 // the body offset of buf[0]
 	state      mpState
 	complete   bool
 	searchPos  int
@@ -93,6 +94,24 @@ type MultipartReader struct {
 	// the part has more to come.
 	pending []byte
 	inPart  bool
+	// The current part's header lines and data, as body offsets.
+	headerStart, headerEnd, dataStart int64
+}
+
+// HeaderSpan is where the current part's header lines are in the body:
+// from the first byte after the boundary's line to the line break that
+// ends the last one (the blank line follows).
+func (m *MultipartReader) HeaderSpan() (start, end int64) { return m.headerStart, m.headerEnd }
+
+// DataOffset is where the current part's data starts in the body, once
+// Read has returned its first bytes (or io.EOF); a part's data is one
+// run of bytes.
+func (m *MultipartReader) DataOffset() int64 { return m.dataStart }
+
+// drop removes the first n bytes of the buffer.
+func (m *MultipartReader) drop(n int) {
+	m.buf = m.buf[n:]
+	m.base += int64(n)
 }
 
 // NewMultipartReader reads r, a body whose Content-Type named boundary
@@ -146,7 +165,7 @@ func (m *MultipartReader) Next() (*PartHeader, error) {
 			} else {
 				m.state = statePart
 			}
-			m.buf = m.buf[m.searchPos+loc[1]:]
+			m.drop(m.searchPos + loc[1])
 			m.searchPos = 0
 			continue
 		case statePart:
@@ -160,9 +179,10 @@ func (m *MultipartReader) Next() (*PartHeader, error) {
 			if err != nil {
 				return nil, err
 			}
+			m.headerStart, m.headerEnd = m.base, m.base+int64(start)
 			// The last header line ends with one line break; the body
 			// starts with the other half of the blank line.
-			m.buf = m.buf[(start+end)/2:]
+			m.drop((start + end) / 2)
 			m.state, m.searchPos, m.inPart = stateDataStart, 0, true
 			return h, nil
 		case stateEpilogue:
@@ -221,10 +241,14 @@ func (m *MultipartReader) nextData() ([]byte, error) {
 		start := m.state == stateDataStart
 		data, del, more, ok := m.parseData(start)
 		if ok {
-			if start && more {
-				m.state = stateData
+			if start {
+				// The data follows the line break that parseData skipped.
+				m.dataStart = m.base + int64(lineBreakRE.FindIndex(m.buf)[1])
+				if more {
+					m.state = stateData
+				}
 			}
-			m.buf = m.buf[del:]
+			m.drop(del)
 			m.inPart = more
 			return data, nil
 		}

@@ -67,6 +67,12 @@ func readForm(contentType string, body []byte) formReading {
 		if err != nil {
 			return formReading{Error: err.Error()}
 		}
+		// The offsets the upload guard reads the files at.
+		hs, he := m.HeaderSpan()
+		at := m.DataOffset()
+		if !bytes.Equal(body[at:at+int64(len(data))], data) || !bytes.Contains(bytes.ToLower(body[hs:he]), []byte("content-disposition")) {
+			return formReading{Error: fmt.Sprintf("offsets: data at %d, header %d-%d", at, hs, he)}
+		}
 		files = append(files, formFile{h.Name, h.Filename, h.Get("Content-Type"), base64.StdEncoding.EncodeToString(data)})
 	}
 	// A MultiDict's order: each name where it first came, all its values

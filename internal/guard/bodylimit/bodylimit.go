@@ -313,9 +313,6 @@ func (p *Policy) buffer(w http.ResponseWriter, r *http.Request, h *hold, release
 			return release, readDenial(err)
 		}
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return release, spillFailed
-	}
 	setBody(r, f, n+m)
 	return release, nil
 }
@@ -323,16 +320,15 @@ func (p *Policy) buffer(w http.ResponseWriter, r *http.Request, h *hold, release
 var spillFailed = &guard.Denial{Status: http.StatusServiceUnavailable, Reason: "body_spill_failed", Message: "The request body could not be buffered.",
 	Header: http.Header{"Retry-After": {"10"}}}
 
-// setBody makes body, read from its start, the request's body. GetBody
-// lets the upstream Transport send it again on a fresh connection when a
-// kept-alive one turns out dead before a byte of it went out.
-func setBody(r *http.Request, body io.ReadSeeker, n int64) {
-	r.Body = io.NopCloser(body)
+// setBody makes body the request's body. GetBody lets the upstream
+// Transport send it again on a fresh connection when a kept-alive one
+// turns out dead before a byte of it went out, and lets a guard read it
+// again: each call reads from the start, and the reader it returns is a
+// Buffered, which reads at any offset too.
+func setBody(r *http.Request, body io.ReaderAt, n int64) {
+	r.Body = Buffered{io.NewSectionReader(body, 0, n)}
 	r.GetBody = func() (io.ReadCloser, error) {
-		if _, err := body.Seek(0, io.SeekStart); err != nil {
-			return nil, err
-		}
-		return io.NopCloser(body), nil
+		return Buffered{io.NewSectionReader(body, 0, n)}, nil
 	}
 	r.ContentLength = n
 	r.TransferEncoding = nil
@@ -342,6 +338,15 @@ func setBody(r *http.Request, body io.ReadSeeker, n int64) {
 		r.Body = http.NoBody
 	}
 }
+
+// Buffered is a buffered request body, as GetBody returns it: read in
+// order, or at any offset (io.ReaderAt), as the upload guard reads the
+// files of a form. Closing it closes nothing: the buffer is released
+// with the request.
+type Buffered struct{ *io.SectionReader }
+
+// Close does nothing.
+func (Buffered) Close() error { return nil }
 
 func readDenial(err error) *guard.Denial {
 	var tooBig *http.MaxBytesError
