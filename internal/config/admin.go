@@ -108,7 +108,7 @@ var EventKinds = []string{
 	"login", "login_password_ok", "login_failed", "login_refused", "lockout", "mfa_enrolled", "logout",
 	"store_down", "store_up", "store_full", "spool_write_failed", "spool_write_ok", "request_cut", "store_emptied", "connection_limit", "connection_refused", "cert_expiring", "acme_cert_obtaining", "acme_cert_obtained", "acme_cert_failed",
 	"acme_cert_ocsp_revoked", "acme_cached_managed_cert", "config_reloaded", "config_reload_failed", "waf_match",
-	"path_merged", "plain_http_form",
+	"path_merged", "plain_http_form", "upload_unexpected", "upload_renamed",
 }
 
 // StatusKind names responses with a 5xx status in alert rules.

@@ -615,6 +615,14 @@ func (c *Config) applyDefaults() {
 			s.TLS.Mode = DefaultTLSMode(s.Hosts)
 		}
 		s.ApplyHardeningDefaults()
+		if s.Guards.UnexpectedUploads == "" {
+			s.Guards.UnexpectedUploads = UnexpectedLog
+		}
+		for j := range s.Routes {
+			if u := s.Routes[j].Uploads; u != nil {
+				u.applyDefaults(s.MaxBody)
+			}
+		}
 	}
 }
 
@@ -769,6 +777,10 @@ func (c *Config) validateSite(i int, s Site, owner map[string]int, bad func(path
 	validateWAF(at+".waf", &s.WAF, bad)
 	for j := range s.Routes {
 		validateWAF(fmt.Sprintf("%s.routes[%d].waf", at, j), s.Routes[j].WAF, bad)
+		validateUploads(fmt.Sprintf("%s.routes[%d].uploads", at, j), s.Routes[j].Uploads, s.MaxBody, bad)
+	}
+	if u := s.Guards.UnexpectedUploads; u != UnexpectedLog && u != UnexpectedRefuse {
+		bad(at+".guards.unexpected_uploads", "%q: log (pass it, with an upload_unexpected event) or refuse (415)", u)
 	}
 	for j, m := range s.Methods {
 		mp := fmt.Sprintf("%s.methods[%d]", at, j)

@@ -132,12 +132,21 @@ type Guards struct {
 	// header. Name only headers the app really reads; a name that would
 	// pose as a header Rampart sets or drops is refused. Default none.
 	InsecureUnderscoreHeaders []string `yaml:"insecure_underscore_headers"`
-	// InsecureUploadPaths lets multipart uploads through whose file names
-	// are paths out of a folder ("/etc/cron.d/x", "C:\x", "..\x"),
-	// which are otherwise refused with 400: Werkzeug hands them to the
-	// app as sent, and an app that saves under the client's name writes
-	// there. Browsers never send one. Default false.
+	// InsecureUploadPaths lets uploads through whose file names are
+	// paths out of a folder ("/etc/cron.d/x", "C:\x", "..\x") or
+	// otherwise unsafe to save under (control characters, text-direction
+	// overrides, CON, .htaccess, a trailing dot), which are otherwise
+	// refused with 400: Werkzeug hands them to the app as sent, and an
+	// app that saves under the client's name writes there. Browsers never
+	// send one. A route with uploads.filenames: sanitise rewrites them
+	// instead. Default false.
 	InsecureUploadPaths bool `yaml:"insecure_upload_paths"`
+	// UnexpectedUploads is what becomes of a file sent to a route with
+	// no uploads: log passes it with an upload_unexpected event (the
+	// default, so that an app's existing file inputs keep working while
+	// the events show where to declare them); refuse answers 415. Either
+	// way the file is judged as every upload is (see Uploads).
+	UnexpectedUploads string `yaml:"unexpected_uploads"`
 }
 
 // Route overrides a site's settings below a path. The route with the
@@ -187,6 +196,9 @@ type Route struct {
 	// WAF overrides the site's firewall for this route; its exclusions
 	// are added to the site's.
 	WAF *WAF `yaml:"waf"`
+	// Uploads declares that the route expects files, and bounds them.
+	// Default: none expected.
+	Uploads *Uploads `yaml:"uploads"`
 }
 
 // Defaults of the response hardening.

@@ -114,6 +114,7 @@ func (r Route) over(outer Route) Route {
 		r.AllowIPs = outer.AllowIPs
 	}
 	inherit(&r.Auth, outer.Auth)
+	inherit(&r.Uploads, outer.Uploads)
 	switch {
 	case r.WAF == nil:
 		r.WAF = outer.WAF

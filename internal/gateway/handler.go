@@ -20,7 +20,6 @@ import (
 	"github.com/rampartproxy/rampart/internal/guard/headers"
 	"github.com/rampartproxy/rampart/internal/guard/normalize"
 	"github.com/rampartproxy/rampart/internal/guard/ratelimit"
-	"github.com/rampartproxy/rampart/internal/guard/uploads"
 	"github.com/rampartproxy/rampart/internal/pages"
 	"github.com/rampartproxy/rampart/internal/portal"
 	"github.com/rampartproxy/rampart/internal/proxy"
@@ -202,8 +201,8 @@ func (g *Gateway) forward(sw *statusWriter, r *http.Request, info *reqinfo.Info,
 	if d == nil {
 		d = st.limits.CheckBody(r) // a login's user name, now that the body is here
 	}
-	if d == nil && !st.uploadPaths {
-		d = uploads.CheckFilenames(r) // before the WAF, which misses absolute paths
+	if d == nil {
+		d = g.checkUploads(r, info, rt) // before the WAF, which misses absolute paths
 	}
 	if d != nil {
 		g.deny(sw, info, d)

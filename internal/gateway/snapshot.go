@@ -32,6 +32,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/guard/paths"
 	"github.com/rampartproxy/rampart/internal/guard/ratelimit"
 	"github.com/rampartproxy/rampart/internal/guard/redirects"
+	"github.com/rampartproxy/rampart/internal/guard/uploads"
 	"github.com/rampartproxy/rampart/internal/guard/waf"
 	"github.com/rampartproxy/rampart/internal/portal"
 	"github.com/rampartproxy/rampart/internal/proxy"
@@ -78,13 +79,10 @@ type site struct {
 	redirects *redirects.Policy
 	paths     requestGuard      // skipped under portal.Prefix, which is Rampart's own
 	limits    *ratelimit.Policy // also in guards, but for its form rules after the body
-	// uploadPaths is guards.insecure_upload_paths: file names that are
-	// paths pass.
-	uploadPaths bool
-	proxy       *proxy.Proxy
-	inbound     *normalize.Policy
-	key         string   // identifies the proxy, so reloads can reuse it
-	routes      []*route // longest match first; the last is the site itself ("/")
+	proxy     *proxy.Proxy
+	inbound   *normalize.Policy
+	key       string   // identifies the proxy, so reloads can reuse it
+	routes    []*route // longest match first; the last is the site itself ("/")
 }
 
 // route is one path prefix's response policy, compiled.
@@ -105,6 +103,7 @@ type route struct {
 	guards, ownGuards []requestGuard
 	allow             *allowips.Policy  // nil: every client
 	auth              *config.RouteAuth // nil: no login needed
+	uploads           *uploads.Policy
 	// upgradeLogged is set once this route's app has been caught
 	// redirecting to its own http:// URL, so the hint is logged once.
 	upgradeLogged atomic.Bool
@@ -273,7 +272,7 @@ func (s *snapshot) groupsFor(host, next string) []string {
 }
 
 func (g *Gateway) buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy, wafs *waf.Set) (*site, error) {
-	st := &site{name: sc.Hosts[0], uploadPaths: sc.Guards.InsecureUploadPaths}
+	st := &site{name: sc.Hosts[0]}
 	for _, h := range sc.Hosts {
 		if a, err := netip.ParseAddr(h); err == nil {
 			h = a.Unmap().String() // the form a connection's local address takes
@@ -424,6 +423,7 @@ func compileRoute(rc config.Route, sc config.Site) *route {
 		redirectParams: !rc.InsecureOpenRedirectParams,
 		allow:          allowips.New(validPrefixes(rc.AllowIPs)),
 		auth:           loginRequired(rc.Auth),
+		uploads:        uploads.New(rc.Uploads, sc.Guards, sc.MaxBody),
 	}
 }
 

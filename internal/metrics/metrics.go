@@ -48,6 +48,7 @@ type Metrics struct {
 	storeOutages   prometheus.Counter
 	reloads        *prometheus.CounterVec
 	lastReload     prometheus.Gauge
+	uploads        prometheus.Counter
 }
 
 // State is read at every scrape. Any field may be nil.
@@ -144,6 +145,8 @@ func New(state State) *Metrics {
 			Help: "Config reloads, by result (success, failure)."}, []string{"result"}),
 		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rampart_config_last_reload_success_timestamp_seconds",
 			Help: "When the config last loaded successfully, in Unix seconds."}),
+		uploads: prometheus.NewCounter(prometheus.CounterOpts{Name: "rampart_upload_files_total",
+			Help: "Uploaded files judged by the upload guard (the refused among them are in rampart_blocked_total, guard uploads)."}),
 	}
 	m.lastReload.SetToCurrentTime()
 	release, revision, goVersion := version.Labels()
@@ -153,7 +156,7 @@ func New(state State) *Metrics {
 	build.Set(1)
 	m.own = []prometheus.Collector{m.requests, m.duration, m.upstream, m.inFlight, m.truncated, m.upstreamErrors,
 		m.handshakes, m.handshakeFails, m.blocked, m.events, m.logins, m.loginFailures, m.lockouts,
-		m.storeOutages, m.reloads, m.lastReload, build, &stateCollector{state}}
+		m.storeOutages, m.reloads, m.lastReload, m.uploads, build, &stateCollector{state}}
 	m.reg.MustRegister(m.own...)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -170,6 +173,14 @@ func (m *Metrics) Handler() http.Handler {
 
 // A nil *Metrics counts nothing: Rampart without an admin listener keeps
 // no metrics.
+
+// Uploads counts n files judged by the upload guard.
+func (m *Metrics) Uploads(n int) {
+	if m == nil {
+		return
+	}
+	m.uploads.Add(float64(n))
+}
 
 // InFlight is the number of requests being served now.
 func (m *Metrics) InFlight() float64 {

@@ -21,6 +21,8 @@ const (
 	PathMerged               Kind = "path_merged"
 	PlainHTTPForm            Kind = "plain_http_form"
 	RequestCut               Kind = "request_cut"
+	UploadUnexpected         Kind = "upload_unexpected"
+	UploadRenamed            Kind = "upload_renamed"
 
 	// The login portal.
 	Login           Kind = "login"
@@ -59,6 +61,7 @@ const Status5xx Kind = "status_5xx"
 var Kinds = []Kind{
 	RequestBlocked, DebugLeakBlocked, OpenRedirectBlocked, InsecureRedirectUpgraded, CookieHardened, HeaderDropped,
 	CSPViolation, CSPReportRefused, UpstreamError, WAFMatch, PathMerged, PlainHTTPForm, RequestCut,
+	UploadUnexpected, UploadRenamed,
 	Login, LoginPasswordOK, LoginFailed, LoginRefused, Lockout, MFAEnrolled, Logout,
 	StoreDown, StoreUp, StoreFull, StoreEmptied, SpoolWriteFailed, SpoolWriteOK, ConnectionLimit, ConnectionRefused,
 	CertExpiring, ACMECertObtaining, ACMECertObtained, ACMECertFailed, ACMEOCSPRevoked, ACMECachedCert,

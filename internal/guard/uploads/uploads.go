@@ -1,148 +1,375 @@
-// Package uploads judges the files of a multipart/form-data request body
-// as the app will read them.
+// Package uploads judges the files a request carries, as the app will
+// read them: the file parts of a multipart/form-data body (read as
+// Werkzeug reads it, wsgi.MultipartReader) and a raw body of a file's
+// type (a PUT of an image).
 //
 // An app that saves an upload under the name the client gave
 // (os.path.join(UPLOADS, f.filename), without secure_filename) writes
-// wherever that name points. Werkzeug passes the name on as sent, in 2.2
-// and in 3: "/etc/cron.d/x", "C:\Windows\x", "\\server\share\x" and
-// "../../x" reach request.files[...].filename unchanged. Browsers send a
-// file's base name, or for a folder upload (webkitdirectory) a relative
-// path inside the folder; nothing a browser sends starts at a root or
-// climbs out of one. So a file whose name is absolute, has a drive letter
-// or a UNC prefix, or a ".." segment, is refused, whatever the WAF says.
-// (The WAF's CRS catches "../" in file names, but neither an absolute
-// path nor a drive letter.)
+// wherever that name points: Werkzeug passes "/etc/cron.d/x",
+// "C:\Windows\x" and "../../x" on as sent. One that checks the
+// extension or the declared type and shows the file back serves an HTML
+// page as an avatar. One that opens an image or an archive allocates
+// what its header declares. So every file, on every route, is judged
+// for its name, for content disguised as a passive type, for script in
+// an SVG, and for the bombs an image or a zip can be; a route that
+// declares uploads adds how many, how large and which types.
 package uploads
 
 import (
-	"bufio"
+	"bytes"
+	"fmt"
 	"io"
-	"mime"
-	"mime/multipart"
 	"net/http"
-	"net/textproto"
-	"strconv"
+	"net/url"
+	"slices"
 	"strings"
 
+	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/wsgi"
 )
 
-var badName = &guard.Denial{Status: http.StatusBadRequest, Reason: "upload_path",
-	Message: "A file in this upload names a place to put it, not just its name. Send the file's own name.",
-	Key:     "guards.insecure_upload_paths"}
+// Policy is what one route accepts. It is immutable.
+type Policy struct {
+	// Expected is set where the route declares uploads; elsewhere a file
+	// is an unexpected upload, refused when RefuseUnexpected is set.
+	Expected, RefuseUnexpected bool
+	// MaxFiles bounds the files of one request (0: no bound);
+	// MaxFileSize each file's bytes.
+	MaxFiles    int
+	MaxFileSize int64
+	// Types are the media types accepted, by content (empty: any).
+	Types []string
+	// Sanitise rewrites unsafe file names rather than refuse them.
+	Sanitise bool
+	// PathsAllowed passes file names as sent (guards.insecure_upload_paths).
+	PathsAllowed bool
+	// MaxPixels, MaxRatio and MaxEntries bound images and archives.
+	MaxPixels            int64
+	MaxRatio, MaxEntries int
+}
 
-var unreadable = &guard.Denial{Status: http.StatusBadRequest, Reason: "upload_unreadable",
-	Message: "This upload could not be read as a form.", Key: "guards.insecure_upload_paths"}
+// New is the policy of a route whose effective uploads are u (nil: none
+// declared) on a site with guards g and body limit maxBody.
+func New(u *config.Uploads, g config.Guards, maxBody config.ByteSize) *Policy {
+	p := &Policy{RefuseUnexpected: g.UnexpectedUploads == config.UnexpectedRefuse, PathsAllowed: g.InsecureUploadPaths}
+	if u == nil {
+		d := config.UploadDefaults(maxBody)
+		u = &d
+	} else {
+		p.Expected = true
+	}
+	p.MaxFiles, p.MaxFileSize, p.Types = u.MaxFiles, int64(u.MaxFileSize), u.Types
+	p.Sanitise = u.Filenames == config.FilenamesSanitise
+	p.MaxPixels, p.MaxRatio, p.MaxEntries = u.MaxPixels, u.Archives.MaxRatio, u.Archives.MaxEntries
+	return p
+}
 
-// headerLimit bounds one part's header block: Werkzeug's own limit on
-// a part's headers is 8 KiB (max_form_memory_size aside).
-const headerLimit = 16 << 10
+// The refusals. Key names what would allow one where a setting can.
+var (
+	badName = &guard.Denial{Status: http.StatusBadRequest, Reason: "upload_path",
+		Message: "A file in this upload names a place to put it, not just its name. Send the file's own name.",
+		Key:     "guards.insecure_upload_paths"}
+	unsafeFilename = &guard.Denial{Status: http.StatusBadRequest, Reason: "upload_filename",
+		Message: "A file in this upload has a name that is not safe to save under. Rename the file and send it again.",
+		Key:     "routes[].uploads.filenames"}
+	unreadable = &guard.Denial{Status: http.StatusBadRequest, Reason: "upload_unreadable",
+		Message: "This upload could not be read as a form."}
+	unexpected = &guard.Denial{Status: http.StatusUnsupportedMediaType, Reason: "upload_unexpected",
+		Message: "This page does not take files.", Key: "routes[].uploads"}
+	tooManyFiles = &guard.Denial{Status: http.StatusRequestEntityTooLarge, Reason: "upload_too_many_files",
+		Message: "This upload has more files than this page takes.", Key: "routes[].uploads.max_files"}
+	fileTooLarge = &guard.Denial{Status: http.StatusRequestEntityTooLarge, Reason: "upload_file_too_large",
+		Message: "A file in this upload is larger than this page takes.", Key: "routes[].uploads.max_file_size"}
+	wrongType = &guard.Denial{Status: http.StatusUnsupportedMediaType, Reason: "upload_type",
+		Message: "A file in this upload is of a type this page does not take.", Key: "routes[].uploads.types"}
+	disguise = &guard.Denial{Status: http.StatusUnsupportedMediaType, Reason: "upload_disguised",
+		Message: "A file in this upload is not what its name or type says it is."}
+	svgWithScript = &guard.Denial{Status: http.StatusUnsupportedMediaType, Reason: "upload_svg_script",
+		Message: "An SVG image in this upload contains script."}
+	imageBomb = &guard.Denial{Status: http.StatusUnprocessableEntity, Reason: "upload_image_too_large",
+		Message: "An image in this upload is larger than this page takes.", Key: "routes[].uploads.max_pixels"}
+	badArchive = &guard.Denial{Status: http.StatusUnprocessableEntity, Reason: "upload_archive_unreadable",
+		Message: "An archive in this upload could not be read."}
+	archiveEscape = &guard.Denial{Status: http.StatusUnprocessableEntity, Reason: "upload_archive_escape",
+		Message: "An archive in this upload holds a file that would unpack outside its folder."}
+	archiveBomb = &guard.Denial{Status: http.StatusUnprocessableEntity, Reason: "upload_archive_bomb",
+		Message: "An archive in this upload unpacks to far more than its size.", Key: "routes[].uploads.archives.max_ratio"}
+	tooManyEntries = &guard.Denial{Status: http.StatusUnprocessableEntity, Reason: "upload_archive_entries",
+		Message: "An archive in this upload holds more files than this page takes.", Key: "routes[].uploads.archives.max_entries"}
+)
 
-// CheckFilenames reads the part headers of r's buffered body when it is
-// multipart/form-data, and refuses a file whose name is a path out of
-// the app's folder. The body is left at its start for the upstream. A
-// body that is no multipart form by its Content-Type is not read.
-func CheckFilenames(r *http.Request) *guard.Denial {
-	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || !strings.EqualFold(mt, "multipart/form-data") || params["boundary"] == "" || r.GetBody == nil || r.ContentLength <= 0 {
-		return nil
+// Verdict is what Check found.
+type Verdict struct {
+	// Denial refuses the request; nil lets it through.
+	Denial *guard.Denial
+	// Files is how many files were judged.
+	Files int
+	// Unexpected is set when the files came where no route expects any
+	// (and were let through).
+	Unexpected bool
+	// Renamed are the file names sanitise rewrote, as sent.
+	Renamed []string
+}
+
+// Check judges the files of r, whose body is buffered (r.GetBody gives a
+// bodylimit.Buffered). A body with no files is not judged. When names
+// were sanitised, r's body is the rewritten form.
+func (p *Policy) Check(r *http.Request) Verdict {
+	if r.GetBody == nil || r.ContentLength <= 0 {
+		return Verdict{}
 	}
 	body, err := r.GetBody()
 	if err != nil {
-		return nil
+		return Verdict{}
 	}
-	defer func() {
-		if b, err := r.GetBody(); err == nil {
-			r.Body = b
-		}
-	}()
-	mr := multipart.NewReader(bufio.NewReaderSize(body, 32<<10), params["boundary"])
-	for {
-		part, err := mr.NextRawPart() // NextPart would decode quoted-printable bodies
-		if err == io.EOF {            // the form's own end; a wrapped EOF is a form cut short
-			return nil
-		}
-		if err != nil {
-			// Werkzeug reads what it can of a damaged form; a guard that
-			// stopped reading here would pass what follows unjudged.
-			return unreadable.With("multipart: " + err.Error())
-		}
-		if d := checkPart(part.Header); d != nil {
-			return d
-		}
+	ra, ok := body.(io.ReaderAt)
+	if !ok {
+		return Verdict{}
 	}
+	mt, opts := wsgi.OptionsHeader(r.Header.Get("Content-Type"))
+	mt = strings.ToLower(mt)
+	if mt == "multipart/form-data" {
+		return p.checkForm(r, body, ra, opts["boundary"])
+	}
+	if !fileType(mt) {
+		return Verdict{}
+	}
+	name := ""
+	if cd := r.Header.Get("Content-Disposition"); cd != "" {
+		_, o := wsgi.OptionsHeader(cd)
+		name = o["filename"]
+	}
+	f := &file{name: name, declared: mt, data: io.NewSectionReader(ra, 0, r.ContentLength), size: r.ContentLength}
+	f.head = make([]byte, min(sniffLen, f.size))
+	if _, err := f.data.ReadAt(f.head, 0); err != nil {
+		return Verdict{Denial: unreadable.With("the body: " + err.Error())}
+	}
+	v := Verdict{Files: 1}
+	if !p.Expected {
+		if p.RefuseUnexpected {
+			return Verdict{Files: 1, Denial: unexpected.With("a " + mt + " body")}
+		}
+		v.Unexpected = true
+	}
+	if d := p.judgeName(f.name, nil); d != nil {
+		v.Denial = d
+		return v
+	}
+	if v.Denial = p.judge(f); v.Denial == nil && p.Sanitise && rename(f.name, nil) {
+		r.Header.Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", sanitise(f.name, extensionOf(f.head))))
+		r.Header.Set("X-Original-Filename", url.PathEscape(f.name))
+		v.Renamed = []string{f.name}
+	}
+	return v
 }
 
-// checkPart judges one part's Content-Disposition.
-func checkPart(h textproto.MIMEHeader) *guard.Denial {
-	for _, cd := range h.Values("Content-Disposition") {
-		if len(cd) > headerLimit {
-			return unreadable.With("a part header of " + strconv.Itoa(len(cd)) + " bytes")
+// fileType reports whether a raw body of type mt is a file: an image,
+// audio, video or a font, a PDF, an archive or an office document, or
+// bytes of no stated kind; not a form, JSON, XML or text, which APIs
+// send.
+func fileType(mt string) bool {
+	switch {
+	case strings.HasPrefix(mt, "image/"), strings.HasPrefix(mt, "audio/"), strings.HasPrefix(mt, "video/"), strings.HasPrefix(mt, "font/"):
+		return true
+	}
+	switch mt {
+	case "application/octet-stream", "application/pdf", "application/zip", "application/gzip", "application/x-tar", "application/x-7z-compressed",
+		"application/x-rar-compressed", "application/vnd.rar", "application/msword", "application/java-archive", "application/x-msdownload":
+		return true
+	}
+	return strings.HasPrefix(mt, "application/vnd.openxmlformats-officedocument.") || strings.HasPrefix(mt, "application/vnd.oasis.opendocument.") ||
+		strings.HasPrefix(mt, "application/vnd.ms-")
+}
+
+// judge decides on one file's size and content.
+func (p *Policy) judge(f *file) *guard.Denial {
+	if p.MaxFileSize > 0 && f.size > p.MaxFileSize {
+		return fileTooLarge.With(fmt.Sprintf("%s: %d bytes, over %d", f.label(), f.size, p.MaxFileSize))
+	}
+	return p.judgeContent(f)
+}
+
+// judgeName decides on a file's name: a path is refused (unless
+// PathsAllowed), and so is a name otherwise unsafe, unless Sanitise.
+// names are the readings of it besides name (see dispositionFilenames).
+// It returns nil too for a name to sanitise; rename tells which.
+func (p *Policy) judgeName(name string, others []string) *guard.Denial {
+	if p.PathsAllowed && !p.Sanitise {
+		return nil
+	}
+	for _, n := range append([]string{name}, others...) {
+		if pathLike(n) && !p.Sanitise {
+			return badName.With("filename " + cut(n))
 		}
-		if !strings.Contains(strings.ToLower(cd), "filename") {
-			continue
-		}
-		// As Werkzeug 2.3 and later read it (RFC 2231 names, %22 and \"
-		// for a quote, the last of a repeated option).
-		if _, o := wsgi.OptionsHeader(cd); pathLike(o["filename"]) {
-			return badName.With("filename " + cut(o["filename"]))
-		}
-		_, params, err := mime.ParseMediaType(cd)
-		if err != nil {
-			// Go cannot read it and Werkzeug may: judge the raw text.
-			if pathLike(rawFilename(cd)) {
-				return badName.With("filename in " + cut(cd))
-			}
-			continue
-		}
-		// Go decodes filename* (RFC 2231) into filename; Werkzeug too.
-		if name := params["filename"]; pathLike(name) || pathLike(rawFilename(cd)) {
-			return badName.With("filename " + cut(name))
+		if why := unsafeName(n); why != "" && !p.Sanitise {
+			return unsafeFilename.With("filename " + cut(n) + ": " + why)
 		}
 	}
 	return nil
 }
 
-// pathLike reports whether a file name points somewhere: absolute (/x,
-// \x, \\server\share), a drive (C:x, C:\x), or a ".." segment by either
-// separator.
-func pathLike(name string) bool {
-	if name == "" {
-		return false
-	}
-	if name[0] == '/' || name[0] == '\\' {
-		return true
-	}
-	if len(name) >= 2 && name[1] == ':' && (name[0]|0x20 >= 'a' && name[0]|0x20 <= 'z') {
-		return true
-	}
-	for _, seg := range strings.FieldsFunc(name, func(r rune) bool { return r == '/' || r == '\\' }) {
-		if strings.TrimSpace(seg) == ".." {
+// rename reports whether a name (with its other readings) is one that
+// Sanitise rewrites.
+func rename(name string, others []string) bool {
+	for _, n := range append([]string{name}, others...) {
+		if pathLike(n) || unsafeName(n) != "" {
 			return true
 		}
 	}
-	return strings.ContainsAny(name, "\x00")
+	return false
 }
 
-// rawFilename is the text after filename= as sent, unquoted by nothing:
-// Werkzeug keeps backslashes that Go's parser takes for escapes.
-func rawFilename(cd string) string {
-	i := strings.Index(strings.ToLower(cd), "filename=")
-	if i < 0 {
-		return ""
+// checkForm judges the file parts of a multipart form.
+func (p *Policy) checkForm(r *http.Request, body io.Reader, ra io.ReaderAt, boundary string) Verdict {
+	var v Verdict
+	m := wsgi.NewMultipartReader(body, boundary)
+	var edits []edit
+	head := make([]byte, sniffLen)
+	for {
+		h, err := m.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			// Werkzeug 3 would hand the app an empty form; an older
+			// one, or another framework, may read it otherwise.
+			v.Denial = unreadable.With("multipart: " + err.Error())
+			return v
+		}
+		// A filename Werkzeug 3 cannot read makes a field of the part;
+		// an older parser may take it for a file, so it is judged as one.
+		others := dispositionFilenames(h)
+		if !h.IsFile && !slices.ContainsFunc(others[1:], func(n string) bool { return n != "" }) {
+			continue
+		}
+		v.Files++
+		if !p.Expected {
+			if p.RefuseUnexpected {
+				v.Denial = unexpected.With("file " + cut(h.Filename))
+				return v
+			}
+			v.Unexpected = true
+		}
+		if p.MaxFiles > 0 && v.Files > p.MaxFiles {
+			v.Denial = tooManyFiles.With(fmt.Sprintf("more than %d files", p.MaxFiles))
+			return v
+		}
+		if d := p.judgeName(h.Filename, others); d != nil {
+			v.Denial = d
+			return v
+		}
+		n, size := 0, int64(0)
+		for {
+			k, err := m.Read(head[n:])
+			n += k
+			size += int64(k)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				v.Denial = unreadable.With("multipart: " + err.Error())
+				return v
+			}
+			if n == len(head) {
+				rest, err := io.Copy(io.Discard, m)
+				size += rest
+				if err != nil {
+					v.Denial = unreadable.With("multipart: " + err.Error())
+					return v
+				}
+				break
+			}
+		}
+		f := &file{name: h.Filename, declared: strings.ToLower(declaredType(h)), head: head[:n], size: size,
+			data: io.NewSectionReader(ra, m.DataOffset(), size)}
+		if d := p.judge(f); d != nil {
+			v.Denial = d
+			return v
+		}
+		if p.Sanitise && rename(h.Filename, others) {
+			start, end := m.HeaderSpan()
+			edits = append(edits, edit{start, end, renamedHeader(h, sanitise(h.Filename, extensionOf(f.head)))})
+			v.Renamed = append(v.Renamed, h.Filename)
+		}
 	}
-	v := strings.TrimSpace(cd[i+len("filename="):])
-	v = strings.TrimPrefix(v, `"`)
-	if j := strings.IndexAny(v, `";`); j >= 0 {
-		v = v[:j]
+	if len(edits) > 0 {
+		rewrite(r, ra, edits)
 	}
 	return v
 }
 
-func cut(s string) string {
-	if len(s) > 200 {
-		return s[:200] + "..."
+// declaredType is a part's Content-Type without its parameters.
+func declaredType(h *wsgi.PartHeader) string {
+	t, _ := wsgi.OptionsHeader(h.Get("Content-Type"))
+	return t
+}
+
+// extensionOf is the extension of the type head's content is, "" for
+// one mimetype knows none of.
+func extensionOf(head []byte) string {
+	return detect(head).Extension()
+}
+
+// edit replaces the body's bytes from start to end with text.
+type edit struct {
+	start, end int64
+	text       []byte
+}
+
+// renamedHeader is a part's header lines with the file name rewritten:
+// one Content-Disposition naming the field and the safe name, the name
+// as sent percent-encoded in X-Original-Filename, and the part's other
+// lines as they were.
+func renamedHeader(h *wsgi.PartHeader, safe string) []byte {
+	var b bytes.Buffer
+	b.WriteString("Content-Disposition: form-data; ")
+	if plainParam(h.Name) {
+		fmt.Fprintf(&b, "name=%q", h.Name)
+	} else {
+		b.WriteString("name*=UTF-8''" + url.PathEscape(h.Name))
 	}
-	return s
+	fmt.Fprintf(&b, "; filename=%q\r\nX-Original-Filename: %s", safe, url.PathEscape(h.Filename))
+	for _, kv := range h.Header {
+		if strings.EqualFold(kv[0], "Content-Disposition") || strings.EqualFold(kv[0], "X-Original-Filename") {
+			continue
+		}
+		b.WriteString("\r\n" + kv[0] + ": " + kv[1])
+	}
+	return b.Bytes()
+}
+
+// plainParam reports whether v can be sent as a quoted parameter that
+// every reader takes as it is: printable ASCII without quotes or
+// backslashes.
+func plainParam(v string) bool {
+	for i := range len(v) {
+		if c := v[i]; c < ' ' || c > '~' || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// rewrite makes r's body the buffered body ra with edits applied, in
+// order, reading the unchanged runs from the buffer.
+func rewrite(r *http.Request, ra io.ReaderAt, edits []edit) {
+	n := r.ContentLength
+	pieces := func() io.Reader {
+		var rs []io.Reader
+		at := int64(0)
+		for _, e := range edits {
+			rs = append(rs, io.NewSectionReader(ra, at, e.start-at), bytes.NewReader(e.text))
+			at = e.end
+		}
+		rs = append(rs, io.NewSectionReader(ra, at, n-at))
+		return io.MultiReader(rs...)
+	}
+	size := n
+	for _, e := range edits {
+		size += int64(len(e.text)) - (e.end - e.start)
+	}
+	r.Body = io.NopCloser(pieces())
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(pieces()), nil }
+	r.ContentLength = size
 }

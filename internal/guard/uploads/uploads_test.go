@@ -1,10 +1,49 @@
 package uploads
 
 import (
+	"archive/zip"
+	"bytes"
+	"encoding/binary"
+	"hash/crc32"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/guard/bodylimit"
+	"github.com/rampartproxy/rampart/internal/wsgi"
 )
+
+// buffered is a request whose body is buffered as bodylimit leaves it.
+func buffered(contentType, body string) *http.Request {
+	r := httptest.NewRequest("POST", "/upload", nil)
+	r.Header.Set("Content-Type", contentType)
+	b := strings.NewReader(body)
+	r.Body = bodylimit.Buffered{SectionReader: io.NewSectionReader(b, 0, b.Size())}
+	r.GetBody = func() (io.ReadCloser, error) {
+		return bodylimit.Buffered{SectionReader: io.NewSectionReader(b, 0, b.Size())}, nil
+	}
+	r.ContentLength = b.Size()
+	return r
+}
+
+// expected is the policy of a route with uploads: {} (its defaults);
+// tweak changes them first.
+func expected(tweak ...func(*config.Uploads)) *Policy {
+	u := config.UploadDefaults(16 << 20)
+	u.MaxFiles = config.DefaultMaxFiles
+	for _, f := range tweak {
+		f(&u)
+	}
+	return New(&u, config.Guards{UnexpectedUploads: config.UnexpectedLog}, 16<<20)
+}
+
+// form is a multipart body of one file part.
+func form(filename, contentType, data string) string {
+	return "--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"" + filename + "\"\r\nContent-Type: " + contentType + "\r\n\r\n" + data + "\r\n--B--\r\n"
+}
 
 func TestCheckFilenames(t *testing.T) {
 	t.Parallel()
@@ -14,7 +53,7 @@ func TestCheckFilenames(t *testing.T) {
 	}{
 		{"a base name", `form-data; name="f"; filename="report.pdf"`, false},
 		{"a folder upload", `form-data; name="f"; filename="photos/2024/a.jpg"`, false},
-		{"dots in a name", `form-data; name="f"; filename="..a..b.txt"`, false},
+		{"dots in a name", `form-data; name="f"; filename="a..b..c.txt"`, false},
 		{"no file", `form-data; name="comment"`, false},
 		{"absolute", `form-data; name="f"; filename="/etc/cron.d/x"`, true},
 		{"backslash root", `form-data; name="f"; filename="\\etc\\x"`, true},
@@ -29,9 +68,8 @@ func TestCheckFilenames(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body := "--B\r\nContent-Disposition: " + tc.disposition + "\r\n\r\ndata\r\n--B--\r\n"
-			r, _ := http.NewRequest("POST", "/upload", strings.NewReader(body))
-			r.Header.Set("Content-Type", "multipart/form-data; boundary=B")
-			d := CheckFilenames(r)
+			r := buffered("multipart/form-data; boundary=B", body)
+			d := expected().Check(r).Denial
 			if (d != nil) != tc.refused {
 				t.Fatalf("refused %v (%+v), want %v", d != nil, d, tc.refused)
 			}
@@ -42,28 +80,256 @@ func TestCheckFilenames(t *testing.T) {
 	}
 }
 
+// TestUnsafeNames: names that are no path but still unsafe to save
+// under are refused (upload_filename), and sanitise makes each a name
+// secure_filename would keep.
+func TestUnsafeNames(t *testing.T) {
+	t.Parallel()
+	for name, want := range map[string]string{
+		"a\x01b.txt":                      "ab.txt",
+		"invoice\u202efdp.exe":            "invoicefdp.exe",
+		"CON":                             "_CON",
+		"nul.txt":                         "_nul.txt",
+		"com1.jpg":                        "_com1.jpg",
+		"shell.php.":                      "shell.php",
+		"shell.php ":                      "shell.php",
+		".htaccess":                       "htaccess",
+		"..a..b.txt":                      "a..b.txt",
+		"photos/.git/config":              "photos_.git_config",
+		strings.Repeat("a", 300) + ".png": strings.Repeat("a", 251) + ".png",
+		"\u65e5\u672c.":                   "upload.txt",
+	} {
+		r := buffered("multipart/form-data; boundary=B", form(name, "text/plain", "plain text"))
+		if d := expected().Check(r).Denial; d == nil || d.Reason != "upload_filename" {
+			t.Errorf("%q: %+v, want upload_filename", name, d)
+		}
+		if got := sanitise(name, ".txt"); got != want {
+			t.Errorf("sanitise(%q) = %q, want %q", name, got, want)
+		}
+	}
+	if got := sanitise("\u00e9t\u00e9 report.pdf", ".txt"); got != "ete_report.pdf" {
+		t.Errorf("sanitise keeps ASCII of what it decomposes: %q", got)
+	}
+	for _, name := range []string{"report.pdf", "\u00e9t\u00e9 report.pdf", "\u65e5\u672c\u8a9e.txt", "Photo 2024 (1).jpg", ""} {
+		r := buffered("multipart/form-data; boundary=B", form(name, "text/plain", "plain text"))
+		if v := expected().Check(r); v.Denial != nil || v.Files != 1 {
+			t.Errorf("%q: %+v, want it judged and passed", name, v)
+		}
+	}
+}
+
+// TestSanitiseRewritesTheForm: with filenames: sanitise the form the
+// app gets names a safe file, carries the name as sent in
+// X-Original-Filename, keeps every other byte, and reads (as Werkzeug
+// reads it) as the same fields and data.
+func TestSanitiseRewritesTheForm(t *testing.T) {
+	t.Parallel()
+	body := "--B\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n" +
+		"--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"../../etc/cron.d/x\"\r\nContent-Type: text/plain\r\n\r\n* * * * * root id\r\n" +
+		"--B\nContent-Disposition: form-data; name=\"g\"; filename=\"ok.txt\"\n\nsecond\n--B--\r\n"
+	r := buffered("multipart/form-data; boundary=B", body)
+	v := expected(func(u *config.Uploads) { u.Filenames = config.FilenamesSanitise }).Check(r)
+	if v.Denial != nil || v.Files != 2 || len(v.Renamed) != 1 || v.Renamed[0] != "../../etc/cron.d/x" {
+		t.Fatalf("%+v", v)
+	}
+	for range 2 { // the body, then GetBody's for a retry
+		got, _ := readAll(r)
+		if r.ContentLength != int64(len(got)) {
+			t.Errorf("Content-Length %d for %d bytes", r.ContentLength, len(got))
+		}
+		m := wsgi.NewMultipartReader(strings.NewReader(got), "B")
+		var seen []string
+		for {
+			h, err := m.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%v in %q", err, got)
+			}
+			data, _ := io.ReadAll(m)
+			seen = append(seen, h.Name+"|"+h.Filename+"|"+h.Get("X-Original-Filename")+"|"+h.Get("Content-Type")+"|"+string(data))
+		}
+		want := []string{"note|||" + "|hi", "f|etc_cron.d_x|..%2F..%2Fetc%2Fcron.d%2Fx|text/plain|* * * * * root id", "g|ok.txt|||second"}
+		if strings.Join(seen, "\n") != strings.Join(want, "\n") {
+			t.Errorf("the app reads:\n%s\nwant:\n%s", strings.Join(seen, "\n"), strings.Join(want, "\n"))
+		}
+		b, _ := r.GetBody()
+		r.Body = b
+	}
+}
+
+func TestContent(t *testing.T) {
+	t.Parallel()
+	png := pngHeader(640, 480)
+	for _, tc := range []struct {
+		what, filename, declared, data string
+		policy                         *Policy
+		reason                         string // "" passes
+	}{
+		{"a PNG", "a.png", "image/png", png, expected(), ""},
+		{"HTML as a PNG", "a.png", "image/png", "<!DOCTYPE html><script>alert(1)</script>", expected(), "upload_disguised"},
+		{"HTML named .jpg", "a.jpg", "application/octet-stream", "<html><body onload=alert(1)>", expected(), "upload_disguised"},
+		{"an SVG as a PNG", "a.png", "image/png", `<svg xmlns="http://www.w3.org/2000/svg"/>`, expected(), "upload_disguised"},
+		{"HTML as a PDF", "a.pdf", "application/pdf", "<html><script>x</script></html>", expected(), "upload_disguised"},
+		{"a GIF that is also a page", "a.gif", "image/gif", "GIF89a\x01\x00\x01\x00\x00\x00\x00;<script>alert(1)</script>", expected(), "upload_disguised"},
+		{"HTML as text", "notes.txt", "text/plain", "<b>bold</b> notes", expected(), ""},
+		{"an SVG with script", "a.svg", "image/svg+xml", `<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>`, expected(), "upload_svg_script"},
+		{"an SVG with onload", "a.svg", "image/svg+xml", `<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><rect/></svg>`, expected(), "upload_svg_script"},
+		{"an SVG with a javascript: link", "a.svg", "image/svg+xml", `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"><a xlink:href=" java&#x09;script:alert(1)"><rect/></a></svg>`, expected(), "upload_svg_script"},
+		{"an SVG with foreignObject", "a.svg", "image/svg+xml", `<svg xmlns="http://www.w3.org/2000/svg"><foreignObject><body xmlns="http://www.w3.org/1999/xhtml"/></foreignObject></svg>`, expected(), "upload_svg_script"},
+		{"an SVG with entities", "a.svg", "image/svg+xml", `<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY x "y">]><svg xmlns="http://www.w3.org/2000/svg"/>`, expected(), "upload_svg_script"},
+		{"a clean SVG", "a.svg", "image/svg+xml", `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1 1"><rect width="1" height="1" fill="red"/></svg>`, expected(), ""},
+		{"a 50,000 × 50,000 PNG", "big.png", "image/png", pngHeader(50000, 50000), expected(), "upload_image_too_large"},
+		{"under max_pixels", "big.png", "image/png", pngHeader(50000, 50000), expected(func(u *config.Uploads) { u.MaxPixels = 50000 * 50000 }), ""},
+		{"a JPEG where only PNG is taken", "a.png", "image/png", "\xff\xd8\xff\xe0\x00\x10JFIF\x00", expected(func(u *config.Uploads) { u.Types = []string{"image/png"} }), "upload_type"},
+		{"a PNG where images are taken", "a.png", "image/png", png, expected(func(u *config.Uploads) { u.Types = []string{"image/*"} }), ""},
+		{"a docx where zips are taken", "a.docx", "application/octet-stream", docx(), expected(func(u *config.Uploads) { u.Types = []string{"application/zip"} }), ""},
+		{"a file over max_file_size", "a.txt", "text/plain", strings.Repeat("x", 2000), expected(func(u *config.Uploads) { u.MaxFileSize = 1000 }), "upload_file_too_large"},
+		{"a zip slip", "a.zip", "application/zip", zipOf(map[string]string{"../../etc/cron.d/x": "* * * * * root id"}), expected(), "upload_archive_escape"},
+		{"an absolute entry", "a.zip", "application/zip", zipOf(map[string]string{"/etc/passwd": "x"}), expected(), "upload_archive_escape"},
+		{"a 1000:1 zip", "a.zip", "application/zip", zipOf(map[string]string{"zeros": strings.Repeat("\x00", 4<<20)}), expected(), "upload_archive_bomb"},
+		{"within max_ratio", "a.zip", "application/zip", zipOf(map[string]string{"zeros": strings.Repeat("\x00", 4<<20)}), expected(func(u *config.Uploads) { u.Archives.MaxRatio = 2000 }), ""},
+		{"a zip that lies about its size", "a.zip", "application/zip", lyingZip(), expected(), "upload_archive_bomb"},
+		{"too many entries", "a.zip", "application/zip", zipOf(manyEntries(20)), expected(func(u *config.Uploads) { u.Archives.MaxEntries = 10 }), "upload_archive_entries"},
+	} {
+		r := buffered("multipart/form-data; boundary=B", form(tc.filename, tc.declared, tc.data))
+		d := tc.policy.Check(r).Denial
+		switch {
+		case tc.reason == "" && d != nil:
+			t.Errorf("%s: refused %+v", tc.what, d)
+		case tc.reason != "" && (d == nil || d.Reason != tc.reason):
+			t.Errorf("%s: %+v, want %s", tc.what, d, tc.reason)
+		}
+	}
+}
+
+// TestFilesAndUnexpected: max_files counts file parts only; a file to a
+// route without uploads is judged, passed and marked unexpected, or
+// refused with 415 under unexpected_uploads: refuse; a raw file body is a
+// file too, and a JSON body is none.
+func TestFilesAndUnexpected(t *testing.T) {
+	t.Parallel()
+	var body strings.Builder
+	for range 3 {
+		body.WriteString("--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nx\r\n")
+		body.WriteString("--B\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nx\r\n")
+	}
+	body.WriteString("--B--\r\n")
+	three := body.String()
+	if v := expected(func(u *config.Uploads) { u.MaxFiles = 2 }).Check(buffered("multipart/form-data; boundary=B", three)); v.Denial == nil || v.Denial.Reason != "upload_too_many_files" {
+		t.Errorf("3 files, max 2: %+v", v)
+	}
+	if v := expected(func(u *config.Uploads) { u.MaxFiles = 3 }).Check(buffered("multipart/form-data; boundary=B", three)); v.Denial != nil || v.Files != 3 {
+		t.Errorf("3 files, max 3: %+v", v)
+	}
+	none := New(nil, config.Guards{UnexpectedUploads: config.UnexpectedLog}, 16<<20)
+	if v := none.Check(buffered("multipart/form-data; boundary=B", three)); v.Denial != nil || !v.Unexpected || v.Files != 3 {
+		t.Errorf("unexpected, logged: %+v", v)
+	}
+	if v := none.Check(buffered("multipart/form-data; boundary=B", form("/etc/x", "text/plain", "x"))); v.Denial == nil || v.Denial.Reason != "upload_path" {
+		t.Errorf("an unexpected upload is judged too: %+v", v)
+	}
+	refusing := New(nil, config.Guards{UnexpectedUploads: config.UnexpectedRefuse}, 16<<20)
+	if v := refusing.Check(buffered("multipart/form-data; boundary=B", three)); v.Denial == nil || v.Denial.Status != http.StatusUnsupportedMediaType || v.Denial.Reason != "upload_unexpected" {
+		t.Errorf("unexpected, refused: %+v", v)
+	}
+	if v := refusing.Check(buffered("multipart/form-data; boundary=B", "--B\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nx\r\n--B--\r\n")); v.Denial != nil || v.Files != 0 {
+		t.Errorf("a form without files: %+v", v)
+	}
+	if v := refusing.Check(buffered("image/png", pngHeader(10, 10))); v.Denial == nil || v.Denial.Reason != "upload_unexpected" {
+		t.Errorf("a raw PNG body where no uploads are expected: %+v", v)
+	}
+	if v := refusing.Check(buffered("application/json", `{"a": 1}`)); v.Denial != nil || v.Files != 0 {
+		t.Errorf("a JSON body: %+v", v)
+	}
+	if v := expected().Check(buffered("image/png", "<html><script>alert(1)</script>")); v.Denial == nil || v.Denial.Reason != "upload_disguised" {
+		t.Errorf("a raw body of HTML as image/png: %+v", v)
+	}
+}
+
 func TestNotAMultipartForm(t *testing.T) {
 	t.Parallel()
-	r, _ := http.NewRequest("POST", "/", strings.NewReader(`filename="/etc/x"`))
-	r.Header.Set("Content-Type", "text/plain")
-	if d := CheckFilenames(r); d != nil {
-		t.Errorf("a text body was judged: %+v", d)
+	r := buffered("text/plain", `filename="/etc/x"`)
+	if v := expected().Check(r); v.Denial != nil || v.Files != 0 {
+		t.Errorf("a text body was judged: %+v", v)
 	}
-	r, _ = http.NewRequest("POST", "/", strings.NewReader("--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\ntrunc"))
-	r.Header.Set("Content-Type", "multipart/form-data; boundary=B")
-	if d := CheckFilenames(r); d == nil || d.Reason != "upload_unreadable" {
+	r = buffered("multipart/form-data; boundary=B", "--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\ntrunc")
+	if d := expected().Check(r).Denial; d == nil || d.Reason != "upload_unreadable" {
 		t.Errorf("a cut-off form: %+v", d)
 	}
 }
 
 func readAll(r *http.Request) (string, error) {
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := r.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			return b.String(), nil
-		}
+	b, err := io.ReadAll(r.Body)
+	return string(b), err
+}
+
+// pngHeader is a PNG's signature and IHDR chunk, declaring width ×
+// height, with its checksum: all that decoding the header reads.
+func pngHeader(width, height uint32) string {
+	ihdr := make([]byte, 13)
+	binary.BigEndian.PutUint32(ihdr[0:], width)
+	binary.BigEndian.PutUint32(ihdr[4:], height)
+	ihdr[8], ihdr[9] = 8, 2 // 8-bit RGB
+	var b bytes.Buffer
+	b.WriteString("\x89PNG\r\n\x1a\n")
+	binary.Write(&b, binary.BigEndian, uint32(len(ihdr)))
+	chunk := append([]byte("IHDR"), ihdr...)
+	b.Write(chunk)
+	binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(chunk))
+	return b.String()
+}
+
+func zipOf(entries map[string]string) string {
+	var b bytes.Buffer
+	w := zip.NewWriter(&b)
+	for name, data := range entries {
+		f, _ := w.Create(name)
+		f.Write([]byte(data))
 	}
+	w.Close()
+	return b.String()
+}
+
+func manyEntries(n int) map[string]string {
+	m := map[string]string{}
+	for i := range n {
+		m[strings.Repeat("f", i+1)] = "x"
+	}
+	return m
+}
+
+// docx is the start of a Word document: a zip whose first entry is
+// [Content_Types].xml.
+func docx() string {
+	var b bytes.Buffer
+	w := zip.NewWriter(&b)
+	f, _ := w.Create("[Content_Types].xml")
+	f.Write([]byte(`<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>`))
+	f, _ = w.Create("word/document.xml")
+	f.Write([]byte(`<w:document/>`))
+	w.Close()
+	return b.String()
+}
+
+// lyingZip declares 1 KiB for an entry that inflates to 1 MiB.
+func lyingZip() string {
+	var packed bytes.Buffer
+	zw := zip.NewWriter(&packed)
+	f, _ := zw.Create("x")
+	big := strings.Repeat("y", 1<<20)
+	f.Write([]byte(big))
+	zw.Close()
+	zr, _ := zip.NewReader(bytes.NewReader(packed.Bytes()), int64(packed.Len()))
+	raw, _ := zr.File[0].OpenRaw()
+	compressed, _ := io.ReadAll(raw)
+	var b bytes.Buffer
+	w := zip.NewWriter(&b)
+	h := &zip.FileHeader{Name: "x", Method: zip.Deflate, CRC32: crc32.ChecksumIEEE([]byte(big)),
+		CompressedSize64: uint64(len(compressed)), UncompressedSize64: 1024}
+	rw, _ := w.CreateRaw(h)
+	rw.Write(compressed)
+	w.Close()
+	return b.String()
 }
