@@ -45,11 +45,11 @@ func detect(head []byte) *mimetype.MIME { return mimetype.Detect(head) }
 // SVG, and the bombs an image or an archive can be.
 func (p *Policy) judgeContent(f *file) *guard.Denial {
 	kind := detect(f.head)
-	if len(p.Types) > 0 && !accepted(kind, p.Types) {
-		return wrongType.With(fmt.Sprintf("%s is %s", f.label(), typeName(kind)))
-	}
 	if d := disguised(f, kind); d != nil {
 		return d
+	}
+	if len(p.Types) > 0 && !accepted(kind, p.Types) {
+		return wrongType.With(fmt.Sprintf("%s is %s", f.label(), typeName(kind)))
 	}
 	switch {
 	case kind.Is("image/svg+xml"):

@@ -3,7 +3,6 @@ package uploads
 import (
 	"archive/zip"
 	"bytes"
-	"encoding/binary"
 	"hash/crc32"
 	"io"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard/bodylimit"
+	"github.com/rampartproxy/rampart/internal/testutil"
 	"github.com/rampartproxy/rampart/internal/wsgi"
 )
 
@@ -161,7 +161,7 @@ func TestSanitiseRewritesTheForm(t *testing.T) {
 
 func TestContent(t *testing.T) {
 	t.Parallel()
-	png := pngHeader(640, 480)
+	png := testutil.PNGHeader(640, 480)
 	for _, tc := range []struct {
 		what, filename, declared, data string
 		policy                         *Policy
@@ -180,18 +180,18 @@ func TestContent(t *testing.T) {
 		{"an SVG with foreignObject", "a.svg", "image/svg+xml", `<svg xmlns="http://www.w3.org/2000/svg"><foreignObject><body xmlns="http://www.w3.org/1999/xhtml"/></foreignObject></svg>`, expected(), "upload_svg_script"},
 		{"an SVG with entities", "a.svg", "image/svg+xml", `<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY x "y">]><svg xmlns="http://www.w3.org/2000/svg"/>`, expected(), "upload_svg_script"},
 		{"a clean SVG", "a.svg", "image/svg+xml", `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1 1"><rect width="1" height="1" fill="red"/></svg>`, expected(), ""},
-		{"a 50,000 × 50,000 PNG", "big.png", "image/png", pngHeader(50000, 50000), expected(), "upload_image_too_large"},
-		{"under max_pixels", "big.png", "image/png", pngHeader(50000, 50000), expected(func(u *config.Uploads) { u.MaxPixels = 50000 * 50000 }), ""},
+		{"a 50,000 × 50,000 PNG", "big.png", "image/png", testutil.PNGHeader(50000, 50000), expected(), "upload_image_too_large"},
+		{"under max_pixels", "big.png", "image/png", testutil.PNGHeader(50000, 50000), expected(func(u *config.Uploads) { u.MaxPixels = 50000 * 50000 }), ""},
 		{"a JPEG where only PNG is taken", "a.png", "image/png", "\xff\xd8\xff\xe0\x00\x10JFIF\x00", expected(func(u *config.Uploads) { u.Types = []string{"image/png"} }), "upload_type"},
 		{"a PNG where images are taken", "a.png", "image/png", png, expected(func(u *config.Uploads) { u.Types = []string{"image/*"} }), ""},
 		{"a docx where zips are taken", "a.docx", "application/octet-stream", docx(), expected(func(u *config.Uploads) { u.Types = []string{"application/zip"} }), ""},
 		{"a file over max_file_size", "a.txt", "text/plain", strings.Repeat("x", 2000), expected(func(u *config.Uploads) { u.MaxFileSize = 1000 }), "upload_file_too_large"},
-		{"a zip slip", "a.zip", "application/zip", zipOf(map[string]string{"../../etc/cron.d/x": "* * * * * root id"}), expected(), "upload_archive_escape"},
-		{"an absolute entry", "a.zip", "application/zip", zipOf(map[string]string{"/etc/passwd": "x"}), expected(), "upload_archive_escape"},
-		{"a 1000:1 zip", "a.zip", "application/zip", zipOf(map[string]string{"zeros": strings.Repeat("\x00", 4<<20)}), expected(), "upload_archive_bomb"},
-		{"within max_ratio", "a.zip", "application/zip", zipOf(map[string]string{"zeros": strings.Repeat("\x00", 4<<20)}), expected(func(u *config.Uploads) { u.Archives.MaxRatio = 2000 }), ""},
+		{"a zip slip", "a.zip", "application/zip", testutil.Zip(map[string]string{"../../etc/cron.d/x": "* * * * * root id"}), expected(), "upload_archive_escape"},
+		{"an absolute entry", "a.zip", "application/zip", testutil.Zip(map[string]string{"/etc/passwd": "x"}), expected(), "upload_archive_escape"},
+		{"a 1000:1 zip", "a.zip", "application/zip", testutil.Zip(map[string]string{"zeros": testutil.Zeros(4 << 20)}), expected(), "upload_archive_bomb"},
+		{"within max_ratio", "a.zip", "application/zip", testutil.Zip(map[string]string{"zeros": testutil.Zeros(4 << 20)}), expected(func(u *config.Uploads) { u.Archives.MaxRatio = 2000 }), ""},
 		{"a zip that lies about its size", "a.zip", "application/zip", lyingZip(), expected(), "upload_archive_bomb"},
-		{"too many entries", "a.zip", "application/zip", zipOf(manyEntries(20)), expected(func(u *config.Uploads) { u.Archives.MaxEntries = 10 }), "upload_archive_entries"},
+		{"too many entries", "a.zip", "application/zip", testutil.Zip(manyEntries(20)), expected(func(u *config.Uploads) { u.Archives.MaxEntries = 10 }), "upload_archive_entries"},
 	} {
 		r := buffered("multipart/form-data; boundary=B", form(tc.filename, tc.declared, tc.data))
 		d := tc.policy.Check(r).Denial
@@ -237,7 +237,7 @@ func TestFilesAndUnexpected(t *testing.T) {
 	if v := refusing.Check(buffered("multipart/form-data; boundary=B", "--B\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nx\r\n--B--\r\n")); v.Denial != nil || v.Files != 0 {
 		t.Errorf("a form without files: %+v", v)
 	}
-	if v := refusing.Check(buffered("image/png", pngHeader(10, 10))); v.Denial == nil || v.Denial.Reason != "upload_unexpected" {
+	if v := refusing.Check(buffered("image/png", testutil.PNGHeader(10, 10))); v.Denial == nil || v.Denial.Reason != "upload_unexpected" {
 		t.Errorf("a raw PNG body where no uploads are expected: %+v", v)
 	}
 	if v := refusing.Check(buffered("application/json", `{"a": 1}`)); v.Denial != nil || v.Files != 0 {
@@ -263,33 +263,6 @@ func TestNotAMultipartForm(t *testing.T) {
 func readAll(r *http.Request) (string, error) {
 	b, err := io.ReadAll(r.Body)
 	return string(b), err
-}
-
-// pngHeader is a PNG's signature and IHDR chunk, declaring width ×
-// height, with its checksum: all that decoding the header reads.
-func pngHeader(width, height uint32) string {
-	ihdr := make([]byte, 13)
-	binary.BigEndian.PutUint32(ihdr[0:], width)
-	binary.BigEndian.PutUint32(ihdr[4:], height)
-	ihdr[8], ihdr[9] = 8, 2 // 8-bit RGB
-	var b bytes.Buffer
-	b.WriteString("\x89PNG\r\n\x1a\n")
-	binary.Write(&b, binary.BigEndian, uint32(len(ihdr)))
-	chunk := append([]byte("IHDR"), ihdr...)
-	b.Write(chunk)
-	binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(chunk))
-	return b.String()
-}
-
-func zipOf(entries map[string]string) string {
-	var b bytes.Buffer
-	w := zip.NewWriter(&b)
-	for name, data := range entries {
-		f, _ := w.Create(name)
-		f.Write([]byte(data))
-	}
-	w.Close()
-	return b.String()
 }
 
 func manyEntries(n int) map[string]string {
