@@ -165,8 +165,9 @@ type Route struct {
 	// Cookies overrides cookie hardening for this route.
 	Cookies Cookies `yaml:"cookies"`
 	// Download serves responses as attachments: Content-Disposition:
-	// attachment and nosniff, so an uploaded HTML or SVG file cannot run
-	// in the site's origin. Default false.
+	// attachment, nosniff, and Content-Security-Policy: sandbox beside
+	// the route's own policy, so an uploaded HTML or SVG file cannot run
+	// in the site's origin even when a browser renders it. Default false.
 	Download *bool `yaml:"download"`
 	// Buffering, when false, streams this route's responses to the
 	// client as the app sends them (see Config.Buffering): for responses

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -205,7 +206,8 @@ func TestResponseHardening(t *testing.T) {
 
 	t.Run("download route", func(t *testing.T) {
 		resp, _ := get(t, "/uploads/evil.html")
-		if resp.Header.Get("Content-Disposition") != "attachment" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		if resp.Header.Get("Content-Disposition") != "attachment" || resp.Header.Get("X-Content-Type-Options") != "nosniff" ||
+			!slices.Contains(resp.Header.Values("Content-Security-Policy"), "sandbox") {
 			t.Errorf("download headers: %v", resp.Header)
 		}
 	})

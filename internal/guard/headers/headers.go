@@ -6,6 +6,7 @@ package headers
 import (
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/rampartproxy/rampart/internal/config"
@@ -79,6 +80,11 @@ func (p *Policy) Apply(h http.Header, nonce string) {
 	}
 	if p.download {
 		h.Set("Content-Disposition", attachment(h.Get("Content-Disposition")))
+		// A second policy, enforced beside the route's: an upload opened
+		// anyway (a browser that renders it, a link straight to it)
+		// runs in an opaque origin, with no script, forms or plugins and
+		// no reach into the site's cookies or storage.
+		h["Content-Security-Policy"] = append(slices.Clip(h["Content-Security-Policy"]), "sandbox")
 	}
 	if nonce != "" && isHTML(h) {
 		privateCache(h)

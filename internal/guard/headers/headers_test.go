@@ -2,6 +2,7 @@ package headers
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/rampartproxy/rampart/internal/config"
@@ -111,6 +112,9 @@ func TestRouteOverridesAndDownload(t *testing.T) {
 		p.Apply(out, "N")
 		if out.Get("Content-Disposition") != tt.want || out.Get("X-Content-Type-Options") != "nosniff" {
 			t.Errorf("upstream %q: got %q, nosniff %q", tt.upstream, out.Get("Content-Disposition"), out.Get("X-Content-Type-Options"))
+		}
+		if csps := out.Values("Content-Security-Policy"); len(csps) != 2 || !strings.HasPrefix(csps[0], "default-src 'self'") || csps[1] != "sandbox" {
+			t.Errorf("a download's policies: %q, want the route's and sandbox", csps)
 		}
 	}
 }
