@@ -98,9 +98,7 @@ func (f *fixtures) get(t *testing.T) map[string]Report {
 		run("flask-quiet", flaskQuiet, true, nil)
 		run("flask-quiet-passive", flaskQuiet, false, nil)
 		_, upstream := startFlask(t, flaskEnv{secretKey: "7d1f0c53a3c44e6e9b0f8d2a51c6e0a4b1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6"}, false)
-		run("rampart+flask", startRampart(t, upstream, func(s *config.Site) {
-			s.Routes = append(s.Routes, config.Route{Match: "/admin/", Auth: &config.RouteAuth{Require: true}})
-		}), true, nil)
+		run("rampart+flask", startRampart(t, upstream, careful), true, nil)
 		preload := "max-age=63072000; includeSubDomains; preload"
 		run("rampart-preload", startRampart(t, "", func(s *config.Site) { s.Headers.StrictTransportSecurity = &preload }), false, nil)
 		run("soft404", startSoft404(t), false, nil)
@@ -208,6 +206,8 @@ func TestEveryCheckFailsAndPasses(t *testing.T) {
 		{"active.rate_limit_login", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "none refused"},
 		{"active.body_limit", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "not 413"},
 		{"active.admin_login", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "/admin/ answers 200 without a login"},
+		{"active.uploads", "flask-bad", scan.Fail, "rampart+flask", scan.Pass, "/upload took an HTML file named ../rampart-audit-"},
+		{"active.uploads", "flask-quiet", scan.Skip, "", "", "no form of the crawled pages takes a file"},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {

@@ -61,6 +61,14 @@ func (s server) opts(active bool) Options {
 }
 
 // startRampart runs a whole Rampart gateway with its default config in
+// careful is how a careful deployment puts the audit app behind Rampart:
+// its admin pages behind the login portal, and its upload form declared
+// for the images it takes.
+func careful(s *config.Site) {
+	s.Routes = append(s.Routes, config.Route{Match: "/admin/", Auth: &config.RouteAuth{Require: true}},
+		config.Route{Match: "/upload", Uploads: &config.Uploads{Types: []string{"image/png", "image/jpeg"}}})
+}
+
 // front of upstream (the demo app when ""), on loopback.
 func startRampart(t *testing.T, upstream string, tweaks ...func(*config.Site)) server {
 	t.Helper()

@@ -34,6 +34,11 @@ var active = []scan.Check{
 		Run: checkAdminLogin,
 	},
 	{
+		ID: "active.uploads", Title: "File uploads (a name that is a path, the EICAR test file)", Severity: scan.Medium, Reference: refUploads, Active: true,
+		Fix: "Take files only where expected, save them under secure_filename and scan them (Rampart: routes[].uploads with types, filenames and scan: clamd; every other upload is judged or refused).",
+		Run: checkUploads,
+	},
+	{
 		ID: "active.body_limit", Title: "Request body size limit", Severity: scan.Low, Reference: refBodyLimit, Active: true,
 		Fix: "Cap request bodies (nginx client_max_body_size 16m; Rampart max_body: 16MiB) so the app never reads a huge upload.",
 		Run: checkBodyLimit,

@@ -61,6 +61,7 @@ var Modifiers = map[string]Modifier{
 	"active.csrf":                    {Fail: -30},
 	"active.rate_limit_login":        {Fail: -10},
 	"active.body_limit":              {Fail: -5},
+	"active.uploads":                 {Fail: -20, Warn: -5},
 	"active.admin_login":             {Fail: -25},
 
 	// rampart audit --local: the host.

@@ -30,7 +30,8 @@ def index():
 @app.route("/account")
 def account():
     # A page only the crawl finds: its cookie, set without any flag.
-    resp = app.make_response("<!doctype html><html><body>settings</body></html>")
+    resp = app.make_response('<!doctype html><html><body>settings <form method=post action=/upload enctype=multipart/form-data>'
+                             '<input type=file name=avatar><button>upload</button></form></body></html>')
     if not QUIET:
         resp.set_cookie("prefs", "dark", httponly=False)
     return resp
@@ -50,6 +51,14 @@ def login():
         flash("Wrong username or password.")
         return "wrong password", 200
     return "<form method=post><input name=username><input name=password type=password></form>"
+
+
+@app.route("/upload", methods=["POST"])
+def upload():
+    # Takes any file, as a view that saves under f.filename would; it
+    # keeps nothing, so the audit's probes leave no file behind.
+    f = request.files.get("avatar")
+    return f"took {f.filename}" if f else ("no file", 400)
 
 
 @app.route("/admin/")
