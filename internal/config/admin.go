@@ -69,6 +69,7 @@ var Incidents = map[string]string{
 	"store_down":           "store_up",
 	"spool_write_failed":   "spool_write_ok",
 	"config_reload_failed": "config_reloaded",
+	"clamd_down":           "clamd_up",
 }
 
 // DefaultIncidentFor is For in the default rules: an outage shorter than
@@ -95,6 +96,9 @@ func DefaultAlertRules() []AlertRule {
 		{Event: "store_down", Within: w, For: Duration(DefaultIncidentFor)},
 		{Event: "spool_write_failed", Within: w, For: Duration(DefaultIncidentFor)},
 		{Event: "store_emptied", Within: w},
+		{Event: "clamd_down", Within: w, For: Duration(DefaultIncidentFor)},
+		{Event: "upload_malware", Within: w},
+		{Event: "upload_unexpected", Within: w},
 	}
 }
 
@@ -108,7 +112,8 @@ var EventKinds = []string{
 	"login", "login_password_ok", "login_failed", "login_refused", "lockout", "mfa_enrolled", "logout",
 	"store_down", "store_up", "store_full", "spool_write_failed", "spool_write_ok", "request_cut", "store_emptied", "connection_limit", "connection_refused", "cert_expiring", "acme_cert_obtaining", "acme_cert_obtained", "acme_cert_failed",
 	"acme_cert_ocsp_revoked", "acme_cached_managed_cert", "config_reloaded", "config_reload_failed", "waf_match",
-	"path_merged", "plain_http_form", "upload_unexpected", "upload_renamed",
+	"path_merged", "plain_http_form", "upload_unexpected", "upload_renamed", "upload_malware", "upload_not_scanned",
+	"clamd_down", "clamd_up",
 }
 
 // StatusKind names responses with a 5xx status in alert rules.

@@ -93,6 +93,10 @@ type Config struct {
 	// Alerts post to a webhook when events cross a threshold.
 	Alerts Alerts `yaml:"alerts"`
 
+	// Clamd is the ClamAV daemon that routes with uploads.scan: clamd
+	// send their files to.
+	Clamd Clamd `yaml:"clamd"`
+
 	// Sites are the applications served. Each host name belongs to exactly
 	// one site; a name no site lists is refused during the TLS handshake.
 	Sites []Site `yaml:"sites"`
@@ -593,6 +597,7 @@ func (c *Config) applyDefaults() {
 	c.applyACMEDefaults()
 	c.applyAuthDefaults()
 	c.applyAdminDefaults()
+	c.applyClamdDefaults()
 	for i := range c.Sites {
 		s := &c.Sites[i]
 		for j, h := range s.Hosts {
@@ -678,6 +683,7 @@ func (c *Config) validate() Problems {
 	c.validateAuth(bad)
 	c.validateBrand(bad)
 	c.validateAdmin(bad)
+	c.validateClamd(bad)
 	owner := map[string]int{} // host → the site that serves it
 	for i, s := range c.Sites {
 		c.validateSite(i, s, owner, bad)
@@ -777,7 +783,7 @@ func (c *Config) validateSite(i int, s Site, owner map[string]int, bad func(path
 	validateWAF(at+".waf", &s.WAF, bad)
 	for j := range s.Routes {
 		validateWAF(fmt.Sprintf("%s.routes[%d].waf", at, j), s.Routes[j].WAF, bad)
-		validateUploads(fmt.Sprintf("%s.routes[%d].uploads", at, j), s.Routes[j].Uploads, s.MaxBody, bad)
+		c.validateUploads(fmt.Sprintf("%s.routes[%d].uploads", at, j), s.Routes[j].Uploads, s.MaxBody, bad)
 	}
 	if u := s.Guards.UnexpectedUploads; u != UnexpectedLog && u != UnexpectedRefuse {
 		bad(at+".guards.unexpected_uploads", "%q: log (pass it, with an upload_unexpected event) or refuse (415)", u)

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Uploads declares a route where files are expected, and what it takes.
@@ -37,6 +38,24 @@ type Uploads struct {
 	// Archives bounds zip files and the formats built on zip (docx,
 	// xlsx, odt, jar, apk).
 	Archives Archives `yaml:"archives"`
+	// Scan: off (default), or clamd, which has the ClamAV daemon of
+	// Config.Clamd scan each file; one it finds malware in gets 422.
+	Scan string `yaml:"scan"`
+}
+
+// Clamd is the ClamAV daemon uploads are scanned with.
+type Clamd struct {
+	// Address is unix:/run/clamav/clamd.ctl or tcp://127.0.0.1:3310.
+	// Default: none; a route with scan: clamd needs one.
+	Address string `yaml:"address"`
+	// ScanTimeout bounds the scan of each file. Default 30s.
+	ScanTimeout Duration `yaml:"scan_timeout"`
+	// OnError is what becomes of a file clamd gives no verdict on
+	// (unreachable, slower than scan_timeout, over its StreamMaxLength):
+	// refuse (default: 503, Retry-After) or pass (unscanned, with an
+	// upload_not_scanned event). Either way clamd_down is an incident for
+	// the alerts, and clamd_up its end.
+	OnError string `yaml:"on_error"`
 }
 
 // Archives bounds what a zip-based upload unpacks to.
@@ -58,6 +77,11 @@ const (
 	FilenamesSanitise   = "sanitise"
 	UnexpectedLog       = "log"
 	UnexpectedRefuse    = "refuse"
+	ScanOff             = "off"
+	ScanClamd           = "clamd"
+	OnErrorRefuse       = "refuse"
+	OnErrorPass         = "pass"
+	DefaultScanTimeout  = 30 * time.Second
 	maxUploadFiles      = 10000
 	maxArchiveEntries   = 1 << 20
 	maxArchiveRatio     = 1 << 16
@@ -84,6 +108,9 @@ func (u *Uploads) applyDefaults(maxBody ByteSize) {
 	if u.Filenames == "" {
 		u.Filenames = FilenamesRefuse
 	}
+	if u.Scan == "" {
+		u.Scan = ScanOff
+	}
 	if u.MaxPixels == 0 {
 		u.MaxPixels = DefaultMaxPixels
 	}
@@ -97,9 +124,15 @@ func (u *Uploads) applyDefaults(maxBody ByteSize) {
 
 // validateUploads checks a route's uploads; the types' names are checked
 // by the upload guard, which knows the types it can recognise.
-func validateUploads(at string, u *Uploads, maxBody ByteSize, bad func(path, format string, args ...any)) {
+func (c *Config) validateUploads(at string, u *Uploads, maxBody ByteSize, bad func(path, format string, args ...any)) {
 	if u == nil {
 		return
+	}
+	switch {
+	case u.Scan != ScanOff && u.Scan != ScanClamd:
+		bad(at+".scan", "%q: off or clamd", u.Scan)
+	case u.Scan == ScanClamd && c.Clamd.Address == "":
+		bad(at+".scan", "clamd needs clamd.address, such as unix:/run/clamav/clamd.ctl (Debian's clamav-daemon)")
 	}
 	switch {
 	case u.MaxFiles < 1 || u.MaxFiles > maxUploadFiles:
@@ -127,5 +160,23 @@ func validateUploads(at string, u *Uploads, maxBody ByteSize, bad func(path, for
 		if t != strings.ToLower(t) || strings.Count(t, "/") != 1 || strings.HasPrefix(t, "/") || strings.HasSuffix(t, "/") {
 			bad(fmt.Sprintf("%s.types[%d]", at, i), "%q is not a media type such as image/png, or a family such as image/*", t)
 		}
+	}
+}
+
+func (c *Config) applyClamdDefaults() {
+	setDuration(&c.Clamd.ScanTimeout, DefaultScanTimeout)
+	if c.Clamd.OnError == "" {
+		c.Clamd.OnError = OnErrorRefuse
+	}
+}
+
+// validateClamd checks the scanner's settings; its address's form is
+// checked by the upload guard, which dials it.
+func (c *Config) validateClamd(bad func(path, format string, args ...any)) {
+	if c.Clamd.ScanTimeout <= 0 {
+		bad("clamd.scan_timeout", "must be positive")
+	}
+	if o := c.Clamd.OnError; o != OnErrorRefuse && o != OnErrorPass {
+		bad("clamd.on_error", "%q: refuse (503) or pass (unscanned, with an event)", o)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard/cookies"
 	"github.com/rampartproxy/rampart/internal/guard/headers"
+	"github.com/rampartproxy/rampart/internal/testutil/clamdserver"
 	"github.com/rampartproxy/rampart/internal/testutil/redisserver"
 )
 
@@ -281,6 +282,56 @@ func readHead(br *bufio.Reader) (int, error) {
 			for _, c := range bytes.TrimSpace(v) {
 				length = length*10 + int(c-'0')
 			}
+		}
+	}
+}
+
+// BenchmarkUploads measures what judging an upload costs: a 1 MiB and a
+// 20 MiB file posted through Rampart, as a body no guard reads (a raw
+// text/plain body: the cost of carrying it, buffered), as a multipart
+// file on a route with uploads (name, content, the whole form read as
+// Werkzeug reads it), and the same with scan: clamd (a real clamd with a
+// one-signature database, so the scan's cost is clamd reading the
+// stream, not matching a real database). One upload at a time; compare
+// the ns/op within one run. Run:
+// go test ./internal/gateway -run '^$' -bench Uploads -benchtime 20x
+func BenchmarkUploads(b *testing.B) {
+	srv := clamdserver.Start(b, "64M")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	b.Cleanup(up.Close)
+	site := siteFor(up.URL)
+	site.MaxBody = 32 << 20
+	site.Routes = []config.Route{
+		{Match: "/judged", Uploads: &config.Uploads{}},
+		{Match: "/scanned", Uploads: &config.Uploads{Scan: config.ScanClamd}},
+	}
+	tg := startGateway(b, config.Config{Clamd: config.Clamd{Address: srv.Address()}, Sites: []config.Site{site}})
+	tg.quiet()
+	c := tg.client(false)
+	for _, size := range []int{1 << 20, 20 << 20} {
+		data := strings.Repeat("0123456789abcdef", size/16) // text: no archive or image work
+		form, ct := named("data.txt", "text/plain", data)
+		for _, v := range []struct{ name, path, body, ct string }{
+			{"carried", "/carried", data, "text/plain"},
+			{"judged", "/judged", form, ct},
+			{"scanned", "/scanned", form, ct},
+		} {
+			b.Run(fmt.Sprintf("%s-%dMiB", v.name, size>>20), func(b *testing.B) {
+				b.SetBytes(int64(len(v.body)))
+				for b.Loop() {
+					resp, err := c.Post("https://localhost"+v.path, v.ct, strings.NewReader(v.body))
+					if err != nil {
+						b.Fatal(err)
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						b.Fatalf("%s: %d %s", v.name, resp.StatusCode, resp.Header.Get("Rampart-Reason"))
+					}
+				}
+			})
 		}
 	}
 }

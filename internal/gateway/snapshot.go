@@ -56,6 +56,8 @@ type snapshot struct {
 	// wafs are the firewalls the routes use, handed to the next config's
 	// build, which keeps those it uses too.
 	wafs *waf.Set
+	// scanner is the config's clamd, nil without one.
+	scanner *scanner
 	// bodies bounds the request bodies of every site; made at start and
 	// handed on by every reload, as the bodies in flight are.
 	bodies *bodylimit.Budget
@@ -186,7 +188,7 @@ func (g *Gateway) build(cfg *config.Config, prev *snapshot) (*snapshot, error) {
 	}
 	var defaults config.Site
 	defaults.ApplyHardeningDefaults()
-	s.fallback = compileRoute(config.Route{Match: "/"}, defaults)
+	s.fallback = compileRoute(config.Route{Match: "/"}, defaults, nil, config.Clamd{})
 	if _, err := os.Stat(cfg.Auth.UsersFile); cfg.Protected() || err == nil {
 		if s.portal, err = portal.New(cfg.Auth, g.store, g.log, g.bus); err != nil {
 			return nil, err
@@ -205,10 +207,13 @@ func (g *Gateway) build(cfg *config.Config, prev *snapshot) (*snapshot, error) {
 	if prev != nil {
 		prevWAFs = prev.wafs
 	}
+	if s.scanner, err = g.newScanner(cfg.Clamd, prev); err != nil {
+		return nil, err
+	}
 	s.wafs = waf.NewSet(prevWAFs)
 	defer s.wafs.Done()
 	for i, sc := range cfg.Sites {
-		site, err := g.buildSite(cfg, sc, reuse, s.wafs)
+		site, err := g.buildSite(cfg, sc, reuse, s.wafs, s.scanner)
 		if err == nil {
 			site.body.Budget = s.bodies
 		}
@@ -271,7 +276,7 @@ func (s *snapshot) groupsFor(host, next string) []string {
 	return nil
 }
 
-func (g *Gateway) buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy, wafs *waf.Set) (*site, error) {
+func (g *Gateway) buildSite(cfg *config.Config, sc config.Site, reuse map[string]*proxy.Proxy, wafs *waf.Set, scan uploads.Scanner) (*site, error) {
 	st := &site{name: sc.Hosts[0]}
 	for _, h := range sc.Hosts {
 		if a, err := netip.ParseAddr(h); err == nil {
@@ -356,7 +361,7 @@ func (g *Gateway) buildSite(cfg *config.Config, sc config.Site, reuse map[string
 	for i := range sc.Routes {
 		// Each route with what it inherits from the routes it is nested
 		// in: a route inside a protected one is protected too.
-		rt, err := compileRouteWAF(sc.Effective(i), sc, wafs)
+		rt, err := compileRouteWAF(sc.Effective(i), sc, wafs, scan, cfg.Clamd)
 		if err != nil {
 			return nil, err
 		}
@@ -365,7 +370,7 @@ func (g *Gateway) buildSite(cfg *config.Config, sc config.Site, reuse map[string
 	slices.SortStableFunc(st.routes, func(a, b *route) int {
 		return len(strings.TrimSuffix(b.match, "/")) - len(strings.TrimSuffix(a.match, "/"))
 	})
-	rt, err := compileRouteWAF(config.Route{Match: "/"}, sc, wafs)
+	rt, err := compileRouteWAF(config.Route{Match: "/"}, sc, wafs, scan, cfg.Clamd)
 	if err != nil {
 		return nil, err
 	}
@@ -388,8 +393,8 @@ func (st *site) assignGuards(rt *route) {
 // compileRouteWAF is compileRoute with the route's firewall. The rule
 // sets compile once per distinct configuration, here, so that a config
 // whose rules do not compile loads not at all.
-func compileRouteWAF(rc config.Route, sc config.Site, wafs *waf.Set) (*route, error) {
-	rt := compileRoute(rc, sc)
+func compileRouteWAF(rc config.Route, sc config.Site, wafs *waf.Set, scan uploads.Scanner, cl config.Clamd) (*route, error) {
+	rt := compileRoute(rc, sc, scan, cl)
 	var err error
 	if rt.waf, err = compileWAF(wafs, rc.MergeWAF(sc), sc.Methods); err != nil {
 		return nil, fmt.Errorf("route %s: %w", rc.Match, err)
@@ -405,8 +410,9 @@ func compileWAF(wafs *waf.Set, w config.WAF, methods []string) (*waf.Firewall, e
 		Methods: methods, Directives: w.Directives})
 }
 
-// compileRoute merges a route's overrides into its site's settings.
-func compileRoute(rc config.Route, sc config.Site) *route {
+// compileRoute merges a route's overrides into its site's settings; its
+// uploads are scanned with scan (clamd cl) where it says so.
+func compileRoute(rc config.Route, sc config.Site, scan uploads.Scanner, cl config.Clamd) *route {
 	h, c, ck, download := rc.Merge(sc)
 	placeholder := ""
 	if *c.Nonce && c.NoncePlaceholder != nil {
@@ -423,7 +429,7 @@ func compileRoute(rc config.Route, sc config.Site) *route {
 		redirectParams: !rc.InsecureOpenRedirectParams,
 		allow:          allowips.New(validPrefixes(rc.AllowIPs)),
 		auth:           loginRequired(rc.Auth),
-		uploads:        uploads.New(rc.Uploads, sc.Guards, sc.MaxBody),
+		uploads:        uploads.New(rc.Uploads, sc.Guards, sc.MaxBody, scan, cl),
 	}
 }
 

@@ -13,9 +13,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/testutil"
+	"github.com/rampartproxy/rampart/internal/testutil/clamdserver"
 )
 
 // upload is a multipart body with one file part named name, written as
@@ -121,7 +123,8 @@ func named(name, contentType, data string) (body, ct string) {
 // filenames: sanitise, /other not at all. Each attack is first sent
 // straight to gunicorn, where the careless view accepts it (the
 // premise); through Rampart it gets its status and Rampart-Reason, and
-// nothing is written. The same holds for forms written at Werkzeug's
+// nothing is written. A file to /other passes with an upload_unexpected
+// event, or gets 415 under guards.unexpected_uploads: refuse. The same holds for forms written at Werkzeug's
 // edges: LF-only lines, and CR-only lines, no line break before the
 // first boundary and a folded header line, which Debian's Werkzeug 2.2
 // reads as Werkzeug 3 does and Go's mime/multipart does not.
@@ -240,6 +243,17 @@ func TestUploadGuardAgainstFlask(t *testing.T) {
 		t.Errorf("an unexpected upload: %d %.300s", code, said)
 	}
 	tg.waitLog(t, `"kind":"upload_unexpected"`)
+	strict := site
+	strict.Guards.UnexpectedUploads = config.UnexpectedRefuse
+	tgStrict := startGateway(t, config.Config{Sites: []config.Site{strict}})
+	resp, err := tgStrict.client(false).Post("https://localhost/other", ct, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType || resp.Header.Get("Rampart-Reason") != "upload_unexpected; allow-with=routes[].uploads" {
+		t.Errorf("an unexpected upload under unexpected_uploads: refuse: %d %q", resp.StatusCode, resp.Header.Get("Rampart-Reason"))
+	}
 	body, ct = named("../../outside/evil.png", "image/png", png)
 	code, _, said := through("/careful", body, ct)
 	var got struct {
@@ -251,5 +265,56 @@ func TestUploadGuardAgainstFlask(t *testing.T) {
 	}
 	if l := tg.waitLog(t, `"kind":"upload_renamed"`); !strings.Contains(l, `"input":"filename ../../outside/evil.png"`) {
 		t.Errorf("the renaming is not logged with the name as sent:\n%s", l)
+	}
+}
+
+// TestUploadScanning: with scan: clamd, a real clamd refuses EICAR (422,
+// an upload_malware event naming the signature, nothing written) and
+// lets a clean file through. A paused clamd is an outage, loud and
+// closed: 503 with Retry-After for every upload while it lasts, one
+// clamd_down event, and clamd_up when verdicts come again.
+func TestUploadScanning(t *testing.T) {
+	t.Parallel()
+	srv := clamdserver.Start(t, "32M")
+	folder := t.TempDir()
+	app := runGunicorn(t, "uploader:app", gunicornOptions{worker: "gthread", env: []string{"UPLOAD_DIR=" + folder}})
+	site := siteFor(app.upstream())
+	site.Routes = []config.Route{{Match: "/upload", Uploads: &config.Uploads{Scan: config.ScanClamd}}}
+	tg := startGateway(t, config.Config{Clamd: config.Clamd{Address: srv.Address(), ScanTimeout: config.Duration(time.Second)}, Sites: []config.Site{site}})
+	send := func(name, data string) (int, string) {
+		body, ct := named(name, "text/plain", data)
+		resp, err := tg.client(false).Post("https://localhost/upload", ct, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, resp.Header.Get("Rampart-Reason") + " retry-after=" + resp.Header.Get("Retry-After")
+	}
+	if code, said := send("eicar.com", clamdserver.EICAR); code != 422 || !strings.HasPrefix(said, "upload_malware") {
+		t.Errorf("EICAR: %d %s", code, said)
+	}
+	if l := tg.waitLog(t, `"kind":"upload_malware"`); !strings.Contains(l, clamdserver.Signature) {
+		t.Errorf("the malware event does not name the signature:\n%s", l)
+	}
+	if code, said := send("clean.txt", "harmless"); code != 200 {
+		t.Errorf("a clean file: %d %s", code, said)
+	}
+	if entries, _ := os.ReadDir(folder); len(entries) != 1 || entries[0].Name() != "clean.txt" {
+		t.Errorf("written: %v", entries)
+	}
+	srv.Pause()
+	for range 2 {
+		if code, said := send("during.txt", "harmless"); code != 503 || !strings.HasPrefix(said, "upload_scan_unavailable; allow-with=clamd.on_error retry-after=10") {
+			t.Errorf("during the outage: %d %s", code, said)
+		}
+	}
+	srv.Resume()
+	if code, said := send("after.txt", "harmless"); code != 200 {
+		t.Errorf("after the outage: %d %s", code, said)
+	}
+	l := tg.waitLog(t, `"kind":"clamd_up"`)
+	if n := strings.Count(l, `"kind":"clamd_down"`); n != 1 {
+		t.Errorf("%d clamd_down events for one outage:\n%s", n, l)
 	}
 }

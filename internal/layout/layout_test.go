@@ -38,7 +38,7 @@ var mayImport = map[string][]string{
 	"guard/leaks":     {"guard", "guard/paths", "wsgi"},
 	"guard/ratelimit": {"clientip", "config", "guard", "reqinfo", "store", "wsgi"},
 	"guard/normalize": {"config", "guard", "wsgi"},
-	"guard/uploads":   {"config", "guard", "wsgi"},
+	"guard/uploads":   {"clamd", "config", "guard", "wsgi"},
 }
 
 // forAllGuards are what any guard's folder may import.

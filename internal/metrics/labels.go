@@ -51,6 +51,8 @@ var guards = map[string]string{
 	"upload_archive_escape":      "uploads",
 	"upload_archive_bomb":        "uploads",
 	"upload_archive_entries":     "uploads",
+	"upload_malware":             "uploads",
+	"upload_scan_unavailable":    "uploads",
 	"header_too_large":           "header_limit",
 	"unknown_host":               "host",
 	"method_not_allowed":         "method",

@@ -49,6 +49,7 @@ type Metrics struct {
 	reloads        *prometheus.CounterVec
 	lastReload     prometheus.Gauge
 	uploads        prometheus.Counter
+	scans          prometheus.Histogram
 }
 
 // State is read at every scrape. Any field may be nil.
@@ -147,6 +148,8 @@ func New(state State) *Metrics {
 			Help: "When the config last loaded successfully, in Unix seconds."}),
 		uploads: prometheus.NewCounter(prometheus.CounterOpts{Name: "rampart_upload_files_total",
 			Help: "Uploaded files judged by the upload guard (the refused among them are in rampart_blocked_total, guard uploads)."}),
+		scans: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "rampart_upload_scan_seconds",
+			Help: "Time clamd took to scan one request's files, for those it gave a verdict on (malware found: rampart_blocked_total{reason=\"upload_malware\"}).", Buckets: buckets}),
 	}
 	m.lastReload.SetToCurrentTime()
 	release, revision, goVersion := version.Labels()
@@ -156,7 +159,7 @@ func New(state State) *Metrics {
 	build.Set(1)
 	m.own = []prometheus.Collector{m.requests, m.duration, m.upstream, m.inFlight, m.truncated, m.upstreamErrors,
 		m.handshakes, m.handshakeFails, m.blocked, m.events, m.logins, m.loginFailures, m.lockouts,
-		m.storeOutages, m.reloads, m.lastReload, m.uploads, build, &stateCollector{state}}
+		m.storeOutages, m.reloads, m.lastReload, m.uploads, m.scans, build, &stateCollector{state}}
 	m.reg.MustRegister(m.own...)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -174,12 +177,16 @@ func (m *Metrics) Handler() http.Handler {
 // A nil *Metrics counts nothing: Rampart without an admin listener keeps
 // no metrics.
 
-// Uploads counts n files judged by the upload guard.
-func (m *Metrics) Uploads(n int) {
-	if m == nil {
+// Uploads counts n files judged by the upload guard, and a request's
+// scans: scanned files in scanTime.
+func (m *Metrics) Uploads(n, scanned int, scanTime time.Duration) {
+	if m == nil || n == 0 {
 		return
 	}
 	m.uploads.Add(float64(n))
+	if scanned > 0 {
+		m.scans.Observe(scanTime.Seconds())
+	}
 }
 
 // InFlight is the number of requests being served now.

@@ -23,6 +23,8 @@ const (
 	RequestCut               Kind = "request_cut"
 	UploadUnexpected         Kind = "upload_unexpected"
 	UploadRenamed            Kind = "upload_renamed"
+	UploadMalware            Kind = "upload_malware"
+	UploadNotScanned         Kind = "upload_not_scanned"
 
 	// The login portal.
 	Login           Kind = "login"
@@ -49,6 +51,8 @@ const (
 	ACMECertFailed     Kind = "acme_cert_failed"
 	ACMEOCSPRevoked    Kind = "acme_cert_ocsp_revoked"
 	ACMECachedCert     Kind = "acme_cached_managed_cert"
+	ClamdDown          Kind = "clamd_down"
+	ClamdUp            Kind = "clamd_up"
 	ConfigReloaded     Kind = "config_reloaded"
 	ConfigReloadFailed Kind = "config_reload_failed"
 )
@@ -61,7 +65,7 @@ const Status5xx Kind = "status_5xx"
 var Kinds = []Kind{
 	RequestBlocked, DebugLeakBlocked, OpenRedirectBlocked, InsecureRedirectUpgraded, CookieHardened, HeaderDropped,
 	CSPViolation, CSPReportRefused, UpstreamError, WAFMatch, PathMerged, PlainHTTPForm, RequestCut,
-	UploadUnexpected, UploadRenamed,
+	UploadUnexpected, UploadRenamed, UploadMalware, UploadNotScanned, ClamdDown, ClamdUp,
 	Login, LoginPasswordOK, LoginFailed, LoginRefused, Lockout, MFAEnrolled, Logout,
 	StoreDown, StoreUp, StoreFull, StoreEmptied, SpoolWriteFailed, SpoolWriteOK, ConnectionLimit, ConnectionRefused,
 	CertExpiring, ACMECertObtaining, ACMECertObtained, ACMECertFailed, ACMEOCSPRevoked, ACMECachedCert,

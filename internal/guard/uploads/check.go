@@ -7,18 +7,24 @@ import (
 
 	"github.com/gabriel-vasile/mimetype"
 
+	"github.com/rampartproxy/rampart/internal/clamd"
 	"github.com/rampartproxy/rampart/internal/config"
 )
 
 // The upload settings only this package can judge, checked with the rest
 // of the config (config.RegisterCheck): that each type a route accepts
-// is one its content can be recognised as.
+// is one its content can be recognised as, and clamd's address.
 func init() { config.RegisterCheck(checkConfig) }
 
 // families are the top-level types a family (image/*) may name.
 var families = []string{"application", "audio", "font", "image", "model", "text", "video"}
 
 func checkConfig(c *config.Config, bad func(path, format string, args ...any)) {
+	if a := c.Clamd.Address; a != "" {
+		if _, err := clamd.New(a); err != nil {
+			bad("clamd.address", "%v", err)
+		}
+	}
 	for i, s := range c.Sites {
 		for j, r := range s.Routes {
 			if r.Uploads == nil {

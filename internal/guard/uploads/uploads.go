@@ -17,12 +17,14 @@ package uploads
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard"
@@ -47,11 +49,24 @@ type Policy struct {
 	// MaxPixels, MaxRatio and MaxEntries bound images and archives.
 	MaxPixels            int64
 	MaxRatio, MaxEntries int
+	// Scanner, when set, scans each file for malware within ScanTimeout;
+	// a file it gives no verdict on is refused, or passed when
+	// PassUnscanned is set.
+	Scanner       Scanner
+	ScanTimeout   time.Duration
+	PassUnscanned bool
+}
+
+// Scanner says whether a stream holds malware: the signature it found,
+// "" for none, or an error when it gives no verdict (clamd.Client).
+type Scanner interface {
+	Scan(ctx context.Context, r io.Reader) (found string, err error)
 }
 
 // New is the policy of a route whose effective uploads are u (nil: none
-// declared) on a site with guards g and body limit maxBody.
-func New(u *config.Uploads, g config.Guards, maxBody config.ByteSize) *Policy {
+// declared) on a site with guards g and body limit maxBody. scanner is
+// config c's clamd, for a route with scan: clamd.
+func New(u *config.Uploads, g config.Guards, maxBody config.ByteSize, scanner Scanner, c config.Clamd) *Policy {
 	p := &Policy{RefuseUnexpected: g.UnexpectedUploads == config.UnexpectedRefuse, PathsAllowed: g.InsecureUploadPaths}
 	if u == nil {
 		d := config.UploadDefaults(maxBody)
@@ -62,6 +77,9 @@ func New(u *config.Uploads, g config.Guards, maxBody config.ByteSize) *Policy {
 	p.MaxFiles, p.MaxFileSize, p.Types = u.MaxFiles, int64(u.MaxFileSize), u.Types
 	p.Sanitise = u.Filenames == config.FilenamesSanitise
 	p.MaxPixels, p.MaxRatio, p.MaxEntries = u.MaxPixels, u.Archives.MaxRatio, u.Archives.MaxEntries
+	if u.Scan == config.ScanClamd {
+		p.Scanner, p.ScanTimeout, p.PassUnscanned = scanner, c.ScanTimeout.Std(), c.OnError == config.OnErrorPass
+	}
 	return p
 }
 
@@ -97,6 +115,11 @@ var (
 		Message: "An archive in this upload unpacks to far more than its size.", Key: "routes[].uploads.archives.max_ratio"}
 	tooManyEntries = &guard.Denial{Status: http.StatusUnprocessableEntity, Reason: "upload_archive_entries",
 		Message: "An archive in this upload holds more files than this page takes.", Key: "routes[].uploads.archives.max_entries"}
+	malware = &guard.Denial{Status: http.StatusUnprocessableEntity, Reason: "upload_malware",
+		Message: "A file in this upload was found to contain malware."}
+	notScanned = &guard.Denial{Status: http.StatusServiceUnavailable, Reason: "upload_scan_unavailable",
+		Message: "Uploads cannot be checked for malware right now. Try again in a moment.", Key: "clamd.on_error",
+		Header: http.Header{"Retry-After": {"10"}}}
 )
 
 // Verdict is what Check found.
@@ -110,6 +133,11 @@ type Verdict struct {
 	Unexpected bool
 	// Renamed are the file names sanitise rewrote, as sent.
 	Renamed []string
+	// Scanned counts the files the scanner gave a verdict on, in
+	// ScanTime; Unscanned is why a file passed without one.
+	Scanned   int
+	ScanTime  time.Duration
+	Unscanned error
 }
 
 // Check judges the files of r, whose body is buffered (r.GetBody gives a
@@ -156,7 +184,7 @@ func (p *Policy) Check(r *http.Request) Verdict {
 		v.Denial = d
 		return v
 	}
-	if v.Denial = p.judge(f); v.Denial == nil && p.Sanitise && rename(f.name, nil) {
+	if v.Denial = p.judge(r.Context(), f, &v); v.Denial == nil && p.Sanitise && rename(f.name, nil) {
 		r.Header.Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", sanitise(f.name, extensionOf(f.head))))
 		r.Header.Set("X-Original-Filename", url.PathEscape(f.name))
 		v.Renamed = []string{f.name}
@@ -182,12 +210,32 @@ func fileType(mt string) bool {
 		strings.HasPrefix(mt, "application/vnd.ms-")
 }
 
-// judge decides on one file's size and content.
-func (p *Policy) judge(f *file) *guard.Denial {
+// judge decides on one file's size and content, then has it scanned,
+// noting the scan in v.
+func (p *Policy) judge(ctx context.Context, f *file, v *Verdict) *guard.Denial {
 	if p.MaxFileSize > 0 && f.size > p.MaxFileSize {
 		return fileTooLarge.With(fmt.Sprintf("%s: %d bytes, over %d", f.label(), f.size, p.MaxFileSize))
 	}
-	return p.judgeContent(f)
+	if d := p.judgeContent(f); d != nil || p.Scanner == nil {
+		return d
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.ScanTimeout)
+	defer cancel()
+	start := time.Now()
+	found, err := p.Scanner.Scan(ctx, io.NewSectionReader(f.data, 0, f.size))
+	v.ScanTime += time.Since(start)
+	switch {
+	case err != nil && p.PassUnscanned:
+		v.Unscanned = err
+	case err != nil:
+		return notScanned.With(f.label() + ": " + err.Error())
+	case found != "":
+		v.Scanned++
+		return malware.With(f.label() + ": " + found)
+	default:
+		v.Scanned++
+	}
+	return nil
 }
 
 // judgeName decides on a file's name: a path is refused (unless
@@ -283,7 +331,7 @@ func (p *Policy) checkForm(r *http.Request, body io.Reader, ra io.ReaderAt, boun
 		}
 		f := &file{name: h.Filename, declared: strings.ToLower(declaredType(h)), head: head[:n], size: size,
 			data: io.NewSectionReader(ra, m.DataOffset(), size)}
-		if d := p.judge(f); d != nil {
+		if d := p.judge(r.Context(), f, &v); d != nil {
 			v.Denial = d
 			return v
 		}

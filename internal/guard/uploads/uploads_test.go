@@ -9,10 +9,13 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/rampartproxy/rampart/internal/clamd"
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard/bodylimit"
 	"github.com/rampartproxy/rampart/internal/testutil"
+	"github.com/rampartproxy/rampart/internal/testutil/clamdserver"
 	"github.com/rampartproxy/rampart/internal/wsgi"
 )
 
@@ -37,7 +40,7 @@ func expected(tweak ...func(*config.Uploads)) *Policy {
 	for _, f := range tweak {
 		f(&u)
 	}
-	return New(&u, config.Guards{UnexpectedUploads: config.UnexpectedLog}, 16<<20)
+	return New(&u, config.Guards{UnexpectedUploads: config.UnexpectedLog}, 16<<20, nil, config.Clamd{})
 }
 
 // form is a multipart body of one file part.
@@ -223,14 +226,14 @@ func TestFilesAndUnexpected(t *testing.T) {
 	if v := expected(func(u *config.Uploads) { u.MaxFiles = 3 }).Check(buffered("multipart/form-data; boundary=B", three)); v.Denial != nil || v.Files != 3 {
 		t.Errorf("3 files, max 3: %+v", v)
 	}
-	none := New(nil, config.Guards{UnexpectedUploads: config.UnexpectedLog}, 16<<20)
+	none := New(nil, config.Guards{UnexpectedUploads: config.UnexpectedLog}, 16<<20, nil, config.Clamd{})
 	if v := none.Check(buffered("multipart/form-data; boundary=B", three)); v.Denial != nil || !v.Unexpected || v.Files != 3 {
 		t.Errorf("unexpected, logged: %+v", v)
 	}
 	if v := none.Check(buffered("multipart/form-data; boundary=B", form("/etc/x", "text/plain", "x"))); v.Denial == nil || v.Denial.Reason != "upload_path" {
 		t.Errorf("an unexpected upload is judged too: %+v", v)
 	}
-	refusing := New(nil, config.Guards{UnexpectedUploads: config.UnexpectedRefuse}, 16<<20)
+	refusing := New(nil, config.Guards{UnexpectedUploads: config.UnexpectedRefuse}, 16<<20, nil, config.Clamd{})
 	if v := refusing.Check(buffered("multipart/form-data; boundary=B", three)); v.Denial == nil || v.Denial.Status != http.StatusUnsupportedMediaType || v.Denial.Reason != "upload_unexpected" {
 		t.Errorf("unexpected, refused: %+v", v)
 	}
@@ -305,4 +308,49 @@ func lyingZip() string {
 	rw.Write(compressed)
 	w.Close()
 	return b.String()
+}
+
+// TestScanWithClamd: on a route with scan: clamd a real clamd finds
+// EICAR (422, naming the signature) and passes a clean file; when it
+// gives no verdict (paused past scan_timeout, or gone), the file is
+// refused with 503, or passed and marked unscanned under on_error: pass.
+// No verdict is ever a pass by default.
+func TestScanWithClamd(t *testing.T) {
+	t.Parallel()
+	srv := clamdserver.Start(t, "10M")
+	c, err := clamd.New(srv.Address())
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := func(onError string) *Policy {
+		u := config.UploadDefaults(16 << 20)
+		u.MaxFiles, u.Scan = config.DefaultMaxFiles, config.ScanClamd
+		return New(&u, config.Guards{UnexpectedUploads: config.UnexpectedLog}, 16<<20, c,
+			config.Clamd{Address: srv.Address(), ScanTimeout: config.Duration(300 * time.Millisecond), OnError: onError})
+	}
+	refusing, passing := policy(config.OnErrorRefuse), policy(config.OnErrorPass)
+	v := refusing.Check(buffered("multipart/form-data; boundary=B", form("eicar.txt", "text/plain", clamdserver.EICAR)))
+	if v.Denial == nil || v.Denial.Reason != "upload_malware" || v.Denial.Status != http.StatusUnprocessableEntity || !strings.Contains(v.Denial.Input, clamdserver.Signature) || v.Scanned != 1 {
+		t.Errorf("EICAR: %+v", v)
+	}
+	if v := refusing.Check(buffered("multipart/form-data; boundary=B", form("a.txt", "text/plain", "harmless"))); v.Denial != nil || v.Scanned != 1 || v.ScanTime <= 0 {
+		t.Errorf("a clean file: %+v", v)
+	}
+	if v := refusing.Check(buffered("application/octet-stream", clamdserver.EICAR)); v.Denial == nil || v.Denial.Reason != "upload_malware" {
+		t.Errorf("EICAR as a raw body: %+v", v)
+	}
+	srv.Pause()
+	v = refusing.Check(buffered("multipart/form-data; boundary=B", form("eicar.txt", "text/plain", clamdserver.EICAR)))
+	if v.Denial == nil || v.Denial.Reason != "upload_scan_unavailable" || v.Denial.Status != http.StatusServiceUnavailable || v.Denial.Header.Get("Retry-After") == "" {
+		t.Errorf("a paused clamd, on_error refuse: %+v", v)
+	}
+	v = passing.Check(buffered("multipart/form-data; boundary=B", form("a.txt", "text/plain", "harmless")))
+	srv.Resume()
+	if v.Denial != nil || v.Unscanned == nil || v.Scanned != 0 {
+		t.Errorf("a paused clamd, on_error pass: %+v", v)
+	}
+	srv.Kill()
+	if v := refusing.Check(buffered("multipart/form-data; boundary=B", form("a.txt", "text/plain", "harmless"))); v.Denial == nil || v.Denial.Reason != "upload_scan_unavailable" {
+		t.Errorf("no clamd, on_error refuse: %+v", v)
+	}
 }
