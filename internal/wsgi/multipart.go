@@ -298,17 +298,21 @@ func (m *MultipartReader) parseData(start bool) (data []byte, del int, more, ok 
 
 // lastPartialBoundary is _last_partial_boundary_index: where a boundary
 // cut by the end of the buffer could start.
+//
+// Only a line break within a boundary's length of the end counts, so
+// only that tail is searched (LastIndexByte is a plain loop: over a
+// whole 64 KiB read it was most of reading a large form).
 func (m *MultipartReader) lastPartialBoundary(data []byte) int {
-	complete := len(data) - len("\r\n--") - len(m.boundary)
-	lastNL := bytes.LastIndexByte(data, '\n')
-	if lastNL < 0 || lastNL < complete {
-		lastNL = len(data)
+	from := max(0, len(data)-len("\r\n--")-len(m.boundary))
+	tail := data[from:]
+	at := len(data)
+	if i := bytes.LastIndexByte(tail, '\n'); i >= 0 {
+		at = from + i
 	}
-	lastCR := bytes.LastIndexByte(data, '\r')
-	if lastCR < 0 || lastCR < complete {
-		lastCR = len(data)
+	if i := bytes.LastIndexByte(tail, '\r'); i >= 0 {
+		at = min(at, from+i)
 	}
-	return min(lastNL, lastCR)
+	return at
 }
 
 // partHeader is _parse_headers and the part's name and filename: folded
