@@ -191,8 +191,21 @@ func (g *Gateway) admit(sw *statusWriter, r *http.Request, info *reqinfo.Info, s
 // serves Rampart's own pages, runs the firewall, and sends the rest to
 // the app, with the response guards ready for its answer.
 func (g *Gateway) forward(sw *statusWriter, r *http.Request, info *reqinfo.Info, snap *snapshot, st *site, rt *route, user *portal.Identity, own bool, merged *url.URL) {
+	// A route that scans uploads starts as the body arrives, so that
+	// the verdicts are ready when its last byte is.
+	pre := rt.uploads.StartScan(r)
+	if pre != nil {
+		r.Body = pre.Tee(r.Body)
+	}
 	release, d := st.body.Buffer(sw, r, ratelimit.ClientKey(info.Client.Client))
 	defer release()
+	if pre != nil {
+		if d != nil {
+			pre.Cancel()
+		} else {
+			pre.Finish()
+		}
+	}
 	// The body is complete (Go answered the client's Expect when it was
 	// read) and Content-Length exact: an Expect would only make the
 	// upstream wait for a second go-ahead, and the WAF must judge the
@@ -202,7 +215,7 @@ func (g *Gateway) forward(sw *statusWriter, r *http.Request, info *reqinfo.Info,
 		d = st.limits.CheckBody(r) // a login's user name, now that the body is here
 	}
 	if d == nil {
-		d = g.checkUploads(r, info, rt) // before the WAF, which misses absolute paths
+		d = g.checkUploads(r, info, rt, pre) // before the WAF, which misses absolute paths
 	}
 	if d != nil {
 		g.deny(sw, info, d)

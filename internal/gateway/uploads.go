@@ -12,6 +12,7 @@ import (
 
 	"github.com/rampartproxy/rampart/internal/clamd"
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/guard/uploads"
 
 	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
@@ -19,11 +20,12 @@ import (
 )
 
 // checkUploads judges the files r carries on route rt (guard/uploads),
+// with the verdicts pre scanned as the body arrived,
 // counts them, and publishes what passed but an operator should see: a
 // file where the route expects none (upload_unexpected, which an alert
 // rule can count), and file names sanitise rewrote (upload_renamed).
-func (g *Gateway) checkUploads(r *http.Request, info *reqinfo.Info, rt *route) *guard.Denial {
-	v := rt.uploads.Check(r)
+func (g *Gateway) checkUploads(r *http.Request, info *reqinfo.Info, rt *route, pre *uploads.Prescan) *guard.Denial {
+	v := rt.uploads.Check(r, pre)
 	g.metrics.Uploads(v.Files, v.Scanned, v.ScanTime)
 	if v.Denial != nil {
 		if v.Denial.Reason == "upload_malware" {

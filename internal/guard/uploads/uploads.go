@@ -142,8 +142,9 @@ type Verdict struct {
 
 // Check judges the files of r, whose body is buffered (r.GetBody gives a
 // bodylimit.Buffered). A body with no files is not judged. When names
-// were sanitised, r's body is the rewritten form.
-func (p *Policy) Check(r *http.Request) Verdict {
+// were sanitised, r's body is the rewritten form. pre, if not nil, holds
+// the verdicts of the scan made while the body arrived.
+func (p *Policy) Check(r *http.Request, pre *Prescan) Verdict {
 	if r.GetBody == nil || r.ContentLength <= 0 {
 		return Verdict{}
 	}
@@ -158,7 +159,7 @@ func (p *Policy) Check(r *http.Request) Verdict {
 	mt, opts := wsgi.OptionsHeader(r.Header.Get("Content-Type"))
 	mt = strings.ToLower(mt)
 	if mt == "multipart/form-data" {
-		return p.checkForm(r, body, ra, opts["boundary"])
+		return p.checkForm(r, body, ra, opts["boundary"], pre)
 	}
 	if !fileType(mt) {
 		return Verdict{}
@@ -184,7 +185,7 @@ func (p *Policy) Check(r *http.Request) Verdict {
 		v.Denial = d
 		return v
 	}
-	if v.Denial = p.judge(r.Context(), f, &v); v.Denial == nil && p.Sanitise && rename(f.name, nil) {
+	if v.Denial = p.judge(r.Context(), f, &v, pre); v.Denial == nil && p.Sanitise && rename(f.name, nil) {
 		r.Header.Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", sanitise(f.name, extensionOf(f.head))))
 		r.Header.Set("X-Original-Filename", url.PathEscape(f.name))
 		v.Renamed = []string{f.name}
@@ -211,19 +212,25 @@ func fileType(mt string) bool {
 }
 
 // judge decides on one file's size and content, then has it scanned,
-// noting the scan in v.
-func (p *Policy) judge(ctx context.Context, f *file, v *Verdict) *guard.Denial {
+// noting the scan in v: the verdict of pre when it has one for this
+// file (the v.Files-th), else a scan of the buffered file now.
+func (p *Policy) judge(ctx context.Context, f *file, v *Verdict, pre *Prescan) *guard.Denial {
 	if p.MaxFileSize > 0 && f.size > p.MaxFileSize {
 		return fileTooLarge.With(fmt.Sprintf("%s: %d bytes, over %d", f.label(), f.size, p.MaxFileSize))
 	}
 	if d := p.judgeContent(f); d != nil || p.Scanner == nil {
 		return d
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.ScanTimeout)
-	defer cancel()
-	start := time.Now()
-	found, err := p.Scanner.Scan(ctx, io.NewSectionReader(f.data, 0, f.size))
-	v.ScanTime += time.Since(start)
+	res, ok := pre.result(v.Files - 1)
+	if !ok {
+		ctx, cancel := context.WithTimeout(ctx, p.ScanTimeout)
+		defer cancel()
+		start := time.Now()
+		res.found, res.err = p.Scanner.Scan(ctx, io.NewSectionReader(f.data, 0, f.size))
+		res.took = time.Since(start)
+	}
+	found, err := res.found, res.err
+	v.ScanTime += res.took
 	switch {
 	case err != nil && p.PassUnscanned:
 		v.Unscanned = err
@@ -269,7 +276,7 @@ func rename(name string, others []string) bool {
 }
 
 // checkForm judges the file parts of a multipart form.
-func (p *Policy) checkForm(r *http.Request, body io.Reader, ra io.ReaderAt, boundary string) Verdict {
+func (p *Policy) checkForm(r *http.Request, body io.Reader, ra io.ReaderAt, boundary string, pre *Prescan) Verdict {
 	var v Verdict
 	m := wsgi.NewMultipartReader(body, boundary)
 	var edits []edit
@@ -285,12 +292,10 @@ func (p *Policy) checkForm(r *http.Request, body io.Reader, ra io.ReaderAt, boun
 			v.Denial = unreadable.With("multipart: " + err.Error())
 			return v
 		}
-		// A filename Werkzeug 3 cannot read makes a field of the part;
-		// an older parser may take it for a file, so it is judged as one.
-		others := dispositionFilenames(h)
-		if !h.IsFile && !slices.ContainsFunc(others[1:], func(n string) bool { return n != "" }) {
+		if !isFilePart(h) {
 			continue
 		}
+		others := dispositionFilenames(h)
 		v.Files++
 		if !p.Expected {
 			if p.RefuseUnexpected {
@@ -331,7 +336,7 @@ func (p *Policy) checkForm(r *http.Request, body io.Reader, ra io.ReaderAt, boun
 		}
 		f := &file{name: h.Filename, declared: strings.ToLower(declaredType(h)), head: head[:n], size: size,
 			data: io.NewSectionReader(ra, m.DataOffset(), size)}
-		if d := p.judge(r.Context(), f, &v); d != nil {
+		if d := p.judge(r.Context(), f, &v, pre); d != nil {
 			v.Denial = d
 			return v
 		}
@@ -345,6 +350,14 @@ func (p *Policy) checkForm(r *http.Request, body io.Reader, ra io.ReaderAt, boun
 		rewrite(r, ra, edits)
 	}
 	return v
+}
+
+// isFilePart reports whether a part is a file: one with a filename as
+// Werkzeug 3 reads it, or one whose Content-Disposition names a
+// filename Werkzeug 3 cannot read (it makes a field of the part), which
+// an older parser may take for a file.
+func isFilePart(h *wsgi.PartHeader) bool {
+	return h.IsFile || slices.ContainsFunc(dispositionFilenames(h)[1:], func(n string) bool { return n != "" })
 }
 
 // declaredType is a part's Content-Type without its parameters.

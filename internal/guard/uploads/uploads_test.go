@@ -3,11 +3,13 @@ package uploads
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"hash/crc32"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,7 +74,7 @@ func TestCheckFilenames(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			body := "--B\r\nContent-Disposition: " + tc.disposition + "\r\n\r\ndata\r\n--B--\r\n"
 			r := buffered("multipart/form-data; boundary=B", body)
-			d := expected().Check(r).Denial
+			d := expected().Check(r, nil).Denial
 			if (d != nil) != tc.refused {
 				t.Fatalf("refused %v (%+v), want %v", d != nil, d, tc.refused)
 			}
@@ -103,7 +105,7 @@ func TestUnsafeNames(t *testing.T) {
 		"\u65e5\u672c.":                   "upload.txt",
 	} {
 		r := buffered("multipart/form-data; boundary=B", form(name, "text/plain", "plain text"))
-		if d := expected().Check(r).Denial; d == nil || d.Reason != "upload_filename" {
+		if d := expected().Check(r, nil).Denial; d == nil || d.Reason != "upload_filename" {
 			t.Errorf("%q: %+v, want upload_filename", name, d)
 		}
 		if got := sanitise(name, ".txt"); got != want {
@@ -115,7 +117,7 @@ func TestUnsafeNames(t *testing.T) {
 	}
 	for _, name := range []string{"report.pdf", "\u00e9t\u00e9 report.pdf", "\u65e5\u672c\u8a9e.txt", "Photo 2024 (1).jpg", ""} {
 		r := buffered("multipart/form-data; boundary=B", form(name, "text/plain", "plain text"))
-		if v := expected().Check(r); v.Denial != nil || v.Files != 1 {
+		if v := expected().Check(r, nil); v.Denial != nil || v.Files != 1 {
 			t.Errorf("%q: %+v, want it judged and passed", name, v)
 		}
 	}
@@ -131,7 +133,7 @@ func TestSanitiseRewritesTheForm(t *testing.T) {
 		"--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"../../etc/cron.d/x\"\r\nContent-Type: text/plain\r\n\r\n* * * * * root id\r\n" +
 		"--B\nContent-Disposition: form-data; name=\"g\"; filename=\"ok.txt\"\n\nsecond\n--B--\r\n"
 	r := buffered("multipart/form-data; boundary=B", body)
-	v := expected(func(u *config.Uploads) { u.Filenames = config.FilenamesSanitise }).Check(r)
+	v := expected(func(u *config.Uploads) { u.Filenames = config.FilenamesSanitise }).Check(r, nil)
 	if v.Denial != nil || v.Files != 2 || len(v.Renamed) != 1 || v.Renamed[0] != "../../etc/cron.d/x" {
 		t.Fatalf("%+v", v)
 	}
@@ -197,7 +199,7 @@ func TestContent(t *testing.T) {
 		{"too many entries", "a.zip", "application/zip", testutil.Zip(manyEntries(20)), expected(func(u *config.Uploads) { u.Archives.MaxEntries = 10 }), "upload_archive_entries"},
 	} {
 		r := buffered("multipart/form-data; boundary=B", form(tc.filename, tc.declared, tc.data))
-		d := tc.policy.Check(r).Denial
+		d := tc.policy.Check(r, nil).Denial
 		switch {
 		case tc.reason == "" && d != nil:
 			t.Errorf("%s: refused %+v", tc.what, d)
@@ -220,33 +222,33 @@ func TestFilesAndUnexpected(t *testing.T) {
 	}
 	body.WriteString("--B--\r\n")
 	three := body.String()
-	if v := expected(func(u *config.Uploads) { u.MaxFiles = 2 }).Check(buffered("multipart/form-data; boundary=B", three)); v.Denial == nil || v.Denial.Reason != "upload_too_many_files" {
+	if v := expected(func(u *config.Uploads) { u.MaxFiles = 2 }).Check(buffered("multipart/form-data; boundary=B", three), nil); v.Denial == nil || v.Denial.Reason != "upload_too_many_files" {
 		t.Errorf("3 files, max 2: %+v", v)
 	}
-	if v := expected(func(u *config.Uploads) { u.MaxFiles = 3 }).Check(buffered("multipart/form-data; boundary=B", three)); v.Denial != nil || v.Files != 3 {
+	if v := expected(func(u *config.Uploads) { u.MaxFiles = 3 }).Check(buffered("multipart/form-data; boundary=B", three), nil); v.Denial != nil || v.Files != 3 {
 		t.Errorf("3 files, max 3: %+v", v)
 	}
 	none := New(nil, config.Guards{UnexpectedUploads: config.UnexpectedLog}, 16<<20, nil, config.Clamd{})
-	if v := none.Check(buffered("multipart/form-data; boundary=B", three)); v.Denial != nil || !v.Unexpected || v.Files != 3 {
+	if v := none.Check(buffered("multipart/form-data; boundary=B", three), nil); v.Denial != nil || !v.Unexpected || v.Files != 3 {
 		t.Errorf("unexpected, logged: %+v", v)
 	}
-	if v := none.Check(buffered("multipart/form-data; boundary=B", form("/etc/x", "text/plain", "x"))); v.Denial == nil || v.Denial.Reason != "upload_path" {
+	if v := none.Check(buffered("multipart/form-data; boundary=B", form("/etc/x", "text/plain", "x")), nil); v.Denial == nil || v.Denial.Reason != "upload_path" {
 		t.Errorf("an unexpected upload is judged too: %+v", v)
 	}
 	refusing := New(nil, config.Guards{UnexpectedUploads: config.UnexpectedRefuse}, 16<<20, nil, config.Clamd{})
-	if v := refusing.Check(buffered("multipart/form-data; boundary=B", three)); v.Denial == nil || v.Denial.Status != http.StatusUnsupportedMediaType || v.Denial.Reason != "upload_unexpected" {
+	if v := refusing.Check(buffered("multipart/form-data; boundary=B", three), nil); v.Denial == nil || v.Denial.Status != http.StatusUnsupportedMediaType || v.Denial.Reason != "upload_unexpected" {
 		t.Errorf("unexpected, refused: %+v", v)
 	}
-	if v := refusing.Check(buffered("multipart/form-data; boundary=B", "--B\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nx\r\n--B--\r\n")); v.Denial != nil || v.Files != 0 {
+	if v := refusing.Check(buffered("multipart/form-data; boundary=B", "--B\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nx\r\n--B--\r\n"), nil); v.Denial != nil || v.Files != 0 {
 		t.Errorf("a form without files: %+v", v)
 	}
-	if v := refusing.Check(buffered("image/png", testutil.PNGHeader(10, 10))); v.Denial == nil || v.Denial.Reason != "upload_unexpected" {
+	if v := refusing.Check(buffered("image/png", testutil.PNGHeader(10, 10)), nil); v.Denial == nil || v.Denial.Reason != "upload_unexpected" {
 		t.Errorf("a raw PNG body where no uploads are expected: %+v", v)
 	}
-	if v := refusing.Check(buffered("application/json", `{"a": 1}`)); v.Denial != nil || v.Files != 0 {
+	if v := refusing.Check(buffered("application/json", `{"a": 1}`), nil); v.Denial != nil || v.Files != 0 {
 		t.Errorf("a JSON body: %+v", v)
 	}
-	if v := expected().Check(buffered("image/png", "<html><script>alert(1)</script>")); v.Denial == nil || v.Denial.Reason != "upload_disguised" {
+	if v := expected().Check(buffered("image/png", "<html><script>alert(1)</script>"), nil); v.Denial == nil || v.Denial.Reason != "upload_disguised" {
 		t.Errorf("a raw body of HTML as image/png: %+v", v)
 	}
 }
@@ -254,11 +256,11 @@ func TestFilesAndUnexpected(t *testing.T) {
 func TestNotAMultipartForm(t *testing.T) {
 	t.Parallel()
 	r := buffered("text/plain", `filename="/etc/x"`)
-	if v := expected().Check(r); v.Denial != nil || v.Files != 0 {
+	if v := expected().Check(r, nil); v.Denial != nil || v.Files != 0 {
 		t.Errorf("a text body was judged: %+v", v)
 	}
 	r = buffered("multipart/form-data; boundary=B", "--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\ntrunc")
-	if d := expected().Check(r).Denial; d == nil || d.Reason != "upload_unreadable" {
+	if d := expected().Check(r, nil).Denial; d == nil || d.Reason != "upload_unreadable" {
 		t.Errorf("a cut-off form: %+v", d)
 	}
 }
@@ -329,28 +331,129 @@ func TestScanWithClamd(t *testing.T) {
 			config.Clamd{Address: srv.Address(), ScanTimeout: config.Duration(300 * time.Millisecond), OnError: onError})
 	}
 	refusing, passing := policy(config.OnErrorRefuse), policy(config.OnErrorPass)
-	v := refusing.Check(buffered("multipart/form-data; boundary=B", form("eicar.txt", "text/plain", clamdserver.EICAR)))
+	v := refusing.Check(buffered("multipart/form-data; boundary=B", form("eicar.txt", "text/plain", clamdserver.EICAR)), nil)
 	if v.Denial == nil || v.Denial.Reason != "upload_malware" || v.Denial.Status != http.StatusUnprocessableEntity || !strings.Contains(v.Denial.Input, clamdserver.Signature) || v.Scanned != 1 {
 		t.Errorf("EICAR: %+v", v)
 	}
-	if v := refusing.Check(buffered("multipart/form-data; boundary=B", form("a.txt", "text/plain", "harmless"))); v.Denial != nil || v.Scanned != 1 || v.ScanTime <= 0 {
+	if v := refusing.Check(buffered("multipart/form-data; boundary=B", form("a.txt", "text/plain", "harmless")), nil); v.Denial != nil || v.Scanned != 1 || v.ScanTime <= 0 {
 		t.Errorf("a clean file: %+v", v)
 	}
-	if v := refusing.Check(buffered("application/octet-stream", clamdserver.EICAR)); v.Denial == nil || v.Denial.Reason != "upload_malware" {
+	if v := refusing.Check(buffered("application/octet-stream", clamdserver.EICAR), nil); v.Denial == nil || v.Denial.Reason != "upload_malware" {
 		t.Errorf("EICAR as a raw body: %+v", v)
 	}
 	srv.Pause()
-	v = refusing.Check(buffered("multipart/form-data; boundary=B", form("eicar.txt", "text/plain", clamdserver.EICAR)))
+	v = refusing.Check(buffered("multipart/form-data; boundary=B", form("eicar.txt", "text/plain", clamdserver.EICAR)), nil)
 	if v.Denial == nil || v.Denial.Reason != "upload_scan_unavailable" || v.Denial.Status != http.StatusServiceUnavailable || v.Denial.Header.Get("Retry-After") == "" {
 		t.Errorf("a paused clamd, on_error refuse: %+v", v)
 	}
-	v = passing.Check(buffered("multipart/form-data; boundary=B", form("a.txt", "text/plain", "harmless")))
+	v = passing.Check(buffered("multipart/form-data; boundary=B", form("a.txt", "text/plain", "harmless")), nil)
 	srv.Resume()
 	if v.Denial != nil || v.Unscanned == nil || v.Scanned != 0 {
 		t.Errorf("a paused clamd, on_error pass: %+v", v)
 	}
 	srv.Kill()
-	if v := refusing.Check(buffered("multipart/form-data; boundary=B", form("a.txt", "text/plain", "harmless"))); v.Denial == nil || v.Denial.Reason != "upload_scan_unavailable" {
+	if v := refusing.Check(buffered("multipart/form-data; boundary=B", form("a.txt", "text/plain", "harmless")), nil); v.Denial == nil || v.Denial.Reason != "upload_scan_unavailable" {
 		t.Errorf("no clamd, on_error refuse: %+v", v)
+	}
+}
+
+// countingScanner counts its scans; each waits for hold, when set,
+// before it reads a byte.
+type countingScanner struct {
+	Scanner
+	calls atomic.Int32
+	hold  chan struct{}
+}
+
+func (c *countingScanner) Scan(ctx context.Context, r io.Reader) (string, error) {
+	c.calls.Add(1)
+	if c.hold != nil {
+		<-c.hold
+	}
+	return c.Scanner.Scan(ctx, r)
+}
+
+// prescanned runs what the gateway does with a body: the prescan started,
+// the body read through its tee (as bodylimit buffers it), the prescan
+// finished, then Check.
+func prescanned(p *Policy, contentType, body string) Verdict {
+	r := httptest.NewRequest("POST", "/upload", io.NopCloser(strings.NewReader(body)))
+	r.Header.Set("Content-Type", contentType)
+	r.ContentLength = int64(len(body))
+	pre := p.StartScan(r)
+	if pre == nil {
+		panic("no prescan")
+	}
+	got, _ := io.ReadAll(pre.Tee(r.Body))
+	pre.Finish()
+	return p.Check(buffered(contentType, string(got)), pre)
+}
+
+// TestPrescan: with scan: clamd, files are scanned as the body arrives,
+// and Check uses those verdicts (one scan per file, not two), for a form
+// and a raw body. A scan that falls over 1 MiB behind the upload gives
+// up without holding the upload, and the file is scanned from the
+// buffer; a paused clamd gives no verdict within scan_timeout of the
+// body's end, and that is the verdict (one wait, not two). Cancel ends a
+// prescan at once.
+func TestPrescan(t *testing.T) {
+	t.Parallel()
+	srv := clamdserver.Start(t, "10M")
+	c, err := clamd.New(srv.Address())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Scans get a minute; the paused clamd's, 300 ms.
+	policyWithin := func(s Scanner, timeout time.Duration) *Policy {
+		u := config.UploadDefaults(16 << 20)
+		u.MaxFiles, u.Scan = config.DefaultMaxFiles, config.ScanClamd
+		return New(&u, config.Guards{UnexpectedUploads: config.UnexpectedLog}, 16<<20, s,
+			config.Clamd{Address: srv.Address(), ScanTimeout: config.Duration(timeout), OnError: config.OnErrorRefuse})
+	}
+	policy := func(s Scanner) *Policy { return policyWithin(s, time.Minute) }
+	counted := &countingScanner{Scanner: c}
+	v := prescanned(policy(counted), "multipart/form-data; boundary=B",
+		"--B\r\nContent-Disposition: form-data; name=\"a\"; filename=\"a.txt\"\r\n\r\nharmless\r\n"+
+			"--B\r\nContent-Disposition: form-data; name=\"b\"; filename=\"eicar.com\"\r\n\r\n"+clamdserver.EICAR+"\r\n--B--\r\n")
+	if v.Denial == nil || v.Denial.Reason != "upload_malware" || counted.calls.Load() != 2 || v.Scanned != 2 {
+		t.Errorf("a clean file and EICAR: %+v, %d scans", v, counted.calls.Load())
+	}
+	counted.calls.Store(0)
+	if v := prescanned(policy(counted), "application/octet-stream", clamdserver.EICAR); v.Denial == nil || v.Denial.Reason != "upload_malware" || counted.calls.Load() != 1 {
+		t.Errorf("EICAR as a raw body: %+v, %d scans", v, counted.calls.Load())
+	}
+	held := &countingScanner{Scanner: c, hold: make(chan struct{})}
+	big := strings.Repeat("harmless ", (3<<20)/9)
+	p := policy(held)
+	r := httptest.NewRequest("POST", "/upload", io.NopCloser(strings.NewReader(form("big.txt", "text/plain", big))))
+	r.Header.Set("Content-Type", "multipart/form-data; boundary=B")
+	r.ContentLength = int64(len(form("big.txt", "text/plain", big)))
+	pre := p.StartScan(r)
+	got, _ := io.ReadAll(pre.Tee(r.Body)) // the whole upload, while the scan is held
+	close(held.hold)
+	pre.Finish()
+	if _, ok := pre.result(0); ok {
+		t.Error("a scan that fell behind the upload has a verdict")
+	}
+	// The held scan may have given up before it began (the queue had
+	// overflowed by the time the part header was read): one scan, or two.
+	before := held.calls.Load()
+	if v := p.Check(buffered("multipart/form-data; boundary=B", string(got)), pre); v.Denial != nil || v.Scanned != 1 || held.calls.Load() != before+1 {
+		t.Errorf("a scan that fell behind: %+v, %d scans after %d (want one more, from the buffer)", v, held.calls.Load(), before)
+	}
+	srv.Pause()
+	counted.calls.Store(0)
+	v = prescanned(policyWithin(counted, 300*time.Millisecond), "multipart/form-data; boundary=B", form("a.txt", "text/plain", "harmless"))
+	srv.Resume()
+	if v.Denial == nil || v.Denial.Reason != "upload_scan_unavailable" || counted.calls.Load() != 1 {
+		t.Errorf("a paused clamd: %+v, %d scans", v, counted.calls.Load())
+	}
+	r = httptest.NewRequest("POST", "/upload", io.NopCloser(strings.NewReader(form("a.txt", "text/plain", "harmless"))))
+	r.Header.Set("Content-Type", "multipart/form-data; boundary=B")
+	r.ContentLength = 100
+	pre = policy(c).StartScan(r)
+	pre.Cancel() // returns once the scan has stopped
+	if _, ok := pre.result(0); ok {
+		t.Error("a cancelled prescan has a verdict")
 	}
 }
