@@ -20,6 +20,19 @@ import (
 	"github.com/rampartproxy/rampart/internal/testutil/clamdserver"
 )
 
+// runUploader runs uploader.py under gunicorn, saving into folder; outside
+// is a folder beside it, where a name that is a path can lead.
+func runUploader(t *testing.T) (app *gunicorn, folder, outside string) {
+	dir := t.TempDir()
+	folder, outside = filepath.Join(dir, "uploads"), filepath.Join(dir, "outside")
+	for _, d := range []string{folder, outside} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return runGunicorn(t, "uploader:app", gunicornOptions{worker: "gthread", env: []string{"UPLOAD_DIR=" + folder}}), folder, outside
+}
+
 // upload is a multipart body with one file part named name, written as
 // a client may write it (the name in the header as is).
 func upload(name string) (body []byte, contentType string) {
@@ -41,14 +54,7 @@ func upload(name string) (body []byte, contentType string) {
 // while a browser's folder upload (a relative path) goes through.
 func TestUploadPathsNeverReachTheApp(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	folder, outside := filepath.Join(dir, "uploads"), filepath.Join(dir, "outside")
-	for _, d := range []string{folder, outside} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	app := runGunicorn(t, "uploader:app", gunicornOptions{worker: "gthread", env: []string{"UPLOAD_DIR=" + folder}})
+	app, folder, outside := runUploader(t)
 	// The premise: straight to the app, an absolute name lands outside.
 	target := filepath.Join(outside, "cron-direct")
 	body, ct := upload(target)
@@ -130,14 +136,7 @@ func named(name, contentType, data string) (body, ct string) {
 // reads as Werkzeug 3 does and Go's mime/multipart does not.
 func TestUploadGuardAgainstFlask(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	folder, outside := filepath.Join(dir, "uploads"), filepath.Join(dir, "outside")
-	for _, d := range []string{folder, outside} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	app := runGunicorn(t, "uploader:app", gunicornOptions{worker: "gthread", env: []string{"UPLOAD_DIR=" + folder}})
+	app, folder, outside := runUploader(t)
 	site := siteFor(app.upstream())
 	site.Routes = []config.Route{
 		{Match: "/upload", Uploads: &config.Uploads{Types: []string{"image/png", "image/jpeg", "application/pdf", "application/zip"}}},

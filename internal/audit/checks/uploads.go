@@ -29,7 +29,7 @@ func fileInputs(ctx context.Context, t *scan.Target) []fileInput {
 		action := ""
 		for _, tag := range scan.Tags(p, "form", "input") {
 			if tag.Name == "form" {
-				action = sameOrigin(p, tag.Attr["action"])
+				action, _ = p.SameOrigin(tag.Attr["action"])
 				continue
 			}
 			if strings.EqualFold(tag.Attr["type"], "file") && action != "" && tag.Attr["name"] != "" {
@@ -40,16 +40,6 @@ func fileInputs(ctx context.Context, t *scan.Target) []fileInput {
 		}
 	}
 	return out
-}
-
-// sameOrigin is ref, resolved against page, as a request path on the
-// page's origin; "" for another origin.
-func sameOrigin(p *scan.Page, ref string) string {
-	u, err := p.URL.Parse(strings.TrimSpace(ref))
-	if err != nil || u.Scheme != p.URL.Scheme || !strings.EqualFold(u.Host, p.URL.Host) {
-		return ""
-	}
-	return u.RequestURI()
 }
 
 // checkUploads offers each file input of the crawl two files, as a

@@ -79,12 +79,9 @@ func (p *Page) IsHTML() bool {
 func Links(p *Page) []string {
 	var out []string
 	add := func(ref string) {
-		u, err := p.URL.Parse(strings.TrimSpace(ref))
-		if err != nil || u.Scheme != p.URL.Scheme || !strings.EqualFold(u.Host, p.URL.Host) {
-			return
+		if path, ok := p.SameOrigin(ref); ok {
+			out = append(out, path)
 		}
-		u.Fragment = ""
-		out = append(out, u.RequestURI())
 	}
 	if loc := p.Header.Get("Location"); p.Status >= 300 && p.Status < 400 && loc != "" {
 		add(loc)
@@ -98,6 +95,17 @@ func Links(p *Page) []string {
 		}
 	}
 	return out
+}
+
+// SameOrigin is ref, resolved against the page's URL, as a request path
+// without its fragment; false when it leads to another origin.
+func (p *Page) SameOrigin(ref string) (string, bool) {
+	u, err := p.URL.Parse(strings.TrimSpace(ref))
+	if err != nil || u.Scheme != p.URL.Scheme || !strings.EqualFold(u.Host, p.URL.Host) {
+		return "", false
+	}
+	u.Fragment = ""
+	return u.RequestURI(), true
 }
 
 // Tag is one start tag of a page: its name and attributes, lower case.
