@@ -291,8 +291,32 @@ func docx() string {
 	return b.String()
 }
 
+// TestArchiveVerificationIsBounded: the entries are inflated to check
+// their declarations only up to verifyMax in all; past it, an entry is
+// taken at its word, uninflated (inflating this one would find it short
+// of its declaration: 422), so the cost is never the attacker's to
+// choose; the declared ratio still bounds the archive.
+func TestArchiveVerificationIsBounded(t *testing.T) {
+	t.Parallel()
+	lie := lyingZipDeclaring(verifyMax + 1)
+	p := expected(func(u *config.Uploads) { u.Archives.MaxRatio = 1 << 24 })
+	if d := p.Check(buffered("multipart/form-data; boundary=B", form("a.zip", "application/zip", lie)), nil).Denial; d != nil {
+		t.Errorf("a lie past verifyMax: %+v, want it taken at its word", d)
+	}
+	if d := p.Check(buffered("multipart/form-data; boundary=B", form("a.zip", "application/zip", lyingZip())), nil).Denial; d == nil || d.Reason != "upload_archive_bomb" {
+		t.Errorf("a lie within verifyMax: %+v", d)
+	}
+	if d := expected().Check(buffered("multipart/form-data; boundary=B", form("a.zip", "application/zip", lie)), nil).Denial; d == nil || d.Reason != "upload_archive_bomb" {
+		t.Errorf("the declared ratio: %+v", d)
+	}
+}
+
 // lyingZip declares 1 KiB for an entry that inflates to 1 MiB.
-func lyingZip() string {
+func lyingZip() string { return lyingZipDeclaring(1024) }
+
+// lyingZipDeclaring declares size bytes for an entry that inflates to
+// 1 MiB.
+func lyingZipDeclaring(size uint64) string {
 	var packed bytes.Buffer
 	zw := zip.NewWriter(&packed)
 	f, _ := zw.Create("x")
@@ -305,7 +329,7 @@ func lyingZip() string {
 	var b bytes.Buffer
 	w := zip.NewWriter(&b)
 	h := &zip.FileHeader{Name: "x", Method: zip.Deflate, CRC32: crc32.ChecksumIEEE([]byte(big)),
-		CompressedSize64: uint64(len(compressed)), UncompressedSize64: 1024}
+		CompressedSize64: uint64(len(compressed)), UncompressedSize64: size}
 	rw, _ := w.CreateRaw(h)
 	rw.Write(compressed)
 	w.Close()
