@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"filippo.io/age"
 	"github.com/rampartproxy/rampart/internal/statebackup"
 )
 
@@ -16,6 +17,12 @@ Backs up and restores the embedded state in state_dir: the local CA, the
 ACME account and certificates, the users file and the bbolt store
 (sessions, lockouts). A backup is a .tar.gz, written with mode 0600 (it
 holds private keys); keep it as you keep the keys.
+
+--encrypt-to encrypts it with age (filippo.io/age) to each recipient
+given: an age public key (age1..., from age-keygen), an SSH public key
+(ssh-ed25519 or ssh-rsa), or a file of them. Only the holder of one of
+the matching private keys can restore it (--identity FILE); a backup
+kept off the machine should be encrypted.
 
 backup works while rampart serve runs: the bbolt file is copied in one
 read transaction by the running instance (through its control socket),
@@ -32,7 +39,10 @@ back Redis up with its own tools.
 
 Examples:
   rampart state backup /root/rampart-$(date +%F).tar.gz --config /etc/rampart/rampart.yaml
+  rampart state backup rampart.tar.gz.age --encrypt-to age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+  rampart state backup rampart.tar.gz.age --encrypt-to ~/.ssh/id_ed25519.pub
   sudo -u rampart rampart state restore rampart-2026-11-22.tar.gz --state-dir /var/lib/rampart
+  sudo -u rampart rampart state restore rampart.tar.gz.age --identity key.txt --state-dir /var/lib/rampart
 `
 
 func (e env) state(args []string) int {
@@ -47,6 +57,13 @@ func (e env) state(args []string) int {
 	cfgPath := fs.String("config", "", "config file, for state_dir (default ./rampart.yaml when it exists)")
 	stateDir := fs.String("state-dir", "", "the state directory itself (default: the config's state_dir)")
 	force := fs.Bool("force", false, map[string]string{"backup": "overwrite FILE if it exists", "restore": "replace a state_dir that is not empty"}[cmd])
+	var encryptTo repeated
+	identity := new(string)
+	if cmd == "backup" {
+		fs.Var(&encryptTo, "encrypt-to", "encrypt with age to this recipient (age1..., an SSH public key, or a file of them); repeatable")
+	} else {
+		identity = fs.String("identity", "", "the age identity file, or SSH private key, an encrypted backup was made for")
+	}
 	// FILE before the flags or after them.
 	var file string
 	rest := args[1:]
@@ -78,14 +95,29 @@ func (e env) state(args []string) int {
 		*stateDir = cfg.StateDir
 	}
 	if cmd == "backup" {
-		n, from, err := statebackup.Backup(*stateDir, file, *force)
+		to, err := statebackup.ParseRecipients(encryptTo)
+		if err != nil {
+			return e.usageError(err.Error(), "an age recipient starts age1 (age-keygen -y key.txt prints it); an SSH one, ssh-ed25519")
+		}
+		n, from, err := statebackup.Backup(*stateDir, file, *force, to)
 		if err != nil {
 			return e.fail(err, "")
 		}
-		fmt.Fprintf(e.stdout, "backed up %s of %s (the store %s) to %s, mode 0600\n", plural(n, "file"), *stateDir, from, file)
+		sealed := ""
+		if len(to) > 0 {
+			sealed = fmt.Sprintf(", encrypted to %s", plural(len(to), "recipient"))
+		}
+		fmt.Fprintf(e.stdout, "backed up %s of %s (the store %s) to %s, mode 0600%s\n", plural(n, "file"), *stateDir, from, file, sealed)
 		return exitOK
 	}
-	n, old, err := statebackup.Restore(*stateDir, file, *force)
+	var ids []age.Identity
+	if *identity != "" {
+		var err error
+		if ids, err = statebackup.ReadIdentities(*identity); err != nil {
+			return e.fail(err, "--identity takes an age identity file (age-keygen) or an SSH private key without a passphrase")
+		}
+	}
+	n, old, err := statebackup.Restore(*stateDir, file, *force, ids)
 	if err != nil {
 		return e.fail(err, "")
 	}
@@ -95,3 +127,9 @@ func (e env) state(args []string) int {
 	}
 	return exitOK
 }
+
+// repeated is a flag given any number of times.
+type repeated []string
+
+func (r *repeated) String() string     { return strings.Join(*r, ", ") }
+func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/rampartproxy/rampart/internal/statebackup"
 	"github.com/rampartproxy/rampart/internal/store"
 	"github.com/rampartproxy/rampart/internal/testutil"
@@ -229,4 +230,56 @@ func tarGz(t *testing.T, name, body string, typ byte) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// TestStateEncryptedBackupFlags: rampart state backup --encrypt-to takes
+// an age recipient and restore --identity its identity file; a restore
+// without it fails with the hint, and a recipient that is not one is a
+// usage error (exit 2) that writes nothing.
+func TestStateEncryptedBackupFlags(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "state")
+	if err := os.Mkdir(src, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenEmbedded(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Set(t.Context(), "session:x", []byte("v"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "key.txt")
+	if err := os.WriteFile(key, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(dir, "state.tar.gz.age")
+	var out, errs bytes.Buffer
+	if code := Main([]string{"state", "backup", archive, "--state-dir", src, "--encrypt-to", id.Recipient().String()}, &out, &errs); code != 0 ||
+		!strings.Contains(out.String(), "encrypted to 1 recipient") {
+		t.Fatalf("backup: exit %d: %s%s", code, out.String(), errs.String())
+	}
+	out.Reset()
+	errs.Reset()
+	if code := Main([]string{"state", "restore", archive, "--state-dir", filepath.Join(dir, "a")}, &out, &errs); code != 1 || !strings.Contains(errs.String(), "--identity FILE") {
+		t.Errorf("restore without an identity: exit %d: %s", code, errs.String())
+	}
+	errs.Reset()
+	if code := Main([]string{"state", "restore", archive, "--state-dir", filepath.Join(dir, "b"), "--identity", key}, &out, &errs); code != 0 {
+		t.Errorf("restore with its identity: exit %d: %s", code, errs.String())
+	}
+	errs.Reset()
+	bad := filepath.Join(dir, "bad.tar.gz")
+	if code := Main([]string{"state", "backup", bad, "--state-dir", src, "--encrypt-to", "age1nope"}, &out, &errs); code != 2 || !strings.Contains(errs.String(), "rampart: hint:") {
+		t.Errorf("a bad recipient: exit %d: %s", code, errs.String())
+	}
+	if _, err := os.Stat(bad); err == nil {
+		t.Error("a backup was written for a bad recipient")
+	}
 }

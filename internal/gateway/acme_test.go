@@ -342,7 +342,7 @@ func TestACMEStateRestored(t *testing.T) {
 	}()
 	testutil.WaitFor(t, "load", func() bool { return answered.Load() >= 10 })
 	backup := filepath.Join(t.TempDir(), "state.tar.gz")
-	_, from, err := statebackup.Backup(dir, backup, false)
+	_, from, err := statebackup.Backup(dir, backup, false, nil)
 	close(stop)
 	<-done
 	if err != nil {
@@ -356,7 +356,7 @@ func TestACMEStateRestored(t *testing.T) {
 	}
 
 	fresh := filepath.Join(t.TempDir(), "restored")
-	if _, _, err := statebackup.Restore(fresh, backup, false); err != nil {
+	if _, _, err := statebackup.Restore(fresh, backup, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	b := acmeGateway(t, p, testutil.FreePort(t), testutil.FreePort(t), []string{config.ChallengeHTTP}, fresh, "")

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"filippo.io/age"
 	"github.com/rampartproxy/rampart/internal/atomicfile"
 	"github.com/rampartproxy/rampart/internal/store"
 )
@@ -40,9 +41,10 @@ func Skipped(rel string) bool {
 	return rel == ControlSocket || rel == "spool" || strings.HasPrefix(rel, "spool/")
 }
 
-// Backup writes stateDir into the archive file; it returns how many
-// files it holds and where the store's copy came from.
-func Backup(stateDir, file string, force bool) (n int, from string, err error) {
+// Backup writes stateDir into the archive file, encrypted with age to
+// every recipient of to when there are any; it returns how many files it
+// holds and where the store's copy came from.
+func Backup(stateDir, file string, force bool, to []age.Recipient) (n int, from string, err error) {
 	if _, err := os.Stat(stateDir); err != nil {
 		return 0, "", fmt.Errorf("state_dir: %w", err)
 	}
@@ -71,7 +73,15 @@ func Backup(stateDir, file string, force bool) (n int, from string, err error) {
 		return 0, "", err
 	}
 
-	gz := gzip.NewWriter(out)
+	var sink io.Writer = out
+	var sealed io.WriteCloser
+	if len(to) > 0 {
+		if sealed, err = age.Encrypt(out, to...); err != nil {
+			return 0, "", err
+		}
+		sink = sealed
+	}
+	gz := gzip.NewWriter(sink)
 	tw := tar.NewWriter(gz)
 	err = filepath.WalkDir(stateDir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -110,6 +120,11 @@ func Backup(stateDir, file string, force bool) (n int, from string, err error) {
 	}
 	if err := errors.Join(tw.Close(), gz.Close()); err != nil {
 		return 0, "", err
+	}
+	if sealed != nil {
+		if err := sealed.Close(); err != nil {
+			return 0, "", err
+		}
 	}
 	return n, from, out.Commit()
 }
@@ -177,9 +192,10 @@ func addFile(tw *tar.Writer, name, path string, info os.FileInfo) error {
 	return err
 }
 
-// Restore unpacks the archive file as stateDir; it returns how many
-// files it held and where the state it replaced went ("" if none).
-func Restore(stateDir, file string, force bool) (n int, old string, err error) {
+// Restore unpacks the archive file as stateDir, decrypting it with ids
+// when it is encrypted; it returns how many files it held and where the
+// state it replaced went ("" if none).
+func Restore(stateDir, file string, force bool, ids []age.Identity) (n int, old string, err error) {
 	if Running(stateDir) {
 		return 0, "", fmt.Errorf("a rampart serve is running on %s: stop it first (systemctl stop rampart)", stateDir)
 	}
@@ -195,6 +211,10 @@ func Restore(stateDir, file string, force bool) (n int, old string, err error) {
 		return 0, "", err
 	}
 	defer in.Close()
+	archive, err := opened(in, ids)
+	if err != nil {
+		return 0, "", fmt.Errorf("%s: %w (nothing restored)", file, err)
+	}
 	parent := filepath.Dir(filepath.Clean(stateDir))
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return 0, "", err
@@ -204,7 +224,7 @@ func Restore(stateDir, file string, force bool) (n int, old string, err error) {
 		return 0, "", err
 	}
 	defer os.RemoveAll(tmp) // a no-op once it is renamed
-	if n, err = unpack(in, tmp); err != nil {
+	if n, err = unpack(archive, tmp); err != nil {
 		return 0, "", fmt.Errorf("%s: %w (nothing restored)", file, err)
 	}
 	if err := store.CheckFile(tmp); err != nil {

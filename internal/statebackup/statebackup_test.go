@@ -46,18 +46,18 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	t.Parallel()
 	src := stateDir(t)
 	archive := filepath.Join(t.TempDir(), "state.tar.gz")
-	n, from, err := Backup(src, archive, false)
+	n, from, err := Backup(src, archive, false, nil)
 	if err != nil || n != 3 || from != "copied from its file" {
 		t.Fatalf("backup: %d files, %q, %v; want 3 (store, key, list) from the file", n, from, err)
 	}
 	if fi, _ := os.Stat(archive); fi.Mode().Perm() != 0o600 {
 		t.Errorf("the archive has mode %v, want 0600: it holds keys", fi.Mode().Perm())
 	}
-	if _, _, err := Backup(src, archive, false); err == nil || !strings.Contains(err.Error(), "exists") {
+	if _, _, err := Backup(src, archive, false, nil); err == nil || !strings.Contains(err.Error(), "exists") {
 		t.Errorf("a second backup over the first without --force: %v", err)
 	}
 	dst := filepath.Join(t.TempDir(), "state")
-	if n, old, err := Restore(dst, archive, false); err != nil || n != 3 || old != "" {
+	if n, old, err := Restore(dst, archive, false, nil); err != nil || n != 3 || old != "" {
 		t.Fatalf("restore: %d files, old %q, %v", n, old, err)
 	}
 	if fi, err := os.Stat(filepath.Join(dst, "ca", "ca.key")); err != nil || fi.Mode().Perm() != 0o600 {
@@ -78,7 +78,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 func TestRestoreRefusesAndKeeps(t *testing.T) {
 	t.Parallel()
 	archive := filepath.Join(t.TempDir(), "state.tar.gz")
-	if _, _, err := Backup(stateDir(t), archive, false); err != nil {
+	if _, _, err := Backup(stateDir(t), archive, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "state")
@@ -88,10 +88,10 @@ func TestRestoreRefusesAndKeeps(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dst, "mine"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := Restore(dst, archive, false); err == nil || !strings.Contains(err.Error(), "not empty") {
+	if _, _, err := Restore(dst, archive, false, nil); err == nil || !strings.Contains(err.Error(), "not empty") {
 		t.Fatalf("restore over a used state_dir: %v", err)
 	}
-	_, old, err := Restore(dst, archive, true)
+	_, old, err := Restore(dst, archive, true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestRestoreRefusesHostileArchives(t *testing.T) {
 		}(),
 	} {
 		dst := filepath.Join(t.TempDir(), "state")
-		if _, _, err := Restore(dst, archive, false); err == nil {
+		if _, _, err := Restore(dst, archive, false, nil); err == nil {
 			t.Errorf("%s: restored", name)
 		}
 		if _, err := os.Stat(dst); err == nil {
