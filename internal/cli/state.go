@@ -12,6 +12,7 @@ import (
 
 const stateUsage = `Usage: rampart state backup FILE [flags]
        rampart state restore FILE [flags]
+       rampart state verify FILE [flags]
 
 Backs up and restores the embedded state in state_dir: the local CA, the
 ACME account and certificates, the users file and the bbolt store
@@ -34,6 +35,12 @@ DIR.replaced-TIME). It unpacks into a new directory and puts it in place
 at once: a restore that fails changes nothing. Run it as the user
 rampart serve runs as (sudo -u rampart ...), so the files are its own.
 
+verify is the restore test, for a backup kept anywhere: it unpacks FILE
+into a temporary directory, checks every page of the store, that the
+local CA's key matches its certificate and that the ACME certificates
+parse and match their keys, says what it checked, and exits 1 on the
+first failure. It changes nothing.
+
 With store: redis://..., ACME certificates and sessions live in Redis:
 back Redis up with its own tools.
 
@@ -43,6 +50,7 @@ Examples:
   rampart state backup rampart.tar.gz.age --encrypt-to ~/.ssh/id_ed25519.pub
   sudo -u rampart rampart state restore rampart-2026-11-22.tar.gz --state-dir /var/lib/rampart
   sudo -u rampart rampart state restore rampart.tar.gz.age --identity key.txt --state-dir /var/lib/rampart
+  rampart state verify rampart.tar.gz.age --identity key.txt
 `
 
 func (e env) state(args []string) int {
@@ -50,13 +58,16 @@ func (e env) state(args []string) int {
 		return code
 	}
 	cmd := args[0]
-	if cmd != "backup" && cmd != "restore" {
+	if cmd != "backup" && cmd != "restore" && cmd != "verify" {
 		return e.usageError(fmt.Sprintf("unknown command %q", "state "+cmd), "run 'rampart state --help'")
 	}
 	fs := e.flags("state "+cmd, stateUsage)
-	cfgPath := fs.String("config", "", "config file, for state_dir (default ./rampart.yaml when it exists)")
-	stateDir := fs.String("state-dir", "", "the state directory itself (default: the config's state_dir)")
-	force := fs.Bool("force", false, map[string]string{"backup": "overwrite FILE if it exists", "restore": "replace a state_dir that is not empty"}[cmd])
+	cfgPath, stateDir, force := new(string), new(string), new(bool)
+	if cmd != "verify" { // which reads FILE alone
+		cfgPath = fs.String("config", "", "config file, for state_dir (default ./rampart.yaml when it exists)")
+		stateDir = fs.String("state-dir", "", "the state directory itself (default: the config's state_dir)")
+		force = fs.Bool("force", false, map[string]string{"backup": "overwrite FILE if it exists", "restore": "replace a state_dir that is not empty"}[cmd])
+	}
 	var encryptTo repeated
 	identity := new(string)
 	if cmd == "backup" {
@@ -87,6 +98,9 @@ func (e env) state(args []string) int {
 	if file == "" {
 		return e.usageError("rampart state "+cmd+" needs a FILE", "for example: rampart state "+cmd+" rampart-state.tar.gz")
 	}
+	if cmd == "verify" {
+		return e.stateVerify(file, *identity)
+	}
 	if *stateDir == "" {
 		cfg, err := loadFor(*cfgPath)
 		if err != nil {
@@ -110,12 +124,9 @@ func (e env) state(args []string) int {
 		fmt.Fprintf(e.stdout, "backed up %s of %s (the store %s) to %s, mode 0600%s\n", plural(n, "file"), *stateDir, from, file, sealed)
 		return exitOK
 	}
-	var ids []age.Identity
-	if *identity != "" {
-		var err error
-		if ids, err = statebackup.ReadIdentities(*identity); err != nil {
-			return e.fail(err, "--identity takes an age identity file (age-keygen) or an SSH private key without a passphrase")
-		}
+	ids, err := identities(*identity)
+	if err != nil {
+		return e.fail(err, identityHint)
 	}
 	n, old, err := statebackup.Restore(*stateDir, file, *force, ids)
 	if err != nil {
@@ -133,3 +144,30 @@ type repeated []string
 
 func (r *repeated) String() string     { return strings.Join(*r, ", ") }
 func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
+
+const identityHint = "--identity takes an age identity file (age-keygen) or an SSH private key without a passphrase"
+
+// identities reads the --identity file, none when it is "".
+func identities(file string) ([]age.Identity, error) {
+	if file == "" {
+		return nil, nil
+	}
+	return statebackup.ReadIdentities(file)
+}
+
+// stateVerify is rampart state verify FILE.
+func (e env) stateVerify(file, identity string) int {
+	ids, err := identities(identity)
+	if err != nil {
+		return e.fail(err, identityHint)
+	}
+	checked, err := statebackup.Verify(file, ids)
+	for _, line := range checked {
+		fmt.Fprintln(e.stdout, "ok   "+line)
+	}
+	if err != nil {
+		return e.fail(fmt.Errorf("%s does not restore: %w", file, err), "restore an older backup, and take a new one now")
+	}
+	fmt.Fprintf(e.stdout, "%s restores: everything checked is whole\n", file)
+	return exitOK
+}

@@ -234,8 +234,9 @@ func tarGz(t *testing.T, name, body string, typ byte) []byte {
 
 // TestStateEncryptedBackupFlags: rampart state backup --encrypt-to takes
 // an age recipient and restore --identity its identity file; a restore
-// without it fails with the hint, and a recipient that is not one is a
-// usage error (exit 2) that writes nothing.
+// without it fails with the hint; verify checks the archive and refuses
+// a tampered one (exit 1); a recipient that is not one is a usage error
+// (exit 2) that writes nothing.
 func TestStateEncryptedBackupFlags(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -273,6 +274,22 @@ func TestStateEncryptedBackupFlags(t *testing.T) {
 	errs.Reset()
 	if code := Main([]string{"state", "restore", archive, "--state-dir", filepath.Join(dir, "b"), "--identity", key}, &out, &errs); code != 0 {
 		t.Errorf("restore with its identity: exit %d: %s", code, errs.String())
+	}
+	out.Reset()
+	errs.Reset()
+	if code := Main([]string{"state", "verify", archive, "--identity", key}, &out, &errs); code != 0 ||
+		!strings.Contains(out.String(), "ok   the store: every page reads") || !strings.Contains(out.String(), "restores") {
+		t.Errorf("verify: exit %d: %s%s", code, out.String(), errs.String())
+	}
+	b, _ := os.ReadFile(archive)
+	b[len(b)-20] ^= 0xff // the last chunk's tag: age refuses it
+	cut := filepath.Join(dir, "tampered.tar.gz.age")
+	if err := os.WriteFile(cut, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errs.Reset()
+	if code := Main([]string{"state", "verify", cut, "--identity", key}, &out, &errs); code != 1 || !strings.Contains(errs.String(), "does not restore") {
+		t.Errorf("verify of a tampered archive: exit %d: %s", code, errs.String())
 	}
 	errs.Reset()
 	bad := filepath.Join(dir, "bad.tar.gz")
