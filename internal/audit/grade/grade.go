@@ -71,6 +71,7 @@ var Modifiers = map[string]Modifier{
 	"local.root_services":     {Fail: -30},
 	"local.systemd_hardening": {Warn: -10},
 	"local.debug_mode":        {Fail: -100},
+	"local.backups":           {Fail: -40, Warn: -5},
 }
 
 // BonusFloor is the score without bonuses that bonuses need.

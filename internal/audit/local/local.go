@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -35,6 +36,9 @@ type Options struct {
 	Dirs []string
 	// UnitDirs hold systemd unit files. Default: /etc/systemd/system.
 	UnitDirs []string
+	// BackupDirs are where backups are looked for, besides Dirs.
+	// Default: /var/backups, /backup, /backups.
+	BackupDirs []string
 	// DBPorts name the database and cache ports that must stay on
 	// loopback. Default: DefaultDBPorts.
 	DBPorts map[uint16]string
@@ -53,6 +57,9 @@ func Run(ctx context.Context, o Options) audit.Report {
 	}
 	if len(o.UnitDirs) == 0 {
 		o.UnitDirs = []string{"/etc/systemd/system"}
+	}
+	if len(o.BackupDirs) == 0 {
+		o.BackupDirs = []string{"/var/backups", "/backup", "/backups"}
 	}
 	if o.DBPorts == nil {
 		o.DBPorts = DefaultDBPorts
@@ -243,6 +250,9 @@ var Checks = []Check{
 	{ID: "local.secret_files", Title: "World-readable secrets", Severity: scan.High, Reference: refPerms,
 		Fix: "chmod 0600 (or 0640 with the service's group) every .env, private key and secret-bearing config; rotate what was readable.",
 		Run: checkSecretFiles},
+	{ID: "local.backups", Title: "Backups readable by everyone, or not encrypted", Severity: scan.High, Reference: refPerms,
+		Fix: "chmod 0600 every backup, and encrypt what leaves the machine (rampart state backup --encrypt-to, age or gpg for the rest); check it restores (rampart state verify).",
+		Run: checkBackups},
 	{ID: "local.root_services", Title: "Network services running as root", Severity: scan.High, Reference: refSystemd,
 		Fix: "Run the app under its own user (User= in its unit; rampart init writes one); only a proxy that binds 80 and 443 needs CAP_NET_BIND_SERVICE, not root.",
 		Run: checkRootServices},
@@ -567,4 +577,79 @@ func checkDebugMode(_ context.Context, m *machine) (scan.Status, string) {
 func sortedUnique(s []string) []string {
 	slices.Sort(s)
 	return slices.Compact(s)
+}
+
+// backupName is the name of a backup archive: a backup, dump, export or
+// Rampart state by name, with an archive's or a dump's extension.
+var backupName = regexp.MustCompile(`(?i)(backup|dump|export|rampart|state)[^/]*\.(tar|tgz|tar\.(gz|xz|bz2|zst)|zip|sql|sql\.gz|dump|age|gpg)$`)
+
+// sealedPrefixes begin an encrypted file: age (binary and armored),
+// OpenPGP armored, openssl enc.
+var sealedPrefixes = []string{"age-encryption.org/v1\n", "-----BEGIN AGE ENCRYPTED FILE-----", "-----BEGIN PGP MESSAGE-----", "Salted__"}
+
+// checkBackups finds backup archives under the searched directories and
+// the usual backup places: one every user can read fails (a backup holds
+// what the files it copies hold, keys included); one that is not
+// encrypted warns.
+func checkBackups(ctx context.Context, m *machine) (scan.Status, string) {
+	var readable, plain []string
+	seen := 0
+	for _, root := range append(slices.Clone(m.o.Dirs), m.o.BackupDirs...) {
+		_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			seen++
+			switch {
+			case ctx.Err() != nil || seen > maxEntries:
+				return fs.SkipAll
+			case err != nil && d != nil && d.IsDir():
+				return fs.SkipDir
+			case err != nil:
+				return nil
+			}
+			if d.IsDir() {
+				if path != root && skipDirs[d.Name()] {
+					return fs.SkipDir
+				}
+				return nil
+			}
+			if !d.Type().IsRegular() || !backupName.MatchString(d.Name()) {
+				return nil
+			}
+			info, err := d.Info()
+			if err != nil {
+				return nil
+			}
+			if info.Mode().Perm()&0o004 != 0 {
+				readable = append(readable, fmt.Sprintf("%s (%v)", path, info.Mode().Perm()))
+			}
+			if !sealed(path) {
+				plain = append(plain, path)
+			}
+			return nil
+		})
+	}
+	switch {
+	case len(readable) > 0:
+		return scan.Fail, "readable by every user: " + strings.Join(sortedUnique(readable), ", ")
+	case len(plain) > 0:
+		return scan.Warn, "not encrypted: " + strings.Join(sortedUnique(plain), ", ")
+	}
+	return scan.Pass, "no backup archive readable by every user or unencrypted under " + strings.Join(append(slices.Clone(m.o.Dirs), m.o.BackupDirs...), ", ")
+}
+
+// sealed reports whether the file at path begins as an encrypted file
+// does (an unreadable one counts as sealed: this user cannot read it).
+func sealed(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	head := make([]byte, 64)
+	n, _ := io.ReadFull(f, head)
+	for _, p := range sealedPrefixes {
+		if strings.HasPrefix(string(head[:n]), p) {
+			return true
+		}
+	}
+	return false
 }

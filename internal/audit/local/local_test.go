@@ -185,3 +185,43 @@ func TestHostAudit(t *testing.T) {
 		t.Errorf("target %q", r.Target)
 	}
 }
+
+// TestBackupArchives: a Rampart state backup every user can read fails,
+// naming it; an unencrypted database dump (0600) warns; backups
+// encrypted with age (rampart state backup --encrypt-to) at 0600, and
+// files that are no backup (dpkg's status copies in /var/backups), pass.
+func TestBackupArchives(t *testing.T) {
+	t.Parallel()
+	dir, backups := t.TempDir(), t.TempDir()
+	write := func(path, content string, mode os.FileMode) {
+		if err := os.WriteFile(path, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func() scan.Result {
+		r := Run(context.Background(), Options{Dirs: []string{dir}, BackupDirs: []string{backups}, UnitDirs: []string{dir}, DBPorts: map[uint16]string{}})
+		for _, c := range r.Checks {
+			if c.ID == "local.backups" {
+				return c
+			}
+		}
+		t.Fatal("no local.backups")
+		return scan.Result{}
+	}
+	write(filepath.Join(backups, "dpkg.status.1.gz"), "\x1f\x8bdpkg", 0o644)
+	write(filepath.Join(backups, "rampart-2026-12-01.tar.gz.age"), "age-encryption.org/v1\n-> X25519 ...", 0o600)
+	if c := check(); c.Status != scan.Pass {
+		t.Errorf("encrypted and private: %s %q", c.Status, c.Evidence)
+	}
+	write(filepath.Join(backups, "shop-db-dump.sql.gz"), "\x1f\x8bSQL", 0o600)
+	if c := check(); c.Status != scan.Warn || !strings.Contains(c.Evidence, "shop-db-dump.sql.gz") {
+		t.Errorf("an unencrypted dump: %s %q", c.Status, c.Evidence)
+	}
+	write(filepath.Join(dir, "rampart-state.tar.gz"), "\x1f\x8bstate", 0o644)
+	if c := check(); c.Status != scan.Fail || !strings.Contains(c.Evidence, filepath.Join(dir, "rampart-state.tar.gz")+" (-rw-r--r--)") || strings.Contains(c.Evidence, ".age") {
+		t.Errorf("a readable state backup: %s %q", c.Status, c.Evidence)
+	}
+}
