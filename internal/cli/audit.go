@@ -76,13 +76,13 @@ func (e env) audit(args []string) int {
 
 // auditRun is one `rampart audit`, its flags read and checked.
 type auditRun struct {
-	targets             []string
-	opts                audit.Options
-	local               bool
-	localDirs, unitDirs string
-	format, out         string
-	failUnder, baseline string
-	before              map[string]audit.Report // the baseline's reports, by target
+	targets                         []string
+	opts                            audit.Options
+	local                           bool
+	localDirs, unitDirs, backupDirs string
+	format, out                     string
+	failUnder, baseline             string
+	before                          map[string]audit.Report // the baseline's reports, by target
 }
 
 // auditArgs reads audit's flags and URLs (flags may come before, between
@@ -104,6 +104,7 @@ func (e env) auditArgs(args []string) (a auditRun, code int, ok bool) {
 	local := fs.Bool("local", false, "audit this machine instead of URLs: public app servers and databases, world-readable secrets, root services, systemd units, debug mode")
 	localDirs := fs.String("local-dirs", "", "with --local: comma-separated directories searched for secrets (default /etc,/srv,/opt,/var/www,/home,/root)")
 	unitDirs := fs.String("unit-dirs", "", "with --local: comma-separated directories of systemd units (default /etc/systemd/system)")
+	backupDirs := fs.String("backup-dirs", "", "with --local: comma-separated directories searched for backups, besides --local-dirs (default /var/backups,/backup,/backups)")
 	userAgent := fs.String("user-agent", "", "the User-Agent every request sends (default: a current Chrome's, so a target cannot hide from the audit what it shows browsers)")
 	baseline := fs.String("baseline", "", "an earlier --format json report: exit 1 when any check, or the score, got worse")
 	var targets []string
@@ -124,8 +125,8 @@ func (e env) auditArgs(args []string) (a auditRun, code int, ok bool) {
 	switch {
 	case *local && len(targets) > 0:
 		return usage("--local audits this machine: give no URL with it", "run them one after the other")
-	case !*local && (*localDirs != "" || *unitDirs != ""):
-		return usage("--local-dirs and --unit-dirs go with --local", "")
+	case !*local && (*localDirs != "" || *unitDirs != "" || *backupDirs != ""):
+		return usage("--local-dirs, --unit-dirs and --backup-dirs go with --local", "")
 	case len(targets) == 0 && !*local:
 		return usage("no URL to audit", "rampart audit https://app.example.com, or rampart audit --local for this machine")
 	case !slices.Contains(report.Formats, *format):
@@ -146,7 +147,7 @@ func (e env) auditArgs(args []string) (a auditRun, code int, ok bool) {
 	if *maxPages < 1 || *maxPages > scan.MaxMaxPages {
 		return usage(fmt.Sprintf("--max-pages must be between 1 and %d", scan.MaxMaxPages), "")
 	}
-	a = auditRun{targets: targets, local: *local, localDirs: *localDirs, unitDirs: *unitDirs, format: *format, out: *out, failUnder: *failUnder, baseline: *baseline,
+	a = auditRun{targets: targets, local: *local, localDirs: *localDirs, unitDirs: *unitDirs, backupDirs: *backupDirs, format: *format, out: *out, failUnder: *failUnder, baseline: *baseline,
 		opts: audit.Options{Options: scan.Options{Insecure: *insecure, Timeout: *timeout, HTTPPort: *httpPort, MaxPages: *maxPages, UserAgent: *userAgent},
 			Active: *active, Concurrency: *concurrency, Deadline: *deadline}}
 	if *baseline != "" {
@@ -182,7 +183,7 @@ func (e env) runAudit(a auditRun) []audit.Report {
 	defer stop()
 	var reports []audit.Report
 	if a.local {
-		reports = []audit.Report{hostaudit.Run(ctx, hostaudit.Options{Dirs: splitList(a.localDirs), UnitDirs: splitList(a.unitDirs)})}
+		reports = []audit.Report{hostaudit.Run(ctx, hostaudit.Options{Dirs: splitList(a.localDirs), UnitDirs: splitList(a.unitDirs), BackupDirs: splitList(a.backupDirs)})}
 	} else {
 		reports = audit.Run(ctx, a.targets, a.opts)
 	}
