@@ -375,6 +375,33 @@ func (m *machine) walked(dir string) bool {
 	return false
 }
 
+// walkFiles visits the regular files under root, at most depth levels
+// down (0: any), skipping skipDirs and what cannot be read, until ctx
+// ends or *seen, which the walks of one check share, passes maxEntries.
+func walkFiles(ctx context.Context, root string, depth int, seen *int, visit func(path string, d fs.DirEntry)) {
+	_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		*seen++
+		switch {
+		case ctx.Err() != nil || *seen > maxEntries:
+			return fs.SkipAll
+		case err != nil && d != nil && d.IsDir():
+			return fs.SkipDir // unreadable
+		case err != nil:
+			return nil
+		}
+		if d.IsDir() {
+			if path != root && (skipDirs[d.Name()] || depth > 0 && strings.Count(path[len(root):], "/") >= depth) {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.Type().IsRegular() {
+			visit(path, d)
+		}
+		return nil
+	})
+}
+
 // appDirDepth bounds the walk of an app's directory: its .env and config
 // sit at the top, or a level or two down.
 const appDirDepth = 3
@@ -384,35 +411,19 @@ func checkSecretFiles(ctx context.Context, m *machine) (scan.Status, string) {
 	seen := 0
 	apps := m.appDirs()
 	walk := func(root string, depth int) {
-		_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			seen++
-			switch {
-			case ctx.Err() != nil || seen > maxEntries:
-				return fs.SkipAll
-			case err != nil && d != nil && d.IsDir():
-				return fs.SkipDir // unreadable
-			case err != nil:
-				return nil
-			}
-			if d.IsDir() {
-				if path != root && (skipDirs[d.Name()] || depth > 0 && strings.Count(path[len(root):], "/") >= depth) {
-					return fs.SkipDir
-				}
-				return nil
-			}
-			if !d.Type().IsRegular() || !secretName.MatchString(d.Name()) {
-				return nil
+		walkFiles(ctx, root, depth, &seen, func(path string, d fs.DirEntry) {
+			if !secretName.MatchString(d.Name()) {
+				return
 			}
 			info, err := d.Info()
 			if err != nil || info.Mode().Perm()&0o004 == 0 || info.Size() > 1<<20 {
-				return nil
+				return
 			}
 			data, err := os.ReadFile(path)
 			if err != nil || !secretContent.Match(data) {
-				return nil // a public certificate, an empty template
+				return // a public certificate, an empty template
 			}
 			bad = append(bad, fmt.Sprintf("%s (%v)", path, info.Mode().Perm()))
-			return nil
 		})
 	}
 	for _, root := range m.o.Dirs {
@@ -595,28 +606,13 @@ func checkBackups(ctx context.Context, m *machine) (scan.Status, string) {
 	var readable, plain []string
 	seen := 0
 	for _, root := range append(slices.Clone(m.o.Dirs), m.o.BackupDirs...) {
-		_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			seen++
-			switch {
-			case ctx.Err() != nil || seen > maxEntries:
-				return fs.SkipAll
-			case err != nil && d != nil && d.IsDir():
-				return fs.SkipDir
-			case err != nil:
-				return nil
-			}
-			if d.IsDir() {
-				if path != root && skipDirs[d.Name()] {
-					return fs.SkipDir
-				}
-				return nil
-			}
-			if !d.Type().IsRegular() || !backupName.MatchString(d.Name()) {
-				return nil
+		walkFiles(ctx, root, 0, &seen, func(path string, d fs.DirEntry) {
+			if !backupName.MatchString(d.Name()) {
+				return
 			}
 			info, err := d.Info()
 			if err != nil {
-				return nil
+				return
 			}
 			if info.Mode().Perm()&0o004 != 0 {
 				readable = append(readable, fmt.Sprintf("%s (%v)", path, info.Mode().Perm()))
@@ -624,7 +620,6 @@ func checkBackups(ctx context.Context, m *machine) (scan.Status, string) {
 			if !sealed(path) {
 				plain = append(plain, path)
 			}
-			return nil
 		})
 	}
 	switch {
