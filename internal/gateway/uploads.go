@@ -12,18 +12,18 @@ import (
 
 	"github.com/rampartproxy/rampart/internal/clamd"
 	"github.com/rampartproxy/rampart/internal/config"
-	"github.com/rampartproxy/rampart/internal/guard/uploads"
-
 	"github.com/rampartproxy/rampart/internal/guard"
+	"github.com/rampartproxy/rampart/internal/guard/uploads"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
 	"github.com/rampartproxy/rampart/internal/telemetry"
 )
 
 // checkUploads judges the files r carries on route rt (guard/uploads),
-// with the verdicts pre scanned as the body arrived,
-// counts them, and publishes what passed but an operator should see: a
-// file where the route expects none (upload_unexpected, which an alert
-// rule can count), and file names sanitise rewrote (upload_renamed).
+// with the verdicts pre scanned as the body arrived, counts them, and
+// publishes what an operator should see: malware found (upload_malware,
+// alerted by default), a file passed unscanned (upload_not_scanned), a
+// file where the route expects none (upload_unexpected), and file names
+// sanitise rewrote (upload_renamed).
 func (g *Gateway) checkUploads(r *http.Request, info *reqinfo.Info, rt *route, pre *uploads.Prescan) *guard.Denial {
 	v := rt.uploads.Check(r, pre)
 	g.metrics.Uploads(v.Files, v.Scanned, v.ScanTime)
