@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+
 	"github.com/rampartproxy/rampart/internal/statebackup"
 	"github.com/rampartproxy/rampart/internal/store"
 	"github.com/rampartproxy/rampart/internal/testutil"

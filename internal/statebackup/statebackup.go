@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+
 	"github.com/rampartproxy/rampart/internal/atomicfile"
 	"github.com/rampartproxy/rampart/internal/store"
 )
