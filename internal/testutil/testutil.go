@@ -1,7 +1,7 @@
 // Package testutil holds what Rampart's tests share: waiting for a
 // condition instead of sleeping, and finding the real servers the tests
 // run against. Production code never imports it (nor its subpackages
-// redisserver and headless).
+// redisserver, clamdserver and headless).
 package testutil
 
 import (

@@ -12,9 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,32 +26,12 @@ const EICAR = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H
 // Signature is the name clamd gives EICAR with that database.
 const Signature = "Eicar-Test-Signature.UNOFFICIAL"
 
-// Server is one clamd process.
+// Server is one clamd process; its Process pauses and resumes it.
 type Server struct {
+	testutil.Process
 	t      testing.TB
 	dir    string
 	socket string
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	out    output
-}
-
-// output is what clamd prints, written by exec's copying goroutine.
-type output struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.String()
 }
 
 // Start runs clamd with a database holding EICAR's hash, on a socket in
@@ -92,12 +69,7 @@ func Start(t testing.TB, streamMax string) *Server {
 
 func (s *Server) start() {
 	s.t.Helper()
-	s.mu.Lock()
-	s.cmd = exec.Command("clamd", "-c", filepath.Join(s.dir, "clamd.conf"))
-	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
-	err := s.cmd.Start()
-	s.mu.Unlock()
-	if err != nil {
+	if err := s.Start(exec.Command("clamd", "-c", filepath.Join(s.dir, "clamd.conf"))); err != nil {
 		s.t.Fatal(err)
 	}
 	c, _ := clamd.New(s.Address())
@@ -113,35 +85,11 @@ func (s *Server) start() {
 // Address is the clamd address a config names.
 func (s *Server) Address() string { return "unix:" + s.socket }
 
-// Output is what clamd printed.
-func (s *Server) Output() string { return s.out.String() }
-
-// Kill stops clamd at once.
+// Kill stops clamd at once, and removes its socket.
 func (s *Server) Kill() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-		s.cmd = nil
-		os.Remove(s.socket)
-	}
+	s.Process.Kill()
+	os.Remove(s.socket)
 }
 
 // Restart starts clamd again after Kill.
 func (s *Server) Restart() { s.start() }
-
-// Pause stops clamd without closing its socket (SIGSTOP): scans get no
-// answer, as from a clamd busy reloading its database.
-func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
-
-// Resume undoes Pause.
-func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
-
-func (s *Server) signal(sig syscall.Signal) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		_ = s.cmd.Process.Signal(sig)
-	}
-}

@@ -8,22 +8,18 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
-// Server is one redis-server process on 127.0.0.1.
+// Server is one redis-server process on 127.0.0.1; its Process kills,
+// pauses and resumes it.
 type Server struct {
+	testutil.Process
 	t    testing.TB
 	port int
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	out  strings.Builder
 }
 
 // Start runs redis-server on a free port, stopped at cleanup. Without
@@ -39,32 +35,6 @@ func Start(t testing.TB) *Server {
 
 // URL is the redis:// URL of the server.
 func (s *Server) URL() string { return "redis://127.0.0.1:" + strconv.Itoa(s.port) + "/0" }
-
-// Kill stops the server at once, as a crash would.
-func (s *Server) Kill() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-		s.cmd = nil
-	}
-}
-
-// Pause stops the server without closing its connections (SIGSTOP), as
-// a frozen or swapped-out host would: calls get no answer at all.
-func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
-
-// Resume undoes Pause.
-func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
-
-func (s *Server) signal(sig syscall.Signal) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd != nil {
-		_ = s.cmd.Process.Signal(sig)
-	}
-}
 
 // Stall has the server do nothing for d (DEBUG SLEEP, sent on a
 // connection of its own): one slow answer, as a loaded machine gives. It
@@ -89,15 +59,11 @@ func (s *Server) Stall(d time.Duration) {
 // until it accepts connections.
 func (s *Server) Restart() {
 	s.t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--enable-debug-command", "local")
-	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
-	if err := s.cmd.Start(); err != nil {
+	if err := s.Start(exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--enable-debug-command", "local")); err != nil {
 		s.t.Fatal(err)
 	}
 	if !testutil.Eventually(testutil.WaitTimeout, func() bool { return testutil.Dials("tcp", "127.0.0.1:"+strconv.Itoa(s.port)) }) {
-		s.t.Fatalf("redis-server did not start: %s", s.out.String())
+		s.t.Fatalf("redis-server did not start: %s", s.Output())
 	}
 }
