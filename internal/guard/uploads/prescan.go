@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -48,10 +47,8 @@ func (p *Policy) StartScan(r *http.Request) *Prescan {
 	if p.Scanner == nil || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil
 	}
-	mt, opts := wsgi.OptionsHeader(r.Header.Get("Content-Type"))
-	mt = strings.ToLower(mt)
-	form := mt == "multipart/form-data"
-	if !form && !fileType(mt) {
+	form, _, boundary, ok := bodyKind(r)
+	if !ok {
 		return nil
 	}
 	s := &Prescan{p: p, queue: newAhead(aheadMax), done: make(chan struct{})}
@@ -59,7 +56,7 @@ func (p *Policy) StartScan(r *http.Request) *Prescan {
 	go func() {
 		defer close(s.done)
 		if form {
-			s.scanForm(opts["boundary"])
+			s.scanForm(boundary)
 		} else {
 			s.scanOne(s.queue)
 		}
@@ -78,7 +75,7 @@ func (s *Prescan) scanForm(boundary string) {
 		if err != nil {
 			return // the form's end, or one Check will refuse
 		}
-		if isFilePart(h) && !s.scanOne(m) {
+		if isFilePart(h, dispositionFilenames(h)) && !s.scanOne(m) {
 			return
 		}
 	}

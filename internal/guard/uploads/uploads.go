@@ -156,13 +156,12 @@ func (p *Policy) Check(r *http.Request, pre *Prescan) Verdict {
 	if !ok {
 		return Verdict{}
 	}
-	mt, opts := wsgi.OptionsHeader(r.Header.Get("Content-Type"))
-	mt = strings.ToLower(mt)
-	if mt == "multipart/form-data" {
-		return p.checkForm(r, body, ra, opts["boundary"], pre)
-	}
-	if !fileType(mt) {
+	form, mt, boundary, ok := bodyKind(r)
+	switch {
+	case !ok:
 		return Verdict{}
+	case form:
+		return p.checkForm(r, body, ra, boundary, pre)
 	}
 	name := ""
 	if cd := r.Header.Get("Content-Disposition"); cd != "" {
@@ -245,19 +244,19 @@ func (p *Policy) judge(ctx context.Context, f *file, v *Verdict, pre *Prescan) *
 	return nil
 }
 
-// judgeName decides on a file's name: a path is refused (unless
-// PathsAllowed), and so is a name otherwise unsafe, unless Sanitise.
-// names are the readings of it besides name (see dispositionFilenames).
-// It returns nil too for a name to sanitise; rename tells which.
+// judgeName decides on a file's name: a path is refused, and so is a
+// name otherwise unsafe; others are the readings of it besides name (see
+// dispositionFilenames). Under Sanitise no name is refused (rename tells
+// which to rewrite), nor under PathsAllowed (names pass as sent).
 func (p *Policy) judgeName(name string, others []string) *guard.Denial {
-	if p.PathsAllowed && !p.Sanitise {
+	if p.Sanitise || p.PathsAllowed {
 		return nil
 	}
 	for _, n := range append([]string{name}, others...) {
-		if pathLike(n) && !p.Sanitise {
+		if pathLike(n) {
 			return badName.With("filename " + cut(n))
 		}
-		if why := unsafeName(n); why != "" && !p.Sanitise {
+		if why := unsafeName(n); why != "" {
 			return unsafeFilename.With("filename " + cut(n) + ": " + why)
 		}
 	}
@@ -292,10 +291,10 @@ func (p *Policy) checkForm(r *http.Request, body io.Reader, ra io.ReaderAt, boun
 			v.Denial = unreadable.With("multipart: " + err.Error())
 			return v
 		}
-		if !isFilePart(h) {
+		others := dispositionFilenames(h)
+		if !isFilePart(h, others) {
 			continue
 		}
-		others := dispositionFilenames(h)
 		v.Files++
 		if !p.Expected {
 			if p.RefuseUnexpected {
@@ -355,9 +354,21 @@ func (p *Policy) checkForm(r *http.Request, body io.Reader, ra io.ReaderAt, boun
 // isFilePart reports whether a part is a file: one with a filename as
 // Werkzeug 3 reads it, or one whose Content-Disposition names a
 // filename Werkzeug 3 cannot read (it makes a field of the part), which
-// an older parser may take for a file.
-func isFilePart(h *wsgi.PartHeader) bool {
-	return h.IsFile || slices.ContainsFunc(dispositionFilenames(h)[1:], func(n string) bool { return n != "" })
+// an older parser may take for a file. others are the part's
+// dispositionFilenames.
+func isFilePart(h *wsgi.PartHeader, others []string) bool {
+	return h.IsFile || slices.ContainsFunc(others[1:], func(n string) bool { return n != "" })
+}
+
+// bodyKind is what r's body is to the guard: a multipart form (form set,
+// with its boundary), a file of type mt, or neither (ok false).
+func bodyKind(r *http.Request) (form bool, mt, boundary string, ok bool) {
+	mt, opts := wsgi.OptionsHeader(r.Header.Get("Content-Type"))
+	mt = strings.ToLower(mt)
+	if mt == "multipart/form-data" {
+		return true, mt, opts["boundary"], true
+	}
+	return false, mt, "", fileType(mt)
 }
 
 // declaredType is a part's Content-Type without its parameters.
