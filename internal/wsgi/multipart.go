@@ -81,6 +81,7 @@ const (
 type MultipartReader struct {
 	r          io.Reader
 	boundary   []byte
+	dashed     []byte // "--" and the boundary, as the data is searched for it
 	preambleRE *regexp.Regexp
 	boundaryRE *regexp.Regexp
 	buf        []byte
@@ -118,7 +119,7 @@ func (m *MultipartReader) drop(n int) {
 // (as OptionsHeader reads it). An empty boundary, or one that is not
 // ASCII, is ErrMultipart from the first Next, as in Werkzeug.
 func NewMultipartReader(r io.Reader, boundary string) *MultipartReader {
-	m := &MultipartReader{r: r, boundary: []byte(boundary)}
+	m := &MultipartReader{r: r, boundary: []byte(boundary), dashed: []byte("--" + boundary)}
 	if boundary == "" || !isASCII(boundary) {
 		return m
 	}
@@ -270,7 +271,7 @@ func (m *MultipartReader) parseData(start bool) (data []byte, del int, more, ok 
 		dataStart = lineBreakRE.FindIndex(buf)[1]
 	}
 	var dataEnd int
-	if !bytes.Contains(buf, append([]byte("--"), m.boundary...)) {
+	if !bytes.Contains(buf, m.dashed) {
 		dataEnd = m.lastPartialBoundary(buf[dataStart:]) + dataStart
 		del, more = dataEnd, true
 	} else if loc := m.boundaryRE.FindSubmatchIndex(buf); loc != nil {
