@@ -77,6 +77,21 @@ func ReadIdentities(file string) ([]age.Identity, error) {
 // errNeedIdentity is an encrypted backup restored without an identity.
 var errNeedIdentity = errors.New("the backup is encrypted (age): give the identity it was encrypted to with --identity FILE")
 
+// openArchive opens the archive file for reading, decrypted with ids
+// when it is encrypted; close it with the func it returns.
+func openArchive(file string, ids []age.Identity) (io.Reader, func(), error) {
+	in, err := os.Open(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := opened(in, ids)
+	if err != nil {
+		in.Close()
+		return nil, nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return r, func() { in.Close() }, nil
+}
+
 // opened is the archive r, decrypted with ids when it is encrypted.
 func opened(r io.Reader, ids []age.Identity) (io.Reader, error) {
 	br := bufio.NewReader(r)

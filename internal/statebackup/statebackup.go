@@ -207,15 +207,11 @@ func Restore(stateDir, file string, force bool, ids []age.Identity) (n int, old 
 	if len(entries) > 0 && !force {
 		return 0, "", fmt.Errorf("%s is not empty: restore into a fresh state_dir, or --force to replace it (the old one is kept beside it)", stateDir)
 	}
-	in, err := os.Open(file)
+	archive, closeArchive, err := openArchive(file, ids)
 	if err != nil {
-		return 0, "", err
+		return 0, "", fmt.Errorf("%w (nothing restored)", err)
 	}
-	defer in.Close()
-	archive, err := opened(in, ids)
-	if err != nil {
-		return 0, "", fmt.Errorf("%s: %w (nothing restored)", file, err)
-	}
+	defer closeArchive()
 	parent := filepath.Dir(filepath.Clean(stateDir))
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return 0, "", err

@@ -24,15 +24,11 @@ import (
 // key is there). It returns a line for each thing checked, and an error
 // naming the first that failed.
 func Verify(file string, ids []age.Identity) ([]string, error) {
-	in, err := os.Open(file)
+	archive, closeArchive, err := openArchive(file, ids)
 	if err != nil {
 		return nil, err
 	}
-	defer in.Close()
-	archive, err := opened(in, ids)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
+	defer closeArchive()
 	tmp, err := os.MkdirTemp("", "rampart-verify-*")
 	if err != nil {
 		return nil, err
