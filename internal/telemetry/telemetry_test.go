@@ -1,38 +1,20 @@
 package telemetry
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/reqinfo"
+	"github.com/rampartproxy/rampart/internal/testutil"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestRequestLineLeavesQueryOut(t *testing.T) {
 	t.Parallel()
-	out := &lockedBuffer{}
+	out := &testutil.LockedBuffer{}
 	log := NewLogger(out, 0)
 	r := httptest.NewRequest("GET", "https://a.test/reset?token=SECRET", nil)
 	Request(log, r, &reqinfo.Info{ID: "id1", Start: time.Now()}, 200, 10)
@@ -44,7 +26,7 @@ func TestRequestLineLeavesQueryOut(t *testing.T) {
 
 func TestBusPublishesEveryEventWhateverTheLogLevel(t *testing.T) {
 	t.Parallel()
-	out := &lockedBuffer{}
+	out := &testutil.LockedBuffer{}
 	var bus Bus
 	var got []Event
 	bus.Subscribe(func(e *Event) { got = append(got, *e) })
@@ -81,7 +63,7 @@ func TestBusPublishesEveryEventWhateverTheLogLevel(t *testing.T) {
 // the log's level allows them.
 func TestRequestLinesFollowTheLogLevel(t *testing.T) {
 	t.Parallel()
-	out := &lockedBuffer{}
+	out := &testutil.LockedBuffer{}
 	log := NewLogger(out, slog.LevelWarn)
 	r := httptest.NewRequest("GET", "https://a.test/", nil)
 	Request(log, r, &reqinfo.Info{ID: "id1", Start: time.Now()}, 200, 10)

@@ -14,20 +14,27 @@ import (
 type Process struct {
 	mu  sync.Mutex
 	cmd *exec.Cmd
-	out output
+	out LockedBuffer
 }
 
-// output is what the process prints, written by exec's copying
-// goroutines while a test may read it.
-type output struct {
+// LockedBuffer is a buffer safe for concurrent writers and readers: a
+// process's output, a logger's.
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder
 }
 
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.b.Write(p)
+func (l *LockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String is what has been written so far.
+func (l *LockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // Start runs cmd as the process, its output kept.
@@ -70,8 +77,4 @@ func (p *Process) signal(sig syscall.Signal) {
 }
 
 // Output is what the process has printed so far.
-func (p *Process) Output() string {
-	p.out.mu.Lock()
-	defer p.out.mu.Unlock()
-	return p.out.b.String()
-}
+func (p *Process) Output() string { return p.out.String() }
