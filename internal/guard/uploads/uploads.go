@@ -148,6 +148,12 @@ func (p *Policy) Check(r *http.Request, pre *Prescan) Verdict {
 	if r.GetBody == nil || r.ContentLength <= 0 {
 		return Verdict{}
 	}
+	// The headers first: most bodies (forms, JSON) are no file, and are
+	// not opened again.
+	form, mt, boundary, ok := bodyKind(r)
+	if !ok {
+		return Verdict{}
+	}
 	body, err := r.GetBody()
 	if err != nil {
 		return Verdict{}
@@ -156,11 +162,7 @@ func (p *Policy) Check(r *http.Request, pre *Prescan) Verdict {
 	if !ok {
 		return Verdict{}
 	}
-	form, mt, boundary, ok := bodyKind(r)
-	switch {
-	case !ok:
-		return Verdict{}
-	case form:
+	if form {
 		return p.checkForm(r, body, ra, boundary, pre)
 	}
 	name := ""
