@@ -7,6 +7,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"slices"
@@ -16,6 +18,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/audit"
 	"github.com/rampartproxy/rampart/internal/audit/grade"
 	hostaudit "github.com/rampartproxy/rampart/internal/audit/local"
+	"github.com/rampartproxy/rampart/internal/audit/osv"
 	"github.com/rampartproxy/rampart/internal/audit/report"
 	"github.com/rampartproxy/rampart/internal/audit/scan"
 )
@@ -38,7 +41,16 @@ Examples:
   rampart audit https://app.example.com --active    # also POSTs: CSRF, rate limits, body limit
   rampart audit http://my-server:8000                # an app server exposed over plain HTTP
   rampart audit https://staging.example.com --baseline main.json   # fail when anything got worse
-  sudo rampart audit --local                         # this machine: ports, secrets, root services, units
+  sudo rampart audit --local                         # this machine: ports, secrets, root services, units, packages
+  sudo rampart audit --local --osv-db /var/lib/osv    # the same, packages matched offline
+
+With --local, the Python packages of each running app (read from its
+interpreter's virtualenv and site-packages) and the Debian packages are
+matched against OSV's advisories: by default their names and versions are
+sent to the OSV API (api.osv.dev); --osv-db DIR matches them offline
+against OSV's exports (gsutil cp -r gs://osv-vulnerabilities/PyPI DIR/,
+and Debian likewise). When neither can be read the check says it could
+not run, and the grade is incomplete: never "no vulnerabilities".
 
 With --baseline FILE (an earlier --format json report), every check
 whose status got worse and every lower score is listed, and the exit code
@@ -80,6 +92,7 @@ type auditRun struct {
 	opts                            audit.Options
 	local                           bool
 	localDirs, unitDirs, backupDirs string
+	osv                             osv.Source // with --local
 	format, out                     string
 	failUnder, baseline             string
 	before                          map[string]audit.Report // the baseline's reports, by target
@@ -101,10 +114,12 @@ func (e env) auditArgs(args []string) (a auditRun, code int, ok bool) {
 	timeout := fs.Duration("timeout", 10*time.Second, "timeout of each request")
 	deadline := fs.Duration("deadline", audit.DefaultDeadline, "the longest one target's audit may take; checks not done by then are errors")
 	maxPages := fs.Int("max-pages", scan.DefaultMaxPages, "pages of the site's own origin the crawl fetches, following links and form actions from / and /login")
-	local := fs.Bool("local", false, "audit this machine instead of URLs: public app servers and databases, world-readable secrets, root services, systemd units, debug mode")
+	local := fs.Bool("local", false, "audit this machine instead of URLs: public app servers and databases, world-readable secrets, backups, root services, systemd units, debug mode, vulnerable packages")
 	localDirs := fs.String("local-dirs", "", "with --local: comma-separated directories searched for secrets (default /etc,/srv,/opt,/var/www,/home,/root)")
 	unitDirs := fs.String("unit-dirs", "", "with --local: comma-separated directories of systemd units (default /etc/systemd/system)")
 	backupDirs := fs.String("backup-dirs", "", "with --local: comma-separated directories searched for backups, besides --local-dirs (default /var/backups,/backup,/backups)")
+	osvDB := fs.String("osv-db", "", "with --local: match packages against OSV's exports in this directory (DIR/PyPI/all.zip, DIR/Debian/all.zip, as gs://osv-vulnerabilities lays them out) instead of asking the OSV API")
+	osvAPI := fs.String("osv-api", osv.DefaultAPI, "with --local: the OSV API that package names and versions are sent to, or a mirror of it")
 	userAgent := fs.String("user-agent", "", "the User-Agent every request sends (default: a current Chrome's, so a target cannot hide from the audit what it shows browsers)")
 	baseline := fs.String("baseline", "", "an earlier --format json report: exit 1 when any check, or the score, got worse")
 	var targets []string
@@ -125,8 +140,10 @@ func (e env) auditArgs(args []string) (a auditRun, code int, ok bool) {
 	switch {
 	case *local && len(targets) > 0:
 		return usage("--local audits this machine: give no URL with it", "run them one after the other")
-	case !*local && (*localDirs != "" || *unitDirs != "" || *backupDirs != ""):
-		return usage("--local-dirs, --unit-dirs and --backup-dirs go with --local", "")
+	case !*local && (*localDirs != "" || *unitDirs != "" || *backupDirs != "" || *osvDB != "" || *osvAPI != osv.DefaultAPI):
+		return usage("--local-dirs, --unit-dirs, --backup-dirs, --osv-db and --osv-api go with --local", "")
+	case *osvDB != "" && *osvAPI != osv.DefaultAPI:
+		return usage("--osv-db and --osv-api do not go together", "--osv-db reads advisories offline; --osv-api asks a server")
 	case len(targets) == 0 && !*local:
 		return usage("no URL to audit", "rampart audit https://app.example.com, or rampart audit --local for this machine")
 	case !slices.Contains(report.Formats, *format):
@@ -147,7 +164,11 @@ func (e env) auditArgs(args []string) (a auditRun, code int, ok bool) {
 	if *maxPages < 1 || *maxPages > scan.MaxMaxPages {
 		return usage(fmt.Sprintf("--max-pages must be between 1 and %d", scan.MaxMaxPages), "")
 	}
-	a = auditRun{targets: targets, local: *local, localDirs: *localDirs, unitDirs: *unitDirs, backupDirs: *backupDirs, format: *format, out: *out, failUnder: *failUnder, baseline: *baseline,
+	src, err := osvSource(*osvDB, *osvAPI, *timeout)
+	if err != nil {
+		return usage(err.Error(), "")
+	}
+	a = auditRun{targets: targets, local: *local, localDirs: *localDirs, unitDirs: *unitDirs, backupDirs: *backupDirs, osv: src, format: *format, out: *out, failUnder: *failUnder, baseline: *baseline,
 		opts: audit.Options{Options: scan.Options{Insecure: *insecure, Timeout: *timeout, HTTPPort: *httpPort, MaxPages: *maxPages, UserAgent: *userAgent},
 			Active: *active, Concurrency: *concurrency, Deadline: *deadline}}
 	if *baseline != "" {
@@ -173,6 +194,23 @@ func (e env) auditArgs(args []string) (a auditRun, code int, ok bool) {
 	return a, exitOK, true
 }
 
+// osvSource is where --local looks advisories up: an export directory,
+// or the API (each request bounded by --timeout, three times over: a
+// batch of a thousand packages takes the API a while).
+func osvSource(db, api string, timeout time.Duration) (osv.Source, error) {
+	if db != "" {
+		if fi, err := os.Stat(db); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("--osv-db %s is not a directory", db)
+		}
+		return osv.Dir(db), nil
+	}
+	u, err := url.Parse(api)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("--osv-api %q is not an http(s) URL", api)
+	}
+	return osv.API(api, &http.Client{Timeout: 3 * timeout}), nil
+}
+
 // runAudit audits the targets, or this machine, showing progress on a
 // terminal; ^C ends it with what is done.
 func (e env) runAudit(a auditRun) []audit.Report {
@@ -183,7 +221,7 @@ func (e env) runAudit(a auditRun) []audit.Report {
 	defer stop()
 	var reports []audit.Report
 	if a.local {
-		reports = []audit.Report{hostaudit.Run(ctx, hostaudit.Options{Dirs: splitList(a.localDirs), UnitDirs: splitList(a.unitDirs), BackupDirs: splitList(a.backupDirs)})}
+		reports = []audit.Report{hostaudit.Run(ctx, hostaudit.Options{Dirs: splitList(a.localDirs), UnitDirs: splitList(a.unitDirs), BackupDirs: splitList(a.backupDirs), OSV: a.osv})}
 	} else {
 		reports = audit.Run(ctx, a.targets, a.opts)
 	}

@@ -20,7 +20,7 @@ var mayImport = map[string][]string{
 	"audit":           {"audit/checks", "audit/grade", "audit/scan"},
 	"audit/checks":    {"audit/checks/wordlist", "audit/scan", "guard/leaks"},
 	"audit/grade":     {"audit/scan"},
-	"audit/local":     {"audit", "audit/grade", "audit/scan"},
+	"audit/local":     {"audit", "audit/grade", "audit/osv", "audit/scan"},
 	"audit/report":    {"audit", "audit/checks", "audit/scan"},
 	"auth":            {"atomicfile", "config", "store"},
 	"certs":           {"atomicfile", "config", "store", "telemetry"},

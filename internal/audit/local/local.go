@@ -26,6 +26,7 @@ import (
 
 	"github.com/rampartproxy/rampart/internal/audit"
 	"github.com/rampartproxy/rampart/internal/audit/grade"
+	"github.com/rampartproxy/rampart/internal/audit/osv"
 	"github.com/rampartproxy/rampart/internal/audit/scan"
 )
 
@@ -44,6 +45,13 @@ type Options struct {
 	DBPorts map[uint16]string
 	// Proc is the proc filesystem. Default: /proc.
 	Proc string
+	// OSV is where advisories are looked up (osv.API or osv.Dir); nil:
+	// the package checks cannot run, and say so.
+	OSV osv.Source
+	// DpkgStatus is dpkg's database. Default: /var/lib/dpkg/status.
+	DpkgStatus string
+	// OSRelease names the distribution. Default: /etc/os-release.
+	OSRelease string
 }
 
 // DefaultDBPorts are the usual database and cache ports.
@@ -66,6 +74,12 @@ func Run(ctx context.Context, o Options) audit.Report {
 	}
 	if o.Proc == "" {
 		o.Proc = "/proc"
+	}
+	if o.DpkgStatus == "" {
+		o.DpkgStatus = "/var/lib/dpkg/status"
+	}
+	if o.OSRelease == "" {
+		o.OSRelease = "/etc/os-release"
 	}
 	host, _ := os.Hostname()
 	r := audit.Report{Target: scan.Clean("local:" + host), Started: start.UTC(), Trust: "not applicable (--local)", Checks: []scan.Result{}}
@@ -262,6 +276,12 @@ var Checks = []Check{
 	{ID: "local.debug_mode", Title: "Debug mode in running apps", Severity: scan.Critical, Reference: refDebug,
 		Fix: "Never run with FLASK_DEBUG=1 or --debug in production: the Werkzeug debugger runs any code a visitor types. Unset it in the unit's environment.",
 		Run: checkDebugMode},
+	{ID: "local.app_packages", Title: "Known vulnerabilities in the running apps' Python packages", Severity: scan.High, Reference: refOSV,
+		Fix: "Upgrade each package named to its fixed version (pip install -U 'Werkzeug>=3.0.3'), pin it in requirements.txt, and restart the app; rampart audit --local checks again.",
+		Run: checkAppPackages},
+	{ID: "local.os_packages", Title: "Debian packages with security fixes available", Severity: scan.Medium, Reference: refDebianSecurity,
+		Fix: "Install the fixes: apt-get update && apt-get upgrade, then restart what uses them (needrestart tells which); unattended-upgrades applies them as they come.",
+		Run: checkOSPackages},
 }
 
 const (
@@ -270,6 +290,9 @@ const (
 	refPerms    = "https://cheatsheetseries.owasp.org/cheatsheets/Secrets_Management_Cheat_Sheet.html"
 	refSystemd  = "https://www.freedesktop.org/software/systemd/man/latest/systemd.exec.html#Security"
 	refDebug    = "https://flask.palletsprojects.com/en/stable/debugging/"
+	refOSV      = "https://osv.dev/"
+
+	refDebianSecurity = "https://www.debian.org/doc/manuals/securing-debian-manual/ch04s02.en.html"
 )
 
 func checkAppServerPublic(_ context.Context, m *machine) (scan.Status, string) {
