@@ -41,7 +41,7 @@ Examples:
   rampart audit https://app.example.com --active    # also POSTs: CSRF, rate limits, body limit
   rampart audit http://my-server:8000                # an app server exposed over plain HTTP
   rampart audit https://staging.example.com --baseline main.json   # fail when anything got worse
-  sudo rampart audit --local                         # this machine: ports, secrets, root services, units, packages
+  sudo rampart audit --local                         # this machine: ports, firewall, secrets, units, packages
   sudo rampart audit --local --osv-db /var/lib/osv    # the same, packages matched offline
 
 With --local, the Python packages of each running app (read from its
@@ -114,7 +114,7 @@ func (e env) auditArgs(args []string) (a auditRun, code int, ok bool) {
 	timeout := fs.Duration("timeout", 10*time.Second, "timeout of each request")
 	deadline := fs.Duration("deadline", audit.DefaultDeadline, "the longest one target's audit may take; checks not done by then are errors")
 	maxPages := fs.Int("max-pages", scan.DefaultMaxPages, "pages of the site's own origin the crawl fetches, following links and form actions from / and /login")
-	local := fs.Bool("local", false, "audit this machine instead of URLs: public app servers and databases, world-readable secrets, backups, root services, systemd units, debug mode, vulnerable packages")
+	local := fs.Bool("local", false, "audit this machine instead of URLs: public app servers and databases, world-readable secrets, backups, root services, systemd units, debug mode, the firewall, vulnerable packages")
 	localDirs := fs.String("local-dirs", "", "with --local: comma-separated directories searched for secrets (default /etc,/srv,/opt,/var/www,/home,/root)")
 	unitDirs := fs.String("unit-dirs", "", "with --local: comma-separated directories of systemd units (default /etc/systemd/system)")
 	backupDirs := fs.String("backup-dirs", "", "with --local: comma-separated directories searched for backups, besides --local-dirs (default /var/backups,/backup,/backups)")

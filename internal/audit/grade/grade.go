@@ -72,6 +72,7 @@ var Modifiers = map[string]Modifier{
 	"local.systemd_hardening": {Warn: -10},
 	"local.debug_mode":        {Fail: -100},
 	"local.backups":           {Fail: -40, Warn: -5},
+	"local.firewall":          {Fail: -40, Warn: -10},
 	"local.app_packages":      {Fail: -40, Warn: -10},
 	"local.os_packages":       {Warn: -10},
 }
