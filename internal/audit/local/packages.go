@@ -341,12 +341,14 @@ func checkAppPackages(ctx context.Context, m *machine) (scan.Status, string) {
 	if err != nil {
 		return scan.Error, fmt.Sprintf("could not check %d packages of the running apps: %v", len(pkgs), err)
 	}
-	serious := func(v osv.Vuln) bool { return osv.Serious(v.Severity) }
-	if s := describeVulns(hit, vulns, serious); s != "" {
-		return scan.Fail, s
+	all := func(osv.Vuln) bool { return true }
+	for _, vs := range vulns {
+		if slices.ContainsFunc(vs, func(v osv.Vuln) bool { return osv.Serious(v.Severity) }) {
+			return scan.Fail, describeVulns(hit, vulns, all)
+		}
 	}
 	if len(hit) > 0 {
-		return scan.Warn, describeVulns(hit, vulns, func(osv.Vuln) bool { return true })
+		return scan.Warn, describeVulns(hit, vulns, all)
 	}
 	return scan.Pass, fmt.Sprintf("%d packages of the running apps have no known advisory in %s", len(pkgs), m.o.OSV)
 }

@@ -146,13 +146,14 @@ func TestVulnerablePackages(t *testing.T) {
 		for _, want := range []string{
 			"Werkzeug 2.2.2 (python3, pid " + strconv.Itoa(pid) + ", " + site + "): GHSA-2g68-c3qc-8985 (CVE-2024-34069) HIGH, fixed in 3.0.3; GHSA-xg9f-g7g7-2323 (CVE-2023-25577) HIGH, fixed in 2.2.3",
 			"Flask 2.2.2 (python3, pid " + strconv.Itoa(pid) + ", " + site + "): GHSA-m2qf-hxjv-5gpq (CVE-2023-30861) HIGH, fixed in 2.2.5",
+			"Jinja2 3.1.2 (python3, pid " + strconv.Itoa(pid) + ", " + site + "): GHSA-h5c8-rqwp-cp95 (CVE-2024-22195) MODERATE, fixed in 3.1.3",
 		} {
 			if app.Status != scan.Fail || !strings.Contains(app.Evidence, want) {
 				t.Errorf("%s: app packages %s %q, want fail with %q", name, app.Status, app.Evidence, want)
 			}
 		}
-		if strings.Contains(app.Evidence, "MarkupSafe") || strings.Contains(app.Evidence, "Jinja2 3.1.2 (") {
-			t.Errorf("%s: a package with no HIGH advisory named in a failure: %q", name, app.Evidence)
+		if strings.Contains(app.Evidence, "MarkupSafe") || strings.Contains(app.Evidence, "itsdangerous") {
+			t.Errorf("%s: a package with no advisory named: %q", name, app.Evidence)
 		}
 		want := "glibc 2.36-9+deb12u1 (libc-bin; libc6): DSA-5514-1 (CVE-2023-4911), fixed in 2.36-9+deb12u3"
 		if sys.Status != scan.Warn || !strings.Contains(sys.Evidence, want) || strings.Contains(sys.Evidence, "openssl") ||
