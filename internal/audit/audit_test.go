@@ -1,4 +1,4 @@
-package audit
+package audit_test
 
 import (
 	"context"
@@ -19,13 +19,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampartproxy/rampart/internal/audit"
 	"github.com/rampartproxy/rampart/internal/audit/checks"
 	"github.com/rampartproxy/rampart/internal/audit/scan"
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/testutil"
 )
 
-func find(t *testing.T, r Report, id string) scan.Result {
+func find(t *testing.T, r audit.Report, id string) scan.Result {
 	t.Helper()
 	for _, c := range r.Checks {
 		if c.ID == id {
@@ -41,7 +42,7 @@ func find(t *testing.T, r Report, id string) scan.Result {
 func TestRampartDefaultGradesAPlus(t *testing.T) {
 	t.Parallel()
 	s := startRampart(t, "")
-	r := One(context.Background(), s.url, s.opts(false))
+	r := audit.One(context.Background(), s.url, s.opts(false))
 	if r.Grade != "A+" {
 		t.Errorf("grade %s (score %d), want A+", r.Grade, r.Score)
 	}
@@ -55,22 +56,22 @@ func TestRampartDefaultGradesAPlus(t *testing.T) {
 // fixtures audits each kind of real server once, shared by the table.
 type fixtures struct {
 	once    sync.Once
-	reports map[string]Report
+	reports map[string]audit.Report
 }
 
 var shared fixtures
 
-func (f *fixtures) get(t *testing.T) map[string]Report {
+func (f *fixtures) get(t *testing.T) map[string]audit.Report {
 	// The servers' tools, checked by every test that asks: a skip inside
 	// once.Do would leave the tests after it an empty map, failing.
 	testutil.Need(t, "nginx", "nginx")
 	testutil.Need(t, "gunicorn", "gunicorn python3-flask")
 	f.once.Do(func() {
 		ctx := context.Background()
-		f.reports = map[string]Report{}
+		f.reports = map[string]audit.Report{}
 		var mu sync.Mutex
 		var wg sync.WaitGroup
-		run := func(name string, s server, active bool, tweak func(*Options)) {
+		run := func(name string, s server, active bool, tweak func(*audit.Options)) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -78,7 +79,7 @@ func (f *fixtures) get(t *testing.T) map[string]Report {
 				if tweak != nil {
 					tweak(&o)
 				}
-				r := One(ctx, s.url, o)
+				r := audit.One(ctx, s.url, o)
 				mu.Lock()
 				f.reports[name] = r
 				mu.Unlock()
@@ -91,7 +92,7 @@ func (f *fixtures) get(t *testing.T) map[string]Report {
 		ramp := startRampart(t, "")
 		run("rampart", ramp, false, nil)
 		closed := testutil.FreePort(t) // nothing listens there
-		run("rampart-no-plain-http", ramp, false, func(o *Options) { o.HTTPPort = closed })
+		run("rampart-no-plain-http", ramp, false, func(o *audit.Options) { o.HTTPPort = closed })
 		flaskBad, _ := startFlask(t, flaskEnv{secretKey: "dev", leaky: true, debug: true}, true)
 		run("flask-bad", flaskBad, true, nil)
 		flaskQuiet, _ := startFlask(t, flaskEnv{secretKey: "dev", quiet: true}, true)
@@ -284,9 +285,9 @@ func TestPlainHTTPTarget(t *testing.T) {
 	// The shared servers are gone once the first test ends: a fresh one.
 	_, plain := startFlask(t, flaskEnv{secretKey: "dev"}, false)
 	u, _ := url.Parse(plain)
-	o := Options{}
+	o := audit.Options{}
 	o.Timeout = 2 * time.Second // gunicorn waits for more of the ClientHello: the handshake times out
-	wrong := One(t.Context(), "https://"+u.Host, o)
+	wrong := audit.One(t.Context(), "https://"+u.Host, o)
 	if !strings.Contains(wrong.Unreachable, "answers plain HTTP, not TLS") || !strings.Contains(wrong.Unreachable, "http://"+u.Host) {
 		t.Errorf("https:// to a plain HTTP port: %q", wrong.Unreachable)
 	}
@@ -295,7 +296,7 @@ func TestPlainHTTPTarget(t *testing.T) {
 // TestBaselineReadIsBounded: a --baseline of /dev/zero was read for ever.
 func TestBaselineReadIsBounded(t *testing.T) {
 	t.Parallel()
-	if _, err := LoadReports("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a report") {
+	if _, err := audit.LoadReports("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a report") {
 		t.Errorf("/dev/zero as a baseline: %v", err)
 	}
 }
@@ -314,14 +315,14 @@ func TestAuditLooksLikeABrowser(t *testing.T) {
 		http.NotFound(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	r := One(t.Context(), srv.URL, Options{Options: scan.Options{Insecure: true}})
+	r := audit.One(t.Context(), srv.URL, audit.Options{Options: scan.Options{Insecure: true}})
 	if c := find(t, r, "exposure.dotenv"); c.Status != scan.Fail {
 		t.Errorf("a /.env hidden from the audit's name: %s (%s)", c.Status, c.Evidence)
 	}
 	if r.UserAgent != scan.DefaultUserAgent {
 		t.Errorf("the report says it was sent as %q", r.UserAgent)
 	}
-	r = One(t.Context(), srv.URL, Options{Options: scan.Options{Insecure: true, UserAgent: "rampart-audit"}})
+	r = audit.One(t.Context(), srv.URL, audit.Options{Options: scan.Options{Insecure: true, UserAgent: "rampart-audit"}})
 	if c := find(t, r, "exposure.dotenv"); c.Status != scan.Pass || r.UserAgent != "rampart-audit" {
 		t.Errorf("with --user-agent rampart-audit the cloaked /.env: %s, report says %q", c.Status, r.UserAgent)
 	}
@@ -343,7 +344,7 @@ func TestExpiredCertificateSaysSo(t *testing.T) {
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	r := One(t.Context(), srv.URL, Options{Options: scan.Options{Insecure: true}})
+	r := audit.One(t.Context(), srv.URL, audit.Options{Options: scan.Options{Insecure: true}})
 	c := find(t, r, "tls.certificate")
 	if c.Status != scan.Fail || !strings.Contains(c.Evidence, "expired") || !strings.Contains(c.Evidence, "(40 days ago)") {
 		t.Errorf("tls.certificate: %s: %s", c.Status, c.Evidence)
@@ -383,7 +384,7 @@ func TestActiveProbesDoNotSpoilEachOther(t *testing.T) {
 	t.Cleanup(srv.Close)
 	for range 3 {
 		posts.Store(0)
-		r := One(t.Context(), srv.URL, Options{Options: scan.Options{Insecure: true}, Active: true})
+		r := audit.One(t.Context(), srv.URL, audit.Options{Options: scan.Options{Insecure: true}, Active: true})
 		if c := find(t, r, "active.csrf"); c.Status != scan.Pass {
 			t.Errorf("active.csrf: %s: %s", c.Status, c.Evidence)
 		}

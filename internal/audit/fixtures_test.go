@@ -1,4 +1,4 @@
-package audit
+package audit_test
 
 import (
 	"context"
@@ -28,6 +28,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/rampartproxy/rampart/internal/audit"
 	"github.com/rampartproxy/rampart/internal/certs"
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/demo"
@@ -54,8 +55,8 @@ func trusting(certs ...*x509.Certificate) (*x509.CertPool, []byte) {
 	return pool, b
 }
 
-func (s server) opts(active bool) Options {
-	o := Options{Active: active}
+func (s server) opts(active bool) audit.Options {
+	o := audit.Options{Active: active}
 	o.Roots, o.HTTPPort, o.Timeout = s.roots, s.httpPort, 5*time.Second
 	return o
 }

@@ -140,10 +140,10 @@ func TestHostileTargetCannotInjectIntoReports(t *testing.T) {
 	if r.Unreachable != "" {
 		t.Fatal(r.Unreachable)
 	}
-	if c := find(r, "flask.session_readable"); c.Status != scan.Fail || !strings.Contains(c.Evidence, `password\x0a`) {
+	if c := resultOf(r, "flask.session_readable"); c.Status != scan.Fail || !strings.Contains(c.Evidence, `password\x0a`) {
 		t.Fatalf("the session check did not see the key: %s %q", c.Status, c.Evidence)
 	}
-	if c := find(r, "headers.server_version"); !strings.Contains(c.Evidence, `\u202eevil\xff`) {
+	if c := resultOf(r, "headers.server_version"); !strings.Contains(c.Evidence, `\u202eevil\xff`) {
 		t.Fatalf("the Server header did not reach the evidence: %s %q", c.Status, c.Evidence)
 	}
 	bad := []string{"\x1b", "\u009b", "\u202e", "\xff", "\x07"}
@@ -316,15 +316,15 @@ func TestHostileTargetSmallThings(t *testing.T) {
 		return true
 	})
 	r = audit.One(t.Context(), h.url, h.opts())
-	if c := find(r, "http.insecure_redirect"); c.Status != scan.Fail {
+	if c := resultOf(r, "http.insecure_redirect"); c.Status != scan.Fail {
 		t.Errorf("a redirect to http:// on another host: %s %q", c.Status, c.Evidence)
 	}
-	if c := find(r, "flask.session_readable"); c.Status != scan.Warn || !strings.Contains(c.Evidence, "over 1 MiB") {
+	if c := resultOf(r, "flask.session_readable"); c.Status != scan.Warn || !strings.Contains(c.Evidence, "over 1 MiB") {
 		t.Errorf("a session that inflates past 1 MiB: %s %q", c.Status, c.Evidence)
 	}
 }
 
-func find(r audit.Report, id string) scan.Result {
+func resultOf(r audit.Report, id string) scan.Result {
 	for _, c := range r.Checks {
 		if c.ID == id {
 			return c
@@ -365,7 +365,7 @@ func TestHostileTargetBanningTheScannerIsIncomplete(t *testing.T) {
 				t.Fatal(r.Unreachable)
 			}
 			for _, id := range []string{"exposure.dotenv", "exposure.git", "exposure.admin_tools", "flask.werkzeug_debugger", "http.methods"} {
-				c := find(r, id)
+				c := resultOf(r, id)
 				if c.Status != scan.Error || !strings.Contains(c.Evidence, "stopped answering as it did") {
 					t.Errorf("%s: %s %q, want an error naming the refusal", id, c.Status, c.Evidence)
 				}

@@ -1,4 +1,4 @@
-package audit
+package audit_test
 
 import (
 	"encoding/json"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rampartproxy/rampart/internal/audit"
 	"github.com/rampartproxy/rampart/internal/audit/scan"
 	"github.com/rampartproxy/rampart/internal/testutil"
 )
@@ -66,7 +67,7 @@ func TestAgreementWithTheObservatory(t *testing.T) {
 	targets["flask-bad"], _ = startFlask(t, flaskEnv{secretKey: "dev"}, true) // gunicorn's own TLS: cookies without flags
 	for name, s := range targets {
 		t.Run(name, func(t *testing.T) {
-			ours := One(t.Context(), s.url, s.opts(false))
+			ours := audit.One(t.Context(), s.url, s.opts(false))
 			theirs := observatory(t, node, pkg, s)
 			t.Logf("ours %s %d, the Observatory's %s %d", ours.Grade, ours.Score, theirs.Grade, theirs.Score)
 			for test, ids := range observatoryPairs {

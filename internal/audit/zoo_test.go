@@ -1,4 +1,4 @@
-package audit
+package audit_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampartproxy/rampart/internal/audit"
 	"github.com/rampartproxy/rampart/internal/audit/scan"
 	"github.com/rampartproxy/rampart/internal/testutil"
 )
@@ -77,7 +78,7 @@ var zooClean = map[string]string{"rampart": "", "rampart+flask": "", "soft404": 
 // zooResult is one target of the zoo, audited both ways and by the
 // Observatory.
 type zooResult struct {
-	passive, active Report
+	passive, active audit.Report
 	obs             observatoryResult
 	obsErr          error
 	obsTime         time.Duration
@@ -135,8 +136,8 @@ func TestZoo(t *testing.T) {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			r := &zooResult{}
-			r.passive = One(context.Background(), s.url, s.opts(false))
-			r.active = One(context.Background(), s.url, s.opts(true))
+			r.passive = audit.One(context.Background(), s.url, s.opts(false))
+			r.active = audit.One(context.Background(), s.url, s.opts(true))
 			if withObservatory {
 				start := time.Now()
 				r.obs, r.obsErr = observatoryTry(node, pkg, s)
@@ -177,7 +178,7 @@ func TestZoo(t *testing.T) {
 	}
 	fmt.Fprintf(&table, "| **found** | | | **%d of %d** | **%d of %d** | **%d of %d** |\n", passive, len(zooFlaws), active, len(zooFlaws), theirs, len(zooFlaws))
 	for name, prefix := range zooClean {
-		for _, r := range []Report{results[name].passive, results[name].active} {
+		for _, r := range []audit.Report{results[name].passive, results[name].active} {
 			for _, c := range r.Checks {
 				if strings.HasPrefix(c.ID, prefix) && flagged(r, c.ID) {
 					t.Errorf("%s, with nothing planted: %s %s (%s)", name, c.ID, c.Status, c.Evidence)
@@ -203,7 +204,7 @@ func TestZoo(t *testing.T) {
 
 // flagged reports whether check id found something on r: a failure, or
 // a warning for the checks whose finding is one (X-XSS-Protection).
-func flagged(r Report, id string) bool {
+func flagged(r audit.Report, id string) bool {
 	s := status(r, id)
 	return s == scan.Fail || s == scan.Warn
 }
@@ -222,7 +223,7 @@ func (r observatoryResult) finds(spec string) bool {
 	return !got.Pass
 }
 
-func status(r Report, id string) scan.Status {
+func status(r audit.Report, id string) scan.Status {
 	for _, c := range r.Checks {
 		if c.ID == id {
 			return c.Status
@@ -231,7 +232,7 @@ func status(r Report, id string) scan.Status {
 	return "missing"
 }
 
-func evidence(r Report, id string) string {
+func evidence(r audit.Report, id string) string {
 	for _, c := range r.Checks {
 		if c.ID == id {
 			return c.Evidence
