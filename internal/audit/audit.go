@@ -230,7 +230,7 @@ func prefixed(sep, s string) string {
 // gunicorn bound to a public port, say), so that the report can say so
 // instead of "handshake timeout".
 func speaksPlainHTTP(ctx context.Context, t *scan.Target) bool {
-	c := &http.Client{Timeout: min(t.Opts.Timeout, 5*time.Second), Transport: &http.Transport{MaxResponseHeaderBytes: scan.MaxHeaderBytes},
+	c := &http.Client{Timeout: min(t.Opts.Timeout, 5*time.Second), Transport: &http.Transport{DialContext: t.Opts.Dial, MaxResponseHeaderBytes: scan.MaxHeaderBytes},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+t.HostPort()+"/", nil)
 	if err != nil {

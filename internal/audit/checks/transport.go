@@ -149,15 +149,18 @@ func checkStapling(ctx context.Context, t *scan.Target) (scan.Status, string) {
 // handshake tries a TLS handshake with config and reports whether it
 // completed.
 func handshake(ctx context.Context, t *scan.Target, cfg *tls.Config) (*tls.ConnectionState, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: t.Opts.Timeout}, Config: cfg}
 	ctx, cancel := context.WithTimeout(ctx, t.Opts.Timeout)
 	defer cancel()
-	c, err := d.DialContext(ctx, "tcp", t.HostPort())
+	raw, err := t.Opts.Dial(ctx, "tcp", t.HostPort())
 	if err != nil {
 		return nil, err
 	}
+	c := tls.Client(raw, cfg)
 	defer c.Close()
-	st := c.(*tls.Conn).ConnectionState()
+	if err := c.HandshakeContext(ctx); err != nil {
+		return nil, err
+	}
+	st := c.ConnectionState()
 	return &st, nil
 }
 
@@ -215,8 +218,7 @@ func allSuites() []uint16 {
 // no SSLv3) and reports whether the server answers with an SSLv3
 // ServerHello.
 func sslv3Accepted(ctx context.Context, t *scan.Target) (bool, error) {
-	d := &net.Dialer{Timeout: t.Opts.Timeout}
-	c, err := d.DialContext(ctx, "tcp", t.HostPort())
+	c, err := t.Opts.Dial(ctx, "tcp", t.HostPort())
 	if err != nil {
 		return false, err
 	}
@@ -357,7 +359,8 @@ func checkRedirect(ctx context.Context, t *scan.Target) (scan.Status, string) {
 	case t.Opts.HTTPPort != 0 && t.Opts.HTTPPort != 80:
 		plain.Host = net.JoinHostPort(t.URL.Hostname(), strconv.Itoa(t.Opts.HTTPPort))
 	}
-	c := &http.Client{Timeout: t.Opts.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	c := &http.Client{Timeout: t.Opts.Timeout, Transport: &http.Transport{DialContext: t.Opts.Dial, MaxResponseHeaderBytes: scan.MaxHeaderBytes},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	req, _ := http.NewRequestWithContext(ctx, "GET", plain.String(), nil)
 	resp, err := c.Do(req)
 	if err != nil {

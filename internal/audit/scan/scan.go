@@ -119,6 +119,19 @@ type Options struct {
 	// DefaultUserAgent, a current browser's, so that a target cannot
 	// show the audit something other than what its visitors get.
 	UserAgent string
+	// ConnectTo sends the connections for a host:port to another
+	// address, as curl's --connect-to does: the URL, the Host header and
+	// the TLS server name stay the target's. Rampart's self audit uses
+	// it to reach its own listeners over loopback. Nil: none.
+	ConnectTo map[string]string
+}
+
+// Dial connects to addr (host:port), or to where ConnectTo sends it.
+func (o Options) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if to, ok := o.ConnectTo[strings.ToLower(addr)]; ok {
+		addr = to
+	}
+	return (&net.Dialer{Timeout: o.Timeout}).DialContext(ctx, network, addr)
 }
 
 // DefaultUserAgent is a current desktop Chrome's User-Agent.
@@ -315,7 +328,7 @@ func (t *Target) dial(ctx context.Context, network, addr string) (net.Conn, erro
 	if !strings.EqualFold(addr, t.HostPort()) && !strings.EqualFold(addr, asciiHostPort(t.HostPort())) {
 		return nil, fmt.Errorf("%w: %s is not %s", ErrOffTarget, addr, t.HostPort())
 	}
-	return (&net.Dialer{Timeout: t.Opts.Timeout}).DialContext(ctx, network, addr)
+	return t.Opts.Dial(ctx, network, addr)
 }
 
 // asciiHostPort is hostport with its host as net/http dials it: an
