@@ -45,6 +45,26 @@ type Details struct {
 	CSP          []CSPCount    `json:"csp"`
 	Config       string        `json:"config"` // YAML, secrets masked
 	Alerts       AlertStatus   `json:"alerts"`
+	Audits       []SiteAudit   `json:"audits"`
+}
+
+// SiteAudit is the self audit's latest run of a site.
+type SiteAudit struct {
+	Site      string         `json:"site"`
+	Grade     string         `json:"grade"`
+	Score     int            `json:"score"`
+	When      time.Time      `json:"when"`
+	After     string         `json:"after"`     // what it followed: "the reload at 14:02"
+	Regressed bool           `json:"regressed"` // worse than the run before the regression
+	Fix       []AuditFinding `json:"fix"`       // the failures and warnings
+}
+
+// AuditFinding is one check that failed or warned, and what fixes it.
+type AuditFinding struct {
+	Check    string `json:"check"`
+	Status   string `json:"status"`
+	Evidence string `json:"evidence"`
+	Fix      string `json:"fix"`
 }
 
 // Certificate is one served certificate.

@@ -70,6 +70,7 @@ var Incidents = map[string]string{
 	"spool_write_failed":   "spool_write_ok",
 	"config_reload_failed": "config_reloaded",
 	"clamd_down":           "clamd_up",
+	"audit_regressed":      "audit_recovered",
 }
 
 // DefaultIncidentFor is For in the default rules: an outage shorter than
@@ -99,6 +100,7 @@ func DefaultAlertRules() []AlertRule {
 		{Event: "clamd_down", Within: w, For: Duration(DefaultIncidentFor)},
 		{Event: "upload_malware", Within: w},
 		{Event: "upload_unexpected", Within: w},
+		{Event: "audit_regressed", Within: w},
 	}
 }
 
@@ -113,7 +115,7 @@ var EventKinds = []string{
 	"store_down", "store_up", "store_full", "spool_write_failed", "spool_write_ok", "request_cut", "store_emptied", "connection_limit", "connection_refused", "cert_expiring", "acme_cert_obtaining", "acme_cert_obtained", "acme_cert_failed",
 	"acme_cert_ocsp_revoked", "acme_cached_managed_cert", "config_reloaded", "config_reload_failed", "waf_match",
 	"path_merged", "plain_http_form", "upload_unexpected", "upload_renamed", "upload_malware", "upload_not_scanned",
-	"clamd_down", "clamd_up",
+	"clamd_down", "clamd_up", "audit_regressed", "audit_recovered",
 }
 
 // StatusKind names responses with a 5xx status in alert rules.
@@ -130,6 +132,9 @@ func (c *Config) applyAdminDefaults() {
 		setDuration(&c.Alerts.Rules[i].Within, DefaultAlertWindow)
 	}
 }
+
+// SelfAuditDefaulted reports whether self_audit was left to its default.
+func (c *Config) SelfAuditDefaulted() bool { return c.selfAuditDefaulted }
 
 // AdminDefaulted reports whether admin.listen was left to its default,
 // whose port may be taken without that being an error.

@@ -93,6 +93,14 @@ type Config struct {
 	// Alerts post to a webhook when events cross a threshold.
 	Alerts Alerts `yaml:"alerts"`
 
+	// SelfAudit: after start, every reload and every certificate
+	// renewal, Rampart audits each of its sites over loopback, as
+	// `rampart audit` would from outside (the passive checks, at most
+	// once a minute per site), exports the grade as metrics, shows it on
+	// the dashboard, and publishes audit_regressed when a grade falls or
+	// a check gets worse. "on" (the default) or "off".
+	SelfAudit string `yaml:"self_audit"`
+
 	// Clamd is the ClamAV daemon that routes with uploads.scan: clamd
 	// send their files to.
 	Clamd Clamd `yaml:"clamd"`
@@ -105,6 +113,8 @@ type Config struct {
 	// a route that loosens a protection of the route it is nested in.
 	// `rampart validate` prints them and `rampart serve` logs them.
 	Warnings Problems `yaml:"-"`
+
+	selfAuditDefaulted bool // self_audit was not written
 }
 
 // Listen holds the listener addresses.
@@ -597,6 +607,9 @@ func (c *Config) applyDefaults() {
 	c.applyACMEDefaults()
 	c.applyAuthDefaults()
 	c.applyAdminDefaults()
+	if c.SelfAudit == "" {
+		c.SelfAudit, c.selfAuditDefaulted = "on", true
+	}
 	c.applyClamdDefaults()
 	for i := range c.Sites {
 		s := &c.Sites[i]
@@ -683,6 +696,9 @@ func (c *Config) validate() Problems {
 	c.validateAuth(bad)
 	c.validateBrand(bad)
 	c.validateAdmin(bad)
+	if c.SelfAudit != "on" && c.SelfAudit != "off" {
+		bad("self_audit", "%q: on or off", c.SelfAudit)
+	}
 	c.validateClamd(bad)
 	owner := map[string]int{} // host → the site that serves it
 	for i, s := range c.Sites {

@@ -134,7 +134,7 @@ func TestProblemsHaveLines(t *testing.T) {
 			[]string{"bad.yaml:1: admin.listen: \"0.0.0.0:9090\" is reachable beyond this machine: set admin.token_file", "bad.yaml:3: alerts.webhook: plain http:// goes only to loopback",
 				"bad.yaml:5: alerts.rules[0].event: \"login_faild\" is not an event kind Rampart logs", "bad.yaml:6: alerts.rules[1].over: must be between 0"}},
 		{"incident rules", "alerts:\n  webhook: https://hooks.example.com/x\n  rules:\n    - {event: login_failed, over: 20, for: 1m}\n    - {event: store_down, over: 3}\nsites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n",
-			[]string{"bad.yaml:4: alerts.rules[0].for: \"login_failed\" has no end to wait for; for: goes with an incident's event: clamd_down, config_reload_failed, spool_write_failed, store_down",
+			[]string{"bad.yaml:4: alerts.rules[0].for: \"login_failed\" has no end to wait for; for: goes with an incident's event: audit_regressed, clamd_down, config_reload_failed, spool_write_failed, store_down",
 				"bad.yaml:5: alerts.rules[1].over: \"store_down\" starts an incident, which alerts once it has lasted for:, not by count"}},
 		{"upstream queue", "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:1\n    upstream_max_conns: -1\n    upstream_queue_timeout: 0s\n",
 			[]string{"bad.yaml:4: sites[0].upstream_max_conns: must be between 1 and 10000", "bad.yaml:5: sites[0].upstream_queue_timeout: duration \"0s\" must be positive"}},
@@ -278,8 +278,14 @@ func TestAdminAndAlertDefaults(t *testing.T) {
 	if cfg.Admin.Listen != DefaultAdminListen || !cfg.AdminDefaulted() {
 		t.Errorf("admin.listen = %q (defaulted %v)", cfg.Admin.Listen, cfg.AdminDefaulted())
 	}
-	if len(cfg.Alerts.Rules) != 10 || cfg.Alerts.Rules[3].Within.Std() != DefaultAlertWindow {
+	if len(cfg.Alerts.Rules) != 11 || cfg.Alerts.Rules[3].Within.Std() != DefaultAlertWindow {
 		t.Errorf("default rules = %+v", cfg.Alerts.Rules)
+	}
+	if cfg.SelfAudit != "on" || !cfg.SelfAuditDefaulted() {
+		t.Errorf("self_audit = %q (defaulted %v), want on", cfg.SelfAudit, cfg.SelfAuditDefaulted())
+	}
+	if _, err := Parse("x.yaml", []byte("self_audit: sometimes\nsites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:5000\n")); err == nil || !strings.Contains(err.Error(), `x.yaml:1: self_audit: "sometimes": on or off`) {
+		t.Errorf("self_audit: sometimes: %v", err)
 	}
 	cfg, err = Parse("set.yaml", []byte("admin: {listen: \"[::]:9090\", token_file: /etc/t}\nalerts: {rules: []}\nsites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:5000\n"))
 	if err != nil {

@@ -53,6 +53,10 @@ type Gateway struct {
 	// acmeRenewCheck and acmeExpiryCheck shorten certmagic's intervals
 	// in tests; zero means the defaults.
 	acmeRenewCheck, acmeExpiryCheck time.Duration
+	// audits is the self audit (selfaudit.go); selfAuditEvery, the least
+	// time between two runs of a site, shortened by tests (zero: a minute).
+	audits         selfAudits
+	selfAuditEvery time.Duration
 
 	caMu sync.Mutex
 	ca   *certs.LocalCA
@@ -90,7 +94,7 @@ type Gateway struct {
 // New compiles cfg. Nothing is bound until Start.
 func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 	bus := &telemetry.Bus{}
-	bus.Subscribe(telemetry.LogTo(log))
+	bus.SubscribeAll(telemetry.LogTo(log))
 	g := &Gateway{log: log, bus: bus, serveErr: make(chan error, 3), started: time.Now(), stopped: make(chan struct{})}
 	g.base, g.cutAll = context.WithCancelCause(context.Background())
 	g.reports = csp.NewReporter(func(r *http.Request, v csp.Violation, count int64) {
@@ -110,6 +114,11 @@ func New(cfg *config.Config, log *slog.Logger) (*Gateway, error) {
 		}
 	}
 	bus.Subscribe(g.alerts.Event)
+	bus.Subscribe(func(e *telemetry.Event) {
+		if e.Kind == telemetry.ACMECertObtained {
+			g.selfAudit("the certificate renewal at " + e.Time.Format("15:04"))
+		}
+	})
 	if cfg.Admin.Listen != "off" {
 		// Metrics and the dashboard's events are kept only for an admin
 		// listener to show them.
@@ -320,6 +329,7 @@ func (g *Gateway) Start() error {
 	if g.https != nil {
 		go func() { g.serveErr <- ignoreClosed(g.https.ServeTLS(plainHTTPListener{g.httpsLn, g}, "", "")) }()
 	}
+	g.selfAudit("the start at " + time.Now().Format("15:04"))
 	return nil
 }
 
@@ -500,6 +510,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 			time.AfterFunc(cfg.Timeouts.Upstream.Std()+time.Second, st.proxy.Close)
 		}
 	}
+	g.selfAudit("the reload at " + time.Now().Format("15:04"))
 	return nil
 }
 
@@ -507,6 +518,7 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 // until ctx ends, and closes the rest.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.draining.Store(true)
+	g.stopAudits()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var errs []error

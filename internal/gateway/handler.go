@@ -61,6 +61,10 @@ func (g *Gateway) begin(w http.ResponseWriter, r *http.Request, snap *snapshot) 
 		sw   statusWriter
 	}{info: reqinfo.Info{Start: time.Now(), Client: snap.clients.Resolve(r.RemoteAddr, r.Header)}}
 	info := &ex.info
+	if v, ok := r.Header[selfAuditHeader]; ok {
+		info.SelfAudit = len(v) == 1 && g.isSelfAudit(v[0])
+		delete(r.Header, selfAuditHeader) // the app never sees it, nor a guess at it
+	}
 	if id := r.Header.Get("X-Request-ID"); info.Client.Trusted && reqinfo.ValidID(id) {
 		info.ID = id
 	} else {

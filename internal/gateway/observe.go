@@ -78,7 +78,7 @@ func (g *Gateway) finish(r *http.Request, info *reqinfo.Info, sw *statusWriter) 
 	// the count.
 	g.metrics.Request(info.Site, r.Method, status, time.Since(info.Start), info.Upstream, info.Truncated != nil)
 	telemetry.Request(g.log, r, info, status, sw.bytes)
-	if status >= 500 && g.alerts.Wants(config.StatusKind) {
+	if status >= 500 && !info.SelfAudit && g.alerts.Wants(config.StatusKind) {
 		g.alerts.Event(&telemetry.Event{Time: time.Now(), Kind: telemetry.Status5xx, Site: info.Site, RequestID: info.ID,
 			ClientIP: telemetry.ClientIP(info), Path: info.Path, Reason: fmt.Sprintf("status %d", status)})
 	}
@@ -340,6 +340,8 @@ func (g *Gateway) details(context.Context) admin.Details {
 		return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.BlockedURI, b.BlockedURI))
 	})
 	d.CSP = d.CSP[:min(len(d.CSP), 25)]
+	d.Audits = g.selfAuditPanel()
+	slices.SortFunc(d.Audits, func(a, b admin.SiteAudit) int { return strings.Compare(a.Site, b.Site) })
 	if y, err := snap.cfg.Redacted(); err == nil {
 		d.Config = string(y)
 	}

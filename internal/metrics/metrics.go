@@ -50,6 +50,10 @@ type Metrics struct {
 	lastReload     prometheus.Gauge
 	uploads        prometheus.Counter
 	scans          prometheus.Histogram
+	auditScore     *prometheus.GaugeVec
+	auditCheck     *prometheus.GaugeVec
+	auditMu        sync.Mutex
+	auditStatus    map[[2]string]string // [site, check] → the status exported
 }
 
 // State is read at every scrape. Any field may be nil.
@@ -150,6 +154,11 @@ func New(state State) *Metrics {
 			Help: "Uploaded files judged by the upload guard (the refused among them are in rampart_blocked_total, guard uploads)."}),
 		scans: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "rampart_upload_scan_seconds",
 			Help: "Time clamd took to scan one request's files, for those it gave a verdict on (malware found: rampart_blocked_total{reason=\"upload_malware\"}).", Buckets: buckets}),
+		auditScore: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rampart_audit_score",
+			Help: "The score (0 to 100 and more with bonuses) of the self audit's latest run, by site; an incomplete run is not exported."}, []string{"site"}),
+		auditCheck: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rampart_audit_check",
+			Help: "Always 1: each audit check's status (pass, fail, warn, info, skip, error) in the self audit's latest run, by site."}, []string{"site", "check", "status"}),
+		auditStatus: map[[2]string]string{},
 	}
 	m.lastReload.SetToCurrentTime()
 	release, revision, goVersion := version.Labels()
@@ -159,7 +168,7 @@ func New(state State) *Metrics {
 	build.Set(1)
 	m.own = []prometheus.Collector{m.requests, m.duration, m.upstream, m.inFlight, m.truncated, m.upstreamErrors,
 		m.handshakes, m.handshakeFails, m.blocked, m.events, m.logins, m.loginFailures, m.lockouts,
-		m.storeOutages, m.reloads, m.lastReload, m.uploads, m.scans, build, &stateCollector{state}}
+		m.storeOutages, m.reloads, m.lastReload, m.uploads, m.scans, m.auditScore, m.auditCheck, build, &stateCollector{state}}
 	m.reg.MustRegister(m.own...)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -186,6 +195,25 @@ func (m *Metrics) Uploads(n, scanned int, scanTime time.Duration) {
 	m.uploads.Add(float64(n))
 	if scanned > 0 {
 		m.scans.Observe(scanTime.Seconds())
+	}
+}
+
+// Audit exports a self audit's run of a site: its score (unless the run
+// was incomplete: a partial score would read as a change) and one series
+// per check, its label the check's status now.
+func (m *Metrics) Audit(site string, score int, complete bool, statuses map[string]string) {
+	if complete {
+		m.auditScore.WithLabelValues(site).Set(float64(score))
+	}
+	m.auditMu.Lock()
+	defer m.auditMu.Unlock()
+	for check, status := range statuses {
+		key := [2]string{site, check}
+		if old, ok := m.auditStatus[key]; ok && old != status {
+			m.auditCheck.DeleteLabelValues(site, check, old)
+		}
+		m.auditStatus[key] = status
+		m.auditCheck.WithLabelValues(site, check, status).Set(1)
 	}
 }
 

@@ -45,6 +45,10 @@ type Info struct {
 	// (Here rather than in a context value of its own: one context and
 	// one request copy fewer per request.)
 	Respond func(*http.Response) error
+	// SelfAudit is set for the requests of Rampart's own audit of its
+	// sites (self_audit), told by a secret header: their events are
+	// logged, not counted or alerted on.
+	SelfAudit bool
 }
 
 // TunnelStats is what went through a connection that switched protocols,

@@ -35,6 +35,9 @@ type Event struct {
 	// Instance names the rampart that saw it, for a dashboard that shows
 	// a cluster's events; set by whoever shares them.
 	Instance string `json:"instance,omitempty"`
+	// SelfAudit marks an event of Rampart's own audit's requests: logged,
+	// but not counted, shown or alerted on.
+	SelfAudit bool `json:"self_audit,omitempty"`
 
 	// ofRequest is set when a request caused the event: its log line
 	// carries the request's fields even when they are empty.
@@ -47,18 +50,31 @@ type Event struct {
 // full). It is safe for concurrent use.
 type Bus struct {
 	mu   sync.Mutex // serialises Subscribe
-	subs atomic.Pointer[[]func(*Event)]
+	subs atomic.Pointer[[]subscriber]
 }
 
-// Subscribe adds f; it sees the events published from now on.
-func (b *Bus) Subscribe(f func(*Event)) {
+type subscriber struct {
+	f   func(*Event)
+	all bool // also the self audit's events
+}
+
+// Subscribe adds f; it sees the events published from now on, but for
+// those of the self audit's requests (Event.SelfAudit), which counting
+// them would make look like attacks on the site.
+func (b *Bus) Subscribe(f func(*Event)) { b.subscribe(subscriber{f: f}) }
+
+// SubscribeAll is Subscribe for a subscriber that sees every event, the
+// self audit's included: the log.
+func (b *Bus) SubscribeAll(f func(*Event)) { b.subscribe(subscriber{f: f, all: true}) }
+
+func (b *Bus) subscribe(s subscriber) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var next []func(*Event)
+	var next []subscriber
 	if cur := b.subs.Load(); cur != nil {
 		next = slices.Clone(*cur)
 	}
-	next = append(next, f)
+	next = append(next, s)
 	b.subs.Store(&next)
 }
 
@@ -70,8 +86,10 @@ func (b *Bus) Publish(e *Event) {
 		e.Time = time.Now()
 	}
 	if subs := b.subs.Load(); subs != nil {
-		for _, f := range *subs {
-			f(e)
+		for _, s := range *subs {
+			if s.all || !e.SelfAudit {
+				s.f(e)
+			}
 		}
 	}
 }
@@ -88,7 +106,7 @@ func (b *Bus) Request(kind Kind, info *reqinfo.Info, reason, detail string) {
 // would allow it (allow_with); either is left out when "".
 func (b *Bus) Refusal(kind Kind, info *reqinfo.Info, reason, detail, input, key string) {
 	b.Publish(&Event{Level: slog.LevelWarn, Kind: kind, Site: info.Site, RequestID: info.ID, ClientIP: ClientIP(info),
-		Path: Cut(info.Path, 256), Reason: reason, Detail: detail, Input: Cut(input, 256), AllowWith: key, ofRequest: true})
+		Path: Cut(info.Path, 256), Reason: reason, Detail: detail, Input: Cut(input, 256), AllowWith: key, SelfAudit: info.SelfAudit, ofRequest: true})
 }
 
 // Notice publishes an event no request caused (the store went down, a
@@ -125,6 +143,9 @@ func LogTo(log *slog.Logger) func(*Event) {
 		}
 		if e.AllowWith != "" {
 			rec.AddAttrs(slog.String("allow_with", e.AllowWith))
+		}
+		if e.SelfAudit {
+			rec.AddAttrs(slog.Bool("self_audit", true))
 		}
 		_ = h.Handle(context.Background(), rec)
 	}

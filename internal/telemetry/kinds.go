@@ -55,6 +55,10 @@ const (
 	ClamdUp            Kind = "clamd_up"
 	ConfigReloaded     Kind = "config_reloaded"
 	ConfigReloadFailed Kind = "config_reload_failed"
+
+	// Rampart's audit of its own sites (self_audit).
+	AuditRegressed Kind = "audit_regressed"
+	AuditRecovered Kind = "audit_recovered"
 )
 
 // Status5xx is not published: it names responses with a 5xx status, which
@@ -69,5 +73,5 @@ var Kinds = []Kind{
 	Login, LoginPasswordOK, LoginFailed, LoginRefused, Lockout, MFAEnrolled, Logout,
 	StoreDown, StoreUp, StoreFull, StoreEmptied, SpoolWriteFailed, SpoolWriteOK, ConnectionLimit, ConnectionRefused,
 	CertExpiring, ACMECertObtaining, ACMECertObtained, ACMECertFailed, ACMEOCSPRevoked, ACMECachedCert,
-	ConfigReloaded, ConfigReloadFailed,
+	ConfigReloaded, ConfigReloadFailed, AuditRegressed, AuditRecovered,
 }

@@ -59,6 +59,9 @@ func Request(log *slog.Logger, r *http.Request, info *reqinfo.Info, status int, 
 	if info.Truncated != nil {
 		attrs = append(attrs, slog.Bool("truncated", true), slog.String("error", info.Truncated.Error()))
 	}
+	if info.SelfAudit {
+		attrs = append(attrs, slog.Bool("self_audit", true))
+	}
 	// The record is built here and handed to the handler: Logger.LogAttrs
 	// would first walk the stack for the caller's source line
 	// (runtime.Callers), which the JSON log never shows.

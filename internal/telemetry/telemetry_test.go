@@ -82,3 +82,25 @@ func BenchmarkRequestLine(b *testing.B) {
 		Request(log, r, info, 200, 1024)
 	}
 }
+
+// TestSelfAuditEventsReachTheLogOnly: the events of the self audit's
+// requests go to SubscribeAll's subscribers (the log) and not to
+// Subscribe's (metrics, alerts, the dashboard), and the log line says so.
+func TestSelfAuditEventsReachTheLogOnly(t *testing.T) {
+	t.Parallel()
+	var bus Bus
+	out := &testutil.LockedBuffer{}
+	var counted, all int
+	bus.Subscribe(func(*Event) { counted++ })
+	bus.SubscribeAll(func(*Event) { all++ })
+	bus.SubscribeAll(LogTo(NewLogger(out, slog.LevelInfo)))
+	bus.Request(RequestBlocked, &reqinfo.Info{ID: "a", Site: "shop.test", SelfAudit: true}, "sensitive_path", "status 404")
+	bus.Request(RequestBlocked, &reqinfo.Info{ID: "b", Site: "shop.test"}, "sensitive_path", "status 404")
+	if counted != 1 || all != 2 {
+		t.Errorf("counted %d, all %d; want 1 and 2", counted, all)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"self_audit":true`) || strings.Contains(lines[1], "self_audit") {
+		t.Errorf("log lines: %q", lines)
+	}
+}

@@ -124,6 +124,9 @@ type Options struct {
 	// the TLS server name stay the target's. Rampart's self audit uses
 	// it to reach its own listeners over loopback. Nil: none.
 	ConnectTo map[string]string
+	// Header is sent with every request to the target, beside what each
+	// check sends. Rampart's self audit marks its requests with it.
+	Header http.Header
 }
 
 // Dial connects to addr (host:port), or to where ConnectTo sends it.
@@ -397,6 +400,9 @@ func (t *Target) Do(ctx context.Context, method, path string, header http.Header
 	}
 	if s, ok := body.(interface{ Size() int64 }); ok {
 		req.ContentLength = s.Size() // a streamed body of known length
+	}
+	for k, vs := range t.Opts.Header {
+		req.Header[k] = vs
 	}
 	for k, vs := range header {
 		req.Header[k] = vs

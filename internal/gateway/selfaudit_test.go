@@ -1,0 +1,190 @@
+package gateway
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rampartproxy/rampart/internal/admin"
+	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/testutil"
+)
+
+// selfAuditSite is a site named as a deployment's would be, whose app
+// counts the self audit's requests.
+func selfAuditSite(t *testing.T, hsts *string) (config.Config, *atomic.Int64) {
+	var seen atomic.Int64
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.Header[selfAuditHeader]; ok {
+			seen.Store(-1 << 32) // the token reached the app
+		}
+		if strings.Contains(r.UserAgent(), "rampart-self-audit") && strings.HasPrefix(r.Host, "shop.test:") {
+			seen.Add(1)
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, "<!doctype html><title>shop</title><p>hello</p>")
+	}))
+	t.Cleanup(app.Close)
+	s := config.Site{Hosts: []string{"shop.test"}, Upstream: app.URL}
+	s.Headers.StrictTransportSecurity = hsts
+	return config.Config{SelfAudit: "on", Sites: []config.Site{s}}, &seen
+}
+
+func build(t *testing.T, c config.Config, stateDir string) *config.Config {
+	t.Helper()
+	c.Listen = config.Listen{HTTPS: "127.0.0.1:0", HTTP: "127.0.0.1:0"}
+	c.StateDir = stateDir
+	cfg, err := config.Build(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestSelfAuditCatchesAReload: serve audits its site over loopback after
+// start (shop.test as SNI and Host, its own CA trusted), exports the
+// grade, keeps its probes' refusals out of the counts, and when a reload
+// drops HSTS it publishes audit_regressed naming the reload and the
+// check, which the default rules post to the webhook at once, shows it on
+// the dashboard, and resolves it when a reload brings HSTS back.
+func TestSelfAuditCatchesAReload(t *testing.T) {
+	t.Parallel()
+	c, seen := selfAuditSite(t, nil)
+	posts := &testutil.LockedBuffer{}
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		posts.Write(append(b, '\n'))
+	}))
+	t.Cleanup(hook.Close)
+	c.Alerts.Webhook = hook.URL // the default rules: audit_regressed alerts at once
+	dir := t.TempDir()
+	tg := startBuilt(t, build(t, c, dir), func(g *Gateway) { g.selfAuditEvery = time.Millisecond })
+	first := tg.logLine(t, "the first self audit", func(m map[string]any) bool { return m["msg"] == "self audit" && m["site"] == "shop.test" })
+	if !strings.HasPrefix(first["after"].(string), "the start at ") || !strings.HasPrefix(first["grade"].(string), "A") {
+		t.Fatalf("the first run: %v", first)
+	}
+	if n := seen.Load(); n <= 0 {
+		t.Fatalf("the app saw %d requests of the self audit as shop.test (negative: with its token)", n)
+	}
+	// Its probes were refused as anyone's are, and logged as its own;
+	// they are not counted as attacks on the site.
+	probe := tg.logLine(t, "a refusal of the self audit's probes", func(m map[string]any) bool {
+		return m["msg"] == "security_event" && m["reason"] == "sensitive_path"
+	})
+	fams := scrape(t, tg.AdminAddr())
+	if probe["self_audit"] != true || value(fams, "rampart_blocked_total", "reason=sensitive_path") != -1 ||
+		value(fams, "rampart_events_total", "kind=request_blocked") != -1 {
+		t.Fatalf("the self audit's refusals: %v, counted %v %v", probe, series(fams, "rampart_blocked_total"), series(fams, "rampart_events_total"))
+	}
+	// A guess at its header is removed, and counts as anyone's request.
+	req, _ := http.NewRequest("GET", "https://shop.test/.env", nil)
+	req.Header.Set(selfAuditHeader, "guess")
+	client := tg.client(false)
+	client.Transport.(*http.Transport).TLSClientConfig.ServerName = "shop.test"
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	testutil.WaitFor(t, "the guess counted", func() bool {
+		return value(scrape(t, tg.AdminAddr()), "rampart_blocked_total", "reason=sensitive_path") == 1
+	})
+	fams = scrape(t, tg.AdminAddr())
+	score := value(fams, "rampart_audit_score", "site=shop.test")
+	if score < 90 || value(fams, "rampart_audit_check", "site=shop.test", "check=hsts.present", "status=pass") != 1 {
+		t.Fatalf("metrics after the first run: score %v, %v", score, series(fams, "rampart_audit_check"))
+	}
+
+	off := ""
+	c.Sites[0].Headers.StrictTransportSecurity = &off
+	if err := tg.Reload(build(t, c, dir)); err != nil {
+		t.Fatal(err)
+	}
+	ev := tg.logLine(t, "audit_regressed", func(m map[string]any) bool { return m["kind"] == "audit_regressed" })
+	detail, _ := ev["detail"].(string)
+	if ev["site"] != "shop.test" || !strings.HasPrefix(detail, "the reload at ") || !strings.Contains(detail, "made shop.test worse") ||
+		!strings.Contains(detail, "hsts.present: fail, was pass") || !strings.Contains(detail, "grade ") {
+		t.Fatalf("the regression: %v", ev)
+	}
+	testutil.WaitFor(t, "the alert", func() bool {
+		return strings.Contains(posts.String(), "audit_regressed since") && strings.Contains(posts.String(), "hsts.present: fail, was pass")
+	})
+	fams = scrape(t, tg.AdminAddr())
+	if v := value(fams, "rampart_audit_check", "site=shop.test", "check=hsts.present", "status=fail"); v != 1 ||
+		value(fams, "rampart_audit_check", "site=shop.test", "check=hsts.present", "status=pass") != -1 ||
+		value(fams, "rampart_audit_score", "site=shop.test") >= score || value(fams, "rampart_events_total", "kind=audit_regressed") != 1 {
+		t.Errorf("metrics after the regression: %v %v", series(fams, "rampart_audit_score"), series(fams, "rampart_audit_check"))
+	}
+	var o admin.Overview
+	resp, err = http.Get("http://" + tg.AdminAddr() + "/api/overview")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err := json.Unmarshal(body, &o); err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Audits) != 1 || !o.Audits[0].Regressed || !strings.HasPrefix(o.Audits[0].After, "the reload at ") ||
+		!strings.Contains(string(body), `"check":"hsts.present","status":"fail"`) {
+		t.Errorf("the dashboard: %s", body)
+	}
+
+	c.Sites[0].Headers.StrictTransportSecurity = nil
+	if err := tg.Reload(build(t, c, dir)); err != nil {
+		t.Fatal(err)
+	}
+	tg.logLine(t, "audit_recovered", func(m map[string]any) bool { return m["kind"] == "audit_recovered" && m["site"] == "shop.test" })
+	testutil.WaitFor(t, "the resolved alert", func() bool { return strings.Contains(posts.String(), "resolved: audit_regressed") })
+	if strings.Count(posts.String(), "audit_regressed since") != 1 || strings.Contains(posts.String(), "request_blocked") {
+		t.Errorf("alerts posted: %s", posts)
+	}
+}
+
+// TestSelfAuditAtMostOncePerInterval: changes that come faster than the
+// interval are audited once, when it has passed, for the latest of them.
+func TestSelfAuditAtMostOncePerInterval(t *testing.T) {
+	t.Parallel()
+	c, _ := selfAuditSite(t, nil)
+	dir := t.TempDir()
+	tg := startBuilt(t, build(t, c, dir), func(g *Gateway) { g.selfAuditEvery = time.Hour })
+	tg.logLine(t, "the first self audit", func(m map[string]any) bool { return m["msg"] == "self audit" && m["site"] == "shop.test" })
+	for range 3 {
+		if err := tg.Reload(build(t, c, dir)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tg.audits.mu.Lock()
+	a := tg.audits.sites["shop.test"]
+	waiting, why, running := a.timer != nil, a.pending, a.running
+	tg.audits.mu.Unlock()
+	if !waiting || running || !strings.HasPrefix(why, "the reload at ") {
+		t.Errorf("after three reloads within the interval: waiting %v, running %v, pending %q; want one run waiting", waiting, running, why)
+	}
+	if n := strings.Count(tg.logs.String(), `"msg":"self audit"`); n != 1 {
+		t.Errorf("%d runs, want 1", n)
+	}
+}
+
+// TestSelfAuditOff: self_audit: off sends the site nothing.
+func TestSelfAuditOff(t *testing.T) {
+	t.Parallel()
+	c, seen := selfAuditSite(t, nil)
+	c.SelfAudit = "off"
+	dir := t.TempDir()
+	tg := startBuilt(t, build(t, c, dir), func(g *Gateway) { g.selfAuditEvery = time.Millisecond })
+	if err := tg.Reload(build(t, c, dir)); err != nil {
+		t.Fatal(err)
+	}
+	tg.audits.mu.Lock()
+	n := len(tg.audits.sites)
+	tg.audits.mu.Unlock()
+	if n != 0 || seen.Load() != 0 {
+		t.Errorf("self_audit: off scheduled %d sites and sent %d requests", n, seen.Load())
+	}
+}
