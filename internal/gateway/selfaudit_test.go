@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/rampartproxy/rampart/internal/admin"
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/testutil"
@@ -187,4 +189,32 @@ func TestSelfAuditOff(t *testing.T) {
 	if n != 0 || seen.Load() != 0 {
 		t.Errorf("self_audit: off scheduled %d sites and sent %d requests", n, seen.Load())
 	}
+}
+
+// TestBrowserSelfAuditPanel opens the dashboard in Chromium after a
+// reload made the site worse: the Self audit panel shows its grade as
+// worse, what the run followed, and the failing check with its fix.
+func TestBrowserSelfAuditPanel(t *testing.T) {
+	t.Parallel()
+	c, _ := selfAuditSite(t, nil)
+	dir := t.TempDir()
+	tg := startBuilt(t, build(t, c, dir), func(g *Gateway) { g.selfAuditEvery = time.Millisecond })
+	tg.logLine(t, "the first self audit", func(m map[string]any) bool { return m["msg"] == "self audit" })
+	off := ""
+	c.Sites[0].Headers.StrictTransportSecurity = &off
+	if err := tg.Reload(build(t, c, dir)); err != nil {
+		t.Fatal(err)
+	}
+	tg.logLine(t, "audit_regressed", func(m map[string]any) bool { return m["kind"] == "audit_regressed" })
+	w := newWalk(t, "selfaudit")
+	w.do("open the dashboard", chromedp.EmulateViewport(1440, 1000), chromedp.Navigate("http://"+tg.AdminAddr()+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#audits td")))
+	waitText(t, w.ctx, "(worse)")
+	panel := evaluate[string](t, w.ctx, `document.getElementById("audits").innerText`)
+	for _, want := range []string{"shop.test", "(worse)", "the reload at", "fail hsts.present: Send Strict-Transport-Security"} {
+		if !strings.Contains(panel, want) {
+			t.Errorf("the panel lacks %q: %s", want, panel)
+		}
+	}
+	w.shot("panel")
 }
