@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -375,6 +376,9 @@ func checkFirewall(_ context.Context, m *machine) (scan.Status, string) {
 	if len(exposed) == 0 {
 		return scan.Pass, "nothing but web traffic (80, 443) listens beyond loopback and private addresses"
 	}
+	if legacy := m.legacyTables(); legacy != "" {
+		return scan.Info, "legacy iptables (x_tables) rules are loaded (" + legacy + "), which this check does not read: judge by hand, or move them to nftables (iptables-legacy-save | iptables-restore-translate -f /dev/stdin); listening beyond loopback: " + listenerList(exposed, m)
+	}
 	rs, err := readRuleset()
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EPERM) {
@@ -422,6 +426,19 @@ func checkFirewall(_ context.Context, m *machine) (scan.Status, string) {
 		return scan.Info, "dropped unless a rule not understood lets them in: " + strings.Join(sortedUnique(unclear), "; ")
 	}
 	return scan.Pass, "web traffic only: " + listenerList(exposed, m) + " listen beyond loopback, and the firewall's input chains drop new connections to them from any source"
+}
+
+// legacyTables names the tables of the legacy x_tables firewall
+// (iptables-legacy) loaded here, which netlink's nftables does not show.
+func (m *machine) legacyTables() string {
+	var found []string
+	for _, f := range []string{"ip_tables_names", "ip6_tables_names"} {
+		b, _ := os.ReadFile(filepath.Join(m.o.Proc, "net", f))
+		for _, t := range strings.Fields(string(b)) {
+			found = append(found, strings.TrimSuffix(f, "_tables_names")+" "+t)
+		}
+	}
+	return strings.Join(found, ", ")
 }
 
 func (m *machine) nameListener(l listener) string {

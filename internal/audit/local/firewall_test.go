@@ -71,6 +71,8 @@ func TestFirewall(t *testing.T) {
 			[]string{"[::]:6379 (Redis)"}, []string{"5432", "8000", "2222"}},
 		{"iptables without ip6tables", "iptables: iptables -P INPUT DROP && iptables -A INPUT -i lo -j ACCEPT && iptables -A INPUT -p tcp --dport 443 -j ACCEPT", scan.Fail,
 			[]string{"[::]:6379 (Redis)"}, []string{"5432", "8000", "2222"}},
+		{"legacy iptables", "iptables: iptables-legacy -P INPUT DROP", scan.Info,
+			[]string{"legacy iptables (x_tables) rules are loaded (ip filter)", "0.0.0.0:2222"}, []string{"open to"}},
 		{"a rule not understood", "table inet filter {\n chain input {\n type filter hook input priority 0; policy drop;\n tcp dport 2222 meta cpu 1 accept\n }\n}\n", scan.Info,
 			[]string{"0.0.0.0:2222", "is not understood", "chain input"}, []string{"5432", "6379", "8000"}},
 	} {
