@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -277,11 +278,14 @@ func (m *machine) osPackages() ([]installed, string, error) {
 	return sortInstalled(byPkg), "", nil
 }
 
+// errNoSource is the package checks' error when no OSV source was given.
+var errNoSource = fmt.Errorf("no OSV source (give --osv-db DIR, or let the audit reach %s)", osv.DefaultAPI)
+
 // vulnerable matches packages against the OSV source, keeping those with
 // advisories.
 func (m *machine) vulnerable(ctx context.Context, pkgs []installed) ([]installed, [][]osv.Vuln, error) {
 	if m.o.OSV == nil {
-		return nil, nil, fmt.Errorf("no OSV source (give --osv-db DIR, or let the audit reach %s)", osv.DefaultAPI)
+		return nil, nil, errNoSource
 	}
 	list := make([]osv.Package, len(pkgs))
 	for i, p := range pkgs {
@@ -332,6 +336,15 @@ func describeVulns(pkgs []installed, vulns [][]osv.Vuln, keep func(osv.Vuln) boo
 	return strings.Join(parts, " | ")
 }
 
+// offlineHint points an audit that could not reach the API to the
+// offline way.
+func offlineHint(err error) string {
+	if errors.Is(err, osv.ErrNoExport) || errors.Is(err, errNoSource) {
+		return ""
+	}
+	return " (without the network, match offline: --osv-db DIR with OSV's exports)"
+}
+
 func checkAppPackages(ctx context.Context, m *machine) (scan.Status, string) {
 	pkgs := m.appPackages()
 	if len(pkgs) == 0 {
@@ -339,7 +352,7 @@ func checkAppPackages(ctx context.Context, m *machine) (scan.Status, string) {
 	}
 	hit, vulns, err := m.vulnerable(ctx, pkgs)
 	if err != nil {
-		return scan.Error, fmt.Sprintf("could not check %d packages of the running apps: %v", len(pkgs), err)
+		return scan.Error, fmt.Sprintf("could not check %d packages of the running apps: %v%s", len(pkgs), err, offlineHint(err))
 	}
 	all := func(osv.Vuln) bool { return true }
 	for _, vs := range vulns {
@@ -365,7 +378,7 @@ func checkOSPackages(ctx context.Context, m *machine) (scan.Status, string) {
 	}
 	hit, vulns, err := m.vulnerable(ctx, pkgs)
 	if err != nil {
-		return scan.Error, fmt.Sprintf("could not check %d Debian source packages: %v", len(pkgs), err)
+		return scan.Error, fmt.Sprintf("could not check %d Debian source packages: %v%s", len(pkgs), err, offlineHint(err))
 	}
 	fixable := func(v osv.Vuln) bool { return v.Fixed != "" }
 	if s := describeVulns(hit, vulns, fixable); s != "" {
