@@ -126,6 +126,9 @@ func One(ctx context.Context, raw string, opts Options) Report {
 	r := Report{Target: scan.Clean(raw), Started: start.UTC(), Trust: opts.Trust(true), Active: opts.Active, Checks: []scan.Result{},
 		UserAgent: scan.Clean(cmp.Or(opts.UserAgent, scan.DefaultUserAgent))}
 	t, err := scan.NewTarget(raw, opts.Options)
+	if err == nil {
+		defer t.Close()
+	}
 	if err == nil && t.Plain() {
 		r.Trust = "not applicable (plain http://, no certificate)"
 	}
@@ -230,7 +233,7 @@ func prefixed(sep, s string) string {
 // gunicorn bound to a public port, say), so that the report can say so
 // instead of "handshake timeout".
 func speaksPlainHTTP(ctx context.Context, t *scan.Target) bool {
-	c := &http.Client{Timeout: min(t.Opts.Timeout, 5*time.Second), Transport: &http.Transport{DialContext: t.Opts.Dial, MaxResponseHeaderBytes: scan.MaxHeaderBytes},
+	c := &http.Client{Timeout: min(t.Opts.Timeout, 5*time.Second), Transport: &http.Transport{DialContext: t.Opts.Dial, MaxResponseHeaderBytes: scan.MaxHeaderBytes, DisableKeepAlives: true},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+t.HostPort()+"/", nil)
 	if err != nil {

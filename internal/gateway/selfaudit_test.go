@@ -156,6 +156,15 @@ func TestSelfAuditAtMostOncePerInterval(t *testing.T) {
 	dir := t.TempDir()
 	tg := startBuilt(t, build(t, c, dir), func(g *Gateway) { g.selfAuditEvery = time.Hour })
 	tg.logLine(t, "the first self audit", func(m map[string]any) bool { return m["msg"] == "self audit" && m["site"] == "shop.test" })
+	// The run keeps no connection open: a process that audits after
+	// every reload must not keep one of every run.
+	testutil.WaitFor(t, "the self audit's connections closed", func() bool {
+		open := 0.0
+		for _, m := range scrape(t, tg.AdminAddr())["rampart_client_connections"].GetMetric() {
+			open += m.GetGauge().GetValue()
+		}
+		return open == 0
+	})
 	for range 3 {
 		if err := tg.Reload(build(t, c, dir)); err != nil {
 			t.Fatal(err)

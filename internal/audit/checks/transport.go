@@ -359,7 +359,7 @@ func checkRedirect(ctx context.Context, t *scan.Target) (scan.Status, string) {
 	case t.Opts.HTTPPort != 0 && t.Opts.HTTPPort != 80:
 		plain.Host = net.JoinHostPort(t.URL.Hostname(), strconv.Itoa(t.Opts.HTTPPort))
 	}
-	c := &http.Client{Timeout: t.Opts.Timeout, Transport: &http.Transport{DialContext: t.Opts.Dial, MaxResponseHeaderBytes: scan.MaxHeaderBytes},
+	c := &http.Client{Timeout: t.Opts.Timeout, Transport: &http.Transport{DialContext: t.Opts.Dial, MaxResponseHeaderBytes: scan.MaxHeaderBytes, DisableKeepAlives: true},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	req, _ := http.NewRequestWithContext(ctx, "GET", plain.String(), nil)
 	resp, err := c.Do(req)

@@ -276,8 +276,18 @@ func NewTarget(raw string, opts Options) (*Target, error) {
 func (t *Target) FetchUnverified() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.client.CloseIdleConnections()
 	t.client.Transport = t.Transport(func(c *tls.Config) { c.InsecureSkipVerify = true })
 	t.pages = map[string]*fetch{}
+}
+
+// Close closes the connections the target's requests left idle. An
+// audit calls it when done: a process that audits again and again (serve's
+// self audit) must not keep a connection of every run.
+func (t *Target) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.client.CloseIdleConnections()
 }
 
 // TLSConfig is the client TLS configuration for the target, with changes
