@@ -194,8 +194,8 @@ func IsLoopback(host string) bool {
 // strings are returned as they are.
 func Masked(s string, whole bool) string {
 	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return s
+	if err != nil || u.Host == "" || strings.Contains(u.Scheme, "+sentinel") {
+		return maskedLoosely(s)
 	}
 	if _, ok := u.User.Password(); ok {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
@@ -204,6 +204,38 @@ func Masked(s string, whole bool) string {
 		u.Path, u.RawPath, u.RawQuery = "/xxxxx", "", ""
 	}
 	return u.String()
+}
+
+// maskedLoosely masks what url.Parse cannot read, such as a
+// redis+sentinel:// URL's list of hosts: the password before the last @
+// of the authority, and every query value whose name says password.
+func maskedLoosely(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return s
+	}
+	authority, path, hasPath := strings.Cut(rest, "/")
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		if user, _, hasPass := strings.Cut(authority[:at], ":"); hasPass {
+			authority = user + ":xxxxx" + authority[at:]
+		} else {
+			authority = "xxxxx" + authority[at:]
+		}
+	}
+	if p, query, hasQuery := strings.Cut(path, "?"); hasQuery {
+		var kept []string
+		for kv := range strings.SplitSeq(query, "&") {
+			if k, _, _ := strings.Cut(kv, "="); strings.Contains(strings.ToLower(k), "password") {
+				kv = k + "=xxxxx"
+			}
+			kept = append(kept, kv)
+		}
+		path = p + "?" + strings.Join(kept, "&")
+	}
+	if hasPath {
+		return scheme + "://" + authority + "/" + path
+	}
+	return scheme + "://" + authority
 }
 
 // Redacted is the config as YAML with its secrets masked, for the

@@ -125,8 +125,14 @@ func (c *Config) applyProtectionDefaults() {
 
 func (c *Config) validateProtection(bad func(path, format string, args ...any)) {
 	if c.Store != StoreEmbedded {
-		if u, err := url.Parse(c.Store); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-			bad("store", "%q is neither embedded nor a redis:// URL", c.Store)
+		if scheme, rest, _ := strings.Cut(c.Store, "://"); scheme == "redis+sentinel" || scheme == "rediss+sentinel" {
+			// The store parses it whole; here, the parts a typo loses.
+			hosts, master, _ := strings.Cut(rest[strings.LastIndex(rest, "@")+1:], "/")
+			if hosts == "" || strings.Trim(strings.SplitN(master, "?", 2)[0], "/") == "" {
+				bad("store", "%q: want redis+sentinel://HOST:26379[,HOST:26379...]/MASTER[/DB]", c.Store)
+			}
+		} else if u, err := url.Parse(c.Store); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			bad("store", "%q is neither embedded nor a redis:// or redis+sentinel:// URL", c.Store)
 		}
 	}
 	if c.StoreTimeout.Std() > 5*time.Second {

@@ -3,9 +3,13 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -96,6 +100,9 @@ func OpenRedis(url string) (*Redis, error) { return OpenRedisTimeout(url, Timeou
 // OpenRedisTimeout is OpenRedis with its own bound on every wait.
 func OpenRedisTimeout(url string, timeout time.Duration) (*Redis, error) {
 	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
+	if strings.HasPrefix(url, "redis+sentinel://") || strings.HasPrefix(url, "rediss+sentinel://") {
+		return openSentinel(url, timeout)
+	}
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("store %q: %w", url, err)
@@ -118,6 +125,81 @@ func OpenRedisTimeout(url string, timeout time.Duration) (*Redis, error) {
 	r.client = redis.NewClient(opts)
 	r.limiter = redis_rate.NewLimiter(r.client)
 	return r, nil
+}
+
+// openSentinel opens a primary that Redis Sentinel watches and fails
+// over: redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]
+// (rediss+sentinel:// for TLS to the data nodes), the sentinels' own
+// password as ?sentinel_password=. The client asks the sentinels where
+// the primary is, and again when it fails: requests in between fail as
+// store_failure says, as in any outage.
+func openSentinel(raw string, timeout time.Duration) (*Redis, error) {
+	fo, err := ParseSentinelURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("store %q: %w", raw, err)
+	}
+	longest := max(pingTimeouts*timeout, patientWait)
+	fo.DialTimeout, fo.ReadTimeout, fo.WriteTimeout, fo.PoolTimeout = longest, longest, longest, longest
+	fo.MaxRetries = -1
+	fo.ContextTimeoutEnabled = true
+	fo.PoolSize, fo.MinIdleConns = 256, 16
+	r := &Redis{prefix: "rampart:", timeout: timeout, recheck: make(chan struct{}, 1), stopped: make(chan struct{})}
+	fo.OnConnect = func(context.Context, *redis.Conn) error { r.lookAgain(); return nil }
+	r.client = redis.NewFailoverClient(fo)
+	r.limiter = redis_rate.NewLimiter(r.client)
+	return r, nil
+}
+
+// ParseSentinelURL reads a redis+sentinel:// URL (see openSentinel).
+func ParseSentinelURL(raw string) (*redis.FailoverOptions, error) {
+	scheme, rest, _ := strings.Cut(raw, "://")
+	fo := &redis.FailoverOptions{}
+	switch scheme {
+	case "redis+sentinel":
+	case "rediss+sentinel":
+		fo.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	default:
+		return nil, errors.New("not a redis+sentinel:// URL")
+	}
+	rest, query, _ := strings.Cut(rest, "?")
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		user, pass, hasPass := strings.Cut(rest[:at], ":")
+		if !hasPass {
+			user, pass = "", user
+		}
+		fo.Username, fo.Password = user, pass
+		rest = rest[at+1:]
+	}
+	hosts, path, _ := strings.Cut(rest, "/")
+	for h := range strings.SplitSeq(hosts, ",") {
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			return nil, fmt.Errorf("sentinel %q: %w (give host:port, the sentinel's port, 26379 by default)", h, err)
+		}
+		fo.SentinelAddrs = append(fo.SentinelAddrs, h)
+	}
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if parts[0] == "" || len(parts) > 2 {
+		return nil, errors.New("name the primary as the sentinels know it: redis+sentinel://host:26379/mymaster[/db]")
+	}
+	fo.MasterName = parts[0]
+	if len(parts) == 2 {
+		db, err := strconv.Atoi(parts[1])
+		if err != nil || db < 0 {
+			return nil, fmt.Errorf("database %q is not a number", parts[1])
+		}
+		fo.DB = db
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, err
+	}
+	for k := range q {
+		if k != "sentinel_password" {
+			return nil, fmt.Errorf("unknown parameter %q (only sentinel_password)", k)
+		}
+	}
+	fo.SentinelPassword = q.Get("sentinel_password")
+	return fo, nil
 }
 
 // epochKey holds a random marker, written by the first instance to find
