@@ -60,7 +60,7 @@ func (e env) certs(args []string) int {
 	var storage certmagic.Storage = &certmagic.FileStorage{Path: filepath.Join(cfg.StateDir, "acme")}
 	where := filepath.Join(cfg.StateDir, "acme")
 	if cfg.Store != config.StoreEmbedded {
-		r, err := store.OpenRedis(cfg.Store)
+		r, err := store.OpenRedisWith(cfg.Store, store.Timeout, cfg.StoreCA)
 		if err != nil {
 			return e.fail(err, "")
 		}

@@ -161,7 +161,7 @@ func sessionsCall(ctx context.Context, cfg *config.Config, direct func(*auth.Ses
 	if cfg.Store == config.StoreEmbedded {
 		st, err = store.OpenEmbedded(cfg.StateDir)
 	} else {
-		st, err = store.OpenRedisTimeout(cfg.Store, 2*time.Second)
+		st, err = store.OpenRedisWith(cfg.Store, 2*time.Second, cfg.StoreCA)
 	}
 	if err != nil {
 		return nil, err

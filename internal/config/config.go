@@ -67,6 +67,12 @@ type Config struct {
 	// 100ms; raise it only for a Redis across a slow network.
 	StoreTimeout Duration `yaml:"store_timeout"`
 
+	// StoreCA is a PEM file of the CA certificates that sign the Redis
+	// servers' certificates, for rediss:// (and rediss+sentinel://).
+	// Default: none, the system's roots (which a managed Redis's public
+	// certificate chains to).
+	StoreCA string `yaml:"store_ca"`
+
 	// Buffering reads responses ahead of slow clients, so the app's
 	// worker is free as soon as the app has answered.
 	Buffering Buffering `yaml:"buffering"`

@@ -383,3 +383,15 @@ func TestSentinelStoreURL(t *testing.T) {
 		}
 	}
 }
+
+func TestStoreCAGoesWithTLS(t *testing.T) {
+	t.Parallel()
+	site := "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:5000\n"
+	if _, err := Parse("ok.yaml", []byte("store: rediss://:pw@redis.internal:6380/0\nstore_ca: /etc/rampart/redis-ca.pem\n"+site)); err != nil {
+		t.Errorf("rediss with store_ca: %v", err)
+	}
+	_, err := Parse("bad.yaml", []byte("store: redis://:pw@redis.internal:6379/0\nstore_ca: /etc/rampart/redis-ca.pem\n"+site))
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml:2: store_ca: goes with a rediss://") || strings.Contains(err.Error(), ":pw@") {
+		t.Errorf("store_ca without TLS: %v", err)
+	}
+}

@@ -135,6 +135,9 @@ func (c *Config) validateProtection(bad func(path, format string, args ...any)) 
 			bad("store", "%q is neither embedded nor a redis:// or redis+sentinel:// URL", c.Store)
 		}
 	}
+	if c.StoreCA != "" && !strings.HasPrefix(c.Store, "rediss://") && !strings.HasPrefix(c.Store, "rediss+sentinel://") {
+		bad("store_ca", "goes with a rediss:// (TLS) store; this store is %q", Masked(c.Store, false))
+	}
 	if c.StoreTimeout.Std() > 5*time.Second {
 		bad("store_timeout", "at most 5s: every rate-limited request may wait this long")
 	}

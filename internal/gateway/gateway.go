@@ -176,7 +176,7 @@ func openStore(cfg *config.Config, events *telemetry.Bus) (store.Store, error) {
 		})
 		return e, nil
 	}
-	r, err := store.OpenRedisTimeout(cfg.Store, cfg.StoreTimeout.Std())
+	r, err := store.OpenRedisWith(cfg.Store, cfg.StoreTimeout.Std(), cfg.StoreCA)
 	if err != nil {
 		return nil, err
 	}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,13 +101,26 @@ func OpenRedis(url string) (*Redis, error) { return OpenRedisTimeout(url, Timeou
 
 // OpenRedisTimeout is OpenRedis with its own bound on every wait.
 func OpenRedisTimeout(url string, timeout time.Duration) (*Redis, error) {
+	return OpenRedisWith(url, timeout, "")
+}
+
+// OpenRedisWith is OpenRedisTimeout that trusts the CA certificates in
+// caFile ("" for the system's) for a rediss:// server's certificate.
+func OpenRedisWith(url string, timeout time.Duration, caFile string) (*Redis, error) {
 	quietOnce.Do(func() { redis.SetLogger(quiet{}) })
+	roots, err := readRoots(caFile)
+	if err != nil {
+		return nil, err
+	}
 	if strings.HasPrefix(url, "redis+sentinel://") || strings.HasPrefix(url, "rediss+sentinel://") {
-		return openSentinel(url, timeout)
+		return openSentinel(url, timeout, roots)
 	}
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("store %q: %w", url, err)
+	}
+	if opts.TLSConfig != nil {
+		opts.TLSConfig.RootCAs = roots
 	}
 	// Every call's context bounds its wait (Timeout, a PING's or a
 	// Patient call's own): go-redis takes the sooner of the context's
@@ -133,10 +148,13 @@ func OpenRedisTimeout(url string, timeout time.Duration) (*Redis, error) {
 // password as ?sentinel_password=. The client asks the sentinels where
 // the primary is, and again when it fails: requests in between fail as
 // store_failure says, as in any outage.
-func openSentinel(raw string, timeout time.Duration) (*Redis, error) {
+func openSentinel(raw string, timeout time.Duration, roots *x509.CertPool) (*Redis, error) {
 	fo, err := ParseSentinelURL(raw)
 	if err != nil {
 		return nil, fmt.Errorf("store %q: %w", raw, err)
+	}
+	if fo.TLSConfig != nil {
+		fo.TLSConfig.RootCAs = roots
 	}
 	longest := max(pingTimeouts*timeout, patientWait)
 	fo.DialTimeout, fo.ReadTimeout, fo.WriteTimeout, fo.PoolTimeout = longest, longest, longest, longest
@@ -148,6 +166,22 @@ func openSentinel(raw string, timeout time.Duration) (*Redis, error) {
 	r.client = redis.NewFailoverClient(fo)
 	r.limiter = redis_rate.NewLimiter(r.client)
 	return r, nil
+}
+
+// readRoots reads the PEM certificates of a store_ca file; nil for "".
+func readRoots(file string) (*x509.CertPool, error) {
+	if file == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("store_ca: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("store_ca: %s holds no PEM certificate", file)
+	}
+	return roots, nil
 }
 
 // ParseSentinelURL reads a redis+sentinel:// URL (see openSentinel).
