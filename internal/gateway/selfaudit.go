@@ -49,7 +49,7 @@ type selfAudits struct {
 	closed bool                  // shut down: no more runs
 	// token marks the self audit's requests (selfAuditHeader), so that
 	// the refusals of its probes are logged as its own and not counted
-	// as attacks. Made at start, never logged; the header is removed
+	// as attacks. Made on first use, never logged; the header is removed
 	// before anything else reads the request.
 	token     string
 	tokenOnce sync.Once
