@@ -122,24 +122,38 @@ func OpenRedisWith(url string, timeout time.Duration, caFile string) (*Redis, er
 	if opts.TLSConfig != nil {
 		opts.TLSConfig.RootCAs = roots
 	}
-	// Every call's context bounds its wait (Timeout, a PING's or a
-	// Patient call's own): go-redis takes the sooner of the context's
-	// deadline and these, which are only the longest of them.
-	longest := max(pingTimeouts*timeout, patientWait)
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = longest, longest, longest, longest
+	wait := longestWait(timeout)
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = wait, wait, wait, wait
 	opts.MaxRetries = -1 // a retry would double the wait; the next request tries again
 	opts.ContextTimeoutEnabled = true
-	// Every request in flight may need a connection at once; waiting for
-	// one would eat the 100 ms budget and read as an outage.
-	opts.PoolSize, opts.MinIdleConns = 256, 16
+	opts.PoolSize, opts.MinIdleConns = poolSize, minIdleConns
+	return newRedis(timeout, func(onConnect func(context.Context, *redis.Conn) error) *redis.Client {
+		opts.OnConnect = onConnect
+		return redis.NewClient(opts)
+	}), nil
+}
+
+// longestWait is what go-redis is told a dial, read, write or wait for a
+// pooled connection may take. Every call's context bounds its wait
+// (timeout, a PING's or a Patient call's own): go-redis takes the sooner
+// of the context's deadline and these, which are only the longest of them.
+func longestWait(timeout time.Duration) time.Duration { return max(pingTimeouts*timeout, patientWait) }
+
+// The connection pool: every request in flight may need a connection at
+// once; waiting for one would eat the 100 ms budget and read as an
+// outage.
+const poolSize, minIdleConns = 256, 16
+
+// newRedis makes the store around the client connect builds, which must
+// call onConnect for every new connection.
+func newRedis(timeout time.Duration, connect func(onConnect func(context.Context, *redis.Conn) error) *redis.Client) *Redis {
 	r := &Redis{prefix: "rampart:", timeout: timeout, recheck: make(chan struct{}, 1), stopped: make(chan struct{})}
 	// A new connection may be to a Redis that restarted (go-redis
-	// replaces a dead pooled connection without an error): look at the
-	// marker again.
-	opts.OnConnect = func(context.Context, *redis.Conn) error { r.lookAgain(); return nil }
-	r.client = redis.NewClient(opts)
+	// replaces a dead pooled connection without an error), or to the
+	// primary Sentinel promoted: look at the marker again.
+	r.client = connect(func(context.Context, *redis.Conn) error { r.lookAgain(); return nil })
 	r.limiter = redis_rate.NewLimiter(r.client)
-	return r, nil
+	return r
 }
 
 // openSentinel opens a primary that Redis Sentinel watches and fails
@@ -156,16 +170,16 @@ func openSentinel(raw string, timeout time.Duration, roots *x509.CertPool) (*Red
 	if fo.TLSConfig != nil {
 		fo.TLSConfig.RootCAs = roots
 	}
-	longest := max(pingTimeouts*timeout, patientWait)
-	fo.DialTimeout, fo.ReadTimeout, fo.WriteTimeout, fo.PoolTimeout = longest, longest, longest, longest
+	// The same bounds as a single Redis (OpenRedisWith).
+	wait := longestWait(timeout)
+	fo.DialTimeout, fo.ReadTimeout, fo.WriteTimeout, fo.PoolTimeout = wait, wait, wait, wait
 	fo.MaxRetries = -1
 	fo.ContextTimeoutEnabled = true
-	fo.PoolSize, fo.MinIdleConns = 256, 16
-	r := &Redis{prefix: "rampart:", timeout: timeout, recheck: make(chan struct{}, 1), stopped: make(chan struct{})}
-	fo.OnConnect = func(context.Context, *redis.Conn) error { r.lookAgain(); return nil }
-	r.client = redis.NewFailoverClient(fo)
-	r.limiter = redis_rate.NewLimiter(r.client)
-	return r, nil
+	fo.PoolSize, fo.MinIdleConns = poolSize, minIdleConns
+	return newRedis(timeout, func(onConnect func(context.Context, *redis.Conn) error) *redis.Client {
+		fo.OnConnect = onConnect
+		return redis.NewFailoverClient(fo)
+	}), nil
 }
 
 // readRoots reads the PEM certificates of a store_ca file; nil for "".
