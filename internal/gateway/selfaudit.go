@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"crypto/x509"
@@ -87,7 +86,7 @@ type siteAudit struct {
 	pending string    // why the next run is due ("" when none is)
 	last    time.Time // when the latest run started
 	timer   *time.Timer
-	latest  *audit.Report // the latest complete run
+	latest  *audit.Report // the latest run, complete or not
 	why     string        // what the latest run followed
 	// good is the run to compare with: the latest complete one, or
 	// while a regression lasts, the last one before it.
@@ -195,7 +194,7 @@ func (a *siteAudit) record(r audit.Report, why string) (worse []audit.Change, re
 }
 
 // runSelfAudit audits one site over loopback; ok is false when the site
-// is gone or the run could not complete.
+// is gone.
 func (g *Gateway) runSelfAudit(name string) (audit.Report, bool) {
 	snap := g.snap.Load()
 	var st *site
@@ -213,7 +212,7 @@ func (g *Gateway) runSelfAudit(name string) (audit.Report, bool) {
 	connect := map[string]string{strings.ToLower(net.JoinHostPort(host, httpsPort)): loopbackOf(httpsAddr)}
 	opts := audit.Options{Options: scan.Options{Roots: g.selfAuditRoots(), Timeout: selfAuditTimeout, MaxPages: selfAuditPages,
 		UserAgent: scan.DefaultUserAgent + " rampart-self-audit", ConnectTo: connect,
-		Header: http.Header{selfAuditHeader: {g.selfAuditToken()}}}, Concurrency: 1, Deadline: selfAuditDeadline}
+		Header: http.Header{selfAuditHeader: {g.selfAuditToken()}}}, Deadline: selfAuditDeadline}
 	if httpAddr != "" {
 		_, p, _ := net.SplitHostPort(httpAddr)
 		opts.HTTPPort, _ = strconv.Atoi(p)
@@ -222,17 +221,9 @@ func (g *Gateway) runSelfAudit(name string) (audit.Report, bool) {
 		opts.HTTPPort = 1 // nothing there: http.redirect says no plain HTTP listener
 		connect[strings.ToLower(net.JoinHostPort(host, "1"))] = "127.0.0.1:1"
 	}
-	u := "https://" + net.JoinHostPort(host, httpsPort) + "/"
-	if httpsPort == "443" {
-		u = "https://" + hostForURL(host) + "/"
-	}
-	ctx, cancel := context.WithTimeout(g.base, selfAuditDeadline+5*time.Second)
-	defer cancel()
-	reports := audit.Run(ctx, []string{u}, opts)
-	if len(reports) != 1 {
-		return audit.Report{}, false
-	}
-	return reports[0], true
+	// The site's own URL, as the plain listener redirects to it. The
+	// run is bounded by its Deadline; a drain's cut ends it too.
+	return audit.One(g.base, redirectTarget(host, httpsPort, "/"), opts), true
 }
 
 // reportAudit exports a run: metrics, a log line, and the events of a
@@ -274,13 +265,6 @@ func auditHost(hosts []string) string {
 	h := hosts[0]
 	if rest, ok := strings.CutPrefix(h, "*."); ok {
 		return "www." + rest
-	}
-	return h
-}
-
-func hostForURL(h string) string {
-	if strings.Contains(h, ":") {
-		return "[" + h + "]"
 	}
 	return h
 }
