@@ -24,8 +24,13 @@ import (
 type ruleset struct {
 	chains []*nftables.Chain
 	rules  map[*nftables.Chain][]*nftables.Rule
-	sets   map[string][]nftables.SetElement // by table family, table, set name
-	interv map[string]bool                  // sets of intervals
+	sets   map[string]set // by table family, table, set name
+}
+
+// set is a set's elements, and whether they are intervals.
+type set struct {
+	elements []nftables.SetElement
+	interval bool
 }
 
 func setKey(t *nftables.Table, name string) string {
@@ -43,7 +48,7 @@ func readRuleset() (*ruleset, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := &ruleset{chains: chains, rules: map[*nftables.Chain][]*nftables.Rule{}, sets: map[string][]nftables.SetElement{}, interv: map[string]bool{}}
+	rs := &ruleset{chains: chains, rules: map[*nftables.Chain][]*nftables.Rule{}, sets: map[string]set{}}
 	tables := map[string]*nftables.Table{}
 	for _, ch := range chains {
 		if rs.rules[ch], err = c.GetRules(ch.Table, ch); err != nil {
@@ -57,10 +62,11 @@ func readRuleset() (*ruleset, error) {
 			return nil, err
 		}
 		for _, s := range sets {
-			if rs.sets[setKey(t, s.Name)], err = c.GetSetElements(s); err != nil {
+			els, err := c.GetSetElements(s)
+			if err != nil {
 				return nil, err
 			}
-			rs.interv[setKey(t, s.Name)] = s.Interval
+			rs.sets[setKey(t, s.Name)] = set{elements: els, interval: s.Interval}
 		}
 	}
 	return rs, nil
@@ -226,11 +232,7 @@ func (e *eval) rule(r *nftables.Rule) (*expr.Verdict, bool) {
 			}
 		case *expr.Range:
 			in := regs[x.Register]
-			if in.unknown {
-				unclear = describeRule(r)
-				continue
-			}
-			if in.iface {
+			if in.unknown || in.iface {
 				unclear = describeRule(r)
 				continue
 			}
@@ -338,8 +340,9 @@ func compare(r reg, op expr.CmpOp, data []byte) (match, known bool) {
 // inSet looks a key up in a set: elements, or intervals (each start
 // element followed by the element that ends it).
 func (e *eval) inSet(t *nftables.Table, name string, key []byte) bool {
-	els := e.rs.sets[setKey(t, name)]
-	if !e.rs.interv[setKey(t, name)] {
+	st := e.rs.sets[setKey(t, name)]
+	els := st.elements
+	if !st.interval {
 		return slices.ContainsFunc(els, func(el nftables.SetElement) bool { return bytes.Equal(el.Key, key) })
 	}
 	// Intervals: the start with the greatest key at or below the key

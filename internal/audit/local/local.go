@@ -505,7 +505,7 @@ func (m *machine) units() []unit {
 				continue
 			}
 			if data, err := os.ReadFile(u); err == nil {
-				out = append(out, unit{u, directives(data)})
+				out = append(out, unit{u, directives(data, "[Service]")})
 			}
 		}
 	}
@@ -550,18 +550,19 @@ func checkUnits(ctx context.Context, m *machine) (scan.Status, string) {
 	return scan.Pass, "hardened: " + strings.Join(good, ", ")
 }
 
-// directives reads a unit file's [Service] keys, values as written (the
-// last value wins).
-func directives(data []byte) map[string]string {
+// directives reads the "key = value" lines of an INI-style file in
+// section ("[Service]" of a unit file; "" for the lines before any
+// section, all of a pyvenv.cfg), values as written (the last value wins).
+func directives(data []byte, section string) map[string]string {
 	set := map[string]string{}
-	section := ""
+	in := ""
 	for line := range strings.SplitSeq(string(data), "\n") {
 		line = strings.TrimSpace(line)
 		if strings.HasPrefix(line, "[") {
-			section = line
+			in = line
 			continue
 		}
-		if k, v, ok := strings.Cut(line, "="); ok && section == "[Service]" && !strings.HasPrefix(line, "#") {
+		if k, v, ok := strings.Cut(line, "="); ok && in == section && !strings.HasPrefix(line, "#") {
 			set[strings.TrimSpace(k)] = strings.TrimSpace(v)
 		}
 	}

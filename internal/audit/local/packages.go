@@ -46,12 +46,13 @@ func (m *machine) pythonSites() map[string][]string {
 		if isPython && interp != "" {
 			prefixes = append(prefixes, filepath.Dir(filepath.Dir(interp)))
 		}
-		for i, a := range argv[1:] { // a script in a virtualenv's bin, uWSGI's home
+		for i := 1; i < len(argv); i++ { // a script in a virtualenv's bin, uWSGI's home
+			a := argv[i]
 			if filepath.IsAbs(a) && filepath.Base(filepath.Dir(a)) == "bin" && isVenv(filepath.Dir(filepath.Dir(a))) {
 				prefixes = append(prefixes, filepath.Dir(filepath.Dir(a)))
 			}
-			if (a == "--virtualenv" || a == "-H" || a == "--home" || a == "--venv") && i+2 < len(argv) {
-				prefixes = append(prefixes, argv[i+2])
+			if (a == "--virtualenv" || a == "-H" || a == "--home" || a == "--venv") && i+1 < len(argv) {
+				prefixes = append(prefixes, argv[i+1])
 				isPython = true
 			}
 		}
@@ -70,7 +71,7 @@ func (m *machine) pythonSites() map[string][]string {
 			if cfg, err := os.ReadFile(filepath.Join(pre, "pyvenv.cfg")); err == nil {
 				venv = true
 				dirs = append(dirs, glob(pre, "lib/python3*/site-packages")...)
-				c := directives(append([]byte("[Service]\n"), cfg...))
+				c := directives(cfg, "")
 				if strings.EqualFold(c["include-system-site-packages"], "true") && c["home"] != "" {
 					dirs = append(dirs, baseSites(filepath.Dir(c["home"]))...)
 				}
@@ -88,7 +89,8 @@ func (m *machine) pythonSites() map[string][]string {
 		}
 		who := fmt.Sprintf("%s, pid %d", shortCmd(argv), p.pid)
 		for _, d := range sortedUnique(dirs) {
-			sites[filepath.Clean(d)] = append(sites[filepath.Clean(d)], who)
+			d = filepath.Clean(d)
+			sites[d] = append(sites[d], who)
 		}
 	}
 	return sites
