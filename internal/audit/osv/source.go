@@ -250,8 +250,8 @@ func (d dir) each(ctx context.Context, eco string, visit func(Record)) error {
 func decodeFile(open func() (io.ReadCloser, error), name string, visit func(Record)) error {
 	rc, err := open()
 	if err != nil {
-		if errors.Is(err, fs.ErrPermission) {
-			return err
+		if _, named := err.(*fs.PathError); named {
+			return err // os.Open's error names the file already
 		}
 		return fmt.Errorf("%s: %w", name, err)
 	}
