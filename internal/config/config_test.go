@@ -395,3 +395,16 @@ func TestStoreCAGoesWithTLS(t *testing.T) {
 		t.Errorf("store_ca without TLS: %v", err)
 	}
 }
+
+// TestBadStoreKeepsItsPassword: a store URL Rampart cannot use is named
+// in the error with its password masked.
+func TestBadStoreKeepsItsPassword(t *testing.T) {
+	t.Parallel()
+	site := "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:5000\n"
+	for _, bad := range []string{"redis://:s3cret@redis.internal:63x9/0", "redis+sentinel://:s3cret@10.0.0.5:26379", "memcached://:s3cret@cache:11211"} {
+		_, err := Parse("bad.yaml", []byte("store: "+bad+"\n"+site))
+		if err == nil || !strings.Contains(err.Error(), "bad.yaml:1: store:") || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

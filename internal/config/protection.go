@@ -129,10 +129,10 @@ func (c *Config) validateProtection(bad func(path, format string, args ...any)) 
 			// The store parses it whole; here, the parts a typo loses.
 			hosts, master, _ := strings.Cut(rest[strings.LastIndex(rest, "@")+1:], "/")
 			if hosts == "" || strings.Trim(strings.SplitN(master, "?", 2)[0], "/") == "" {
-				bad("store", "%q: want redis+sentinel://HOST:26379[,HOST:26379...]/MASTER[/DB]", c.Store)
+				bad("store", "%q: want redis+sentinel://HOST:26379[,HOST:26379...]/MASTER[/DB]", Masked(c.Store, false))
 			}
 		} else if u, err := url.Parse(c.Store); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-			bad("store", "%q is neither embedded nor a redis:// or redis+sentinel:// URL", c.Store)
+			bad("store", "%q is neither embedded nor a redis:// or redis+sentinel:// URL", Masked(c.Store, false))
 		}
 	}
 	if c.StoreCA != "" && !strings.HasPrefix(c.Store, "rediss://") && !strings.HasPrefix(c.Store, "rediss+sentinel://") {

@@ -117,7 +117,7 @@ func OpenRedisWith(url string, timeout time.Duration, caFile string) (*Redis, er
 	}
 	opts, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("store %q: %w", url, err)
+		return nil, fmt.Errorf("store: %w", withoutURL(err))
 	}
 	if opts.TLSConfig != nil {
 		opts.TLSConfig.RootCAs = roots
@@ -165,7 +165,7 @@ func newRedis(timeout time.Duration, connect func(onConnect func(context.Context
 func openSentinel(raw string, timeout time.Duration, roots *x509.CertPool) (*Redis, error) {
 	fo, err := ParseSentinelURL(raw)
 	if err != nil {
-		return nil, fmt.Errorf("store %q: %w", raw, err)
+		return nil, fmt.Errorf("store: %w", withoutURL(err))
 	}
 	if fo.TLSConfig != nil {
 		fo.TLSConfig.RootCAs = roots
@@ -180,6 +180,16 @@ func openSentinel(raw string, timeout time.Duration, roots *x509.CertPool) (*Red
 		fo.OnConnect = onConnect
 		return redis.NewFailoverClient(fo)
 	}), nil
+}
+
+// withoutURL is err without the URL it quotes: a store URL carries
+// Redis's password, and an error goes to the terminal and the log.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // readRoots reads the PEM certificates of a store_ca file; nil for "".

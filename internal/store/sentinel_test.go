@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -141,6 +142,18 @@ func TestParseSentinelURL(t *testing.T) {
 	for _, bad := range []string{"redis+sentinel://s1:26379", "redis+sentinel://s1/m", "redis+sentinel://s1:26379/m/x", "redis+sentinel://s1:26379/m?db=1", "redis://s1:6379/0"} {
 		if _, err := ParseSentinelURL(bad); err == nil {
 			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+// TestOpenErrorsKeepThePassword: a store URL that does not parse is
+// refused without quoting it, password and all.
+func TestOpenErrorsKeepThePassword(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []string{"redis://:s3cret@redis.internal:63x9/0", "redis+sentinel://:s3cret@10.0.0.5:26379", "redis+sentinel://:s3cret@10.0.0.5:26379/m?x=%zz"} {
+		_, err := OpenRedis(bad)
+		if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.HasPrefix(err.Error(), "store: ") {
+			t.Errorf("%q: %v", bad, err)
 		}
 	}
 }
