@@ -619,9 +619,13 @@ func (c *Config) applyDefaults() {
 	c.applyClamdDefaults()
 	for i := range c.Sites {
 		s := &c.Sites[i]
-		for j, h := range s.Hosts {
-			s.Hosts[j] = strings.ToLower(strings.TrimSuffix(h, "."))
+		// A fresh slice: Build's caller may share its hosts with other
+		// goroutines (the CLI's quick-start names are one package value).
+		hosts := slices.Clone(s.Hosts)
+		for j, h := range hosts {
+			hosts[j] = strings.ToLower(strings.TrimSuffix(h, "."))
 		}
+		s.Hosts = hosts
 		if s.MaxBody == 0 {
 			s.MaxBody = DefaultMaxBody
 		}

@@ -72,6 +72,23 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// TestBuildLeavesCallersHostsAlone: Build normalises a site's names into
+// a slice of its own. The CLI hands every quick-start config the same
+// package-level names, and two commands building at once raced on them.
+func TestBuildLeavesCallersHostsAlone(t *testing.T) {
+	shared := []string{"Shop.Example.", "localhost"}
+	c, err := Build(Config{Sites: []Site{{Hosts: shared, Upstream: "http://127.0.0.1:1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Sites[0].Hosts; got[0] != "shop.example" {
+		t.Errorf("hosts not normalised: %q", got)
+	}
+	if shared[0] != "Shop.Example." {
+		t.Errorf("Build wrote through the caller's slice: %q", shared)
+	}
+}
+
 func TestDefaultTLSMode(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
