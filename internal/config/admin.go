@@ -194,7 +194,7 @@ func IsLoopback(host string) bool {
 // strings are returned as they are.
 func Masked(s string, whole bool) string {
 	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || strings.Contains(u.Scheme, "+sentinel") {
+	if err != nil || u.Host == "" || strings.Contains(u.Scheme, "+") {
 		return maskedLoosely(s)
 	}
 	if _, ok := u.User.Password(); ok {
@@ -207,7 +207,7 @@ func Masked(s string, whole bool) string {
 }
 
 // maskedLoosely masks what url.Parse cannot read, such as a
-// redis+sentinel:// URL's list of hosts: the password before the last @
+// redis+sentinel:// or redis+cluster:// URL's list of hosts: the password before the last @
 // of the authority, and every query value whose name says password.
 func maskedLoosely(s string) string {
 	scheme, rest, ok := strings.Cut(s, "://")

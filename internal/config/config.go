@@ -54,7 +54,9 @@ type Config struct {
 	// Store is where shared state lives: "embedded" (memory, plus a bbolt
 	// file in state_dir; the default, for one instance) or a Redis URL
 	// such as redis://127.0.0.1:6379/0, shared by several instances so
-	// that their rate limits add up. Changing it needs a restart.
+	// that their rate limits add up: a single server, Sentinel
+	// (redis+sentinel://) or a Cluster (redis+cluster://). Changing it
+	// needs a restart.
 	Store string `yaml:"store"`
 
 	// StoreFailure is what rate limiting does while the store cannot be

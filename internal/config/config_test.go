@@ -380,6 +380,7 @@ func TestMaskedHidesPasswords(t *testing.T) {
 		"rediss://app:s3cret@redis:6380/1": "rediss://app:xxxxx@redis:6380/1",
 		"redis+sentinel://:s3cret@10.0.0.5:26379,10.0.0.6:26379/mymaster/0?sentinel_password=t0p": "redis+sentinel://:xxxxx@10.0.0.5:26379,10.0.0.6:26379/mymaster/0?sentinel_password=xxxxx",
 		"rediss+sentinel://s3cret@s1:26379/mymaster":                                              "rediss+sentinel://xxxxx@s1:26379/mymaster",
+		"redis+cluster://:s3cret@10.0.0.5:6379,10.0.0.6:6379":                                     "redis+cluster://:xxxxx@10.0.0.5:6379,10.0.0.6:6379",
 		"redis://127.0.0.1:6379/0":                                                                "redis://127.0.0.1:6379/0",
 	} {
 		if got := Masked(in, false); got != want || strings.Contains(got, "s3cret") || strings.Contains(got, "t0p") {
@@ -388,13 +389,16 @@ func TestMaskedHidesPasswords(t *testing.T) {
 	}
 }
 
-func TestSentinelStoreURL(t *testing.T) {
+func TestSeveralHostsStoreURL(t *testing.T) {
 	t.Parallel()
 	site := "sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:5000\n"
 	if _, err := Parse("ok.yaml", []byte("store: redis+sentinel://:pw@10.0.0.5:26379,10.0.0.6:26379/mymaster/0\n"+site)); err != nil {
 		t.Errorf("a sentinel URL: %v", err)
 	}
-	for _, bad := range []string{"redis+sentinel://10.0.0.5:26379", "redis+sentinel:///mymaster", "sentinel://10.0.0.5:26379/mymaster"} {
+	if _, err := Parse("ok.yaml", []byte("store: rediss+cluster://:pw@10.0.0.5:6379,10.0.0.6:6379\nstore_ca: /etc/ca.pem\n"+site)); err != nil {
+		t.Errorf("a cluster URL: %v", err)
+	}
+	for _, bad := range []string{"redis+sentinel://10.0.0.5:26379", "redis+sentinel:///mymaster", "sentinel://10.0.0.5:26379/mymaster", "redis+cluster:///", "redis+cluster://10.0.0.5:6379/2"} {
 		if _, err := Parse("bad.yaml", []byte("store: "+bad+"\n"+site)); err == nil || !strings.Contains(err.Error(), "bad.yaml:1: store:") {
 			t.Errorf("%q: %v", bad, err)
 		}

@@ -125,17 +125,27 @@ func (c *Config) applyProtectionDefaults() {
 
 func (c *Config) validateProtection(bad func(path, format string, args ...any)) {
 	if c.Store != StoreEmbedded {
-		if scheme, rest, _ := strings.Cut(c.Store, "://"); scheme == "redis+sentinel" || scheme == "rediss+sentinel" {
-			// The store parses it whole; here, the parts a typo loses.
-			hosts, master, _ := strings.Cut(rest[strings.LastIndex(rest, "@")+1:], "/")
-			if hosts == "" || strings.Trim(strings.SplitN(master, "?", 2)[0], "/") == "" {
+		scheme, rest, _ := strings.Cut(c.Store, "://")
+		// The store parses the URLs of several hosts whole; here, the
+		// parts a typo loses.
+		hosts, path, _ := strings.Cut(rest[strings.LastIndex(rest, "@")+1:], "/")
+		path = strings.Trim(strings.SplitN(path, "?", 2)[0], "/")
+		switch scheme {
+		case "redis+sentinel", "rediss+sentinel":
+			if hosts == "" || path == "" {
 				bad("store", "%q: want redis+sentinel://HOST:26379[,HOST:26379...]/MASTER[/DB]", Masked(c.Store, false))
 			}
-		} else if u, err := url.Parse(c.Store); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-			bad("store", "%q is neither embedded nor a redis:// or redis+sentinel:// URL", Masked(c.Store, false))
+		case "redis+cluster", "rediss+cluster":
+			if hosts == "" || path != "" && path != "0" {
+				bad("store", "%q: want redis+cluster://HOST:PORT[,HOST:PORT...] (a cluster has database 0 alone)", Masked(c.Store, false))
+			}
+		default:
+			if u, err := url.Parse(c.Store); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+				bad("store", "%q is neither embedded nor a redis://, redis+sentinel:// or redis+cluster:// URL", Masked(c.Store, false))
+			}
 		}
 	}
-	if c.StoreCA != "" && !strings.HasPrefix(c.Store, "rediss://") && !strings.HasPrefix(c.Store, "rediss+sentinel://") {
+	if c.StoreCA != "" && !strings.HasPrefix(c.Store, "rediss") {
 		bad("store_ca", "goes with a rediss:// (TLS) store; this store is %q", Masked(c.Store, false))
 	}
 	if c.StoreTimeout.Std() > 5*time.Second {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,7 +39,7 @@ import (
 // connection failing counts against Redis: a caller whose own context is
 // cancelled or past its deadline gets its context's error.
 type Redis struct {
-	client  *redis.Client
+	client  redis.UniversalClient
 	limiter *redis_rate.Limiter
 	prefix  string
 	// OnChange, if set, is told when Redis becomes unreachable (err set)
@@ -115,6 +116,9 @@ func OpenRedisWith(url string, timeout time.Duration, caFile string) (*Redis, er
 	if strings.HasPrefix(url, "redis+sentinel://") || strings.HasPrefix(url, "rediss+sentinel://") {
 		return openSentinel(url, timeout, roots)
 	}
+	if strings.HasPrefix(url, "redis+cluster://") || strings.HasPrefix(url, "rediss+cluster://") {
+		return openCluster(url, timeout, roots)
+	}
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", withoutURL(err))
@@ -127,7 +131,7 @@ func OpenRedisWith(url string, timeout time.Duration, caFile string) (*Redis, er
 	opts.MaxRetries = -1 // a retry would double the wait; the next request tries again
 	opts.ContextTimeoutEnabled = true
 	opts.PoolSize, opts.MinIdleConns = poolSize, minIdleConns
-	return newRedis(timeout, func(onConnect func(context.Context, *redis.Conn) error) *redis.Client {
+	return newRedis(timeout, func(onConnect func(context.Context, *redis.Conn) error) redis.UniversalClient {
 		opts.OnConnect = onConnect
 		return redis.NewClient(opts)
 	}), nil
@@ -146,7 +150,7 @@ const poolSize, minIdleConns = 256, 16
 
 // newRedis makes the store around the client connect builds, which must
 // call onConnect for every new connection.
-func newRedis(timeout time.Duration, connect func(onConnect func(context.Context, *redis.Conn) error) *redis.Client) *Redis {
+func newRedis(timeout time.Duration, connect func(onConnect func(context.Context, *redis.Conn) error) redis.UniversalClient) *Redis {
 	r := &Redis{prefix: "rampart:", timeout: timeout, recheck: make(chan struct{}, 1), stopped: make(chan struct{})}
 	// A new connection may be to a Redis that restarted (go-redis
 	// replaces a dead pooled connection without an error), or to the
@@ -176,9 +180,36 @@ func openSentinel(raw string, timeout time.Duration, roots *x509.CertPool) (*Red
 	fo.MaxRetries = -1
 	fo.ContextTimeoutEnabled = true
 	fo.PoolSize, fo.MinIdleConns = poolSize, minIdleConns
-	return newRedis(timeout, func(onConnect func(context.Context, *redis.Conn) error) *redis.Client {
+	return newRedis(timeout, func(onConnect func(context.Context, *redis.Conn) error) redis.UniversalClient {
 		fo.OnConnect = onConnect
 		return redis.NewFailoverClient(fo)
+	}), nil
+}
+
+// openCluster opens a Redis Cluster:
+// redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...] (rediss+cluster://
+// for TLS), any of its nodes; the client learns the rest and which node
+// holds which slot. Every call of the store touches one key, so no call
+// crosses slots and no key needs a hash tag (one tag for all would put
+// every key on one node). List scans every primary.
+func openCluster(raw string, timeout time.Duration, roots *x509.CertPool) (*Redis, error) {
+	co, err := ParseClusterURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", withoutURL(err))
+	}
+	if co.TLSConfig != nil {
+		co.TLSConfig.RootCAs = roots
+	}
+	wait := longestWait(timeout)
+	co.DialTimeout, co.ReadTimeout, co.WriteTimeout, co.PoolTimeout = wait, wait, wait, wait
+	// MaxRetries would retry a failed node; MOVED and ASK redirects (a
+	// slot moving during a reshard) are MaxRedirects, left at three.
+	co.MaxRetries = -1
+	co.ContextTimeoutEnabled = true
+	co.PoolSize, co.MinIdleConns = poolSize, minIdleConns
+	return newRedis(timeout, func(onConnect func(context.Context, *redis.Conn) error) redis.UniversalClient {
+		co.OnConnect = onConnect
+		return redis.NewClusterClient(co)
 	}), nil
 }
 
@@ -208,16 +239,27 @@ func readRoots(file string) (*x509.CertPool, error) {
 	return roots, nil
 }
 
-// ParseSentinelURL reads a redis+sentinel:// URL (see openSentinel).
-func ParseSentinelURL(raw string) (*redis.FailoverOptions, error) {
+// hostsURL is a store URL that names several hosts, which url.Parse
+// cannot read: SCHEME://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...][/PATH][?QUERY].
+type hostsURL struct {
+	tls        bool
+	user, pass string
+	hosts      []string
+	path       []string // the path's segments, without empty ones
+	query      url.Values
+}
+
+// parseHostsURL reads raw, whose scheme must be kind ("sentinel") after
+// redis+ or rediss+; what a port of HOST:PORT is for goes in the errors.
+func parseHostsURL(raw, kind, port string) (hostsURL, error) {
+	var h hostsURL
 	scheme, rest, _ := strings.Cut(raw, "://")
-	fo := &redis.FailoverOptions{}
 	switch scheme {
-	case "redis+sentinel":
-	case "rediss+sentinel":
-		fo.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	case "redis+" + kind:
+	case "rediss+" + kind:
+		h.tls = true
 	default:
-		return nil, errors.New("not a redis+sentinel:// URL")
+		return h, fmt.Errorf("not a redis+%s:// URL", kind)
 	}
 	rest, query, _ := strings.Cut(rest, "?")
 	if at := strings.LastIndex(rest, "@"); at >= 0 {
@@ -225,39 +267,83 @@ func ParseSentinelURL(raw string) (*redis.FailoverOptions, error) {
 		if !hasPass {
 			user, pass = "", user
 		}
-		fo.Username, fo.Password = user, pass
+		h.user, h.pass = user, pass
 		rest = rest[at+1:]
 	}
 	hosts, path, _ := strings.Cut(rest, "/")
-	for h := range strings.SplitSeq(hosts, ",") {
-		if _, _, err := net.SplitHostPort(h); err != nil {
-			return nil, fmt.Errorf("sentinel %q: %w (give host:port, the sentinel's port, 26379 by default)", h, err)
+	for host := range strings.SplitSeq(hosts, ",") {
+		if _, _, err := net.SplitHostPort(host); err != nil {
+			return h, fmt.Errorf("%s %q: %w (give host:port, %s)", kind, host, err, port)
 		}
-		fo.SentinelAddrs = append(fo.SentinelAddrs, h)
+		h.hosts = append(h.hosts, host)
 	}
-	parts := strings.Split(strings.Trim(path, "/"), "/")
-	if parts[0] == "" || len(parts) > 2 {
-		return nil, errors.New("name the primary as the sentinels know it: redis+sentinel://host:26379/mymaster[/db]")
-	}
-	fo.MasterName = parts[0]
-	if len(parts) == 2 {
-		db, err := strconv.Atoi(parts[1])
-		if err != nil || db < 0 {
-			return nil, fmt.Errorf("database %q is not a number", parts[1])
+	for seg := range strings.SplitSeq(path, "/") {
+		if seg != "" {
+			h.path = append(h.path, seg)
 		}
-		fo.DB = db
 	}
-	q, err := url.ParseQuery(query)
+	var err error
+	h.query, err = url.ParseQuery(query)
+	return h, err
+}
+
+// onlyParams refuses any query parameter of q not in allowed.
+func onlyParams(q url.Values, allowed ...string) error {
+	for k := range q {
+		if !slices.Contains(allowed, k) {
+			if len(allowed) == 0 {
+				return fmt.Errorf("unknown parameter %q (this URL takes none)", k)
+			}
+			return fmt.Errorf("unknown parameter %q (only %s)", k, strings.Join(allowed, ", "))
+		}
+	}
+	return nil
+}
+
+// ParseSentinelURL reads a redis+sentinel:// URL (see openSentinel).
+func ParseSentinelURL(raw string) (*redis.FailoverOptions, error) {
+	h, err := parseHostsURL(raw, "sentinel", "the sentinel's port, 26379 by default")
 	if err != nil {
 		return nil, err
 	}
-	for k := range q {
-		if k != "sentinel_password" {
-			return nil, fmt.Errorf("unknown parameter %q (only sentinel_password)", k)
-		}
+	if len(h.path) == 0 || len(h.path) > 2 {
+		return nil, errors.New("name the primary as the sentinels know it: redis+sentinel://host:26379/mymaster[/db]")
 	}
-	fo.SentinelPassword = q.Get("sentinel_password")
+	fo := &redis.FailoverOptions{Username: h.user, Password: h.pass, SentinelAddrs: h.hosts, MasterName: h.path[0]}
+	if h.tls {
+		fo.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if len(h.path) == 2 {
+		db, err := strconv.Atoi(h.path[1])
+		if err != nil || db < 0 {
+			return nil, fmt.Errorf("database %q is not a number", h.path[1])
+		}
+		fo.DB = db
+	}
+	if err := onlyParams(h.query, "sentinel_password"); err != nil {
+		return nil, err
+	}
+	fo.SentinelPassword = h.query.Get("sentinel_password")
 	return fo, nil
+}
+
+// ParseClusterURL reads a redis+cluster:// URL (see openCluster).
+func ParseClusterURL(raw string) (*redis.ClusterOptions, error) {
+	h, err := parseHostsURL(raw, "cluster", "any node's port")
+	if err != nil {
+		return nil, err
+	}
+	if len(h.path) > 1 || len(h.path) == 1 && h.path[0] != "0" {
+		return nil, fmt.Errorf("a cluster has database 0 alone; drop %q from the URL", "/"+strings.Join(h.path, "/"))
+	}
+	if err := onlyParams(h.query); err != nil {
+		return nil, err
+	}
+	co := &redis.ClusterOptions{Addrs: h.hosts, Username: h.user, Password: h.pass}
+	if h.tls {
+		co.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return co, nil
 }
 
 // epochKey holds a random marker, written by the first instance to find
@@ -518,16 +604,43 @@ func (r *Redis) Allow(ctx context.Context, key string, l Limit) (Decision, error
 }
 
 // List implements Lister with SCAN, which does not block Redis the way
-// KEYS would.
+// KEYS would; on a cluster, SCAN of every primary.
 func (r *Redis) List(ctx context.Context, prefix string) ([]string, error) {
+	nodes := []redis.Cmdable{r.client}
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		nodes = nil
+		err := r.call(ctx, func(ctx context.Context) error {
+			return cc.ForEachMaster(ctx, func(_ context.Context, m *redis.Client) error {
+				mu.Lock()
+				defer mu.Unlock()
+				nodes = append(nodes, m)
+				return nil
+			})
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	var keys []string
+	for _, n := range nodes {
+		var err error
+		if keys, err = r.scan(ctx, n, prefix, keys); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
+}
+
+// scan appends the keys of node under prefix to keys.
+func (r *Redis) scan(ctx context.Context, node redis.Cmdable, prefix string, keys []string) ([]string, error) {
 	pattern := globEscape(r.prefix+prefix) + "*"
 	var cursor uint64
 	for {
 		var batch []string
 		err := r.call(ctx, func(ctx context.Context) error {
 			var err error
-			batch, cursor, err = r.client.Scan(ctx, cursor, pattern, 1000).Result()
+			batch, cursor, err = node.Scan(ctx, cursor, pattern, 1000).Result()
 			return err
 		})
 		if err != nil {
