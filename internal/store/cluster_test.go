@@ -3,46 +3,14 @@ package store
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rampartproxy/rampart/internal/testutil"
+	"github.com/rampartproxy/rampart/internal/testutil/redisserver"
 )
-
-// clusterSetup makes a three-primary Redis Cluster as its documentation
-// does: three redis-servers with cluster-enabled, joined and given the
-// 16,384 slots by `redis-cli --cluster create`. It returns the store's
-// URL and the nodes' addresses.
-func clusterSetup(t *testing.T) (string, []string) {
-	t.Helper()
-	testutil.Need(t, "redis-server", "redis-server")
-	testutil.Need(t, "redis-cli", "redis-tools")
-	var addrs []string
-	for range 3 {
-		_, port := redisNode(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
-		addrs = append(addrs, "127.0.0.1:"+strconv.Itoa(port))
-	}
-	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
-	}
-	// Each node learns the others' slots by gossip: the cluster is ready
-	// when every node says so.
-	for _, a := range addrs {
-		c := redis.NewClient(&redis.Options{Addr: a})
-		testutil.WaitFor(t, a+" to see the cluster's every slot served", func() bool {
-			info, err := c.ClusterInfo(context.Background()).Result()
-			return err == nil && strings.Contains(info, "cluster_state:ok")
-		})
-		c.Close()
-	}
-	return "redis+cluster://" + strings.Join(addrs, ","), addrs
-}
 
 func openClusterStore(t *testing.T, url string) *Redis {
 	t.Helper()
@@ -60,7 +28,7 @@ func openClusterStore(t *testing.T, url string) *Redis {
 // none does.
 func TestClusterContract(t *testing.T) {
 	t.Parallel()
-	url, _ := clusterSetup(t)
+	url, _ := redisserver.Cluster(t)
 	contract(t, "cluster", func(t *testing.T) Store { return openClusterStore(t, url) })
 }
 
@@ -69,7 +37,7 @@ func TestClusterContract(t *testing.T) {
 // one node would find a third).
 func TestClusterListSeesEveryPrimary(t *testing.T) {
 	t.Parallel()
-	url, addrs := clusterSetup(t)
+	url, nodes := redisserver.Cluster(t)
 	s := openClusterStore(t, url)
 	ctx := context.Background()
 	var want []string
@@ -81,8 +49,8 @@ func TestClusterListSeesEveryPrimary(t *testing.T) {
 		want = append(want, k)
 	}
 	holding := 0
-	for _, a := range addrs {
-		c := redis.NewClient(&redis.Options{Addr: a})
+	for _, n := range nodes {
+		c := redis.NewClient(&redis.Options{Addr: n.Addr()})
 		n, err := c.DBSize(ctx).Result()
 		c.Close()
 		if err != nil {

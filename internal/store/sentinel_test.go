@@ -4,57 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rampartproxy/rampart/internal/testutil"
+	"github.com/rampartproxy/rampart/internal/testutil/redisserver"
 )
-
-// redisNode runs one redis-server (or sentinel) with args until the
-// test ends.
-func redisNode(t *testing.T, args ...string) (*testutil.Process, int) {
-	t.Helper()
-	port := testutil.FreePort(t)
-	p := &testutil.Process{}
-	cmd := exec.Command("redis-server", append(args, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no")...)
-	cmd.Dir = t.TempDir()
-	if err := p.Start(cmd); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Kill)
-	if !testutil.Eventually(testutil.WaitTimeout, func() bool { return testutil.Dials("tcp", "127.0.0.1:"+strconv.Itoa(port)) }) {
-		t.Fatalf("redis-server %v did not start: %s", args, p.Output())
-	}
-	return p, port
-}
-
-// sentinelSetup starts a primary, a replica of it, and a sentinel that
-// watches them (quorum 1, the primary down after 1 s), as Debian's
-// redis-server and redis-sentinel run them; it returns the store's URL
-// and the primary.
-func sentinelSetup(t *testing.T) (string, *testutil.Process) {
-	t.Helper()
-	testutil.Need(t, "redis-server", "redis-server")
-	primary, pport := redisNode(t)
-	_, _ = redisNode(t, "--replicaof", "127.0.0.1", strconv.Itoa(pport))
-	conf := filepath.Join(t.TempDir(), "sentinel.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("sentinel monitor mymaster 127.0.0.1 %d 1\nsentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 10000\n", pport)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, sport := redisNode(t, conf, "--sentinel")
-	return fmt.Sprintf("redis+sentinel://127.0.0.1:%d/mymaster/0", sport), primary
-}
 
 // TestSentinelContract runs the store's contract through Redis Sentinel.
 func TestSentinelContract(t *testing.T) {
 	t.Parallel()
-	url, _ := sentinelSetup(t)
+	url, _ := redisserver.Sentinel(t)
 	contract(t, "sentinel", func(t *testing.T) Store {
 		s, err := OpenRedisTimeout(url, testutil.WaitTimeout)
 		if err != nil {
@@ -74,7 +36,7 @@ func TestSentinelContract(t *testing.T) {
 // cites them.
 func TestSentinelFailover(t *testing.T) {
 	t.Parallel()
-	url, primary := sentinelSetup(t)
+	url, primary := redisserver.Sentinel(t)
 	s, err := OpenRedis(url)
 	if err != nil {
 		t.Fatal(err)
