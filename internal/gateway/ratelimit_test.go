@@ -224,3 +224,79 @@ func TestRateLimitFailsClosed(t *testing.T) {
 		t.Errorf("rampart_blocked_total{reason=rate_limit_store_down} = %v, want 1", n)
 	}
 }
+
+// TestSentinelFailoverUnderLoad kills the Redis primary under a steady
+// stream of rate-limited requests to a Rampart whose store is Sentinel.
+// Every request is answered (store_failure: open passes the ones whose
+// decision fails), the outage and the recovery are logged once each, and
+// decisions go on against the promoted replica. How many requests passed
+// undecided, and for how long, is logged for docs/requests.md.
+func TestSentinelFailoverUnderLoad(t *testing.T) {
+	t.Parallel()
+	url, primary := redisserver.Sentinel(t)
+	site := siteFor(newRecorder(t).URL())
+	site.RateLimits = []config.RateLimit{{Match: "/api/", Rate: "1000000/s"}}
+	tg := startGateway(t, config.Config{Store: url, StoreFailure: "open", Sites: []config.Site{site}})
+	storeErrors := func() float64 { return value(scrape(t, tg.AdminAddr()), "rampart_store_errors_total") }
+	testutil.WaitFor(t, "the store through the sentinel", func() bool { return storeErrors() == 0 })
+
+	var answered, unanswered, other atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	c := tg.client(false)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := c.Get("https://localhost/api/items")
+				if err != nil {
+					unanswered.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					answered.Add(1)
+				} else {
+					other.Add(1)
+				}
+			}
+		}()
+	}
+	testutil.WaitFor(t, "requests before the failover", func() bool { return answered.Load() >= 50 })
+	failedBefore := storeErrors()
+	primary.Kill()
+	killed := time.Now()
+	testutil.WaitFor(t, "the store to find the primary gone", func() bool { return storeErrors() > failedBefore })
+	// Recovered: 100 requests in a row decided with no store error.
+	var lastErrors float64
+	var since int64
+	var lastFailed time.Time
+	if !testutil.Eventually(60*time.Second, func() bool {
+		e, n := storeErrors(), answered.Load()
+		if e != lastErrors {
+			lastErrors, since, lastFailed = e, n, time.Now()
+		}
+		return n-since >= 100
+	}) {
+		t.Fatalf("decisions never went on after the primary died: %v store errors", lastErrors)
+	}
+	close(stop)
+	wg.Wait()
+	if unanswered.Load() != 0 || other.Load() != 0 {
+		t.Errorf("during the failover: %d requests unanswered, %d not 200", unanswered.Load(), other.Load())
+	}
+	for _, kind := range []string{`"store_down"`, `"store_up"`} {
+		if n := strings.Count(tg.waitLog(t, kind), kind); n != 1 {
+			t.Errorf("%s logged %d times, want once", kind, n)
+		}
+	}
+	t.Logf("failover under load: %v requests passed undecided (store_failure: open) of %d answered; the last within %v of the kill",
+		lastErrors-failedBefore, answered.Load(), lastFailed.Sub(killed).Round(100*time.Millisecond))
+}
