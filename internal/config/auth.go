@@ -1,9 +1,12 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,7 +34,47 @@ type Auth struct {
 	// `rampart user totp`. Default: brand.name, else the site's name (its
 	// first host).
 	Issuer string `yaml:"issuer"`
+	// OIDC are identity providers the portal offers beside passwords
+	// ("Sign in with Company"): OpenID Connect's authorisation code flow
+	// with PKCE (docs/login.md).
+	OIDC []OIDC `yaml:"oidc"`
 }
+
+// OIDC is one OpenID Connect provider.
+type OIDC struct {
+	// Name names the provider in URLs, events, sessions and a route's
+	// auth.provider: a lowercase slug. "local" is the users file's.
+	Name string `yaml:"name"`
+	// Title is what the button says after "Sign in with". Default Name.
+	Title string `yaml:"title"`
+	// Issuer is the provider's issuer URL, https:// (http:// on
+	// loopback only); its /.well-known/openid-configuration is read.
+	Issuer string `yaml:"issuer"`
+	// ClientID and ClientSecretFile are the client registered at the
+	// provider; the file (0600) holds the secret. No file: a public
+	// client, with PKCE alone.
+	ClientID         string `yaml:"client_id"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// Scopes asked for. Default openid, email, profile; openid is
+	// required.
+	Scopes []string `yaml:"scopes"`
+	// AllowedDomains, when set, admit only users whose email (verified
+	// by the provider) is at one of them.
+	AllowedDomains []string `yaml:"allowed_domains"`
+	// UserClaim is the claim that names the user to the app
+	// (Remote-User) and to `rampart sessions`. Default
+	// preferred_username; email, sub or name too.
+	UserClaim string `yaml:"user_claim"`
+	// GroupsClaim is the claim listing the user's groups, matched
+	// against routes' auth.groups. Default groups.
+	GroupsClaim string `yaml:"groups_claim"`
+}
+
+// ProviderLocal is auth.provider for the users file's accounts.
+const ProviderLocal = "local"
+
+// OIDCUserClaims are the claims user_claim may name.
+var OIDCUserClaims = []string{"preferred_username", "email", "sub", "name"}
 
 // SessionTimes are a login session's timeouts.
 type SessionTimes struct {
@@ -75,6 +118,9 @@ type RouteAuth struct {
 	// Groups, when set, admit only users in at least one of them; others
 	// get 403.
 	Groups []string `yaml:"groups"`
+	// Provider, when set, admits only users signed in through it: an
+	// auth.oidc name, or local for the users file.
+	Provider string `yaml:"provider"`
 	// Off is "auth: off": no login on this route although a route it is
 	// nested in requires one.
 	Off bool `yaml:"-"`
@@ -129,6 +175,76 @@ func (c *Config) applyAuthDefaults() {
 	if a.Lockout.AccountAttempts == 0 {
 		a.Lockout.AccountAttempts = max(DefaultLockoutAccount, a.Lockout.Attempts)
 	}
+	for i := range a.OIDC {
+		o := &a.OIDC[i]
+		o.Title = cmp.Or(o.Title, o.Name)
+		if len(o.Scopes) == 0 {
+			o.Scopes = []string{"openid", "email", "profile"}
+		}
+		o.UserClaim = cmp.Or(o.UserClaim, "preferred_username")
+		o.GroupsClaim = cmp.Or(o.GroupsClaim, "groups")
+	}
+}
+
+func (c *Config) validateOIDC(bad func(path, format string, args ...any)) {
+	seen := map[string]bool{}
+	for i, o := range c.Auth.OIDC {
+		p := fmt.Sprintf("auth.oidc[%d]", i)
+		switch {
+		case !slug(o.Name):
+			bad(p+".name", "%q is not a name for a provider: lowercase letters, digits and -, up to 32", o.Name)
+		case o.Name == ProviderLocal:
+			bad(p+".name", "local names the users file's accounts; give the provider another name")
+		case seen[o.Name]:
+			bad(p+".name", "%q names two providers", o.Name)
+		}
+		seen[o.Name] = true
+		if u, err := url.Parse(o.Issuer); err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" ||
+			u.Scheme != "https" && !(u.Scheme == "http" && IsLoopback(u.Hostname())) {
+			bad(p+".issuer", "%q is not an issuer URL: https://, as the provider's discovery document names itself (http:// on loopback only)", o.Issuer)
+		}
+		if o.ClientID == "" {
+			bad(p+".client_id", "the client ID registered at the provider is required")
+		}
+		if !slices.Contains(o.Scopes, "openid") {
+			bad(p+".scopes", "must include openid")
+		}
+		for j, d := range o.AllowedDomains {
+			if d == "" || strings.ContainsAny(d, "@/: ") || strings.HasPrefix(d, ".") {
+				bad(fmt.Sprintf("%s.allowed_domains[%d]", p, j), "%q is not an email domain such as example.com", d)
+			}
+		}
+		if !slices.Contains(OIDCUserClaims, o.UserClaim) {
+			bad(p+".user_claim", "%q: one of %s", o.UserClaim, strings.Join(OIDCUserClaims, ", "))
+		}
+		if o.GroupsClaim == "" || strings.ContainsAny(o.GroupsClaim, " \t") {
+			bad(p+".groups_claim", "%q is not a claim name", o.GroupsClaim)
+		}
+	}
+}
+
+// slug reports whether s is 1-32 lowercase letters, digits and '-',
+// starting with a letter.
+func slug(s string) bool {
+	if len(s) == 0 || len(s) > 32 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// OIDCProvider returns the provider named name, if configured.
+func (a Auth) OIDCProvider(name string) (OIDC, bool) {
+	for _, o := range a.OIDC {
+		if o.Name == name {
+			return o, true
+		}
+	}
+	return OIDC{}, false
 }
 
 func (c *Config) validateAuth(bad func(path, format string, args ...any)) {
@@ -147,6 +263,7 @@ func (c *Config) validateAuth(bad func(path, format string, args ...any)) {
 	} else if a.Lockout.AccountAttempts < a.Lockout.Attempts {
 		bad("auth.lockout.account_attempts", "%d is below attempts (%d): the account would lock before one address does", a.Lockout.AccountAttempts, a.Lockout.Attempts)
 	}
+	c.validateOIDC(bad)
 	for i, s := range c.Sites {
 		for j, r := range s.Routes {
 			if r.Auth == nil || r.Auth.Off {
@@ -159,6 +276,15 @@ func (c *Config) validateAuth(bad func(path, format string, args ...any)) {
 			for k, g := range r.Auth.Groups {
 				if !ValidName(g) {
 					bad(fmt.Sprintf("%s.groups[%d]", rp, k), "%q is not a group name (letters, digits, . _ -; up to 64)", g)
+				}
+			}
+			if pr := r.Auth.Provider; pr != "" && pr != ProviderLocal {
+				if _, ok := a.OIDCProvider(pr); !ok {
+					names := []string{ProviderLocal}
+					for _, o := range a.OIDC {
+						names = append(names, o.Name)
+					}
+					bad(rp+".provider", "%q is not a provider: %s", pr, strings.Join(names, ", "))
 				}
 			}
 		}
