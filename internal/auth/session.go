@@ -2,6 +2,9 @@ package auth
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -30,6 +33,9 @@ const (
 	// StagePasskey is a sign-in with a passkey alone, under way: no user
 	// is known until the passkey says whose it is.
 	StagePasskey = "passkey"
+	// StageOIDC is a sign-in at an OpenID provider, under way: the
+	// browser went to the provider and has not come back yet.
+	StageOIDC = "oidc"
 )
 
 // pendingTTL bounds a login that is half done.
@@ -60,10 +66,39 @@ type Session struct {
 	// the page that shows them once.
 	Codes []string `json:"codes,omitempty"`
 
+	// Provider is the auth.oidc provider the user signed in through;
+	// "" for an account of the users file. Such a user has no entry in
+	// the users file: Name, Email and Groups are what the provider said.
+	Provider string   `json:"provider,omitempty"`
+	Name     string   `json:"name,omitempty"`
+	Email    string   `json:"email,omitempty"`
+	Groups   []string `json:"groups,omitempty"`
+	// Until is when the provider's ID token stops vouching for the user:
+	// a request after it refreshes the session, or ends it.
+	Until time.Time `json:"until,omitzero"`
+	// RetryAt is, after a refresh the provider did not answer, when to
+	// try again (the session goes on meanwhile).
+	RetryAt time.Time `json:"retry_at,omitzero"`
+	// Refresh is the provider's refresh token. The store holds it sealed
+	// with the session's ID, which only the cookie holds (SealedRefresh).
+	Refresh       string `json:"-"`
+	SealedRefresh string `json:"refresh,omitempty"`
+	// OIDC is a sign-in at a provider under way (StageOIDC): hashes of
+	// its state and nonce, and its PKCE verifier.
+	OIDC *PendingOIDC `json:"oidc,omitempty"`
+
 	// Handle names the session to people (`rampart sessions`): the start
 	// of the hash of its ID. Not stored.
 	Handle string `json:"-"`
 	key    string
+	id     string // the cookie's value, when known (Start, Get)
+}
+
+// PendingOIDC is what a sign-in at a provider must come back with.
+type PendingOIDC struct {
+	State    string `json:"state"` // SHA-256 of the state sent
+	Nonce    string `json:"nonce"`
+	Verifier string `json:"verifier"`
 }
 
 // Sessions keeps login sessions in the store.
@@ -101,7 +136,7 @@ func (s *Sessions) Start(ctx context.Context, sess Session) (string, error) {
 	id := base64.RawURLEncoding.EncodeToString(b[:])
 	now := s.now()
 	sess.Created, sess.Seen = now, now
-	sess.key = keyOf(id)
+	sess.key, sess.id = keyOf(id), id
 	return id, s.put(ctx, &sess)
 }
 
@@ -115,6 +150,16 @@ func (s *Sessions) ttl(sess *Session) time.Duration {
 }
 
 func (s *Sessions) put(ctx context.Context, sess *Session) error {
+	if sess.id != "" {
+		sess.SealedRefresh = ""
+		if sess.Refresh != "" {
+			sealed, err := seal(sess.id, sess.Refresh)
+			if err != nil {
+				return err
+			}
+			sess.SealedRefresh = sealed
+		}
+	}
 	v, err := json.Marshal(sess)
 	if err != nil {
 		return err
@@ -136,6 +181,12 @@ func (s *Sessions) Get(ctx context.Context, id string) (*Session, error) {
 	}
 	key := keyOf(id)
 	sess, err := s.load(ctx, key)
+	if err == nil {
+		sess.id = id
+		if sess.SealedRefresh != "" {
+			sess.Refresh, _ = unseal(id, sess.SealedRefresh) // unreadable: no refresh, sign in again
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -231,19 +282,21 @@ func (s *Sessions) Revoke(ctx context.Context, user, handle string, all bool) ([
 // SessionView is what `rampart sessions` shows of a session: never its
 // ID, and nothing of a half-done login's secrets.
 type SessionView struct {
-	Handle  string    `json:"handle"`
-	User    string    `json:"user"`
-	Stage   string    `json:"stage,omitempty"`
-	Factor  string    `json:"factor,omitempty"`
-	Created time.Time `json:"created"`
-	Seen    time.Time `json:"seen"`
-	IP      string    `json:"ip"`
-	Agent   string    `json:"agent,omitempty"`
+	Handle string `json:"handle"`
+	User   string `json:"user"`
+	Stage  string `json:"stage,omitempty"`
+	Factor string `json:"factor,omitempty"`
+	// Provider is the auth.oidc provider of a user signed in through one.
+	Provider string    `json:"provider,omitempty"`
+	Created  time.Time `json:"created"`
+	Seen     time.Time `json:"seen"`
+	IP       string    `json:"ip"`
+	Agent    string    `json:"agent,omitempty"`
 }
 
 // View returns the session as `rampart sessions` shows it.
 func (s *Session) View() SessionView {
-	return SessionView{Handle: s.Handle, User: s.User, Stage: s.Stage, Factor: s.Factor, Created: s.Created, Seen: s.Seen, IP: s.IP, Agent: s.Agent}
+	return SessionView{Handle: s.Handle, User: s.User, Stage: s.Stage, Factor: s.Factor, Provider: s.Provider, Created: s.Created, Seen: s.Seen, IP: s.IP, Agent: s.Agent}
 }
 
 // Views lists the live sessions, of user only when user is not "".
@@ -269,4 +322,42 @@ func (s *Sessions) RevokeViews(ctx context.Context, user, handle string, all boo
 		out = append(out, sess.View())
 	}
 	return out, err
+}
+
+// seal encrypts plain with AES-256-GCM under a key only the session's ID
+// gives (HMAC-SHA256 of a label by the ID): a copy of the store, without
+// the cookie, reads nothing of it.
+func seal(id, plain string) (string, error) {
+	gcm, err := sealer(id)
+	if err != nil {
+		return "", err
+	}
+	nonce := make([]byte, gcm.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(gcm.Seal(nonce, nonce, []byte(plain), nil)), nil
+}
+
+func unseal(id, sealed string) (string, error) {
+	gcm, err := sealer(id)
+	if err != nil {
+		return "", err
+	}
+	b, err := base64.RawURLEncoding.DecodeString(sealed)
+	if err != nil || len(b) < gcm.NonceSize() {
+		return "", errors.New("not a sealed value")
+	}
+	plain, err := gcm.Open(nil, b[:gcm.NonceSize()], b[gcm.NonceSize():], nil)
+	return string(plain), err
+}
+
+func sealer(id string) (cipher.AEAD, error) {
+	mac := hmac.New(sha256.New, []byte(id))
+	mac.Write([]byte("rampart session sealing v1"))
+	block, err := aes.NewCipher(mac.Sum(nil))
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
 }

@@ -158,6 +158,9 @@ func explainRoute(w io.Writer, s *config.Site, i int) {
 	case r.Auth != nil:
 		auth = "off: anyone, although a route around it requires a login"
 	}
+	if r.Auth.LoginRequired() && r.Auth.Provider != "" {
+		auth += ", through " + r.Auth.Provider + " only"
+	}
 	row("auth", auth, from(func(r config.Route) bool { return r.Auth != nil }))
 	allow := "everyone"
 	if len(r.AllowIPs) > 0 {

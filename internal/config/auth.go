@@ -274,8 +274,8 @@ func (c *Config) validateAuth(bad func(path, format string, args ...any)) {
 				bad(rp+".require", "only true is accepted; leave auth out for a route anyone may see, or write auth: off inside a protected route")
 			}
 			for k, g := range r.Auth.Groups {
-				if !ValidName(g) {
-					bad(fmt.Sprintf("%s.groups[%d]", rp, k), "%q is not a group name (letters, digits, . _ -; up to 64)", g)
+				if !ValidGroup(g) {
+					bad(fmt.Sprintf("%s.groups[%d]", rp, k), "%q is not a group name (letters, digits, . _ - @ :; up to 64)", g)
 				}
 			}
 			if pr := r.Auth.Provider; pr != "" && pr != ProviderLocal {
@@ -305,6 +305,13 @@ func ValidName(s string) bool {
 		}
 	}
 	return true
+}
+
+// ValidGroup reports whether s may name a group: as ValidName, and ':'
+// too after the first character, as identity providers write a team of
+// an organisation (Dex's GitHub connector: "acme:admins").
+func ValidGroup(s string) bool {
+	return s != "" && ValidName(strings.ReplaceAll(s[:1], ":", "!")+strings.ReplaceAll(s[1:], ":", "_"))
 }
 
 // Protected reports whether any route of the config requires a login.

@@ -429,3 +429,45 @@ func TestBadStoreKeepsItsPassword(t *testing.T) {
 		}
 	}
 }
+
+// TestOIDCProviders: each mistake in auth.oidc, and a route's provider
+// that names none, is reported at its key.
+func TestOIDCProviders(t *testing.T) {
+	t.Parallel()
+	good := "auth:\n  oidc:\n    - {name: corp, issuer: https://id.example.com, client_id: rampart}\n" +
+		"sites:\n  - hosts: [localhost]\n    upstream: http://127.0.0.1:5000\n    routes:\n" +
+		"      - {match: /admin/, auth: {require: true, provider: corp, groups: [\"acme:admins\"]}}\n" +
+		"      - {match: /admin/open/, auth: {require: true}}\n"
+	c, err := Parse("ok.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := c.Auth.OIDC[0]
+	if o.Title != "corp" || strings.Join(o.Scopes, " ") != "openid email profile" || o.UserClaim != "preferred_username" || o.GroupsClaim != "groups" {
+		t.Errorf("defaults: %+v", o)
+	}
+	if len(c.Warnings) != 2 || !strings.Contains(c.Warnings[1].Error(), "routes[1].auth.provider: /admin/open/ admits users of every provider, where /admin/ (routes[0]) admits only those of corp") {
+		t.Errorf("a nested route admitting every provider: %v", c.Warnings)
+	}
+	for bad, want := range map[string]string{
+		"{name: Corp, issuer: https://id.example.com, client_id: x}":                                      "auth.oidc[0].name",
+		"{name: local, issuer: https://id.example.com, client_id: x}":                                     "auth.oidc[0].name",
+		"{name: corp, issuer: http://id.example.com, client_id: x}":                                       "auth.oidc[0].issuer",
+		"{name: corp, issuer: https://id.example.com}":                                                    "auth.oidc[0].client_id",
+		"{name: corp, issuer: https://id.example.com, client_id: x, scopes: [email]}":                     "auth.oidc[0].scopes",
+		"{name: corp, issuer: https://id.example.com, client_id: x, user_claim: upn}":                     "auth.oidc[0].user_claim",
+		"{name: corp, issuer: https://id.example.com, client_id: x, allowed_domains: [\"@example.com\"]}": "auth.oidc[0].allowed_domains[0]",
+	} {
+		_, err := Parse("bad.yaml", []byte(strings.Replace(good, "{name: corp, issuer: https://id.example.com, client_id: rampart}", bad, 1)))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %s", bad, err, want)
+		}
+	}
+	_, err = Parse("bad.yaml", []byte(strings.Replace(good, "provider: corp", "provider: crop", 1)))
+	if err == nil || !strings.Contains(err.Error(), `routes[0].auth.provider: "crop" is not a provider: local, corp`) {
+		t.Errorf("an unknown provider: %v", err)
+	}
+	if _, err := Parse("ok.yaml", []byte(strings.Replace(good, "https://id.example.com", "http://127.0.0.1:5556/dex", 1))); err != nil {
+		t.Errorf("a loopback http issuer: %v", err)
+	}
+}

@@ -149,13 +149,15 @@ func (s *Site) routeWarnings(at string, warn func(path, format string, args ...a
 			outer, name = s.Effective(p), fmt.Sprintf("%s (routes[%d])", s.Routes[p].Match, p)
 		}
 		if outer.Auth.LoginRequired() && r.Auth != nil {
-			switch {
-			case r.Auth.Off:
+			if r.Auth.Off {
 				warn(rp+".auth", "off: anyone may open %s without a login, although it is inside %s, which requires one", r.Match, name)
-			case len(outer.Auth.Groups) > 0 && !subset(r.Auth.Groups, outer.Auth.Groups):
-				warn(rp+".auth.groups", "%s admits groups that %s does not (%s): a user outside them signs in here", r.Match, name, strings.Join(outer.Auth.Groups, ", "))
-			case outer.Auth.Provider != "" && r.Auth.Provider != outer.Auth.Provider:
-				warn(rp+".auth.provider", "%s admits users of %s, where %s admits only those of %s", r.Match, cmp.Or(r.Auth.Provider, "every provider"), name, outer.Auth.Provider)
+			} else {
+				if len(outer.Auth.Groups) > 0 && !subset(r.Auth.Groups, outer.Auth.Groups) {
+					warn(rp+".auth.groups", "%s admits groups that %s does not (%s): a user outside them signs in here", r.Match, name, strings.Join(outer.Auth.Groups, ", "))
+				}
+				if outer.Auth.Provider != "" && r.Auth.Provider != outer.Auth.Provider {
+					warn(rp+".auth.provider", "%s admits users of %s, where %s admits only those of %s", r.Match, cmp.Or(r.Auth.Provider, "every provider"), name, outer.Auth.Provider)
+				}
 			}
 		}
 		if len(outer.AllowIPs) > 0 && len(r.AllowIPs) > 0 {

@@ -299,7 +299,7 @@ func (g *Gateway) sentOrMerged(r *http.Request, info *reqinfo.Info, rt *route, s
 // requireLogin admits a request to a protected route, returning who is
 // signed in; or answers it (to the login page, 401, 403) and returns nil.
 func (g *Gateway) requireLogin(w http.ResponseWriter, r *http.Request, info *reqinfo.Info, p *portal.Portal, ra *config.RouteAuth) *portal.Identity {
-	id, d, login := p.Require(r, ra.Groups)
+	id, d, login := p.Require(r, ra.Groups, ra.Provider)
 	switch {
 	case login != "":
 		w.Header().Set("Location", login)

@@ -44,6 +44,7 @@ type Metrics struct {
 	events         *prometheus.CounterVec
 	logins         *prometheus.CounterVec
 	loginFailures  *prometheus.CounterVec
+	oidc           *prometheus.CounterVec
 	lockouts       *prometheus.CounterVec
 	storeOutages   prometheus.Counter
 	reloads        *prometheus.CounterVec
@@ -142,6 +143,8 @@ func New(state State) *Metrics {
 			Help: "Completed logins to the login portal, by the last factor (password, totp, passkey, recovery)."}, []string{"factor"}),
 		loginFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_login_failures_total",
 			Help: "Failed login attempts, by reason."}, []string{"reason"}),
+		oidc: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_oidc_signins_total",
+			Help: "Sign-ins through an OpenID provider (auth.oidc), by provider and result: ok, unavailable, token (an answer not trusted), not_allowed, denied, state (a callback this browser did not start)."}, []string{"provider", "result"}),
 		lockouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rampart_lockouts_total",
 			Help: "Lockouts after failed logins, by scope (pair: an account from one address; address; account: from every address; device: a known browser)."}, []string{"scope"}),
 		storeOutages: prometheus.NewCounter(prometheus.CounterOpts{Name: "rampart_store_outages_total",
@@ -167,7 +170,7 @@ func New(state State) *Metrics {
 		ConstLabels: prometheus.Labels{"version": release, "revision": revision, "goversion": goVersion}})
 	build.Set(1)
 	m.own = []prometheus.Collector{m.requests, m.duration, m.upstream, m.inFlight, m.truncated, m.upstreamErrors,
-		m.handshakes, m.handshakeFails, m.blocked, m.events, m.logins, m.loginFailures, m.lockouts,
+		m.handshakes, m.handshakeFails, m.blocked, m.events, m.logins, m.loginFailures, m.oidc, m.lockouts,
 		m.storeOutages, m.reloads, m.lastReload, m.uploads, m.scans, m.auditScore, m.auditCheck, build, &stateCollector{state}}
 	m.reg.MustRegister(m.own...)
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -327,9 +330,15 @@ func (m *Metrics) Event(e *telemetry.Event) {
 	case telemetry.UpstreamError:
 		m.upstreamErrors.WithLabelValues(siteLabel(e.Site), oneOf(e.Reason, "refused", "timeout", "reset")).Inc()
 	case telemetry.Login:
-		m.logins.WithLabelValues(oneOf(e.Reason, "password", "totp", "passkey", "recovery")).Inc()
+		m.logins.WithLabelValues(oneOf(e.Reason, "password", "totp", "passkey", "recovery", "oidc")).Inc()
+		if e.Provider != "" {
+			m.oidc.WithLabelValues(e.Provider, "ok").Inc()
+		}
 	case telemetry.LoginFailed:
-		m.loginFailures.WithLabelValues(oneOf(e.Reason, "wrong_password", "wrong_code")).Inc()
+		m.loginFailures.WithLabelValues(oneOf(e.Reason, "wrong_password", "wrong_code", "oidc_unavailable", "oidc_token", "oidc_not_allowed", "oidc_denied", "oidc_state")).Inc()
+		if e.Provider != "" {
+			m.oidc.WithLabelValues(e.Provider, strings.TrimPrefix(oneOf(e.Reason, "oidc_unavailable", "oidc_token", "oidc_not_allowed", "oidc_denied", "oidc_state"), "oidc_")).Inc()
+		}
 	case telemetry.LoginRefused:
 		m.loginFailures.WithLabelValues("locked_out").Inc()
 	case telemetry.Lockout:

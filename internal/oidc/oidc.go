@@ -317,12 +317,12 @@ func (p *Provider) admit(l *Login, claims map[string]any) error {
 	switch g := claims[p.cfg.GroupsClaim].(type) {
 	case []any:
 		for _, v := range g {
-			if s, ok := v.(string); ok && config.ValidName(strings.TrimPrefix(s, "/")) {
+			if s, ok := v.(string); ok && config.ValidGroup(strings.TrimPrefix(s, "/")) {
 				l.Groups = append(l.Groups, strings.TrimPrefix(s, "/"))
 			}
 		}
 	case string:
-		if config.ValidName(g) {
+		if g = strings.TrimPrefix(g, "/"); config.ValidGroup(g) {
 			l.Groups = []string{g}
 		}
 	}

@@ -51,6 +51,13 @@ type BlockedRedirectData struct {
 	Nonce     string
 }
 
+// Provider is one "Sign in with" button.
+type Provider struct {
+	Title string
+	URL   string
+	Down  bool // it did not answer lately: the page says so
+}
+
 // BlockedRedirectBody renders that page.
 func BlockedRedirectBody(target, requestID, nonce string) []byte {
 	return render("blocked-redirect.html", BlockedRedirectData{Target: target, RequestID: requestID, Nonce: nonce}, "This site tried to send you elsewhere.\n")
@@ -115,6 +122,15 @@ type PortalData struct {
 	Script    template.JS
 	RequestID string
 	Nonce     string
+	// Providers are the "Sign in with" buttons of auth.oidc; Passwords
+	// is false when the users file has no account, and the password
+	// form is left out.
+	Providers []Provider
+	Passwords bool
+	// ProviderLogout, after a sign-out, is the provider's own sign-out
+	// page, offered with ProviderTitle.
+	ProviderLogout string
+	ProviderTitle  string
 }
 
 // Portal writes one of the portal's pages: login.html, mfa.html,

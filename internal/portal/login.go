@@ -65,9 +65,12 @@ func (p *Portal) serveLogin(w http.ResponseWriter, r *http.Request) {
 			p.page(w, r, http.StatusOK, "signedin.html", pages.PortalData{Title: "Signed in", User: sess.User, Next: next})
 			return
 		}
-		d := loginPage(r, next)
-		if r.URL.Query().Has("signed_out") {
+		d := p.loginPage(r, next)
+		if q := r.URL.Query(); q.Has("signed_out") {
 			d.Notice = "You are signed out."
+			if pr := p.provider(q.Get("from")); pr != nil {
+				d.ProviderLogout, d.ProviderTitle = pr.EndSessionURL("https://"+r.Host+LoginPath+"?signed_out"), pr.Title()
+			}
 		}
 		p.page(w, r, http.StatusOK, "login.html", d)
 		return
@@ -101,7 +104,7 @@ func (p *Portal) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil || !known {
 		p.failed(r, attempt, known, "password")
-		d := loginPage(r, next)
+		d := p.loginPage(r, next)
 		d.Error, d.User = msgWrongPassword, name
 		p.page(w, r, http.StatusUnauthorized, "login.html", d)
 		return
@@ -146,10 +149,12 @@ func (p *Portal) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// loginPage is the sign-in page's data: the form, and the passkey
-// button where passkeys work.
-func loginPage(r *http.Request, next string) pages.PortalData {
-	d := pages.PortalData{Title: "Sign in", Next: next}
+// loginPage is the sign-in page's data: the providers' buttons, the
+// form (unless the users file has no account while providers are
+// configured), and the passkey button where passkeys work.
+func (p *Portal) loginPage(r *http.Request, next string) pages.PortalData {
+	d := pages.PortalData{Title: "Sign in", Next: next, Providers: p.providerButtons(next)}
+	d.Passwords = p.users.Len() > 0 || len(p.providers) == 0
 	if passkeysFor(r) {
 		d.Passkey, d.PasskeyOp, d.Script = true, "signin", passkeyScript
 	}
@@ -471,15 +476,18 @@ func (p *Portal) serveLogout(w http.ResponseWriter, r *http.Request) {
 	if !p.post(w, r) {
 		return
 	}
+	to := LoginPath + "?signed_out"
 	if sess, err := p.session(r); err == nil {
 		if err := p.sessions.End(r.Context(), sess); err != nil {
 			p.fail(w, r, storeFailed.With(err.Error()))
 			return
 		}
 		p.event(r, telemetry.Logout, "user", sess.User)
+		if sess.Provider != "" && sess.Stage == auth.StageDone {
+			to += "&from=" + url.QueryEscape(sess.Provider) // the login page offers the provider's own sign-out
+		}
 	}
 	clearCookie(w)
-	to := LoginPath + "?signed_out"
 	if next := localNext(r.PostFormValue("next")); next != "/" {
 		to += "&next=" + url.QueryEscape(next) // signing in as someone else, for that page
 	}
@@ -496,7 +504,7 @@ func (p *Portal) serveForwardAuth(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, methodNotAllowed.With("method "+r.Method))
 		return
 	}
-	id, d, _ := p.Require(withMethod(r, http.MethodPost), r.URL.Query()["group"])
+	id, d, _ := p.Require(withMethod(r, http.MethodPost), r.URL.Query()["group"], r.URL.Query().Get("provider"))
 	if d != nil {
 		w.Header()["Retry-After"] = d.Header["Retry-After"]
 		w.Header().Set(guard.ReasonHeader, d.ReasonValue())

@@ -26,6 +26,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard"
 	"github.com/rampartproxy/rampart/internal/guard/ratelimit"
+	"github.com/rampartproxy/rampart/internal/oidc"
 	"github.com/rampartproxy/rampart/internal/pages"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
 	"github.com/rampartproxy/rampart/internal/store"
@@ -58,13 +59,15 @@ const (
 
 // Portal serves the login pages and checks sessions, for one config.
 type Portal struct {
-	users    *auth.Directory
-	sessions *auth.Sessions
-	lockout  *auth.Lockout
-	devices  *auth.Devices
-	store    store.Store
-	log      *slog.Logger
-	events   *telemetry.Bus
+	users *auth.Directory
+	// providers are auth.oidc's, in the config's order.
+	providers []*oidc.Provider
+	sessions  *auth.Sessions
+	lockout   *auth.Lockout
+	devices   *auth.Devices
+	store     store.Store
+	log       *slog.Logger
+	events    *telemetry.Bus
 	// GroupsFor returns the groups a page of the site at host needs
 	// (next: a path with its query), nil for any signed-in user or no
 	// login at all. The gateway sets it for each config; nil checks none.
@@ -115,21 +118,30 @@ func New(cfg config.Auth, st store.Store, log *slog.Logger, events *telemetry.Bu
 	if err != nil {
 		return nil, err
 	}
+	var providers []*oidc.Provider
+	for _, o := range cfg.OIDC {
+		pr, err := oidc.New(o, nil)
+		if err != nil {
+			return nil, err
+		}
+		providers = append(providers, pr)
+	}
 	return &Portal{
-		users:    users,
-		sessions: auth.NewSessions(st, cfg.Session.Idle.Std(), cfg.Session.Absolute.Std()),
-		lockout:  auth.NewLockout(st, cfg.Lockout.Attempts, cfg.Lockout.IPAttempts, cfg.Lockout.AccountAttempts, cfg.Lockout.Window.Std()),
-		devices:  auth.NewDevices(st),
-		store:    st,
-		log:      log,
-		events:   events,
-		mfa:      cfg.MFA == config.MFARequired,
-		issuer:   cfg.Issuer,
-		hashing:  make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
-		dummy:    dummy,
-		flood:    store.Limit{Rate: 1, Period: time.Second, Burst: 10},
-		origin:   http.NewCrossOriginProtection(),
-		now:      time.Now,
+		users:     users,
+		providers: providers,
+		sessions:  auth.NewSessions(st, cfg.Session.Idle.Std(), cfg.Session.Absolute.Std()),
+		lockout:   auth.NewLockout(st, cfg.Lockout.Attempts, cfg.Lockout.IPAttempts, cfg.Lockout.AccountAttempts, cfg.Lockout.Window.Std()),
+		devices:   auth.NewDevices(st),
+		store:     st,
+		log:       log,
+		events:    events,
+		mfa:       cfg.MFA == config.MFARequired,
+		issuer:    cfg.Issuer,
+		hashing:   make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
+		dummy:     dummy,
+		flood:     store.Limit{Rate: 1, Period: time.Second, Burst: 10},
+		origin:    http.NewCrossOriginProtection(),
+		now:       time.Now,
 	}, nil
 }
 
@@ -149,6 +161,9 @@ func (p *Portal) UsersFile() string { return p.users.Path() }
 // Identity is a signed-in user, as the app is told of it.
 type Identity struct {
 	User auth.User
+	// Provider is the auth.oidc provider the user signed in through; ""
+	// for an account of the users file.
+	Provider string
 }
 
 // Denials of a protected route.
@@ -164,29 +179,49 @@ var (
 // Require admits a request to a protected route: the identity of its
 // session, or the answer to give instead (a redirect to the login page
 // for a page load, 401 for anything else, 403 for a user outside
-// groups). Every check reads the store, so a session ended on one
-// instance is ended on all at once.
-func (p *Portal) Require(r *http.Request, groups []string) (*Identity, *guard.Denial, string) {
+// groups). provider, when set, admits only users of that provider
+// (config.ProviderLocal for the users file's). Every check reads the
+// store, so a session ended on one instance is ended on all at once.
+func (p *Portal) Require(r *http.Request, groups []string, provider string) (*Identity, *guard.Denial, string) {
 	sess, err := p.session(r)
+	signIn := func(why string) (*Identity, *guard.Denial, string) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			to := LoginPath
+			if pr := p.provider(provider); pr != nil {
+				to = SigninPrefix + pr.Name()
+			}
+			return nil, nil, to + "?next=" + url.QueryEscape(r.URL.RequestURI())
+		}
+		return nil, loginRequired.With(why), ""
+	}
 	switch {
 	case errors.Is(err, auth.ErrNoSession) || err == nil && sess.Stage != auth.StageDone:
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			return nil, nil, LoginPath + "?next=" + url.QueryEscape(r.URL.RequestURI())
-		}
-		return nil, loginRequired.With("path " + r.URL.Path), ""
+		return signIn("path " + r.URL.Path)
 	case err != nil:
 		return nil, storeFailed.With(err.Error()), ""
 	}
-	user, ok := p.users.Lookup(sess.User)
-	if !ok {
-		// Removed from the users file: the session ends with the account.
-		_ = p.sessions.End(r.Context(), sess)
-		return nil, loginRequired.With("user " + sess.User + " no longer in the users file"), ""
+	var id *Identity
+	if sess.Provider != "" {
+		var why string
+		if id, why = p.oidcIdentity(r, sess); id == nil {
+			return signIn(why)
+		}
+	} else {
+		user, ok := p.users.Lookup(sess.User)
+		if !ok {
+			// Removed from the users file: the session ends with the account.
+			_ = p.sessions.End(r.Context(), sess)
+			return signIn("user " + sess.User + " no longer in the users file")
+		}
+		id = &Identity{User: user}
 	}
-	if !user.InAny(groups) {
-		return nil, notInGroup.With("user " + user.Name + " not in " + strings.Join(groups, ",")), ""
+	if provider != "" && provider != cmp.Or(id.Provider, config.ProviderLocal) {
+		return signIn("user " + id.User.Name + " signed in through " + cmp.Or(id.Provider, config.ProviderLocal) + ", not " + provider)
 	}
-	return &Identity{User: user}, nil, ""
+	if !id.User.InAny(groups) {
+		return nil, notInGroup.With("user " + id.User.Name + " not in " + strings.Join(groups, ",")), ""
+	}
+	return id, nil, ""
 }
 
 // Deny answers a protected route's refusal from Require: a user outside
@@ -290,7 +325,13 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveRecovery(w, r)
 	case LogoPath:
 		p.serveLogo(w, r)
+	case CallbackPath:
+		p.serveCallback(w, r)
 	default:
+		if strings.HasPrefix(r.URL.Path, SigninPrefix) {
+			p.serveSignin(w, r)
+			return
+		}
 		p.fail(w, r, &guard.Denial{Status: http.StatusNotFound, Reason: "not_found", Message: "There is no such page."})
 	}
 }

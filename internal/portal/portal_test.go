@@ -110,13 +110,13 @@ func TestRequireWithoutASession(t *testing.T) {
 	}
 	get, _ := http.NewRequest("GET", "https://shop.example/admin/x?tab=2", nil)
 	get = get.WithContext(reqinfo.With(get.Context(), &reqinfo.Info{}))
-	if _, d, login := p.Require(get, nil); d != nil || login != LoginPath+"?next=%2Fadmin%2Fx%3Ftab%3D2" {
+	if _, d, login := p.Require(get, nil, ""); d != nil || login != LoginPath+"?next=%2Fadmin%2Fx%3Ftab%3D2" {
 		t.Errorf("a page load: denial %v, login %q", d, login)
 	}
 	post, _ := http.NewRequest("POST", "https://shop.example/admin/x", nil)
 	post.AddCookie(&http.Cookie{Name: auth.CookieName, Value: "not-a-session"})
 	post = post.WithContext(reqinfo.With(post.Context(), &reqinfo.Info{}))
-	if _, d, login := p.Require(post, nil); d == nil || d.Status != http.StatusUnauthorized || login != "" {
+	if _, d, login := p.Require(post, nil, ""); d == nil || d.Status != http.StatusUnauthorized || login != "" {
 		t.Errorf("a POST with a made-up session: denial %v, login %q", d, login)
 	}
 }

@@ -32,6 +32,8 @@ type Event struct {
 	Detail    string     `json:"detail,omitempty"`
 	Input     string     `json:"input,omitempty"`
 	AllowWith string     `json:"allow_with,omitempty"`
+	// Provider is the auth.oidc provider of a sign-in's event.
+	Provider string `json:"provider,omitempty"`
 	// Instance names the rampart that saw it, for a dashboard that shows
 	// a cluster's events; set by whoever shares them.
 	Instance string `json:"instance,omitempty"`
@@ -109,6 +111,13 @@ func (b *Bus) Refusal(kind Kind, info *reqinfo.Info, reason, detail, input, key 
 		Path: Cut(info.Path, 256), Reason: reason, Detail: detail, Input: Cut(input, 256), AllowWith: key, SelfAudit: info.SelfAudit, ofRequest: true})
 }
 
+// Via is Request for a sign-in's event at an OpenID provider, which it
+// names.
+func (b *Bus) Via(kind Kind, info *reqinfo.Info, reason, detail, provider string) {
+	b.Publish(&Event{Level: slog.LevelWarn, Kind: kind, Site: info.Site, RequestID: info.ID, ClientIP: ClientIP(info),
+		Path: Cut(info.Path, 256), Reason: reason, Detail: detail, Provider: provider, SelfAudit: info.SelfAudit, ofRequest: true})
+}
+
 // Notice publishes an event no request caused (the store went down, a
 // certificate was obtained), in the same shape as the others. site is ""
 // when the event is not one site's.
@@ -143,6 +152,9 @@ func LogTo(log *slog.Logger) func(*Event) {
 		}
 		if e.AllowWith != "" {
 			rec.AddAttrs(slog.String("allow_with", e.AllowWith))
+		}
+		if e.Provider != "" {
+			rec.AddAttrs(slog.String("provider", e.Provider))
 		}
 		if e.SelfAudit {
 			rec.AddAttrs(slog.Bool("self_audit", true))
