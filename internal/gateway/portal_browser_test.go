@@ -22,6 +22,7 @@ import (
 	"github.com/rampartproxy/rampart/internal/auth"
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/portal"
+	"github.com/rampartproxy/rampart/internal/testutil"
 	"github.com/rampartproxy/rampart/internal/testutil/headless"
 )
 
@@ -449,4 +450,51 @@ func TestBrowserLooks(t *testing.T) {
 		t.Errorf("the dashboard: %s", p)
 	}
 	shot("dashboard")
+}
+
+// TestBrowserOIDCWalk signs in through the OpenID provider in Chromium,
+// as a person would: the login page's button, the provider's own page,
+// back to the page asked for with the app told who it is; then sign
+// out, and out of the provider too.
+func TestBrowserOIDCWalk(t *testing.T) {
+	t.Parallel()
+	e := startOIDC(t)
+	w := newWalk(t, "oidc")
+	ctx := w.ctx
+	w.do("open /admin/", chromedp.Navigate(e.base+"/admin/"), chromedp.WaitVisible(chromedp.CSS("a.button")))
+	if text, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("a.button"))); text != "Sign in with Corp" {
+		t.Errorf("the button reads %q", text)
+	}
+	w.shot("1-login")
+	w.do("sign in with Corp", chromedp.Click(chromedp.CSS("a.button")), chromedp.WaitVisible(chromedp.CSS("#username")))
+	if loc, _ := chromedp.Run(ctx, chromedp.Location()); !strings.HasPrefix(loc, e.op.Issuer+"/login/username") {
+		t.Fatalf("the button led to %s", loc)
+	}
+	w.shot("2-provider")
+	w.do("alice signs in at the provider", chromedp.SendKeys(chromedp.CSS("#username"), "alice"), chromedp.SendKeys(chromedp.CSS("#password"), "alice-pass"),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)))
+	waitText(t, ctx, "ok")
+	if loc, _ := chromedp.Run(ctx, chromedp.Location()); loc != e.base+"/admin/" {
+		t.Fatalf("after the provider, the browser is at %s", loc)
+	}
+	got, _ := e.app.requests()
+	var admin *recorded
+	for i := range got {
+		if got[i].Path == "/admin/" {
+			admin = &got[i] // the browser asks for /favicon.ico too
+		}
+	}
+	if admin == nil || admin.Header.Get("Remote-User") != "alice" || admin.Header.Get("Remote-Groups") != "admins,staff" {
+		t.Errorf("the app did not hear alice on /admin/: %+v", admin)
+	}
+	w.shot("3-admin")
+	w.do("the signed-in page", chromedp.Navigate(e.base+portal.LoginPath), chromedp.WaitVisible(chromedp.CSS(`form[action="/.rampart/logout"] button`)))
+	w.do("sign out", chromedp.Click(chromedp.CSS(`form[action="/.rampart/logout"] button`)), chromedp.WaitVisible(chromedp.CSS("#provider-logout")))
+	w.shot("4-signed-out")
+	w.do("sign out of Corp too", chromedp.Click(chromedp.CSS("#provider-logout")), chromedp.WaitReady(chromedp.CSS("body")))
+	testutil.WaitFor(t, "the provider's sign-out page", func() bool {
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		return strings.HasPrefix(loc, e.op.Issuer) || strings.HasPrefix(loc, e.base+portal.LoginPath)
+	})
+	w.do("/admin/ again", chromedp.Navigate(e.base+"/admin/"), chromedp.WaitVisible(chromedp.CSS("a.button")))
 }
