@@ -38,8 +38,8 @@ const (
 	StageOIDC = "oidc"
 )
 
-// pendingTTL bounds a login that is half done.
-const pendingTTL = 10 * time.Minute
+// PendingTTL bounds a login that is half done.
+const PendingTTL = 10 * time.Minute
 
 // Session is one login, as the store keeps it. The cookie holds a random
 // 256-bit ID; the store is keyed by its SHA-256, so a copy of the store
@@ -144,7 +144,7 @@ func (s *Sessions) Start(ctx context.Context, sess Session) (string, error) {
 // or age, whichever comes first.
 func (s *Sessions) ttl(sess *Session) time.Duration {
 	if sess.Stage != StageDone {
-		return pendingTTL - s.now().Sub(sess.Created)
+		return PendingTTL - s.now().Sub(sess.Created)
 	}
 	return min(s.idle-s.now().Sub(sess.Seen), s.absolute-s.now().Sub(sess.Created))
 }

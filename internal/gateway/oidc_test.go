@@ -197,6 +197,11 @@ func TestOIDCSignIn(t *testing.T) {
 	if page := get(t, alice, e.base+"/admin/report?x=1"); page.StatusCode != 200 {
 		t.Fatalf("alice, in admins, on /admin/: %d", page.StatusCode)
 	}
+	// A sign-in started (a link from anywhere) and not finished leaves
+	// the session alone.
+	if r := get(t, alice, e.base+portal.SigninPrefix+"corp?next=/"); r.StatusCode != http.StatusSeeOther || status(t, alice, e.base+"/admin/report?x=1") != 200 {
+		t.Errorf("a sign-in started over a session: %d, and the session is gone", r.StatusCode)
+	}
 	got, _ := e.app.requests()
 	h := got[len(got)-1].Header
 	if h.Get("Remote-User") != "alice" || h.Get("Remote-Groups") != "admins,staff" || h.Get("Remote-Email") != "alice@example.com" || h.Get("Remote-Name") != "alice Tester" {

@@ -42,6 +42,22 @@ var (
 		Key: "auth.oidc"}
 )
 
+// pendingCookie holds the ID of a sign-in at a provider under way (a
+// pending session). SameSite=Lax: the provider's redirect back is a
+// top-level navigation, which carries it.
+const pendingCookie = "__Host-rampart_oidc"
+
+// pendingSignin is the sign-in under way of r's browser.
+func (p *Portal) pendingSignin(r *http.Request) (*auth.Session, error) {
+	c, err := r.Cookie(pendingCookie)
+	if err != nil {
+		return nil, auth.ErrNoSession
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	return p.sessions.Get(ctx, c.Value)
+}
+
 // providerButtons are the login page's "Sign in with" buttons, each
 // with whether its provider is known to be down.
 func (p *Portal) providerButtons(next string) []pages.Provider {
@@ -89,11 +105,17 @@ func (p *Portal) serveSignin(w http.ResponseWriter, r *http.Request) {
 		p.oidcFailed(w, r, pr, next, err)
 		return
 	}
-	sess := auth.Session{Stage: auth.StageOIDC, Provider: pr.Name(), Next: next,
-		OIDC: &auth.PendingOIDC{State: hash(state), Nonce: nonce, Verifier: verifier}}
-	if !p.start(w, r, sess) {
+	// A cookie of its own: a sign-in started (by a link from anywhere)
+	// leaves the session the browser has alone until it succeeds.
+	id, err := p.sessions.Start(r.Context(), auth.Session{Stage: auth.StageOIDC, Provider: pr.Name(), Next: next,
+		IP: reqinfo.From(r.Context()).Client.Client.String(), Agent: cut(r.UserAgent(), 200),
+		OIDC: &auth.PendingOIDC{State: hash(state), Nonce: nonce, Verifier: verifier}})
+	if err != nil {
+		p.fail(w, r, storeFailed.With(err.Error()))
 		return
 	}
+	http.SetCookie(w, &http.Cookie{Name: pendingCookie, Value: id, Path: "/", MaxAge: int(auth.PendingTTL.Seconds()),
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }
 
@@ -105,7 +127,7 @@ func (p *Portal) serveCallback(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, methodNotAllowed.With("method "+r.Method))
 		return
 	}
-	pending, err := p.session(r)
+	pending, err := p.pendingSignin(r)
 	switch {
 	case errors.Is(err, auth.ErrNoSession) || err == nil && (pending.Stage != auth.StageOIDC || pending.OIDC == nil):
 		p.oidcEvent(r, telemetry.LoginFailed, oidc.ReasonState, "", "no sign-in of this browser under way")
@@ -128,7 +150,7 @@ func (p *Portal) serveCallback(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, storeFailed.With(err.Error()))
 		return
 	}
-	clearCookie(w)
+	http.SetCookie(w, &http.Cookie{Name: pendingCookie, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	if e := q.Get("error"); e != "" {
 		p.oidcFailed(w, r, pr, pending.Next, &oidc.Error{Reason: oidc.ReasonDenied,
 			Msg: pr.Title() + " did not sign you in.", Err: errors.New("the provider answered " + cut(e, 64))})
