@@ -25,6 +25,7 @@ import (
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/rampartproxy/rampart/internal/config"
 )
@@ -81,6 +82,7 @@ type Provider struct {
 	// Now is the clock the ID token's expiry is judged by; tests move it.
 	Now func() time.Time
 
+	flight     singleflight.Group
 	mu         sync.Mutex
 	disc       *gooidc.Provider
 	endSession string
@@ -140,30 +142,38 @@ func (p *Provider) Title() string { return p.cfg.Title }
 // discoveryRetry.
 func (p *Provider) discover(ctx context.Context, fresh bool) (*gooidc.Provider, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.disc != nil && !fresh {
-		return p.disc, nil
+	disc, tryErr, triedAt := p.disc, p.tryErr, p.triedAt
+	p.mu.Unlock()
+	switch {
+	case disc != nil && !fresh:
+		return disc, nil
+	case tryErr != nil && time.Since(triedAt) < discoveryRetry:
+		return nil, tryErr
 	}
-	if p.tryErr != nil && time.Since(p.triedAt) < discoveryRetry {
-		return nil, p.tryErr
-	}
-	ctx, cancel := context.WithTimeout(gooidc.ClientContext(ctx, p.client), discoveryTimeout)
-	defer cancel()
-	d, err := gooidc.NewProvider(ctx, p.cfg.Issuer)
-	p.triedAt = time.Now()
+	// One discovery at a time, whoever asks, and no lock held while it
+	// waits on the network: the login page asks Down meanwhile.
+	v, err, _ := p.flight.Do("discover", func() (any, error) {
+		ctx, cancel := context.WithTimeout(gooidc.ClientContext(context.WithoutCancel(ctx), p.client), discoveryTimeout)
+		defer cancel()
+		d, err := gooidc.NewProvider(ctx, p.cfg.Issuer)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.triedAt = time.Now()
+		if err != nil {
+			p.tryErr = &Error{Reason: ReasonUnavailable, Msg: p.cfg.Title + " is not answering. Try again in a minute.", Err: err}
+			return nil, p.tryErr
+		}
+		var extra struct {
+			EndSession string `json:"end_session_endpoint"`
+		}
+		_ = d.Claims(&extra)
+		p.disc, p.endSession, p.tryErr = d, extra.EndSession, nil
+		return d, nil
+	})
 	if err != nil {
-		p.tryErr = &Error{Reason: ReasonUnavailable, Msg: p.cfg.Title + " is not answering. Try again in a minute.", Err: err}
-		return nil, p.tryErr
+		return nil, err
 	}
-	var extra struct {
-		EndSession string `json:"end_session_endpoint"`
-	}
-	_ = d.Claims(&extra)
-	if p.disc == nil || fresh {
-		p.disc, p.endSession = d, extra.EndSession
-	}
-	p.tryErr = nil
-	return p.disc, nil
+	return v.(*gooidc.Provider), nil
 }
 
 // Up reports whether the provider answered discovery, asking it now if
