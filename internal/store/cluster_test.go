@@ -12,7 +12,8 @@ import (
 	"github.com/rampartproxy/rampart/internal/testutil/redisserver"
 )
 
-func openClusterStore(t *testing.T, url string) *Redis {
+// openTestStore opens url as a store whose keys are the test's own.
+func openTestStore(t *testing.T, url string) *Redis {
 	t.Helper()
 	s, err := OpenRedisTimeout(url, testutil.WaitTimeout)
 	if err != nil {
@@ -29,7 +30,7 @@ func openClusterStore(t *testing.T, url string) *Redis {
 func TestClusterContract(t *testing.T) {
 	t.Parallel()
 	url, _ := redisserver.Cluster(t)
-	contract(t, "cluster", func(t *testing.T) Store { return openClusterStore(t, url) })
+	contract(t, "cluster", func(t *testing.T) Store { return openTestStore(t, url) })
 }
 
 // TestClusterListSeesEveryPrimary: keys spread over the cluster's three
@@ -38,7 +39,7 @@ func TestClusterContract(t *testing.T) {
 func TestClusterListSeesEveryPrimary(t *testing.T) {
 	t.Parallel()
 	url, nodes := redisserver.Cluster(t)
-	s := openClusterStore(t, url)
+	s := openTestStore(t, url)
 	ctx := context.Background()
 	var want []string
 	for i := range 60 {

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,15 +16,7 @@ import (
 func TestSentinelContract(t *testing.T) {
 	t.Parallel()
 	url, _ := redisserver.Sentinel(t)
-	contract(t, "sentinel", func(t *testing.T) Store {
-		s, err := OpenRedisTimeout(url, testutil.WaitTimeout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.prefix = fmt.Sprintf("test:%s:", t.Name())
-		t.Cleanup(func() { s.Close() })
-		return s
-	})
+	contract(t, "sentinel", func(t *testing.T) Store { return openTestStore(t, url) })
 }
 
 // TestSentinelFailover kills the primary under a steady stream of rate
