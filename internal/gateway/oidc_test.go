@@ -238,6 +238,15 @@ func TestOIDCSignIn(t *testing.T) {
 	if ok, no := value(m, "rampart_oidc_signins_total", "provider=corp", "result=ok"), value(m, "rampart_oidc_signins_total", "provider=corp", "result=not_allowed"); ok != 2 || no != 1 {
 		t.Errorf("rampart_oidc_signins_total: %v ok (want 2: alice, bob), %v not_allowed (want 1: bob for /admin/)", ok, no)
 	}
+	// Starts are rate-limited per address like password attempts: each
+	// writes to the store and asks the provider.
+	limited := false
+	for range 15 {
+		limited = limited || status(t, e.browser(), e.base+portal.SigninPrefix+"corp") == http.StatusTooManyRequests
+	}
+	if !limited {
+		t.Error("15 sign-in starts at once from one address: none refused")
+	}
 	logs := e.logs.String()
 	for _, secret := range []string{e.op.Secret, "access_token", "refresh_token", "id_token", "alice-pass"} {
 		if strings.Contains(logs, secret) {
@@ -451,8 +460,11 @@ func TestOIDCSessionLifetime(t *testing.T) {
 	// a new sign-in shows it instead.)
 	e.op.Restart()
 	bob := e.browser()
-	testutil.WaitFor(t, "a sign-in with the provider back", func() bool {
-		return status(t, bob, e.base+portal.SigninPrefix+"corp?next=/team/") == http.StatusSeeOther
+	// The login page asks again, off its own path, until the provider
+	// answers (sign-in starts are rate-limited like passwords: the page
+	// is what to watch).
+	testutil.WaitFor(t, "the login page to see the provider back", func() bool {
+		return !strings.Contains(readAll(t, get(t, bob, e.base+portal.LoginPath)), "not answering")
 	})
 	if resp, _ := e.signIn(t, bob, "/team/", "bob", "bob-pass"); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("bob's sign-in: %d", resp.StatusCode)

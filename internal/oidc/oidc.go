@@ -176,10 +176,10 @@ func (p *Provider) discover(ctx context.Context, fresh bool) (*gooidc.Provider, 
 	return v.(*gooidc.Provider), nil
 }
 
-// Up reports whether the provider answered discovery, asking it now if
-// it has not yet (or not lately, after a failure).
+// Up asks the provider for its discovery document now (but not again
+// within discoveryRetry of a failure) and reports whether it answered.
 func (p *Provider) Up(ctx context.Context) bool {
-	_, err := p.discover(ctx, false)
+	_, err := p.discover(ctx, true)
 	return err == nil
 }
 

@@ -38,6 +38,8 @@ const refreshRetry = time.Minute
 var (
 	badCallback = &guard.Denial{Status: http.StatusBadRequest, Reason: oidc.ReasonState,
 		Message: "This sign-in was not started in this browser, or it is finished already. Start again."}
+	getOnly = &guard.Denial{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed",
+		Message: "This page does not accept that method.", Header: http.Header{"Allow": {"GET"}}}
 	noProvider = &guard.Denial{Status: http.StatusNotFound, Reason: "not_found", Message: "There is no such sign-in.",
 		Key: "auth.oidc"}
 )
@@ -86,16 +88,22 @@ func (p *Portal) provider(name string) *oidc.Provider {
 func redirectURI(r *http.Request) string { return "https://" + r.Host + CallbackPath }
 
 // serveSignin sends the browser to the provider, with a pending session
-// (the session cookie, SameSite=Lax, so that it comes back with the
-// provider's redirect) that holds what the callback must match.
+// (behind pendingCookie) that holds what the callback must match. Each
+// address may start as many sign-ins as it may try passwords: every
+// start writes to the store and may ask the provider.
 func (p *Portal) serveSignin(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		p.fail(w, r, methodNotAllowed.With("method "+r.Method))
+	if r.Method != http.MethodGet {
+		p.fail(w, r, getOnly.With("method "+r.Method))
 		return
 	}
 	pr := p.provider(strings.TrimPrefix(r.URL.Path, SigninPrefix))
 	if pr == nil {
 		p.fail(w, r, noProvider.With("path "+r.URL.Path))
+		return
+	}
+	client := clientKey(r)
+	if d, err := p.store.Allow(r.Context(), "loginflood:"+client, p.flood); err == nil && !d.Allowed {
+		p.fail(w, r, retryAfter(tooManyLogins, d.RetryAfter).With("address "+client))
 		return
 	}
 	next := localNext(r.FormValue("next"))
@@ -124,7 +132,7 @@ func (p *Portal) serveSignin(w http.ResponseWriter, r *http.Request) {
 // token checked; the user gets a session like a local one's.
 func (p *Portal) serveCallback(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
-		p.fail(w, r, methodNotAllowed.With("method "+r.Method))
+		p.fail(w, r, getOnly.With("method "+r.Method))
 		return
 	}
 	pending, err := p.pendingSignin(r)
