@@ -83,8 +83,8 @@ type Session struct {
 	// with the session's ID, which only the cookie holds (SealedRefresh).
 	Refresh       string `json:"-"`
 	SealedRefresh string `json:"refresh,omitempty"`
-	// OIDC is a sign-in at a provider under way (StageOIDC): hashes of
-	// its state and nonce, and its PKCE verifier.
+	// OIDC is a sign-in at a provider under way (StageOIDC): the hash
+	// of its state, its nonce and its PKCE verifier.
 	OIDC *PendingOIDC `json:"oidc,omitempty"`
 
 	// Handle names the session to people (`rampart sessions`): the start

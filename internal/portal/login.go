@@ -263,9 +263,11 @@ func (p *Portal) start(w http.ResponseWriter, r *http.Request, sess auth.Session
 		return false
 	}
 	setCookie(w, id)
-	if sess.Stage == auth.StageDone {
+	if sess.Stage == auth.StageDone && sess.Provider == "" {
 		// This browser now knows the account: a lockout caused from
-		// elsewhere will not keep it out (auth.Lockout).
+		// elsewhere will not keep it out (auth.Lockout). Not for a
+		// provider's user: the users file may have an account of the
+		// same name, whose lockouts are no business of theirs.
 		if token, err := p.devices.Issue(r.Context(), sess.User); err == nil {
 			http.SetCookie(w, &http.Cookie{Name: auth.DeviceCookie, Value: token, Path: "/", MaxAge: int(auth.DeviceLifetime.Seconds()),
 				Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
