@@ -425,14 +425,33 @@ func TestOIDCSessionLifetime(t *testing.T) {
 	if resp, _ := e.signIn(t, alice, "/team/", "alice", "alice-pass"); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("the sign-in: %d", resp.StatusCode)
 	}
-	// Each look is a request: it must be let in, before the token
-	// expires and after, through the refresh.
+	// Each look is eight requests at once, as a page's: they must be let
+	// in, before the token expires and after, through one refresh (the
+	// provider rotates refresh tokens: a second use of one is refused).
 	testutil.WaitFor(t, "the ID token to expire and the session to be refreshed", func() bool {
-		if code := status(t, alice, e.base+"/team/"); code != 200 {
-			t.Fatalf("/team/ while the session lives: %d", code)
+		codes := make(chan int, 8)
+		for range 8 {
+			go func() {
+				resp, err := alice.Get(e.base + "/team/")
+				if err != nil {
+					codes <- 0
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				codes <- resp.StatusCode
+			}()
+		}
+		for range 8 {
+			if code := <-codes; code != 200 {
+				t.Fatalf("/team/ while the session lives: %d", code)
+			}
 		}
 		return e.op.Refreshes() > 0
 	})
+	if n := e.op.Refreshes(); n != 1 {
+		t.Errorf("eight requests at the ID token's end refreshed %d times", n)
+	}
 
 	// The provider goes down: the session goes on past its ID token,
 	// the failed refresh is told once a minute at most.

@@ -226,28 +226,48 @@ func (p *Portal) oidcIdentity(r *http.Request, sess *auth.Session) (*Identity, s
 			_ = p.sessions.End(r.Context(), sess)
 			return nil, "the ID token of " + sess.Provider + " expired, and it gave no refresh token"
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), oidc.Timeout)
-		l, err := pr.Refresh(ctx, sess.Refresh)
-		cancel()
-		var oe *oidc.Error
-		switch {
-		case err == nil:
-			sess.Until, sess.Refresh, sess.Groups, sess.Name, sess.Email = l.Expiry, l.Refresh, l.Groups, l.Name, l.Email
-		case errors.As(err, &oe) && oe.Reason == oidc.ReasonUnavailable:
-			// The provider is down: the session goes on, and asks again
-			// in a minute.
-			sess.RetryAt = now.Add(refreshRetry)
-			p.oidcEvent(r, telemetry.LoginFailed, oe.Reason, pr.Name(), "refresh of user "+sess.User+": "+cut(oe.Err.Error(), 200))
-		default:
-			_ = p.sessions.End(r.Context(), sess)
-			p.oidcEvent(r, telemetry.LoginFailed, oidc.ReasonToken, pr.Name(), "refresh of user "+sess.User+" refused: "+cut(err.Error(), 200))
-			return nil, "the provider " + sess.Provider + " refused to refresh the session"
+		// The page's parallel requests refresh once: a provider that
+		// rotates refresh tokens refuses the second use of one.
+		v, _, _ := p.refreshing.Do(sess.Handle, func() (any, error) { return p.refresh(r, pr, sess), nil })
+		if why := v.(string); why != "" {
+			return nil, why
 		}
-		if err := p.sessions.Save(r.Context(), sess); err != nil {
-			p.log.Error("session not saved after its refresh", "kind", "store_error", "error", err.Error())
+		if fresh, err := p.session(r); err == nil && fresh.Provider == sess.Provider {
+			sess = fresh // what the flight wrote, if this request did not fly it
 		}
 	}
 	return &Identity{User: auth.User{Name: sess.User, DisplayName: sess.Name, Email: sess.Email, Groups: sess.Groups}, Provider: sess.Provider}, ""
+}
+
+// refresh renews sess's ID token with its refresh token and saves it;
+// "" when the session goes on, else why it ended.
+func (p *Portal) refresh(r *http.Request, pr *oidc.Provider, sess *auth.Session) string {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), oidc.Timeout)
+	defer cancel()
+	l, err := pr.Refresh(ctx, sess.Refresh)
+	var oe *oidc.Error
+	switch {
+	case err == nil:
+		sess.Until, sess.Refresh, sess.Groups, sess.Name, sess.Email = l.Expiry, l.Refresh, l.Groups, l.Name, l.Email
+	case errors.As(err, &oe) && oe.Reason == oidc.ReasonUnavailable:
+		// The provider is down: the session goes on, and asks again in
+		// a minute.
+		sess.RetryAt = p.now().Add(refreshRetry)
+		p.oidcEvent(r, telemetry.LoginFailed, oe.Reason, pr.Name(), "refresh of user "+sess.User+": "+cut(oe.Err.Error(), 200))
+	default:
+		// Another instance may have refreshed it first, with the token
+		// this one just spent: then the store has the new one.
+		if again, gerr := p.session(r); gerr == nil && again.Until.After(p.now()) {
+			return ""
+		}
+		_ = p.sessions.End(ctx, sess)
+		p.oidcEvent(r, telemetry.LoginFailed, oidc.ReasonToken, pr.Name(), "refresh of user "+sess.User+" refused: "+cut(err.Error(), 200))
+		return "the provider " + sess.Provider + " refused to refresh the session"
+	}
+	if err := p.sessions.Save(ctx, sess); err != nil {
+		p.log.Error("session not saved after its refresh", "kind", "store_error", "error", err.Error())
+	}
+	return ""
 }
 
 func hash(s string) string {

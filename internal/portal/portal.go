@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/rampartproxy/rampart/internal/auth"
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/guard"
@@ -60,14 +62,16 @@ const (
 // Portal serves the login pages and checks sessions, for one config.
 type Portal struct {
 	users *auth.Directory
-	// providers are auth.oidc's, in the config's order.
-	providers []*oidc.Provider
-	sessions  *auth.Sessions
-	lockout   *auth.Lockout
-	devices   *auth.Devices
-	store     store.Store
-	log       *slog.Logger
-	events    *telemetry.Bus
+	// providers are auth.oidc's, in the config's order; refreshing has
+	// one refresh of a session's tokens fly at a time.
+	providers  []*oidc.Provider
+	refreshing singleflight.Group
+	sessions   *auth.Sessions
+	lockout    *auth.Lockout
+	devices    *auth.Devices
+	store      store.Store
+	log        *slog.Logger
+	events     *telemetry.Bus
 	// GroupsFor returns the groups a page of the site at host needs
 	// (next: a path with its query), nil for any signed-in user or no
 	// login at all. The gateway sets it for each config; nil checks none.
