@@ -64,6 +64,7 @@ var guards = map[string]string{
 	"login_busy":                 "auth",
 	"session_store_unavailable":  "auth",
 	"not_found":                  "auth",
+	"oidc_state":                 "auth",
 	"slow_client_limit":          "slow_client",
 	"upstream_queue_timeout":     "upstream_queue",
 	"untrusted_peer":             "load_balancer",
