@@ -73,7 +73,7 @@ func Start(t testing.TB, redirect string, users ...User) *Server {
 		// not for Rampart (the wrong-audience test).
 		"other-app": storage.WebClient("other-app", "other-secret", redirect),
 	}
-	st := &withGroups{Storage: storage.NewStorageWithClients(users_(byID), clients), groups: groups, s: s}
+	st := &withGroups{Storage: storage.NewStorageWithClients(testUsers(byID), clients), groups: groups, s: s}
 	router := exampleop.SetupServer(s.Issuer, st, slog.New(slog.NewTextHandler(io.Discard, nil)), false)
 	s.handler = http.HandlerFunc(s.serve(router))
 	s.run(ln)
@@ -226,14 +226,14 @@ func (g *withGroups) add(info *oidc.UserInfo, subject string) {
 	}
 }
 
-// users_ is the example storage's UserStore over the test's users.
-type users_ map[string]*storage.User
+// testUsers is the example storage's UserStore over the test's users.
+type testUsers map[string]*storage.User
 
-func (u users_) GetUserByID(id string) *storage.User { return u[id] }
-func (u users_) GetUserByUsername(name string) *storage.User {
+func (u testUsers) GetUserByID(id string) *storage.User { return u[id] }
+func (u testUsers) GetUserByUsername(name string) *storage.User {
 	return u[name]
 }
-func (u users_) ExampleClientID() string { return storage.ServiceUserID }
+func (u testUsers) ExampleClientID() string { return storage.ServiceUserID }
 
 // recorder holds a response to change it.
 type recorder struct {
