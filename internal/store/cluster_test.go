@@ -78,7 +78,7 @@ func TestClusterListSeesEveryPrimary(t *testing.T) {
 func TestParseClusterURL(t *testing.T) {
 	t.Parallel()
 	co, err := ParseClusterURL("redis+cluster://:pw@10.0.0.5:6379,10.0.0.6:6379,10.0.0.7:6379")
-	if err != nil || co.Password != "pw" || len(co.Addrs) != 3 || co.Addrs[2] != "10.0.0.7:6379" || co.TLSConfig != nil {
+	if err != nil || co.Password != "pw" || len(co.Addrs) != 3 || co.Addrs[2] != "10.0.0.7:6379" || co.TLSConfig != nil || !co.IsClusterMode {
 		t.Errorf("parsed %+v, %v", co, err)
 	}
 	if co, err := ParseClusterURL("rediss+cluster://u:pw@n1:6380/0"); err != nil || co.TLSConfig == nil || co.Username != "u" {

@@ -113,11 +113,19 @@ func OpenRedisWith(url string, timeout time.Duration, caFile string) (*Redis, er
 	if err != nil {
 		return nil, err
 	}
-	if strings.HasPrefix(url, "redis+sentinel://") || strings.HasPrefix(url, "rediss+sentinel://") {
-		return openSentinel(url, timeout, roots)
+	var parse func(string) (*redis.UniversalOptions, error)
+	switch {
+	case strings.HasPrefix(url, "redis+sentinel://") || strings.HasPrefix(url, "rediss+sentinel://"):
+		parse = ParseSentinelURL
+	case strings.HasPrefix(url, "redis+cluster://") || strings.HasPrefix(url, "rediss+cluster://"):
+		parse = ParseClusterURL
 	}
-	if strings.HasPrefix(url, "redis+cluster://") || strings.HasPrefix(url, "rediss+cluster://") {
-		return openCluster(url, timeout, roots)
+	if parse != nil {
+		uo, err := parse(url)
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", withoutURL(err))
+		}
+		return openHosts(uo, timeout, roots), nil
 	}
 	opts, err := redis.ParseURL(url)
 	if err != nil {
@@ -160,57 +168,33 @@ func newRedis(timeout time.Duration, connect func(onConnect func(context.Context
 	return r
 }
 
-// openSentinel opens a primary that Redis Sentinel watches and fails
-// over: redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]
-// (rediss+sentinel:// for TLS to the data nodes), the sentinels' own
-// password as ?sentinel_password=. The client asks the sentinels where
-// the primary is, and again when it fails: requests in between fail as
-// store_failure says, as in any outage.
-func openSentinel(raw string, timeout time.Duration, roots *x509.CertPool) (*Redis, error) {
-	fo, err := ParseSentinelURL(raw)
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", withoutURL(err))
-	}
-	if fo.TLSConfig != nil {
-		fo.TLSConfig.RootCAs = roots
-	}
-	// The same bounds as a single Redis (OpenRedisWith).
-	wait := longestWait(timeout)
-	fo.DialTimeout, fo.ReadTimeout, fo.WriteTimeout, fo.PoolTimeout = wait, wait, wait, wait
-	fo.MaxRetries = -1
-	fo.ContextTimeoutEnabled = true
-	fo.PoolSize, fo.MinIdleConns = poolSize, minIdleConns
-	return newRedis(timeout, func(onConnect func(context.Context, *redis.Conn) error) redis.UniversalClient {
-		fo.OnConnect = onConnect
-		return redis.NewFailoverClient(fo)
-	}), nil
-}
-
-// openCluster opens a Redis Cluster:
-// redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...] (rediss+cluster://
-// for TLS), any of its nodes; the client learns the rest and which node
-// holds which slot. Every call of the store touches one key, so no call
-// crosses slots and no key needs a hash tag (one tag for all would put
-// every key on one node). List scans every primary.
-func openCluster(raw string, timeout time.Duration, roots *x509.CertPool) (*Redis, error) {
-	co, err := ParseClusterURL(raw)
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", withoutURL(err))
-	}
-	if co.TLSConfig != nil {
-		co.TLSConfig.RootCAs = roots
+// openHosts opens a store of several hosts: a primary that Redis
+// Sentinel watches and fails over (ParseSentinelURL), or a Redis
+// Cluster (ParseClusterURL), held to the same bounds as a single Redis
+// (OpenRedisWith).
+//
+// Through Sentinel, the client asks the sentinels where the primary is,
+// and again when it fails: requests in between fail as store_failure
+// says, as in any outage. Of a cluster, it learns every node and which
+// holds which slot from any one. Every call of the store touches one
+// key, so no call crosses slots and no key needs a hash tag (one tag for
+// all would put every key on one node); List scans every primary.
+func openHosts(uo *redis.UniversalOptions, timeout time.Duration, roots *x509.CertPool) *Redis {
+	if uo.TLSConfig != nil {
+		uo.TLSConfig.RootCAs = roots
 	}
 	wait := longestWait(timeout)
-	co.DialTimeout, co.ReadTimeout, co.WriteTimeout, co.PoolTimeout = wait, wait, wait, wait
-	// MaxRetries would retry a failed node; MOVED and ASK redirects (a
-	// slot moving during a reshard) are MaxRedirects, left at three.
-	co.MaxRetries = -1
-	co.ContextTimeoutEnabled = true
-	co.PoolSize, co.MinIdleConns = poolSize, minIdleConns
+	uo.DialTimeout, uo.ReadTimeout, uo.WriteTimeout, uo.PoolTimeout = wait, wait, wait, wait
+	// No retry, as for a single Redis. A cluster's MOVED and ASK
+	// redirects (a slot moving during a reshard) are MaxRedirects, left
+	// at three.
+	uo.MaxRetries = -1
+	uo.ContextTimeoutEnabled = true
+	uo.PoolSize, uo.MinIdleConns = poolSize, minIdleConns
 	return newRedis(timeout, func(onConnect func(context.Context, *redis.Conn) error) redis.UniversalClient {
-		co.OnConnect = onConnect
-		return redis.NewClusterClient(co)
-	}), nil
+		uo.OnConnect = onConnect
+		return redis.NewUniversalClient(uo)
+	})
 }
 
 // withoutURL is err without the URL it quotes: a store URL carries
@@ -300,8 +284,21 @@ func onlyParams(q url.Values, allowed ...string) error {
 	return nil
 }
 
-// ParseSentinelURL reads a redis+sentinel:// URL (see openSentinel).
-func ParseSentinelURL(raw string) (*redis.FailoverOptions, error) {
+// options are the UniversalOptions every URL of several hosts names:
+// the hosts, the credentials, and TLS for rediss+.
+func (h hostsURL) options() *redis.UniversalOptions {
+	uo := &redis.UniversalOptions{Addrs: h.hosts, Username: h.user, Password: h.pass}
+	if h.tls {
+		uo.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return uo
+}
+
+// ParseSentinelURL reads a redis+sentinel://
+// [:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB] URL
+// (rediss+sentinel:// for TLS to the data nodes), the sentinels' own
+// password as ?sentinel_password=.
+func ParseSentinelURL(raw string) (*redis.UniversalOptions, error) {
 	h, err := parseHostsURL(raw, "sentinel", "the sentinel's port, 26379 by default")
 	if err != nil {
 		return nil, err
@@ -309,26 +306,25 @@ func ParseSentinelURL(raw string) (*redis.FailoverOptions, error) {
 	if len(h.path) == 0 || len(h.path) > 2 {
 		return nil, errors.New("name the primary as the sentinels know it: redis+sentinel://host:26379/mymaster[/db]")
 	}
-	fo := &redis.FailoverOptions{Username: h.user, Password: h.pass, SentinelAddrs: h.hosts, MasterName: h.path[0]}
-	if h.tls {
-		fo.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	}
+	uo := h.options()
+	uo.MasterName = h.path[0]
 	if len(h.path) == 2 {
 		db, err := strconv.Atoi(h.path[1])
 		if err != nil || db < 0 {
 			return nil, fmt.Errorf("database %q is not a number", h.path[1])
 		}
-		fo.DB = db
+		uo.DB = db
 	}
 	if err := onlyParams(h.query, "sentinel_password"); err != nil {
 		return nil, err
 	}
-	fo.SentinelPassword = h.query.Get("sentinel_password")
-	return fo, nil
+	uo.SentinelPassword = h.query.Get("sentinel_password")
+	return uo, nil
 }
 
-// ParseClusterURL reads a redis+cluster:// URL (see openCluster).
-func ParseClusterURL(raw string) (*redis.ClusterOptions, error) {
+// ParseClusterURL reads a redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...]
+// URL (rediss+cluster:// for TLS): any of the cluster's nodes.
+func ParseClusterURL(raw string) (*redis.UniversalOptions, error) {
 	h, err := parseHostsURL(raw, "cluster", "any node's port")
 	if err != nil {
 		return nil, err
@@ -339,11 +335,9 @@ func ParseClusterURL(raw string) (*redis.ClusterOptions, error) {
 	if err := onlyParams(h.query); err != nil {
 		return nil, err
 	}
-	co := &redis.ClusterOptions{Addrs: h.hosts, Username: h.user, Password: h.pass}
-	if h.tls {
-		co.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	}
-	return co, nil
+	uo := h.options()
+	uo.IsClusterMode = true // a cluster even when the URL names one node
+	return uo, nil
 }
 
 // epochKey holds a random marker, written by the first instance to find

@@ -86,7 +86,7 @@ func TestParseSentinelURL(t *testing.T) {
 	t.Parallel()
 	fo, err := ParseSentinelURL("redis+sentinel://:pw@10.0.0.5:26379,10.0.0.6:26379/mymaster/2?sentinel_password=spw")
 	if err != nil || fo.MasterName != "mymaster" || fo.DB != 2 || fo.Password != "pw" || fo.SentinelPassword != "spw" ||
-		len(fo.SentinelAddrs) != 2 || fo.SentinelAddrs[1] != "10.0.0.6:26379" || fo.TLSConfig != nil {
+		len(fo.Addrs) != 2 || fo.Addrs[1] != "10.0.0.6:26379" || fo.TLSConfig != nil {
 		t.Errorf("parsed %+v, %v", fo, err)
 	}
 	if fo, err := ParseSentinelURL("rediss+sentinel://s1:26379/m"); err != nil || fo.TLSConfig == nil || fo.MasterName != "m" {
