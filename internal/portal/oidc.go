@@ -65,12 +65,13 @@ func (p *Portal) pendingSignin(r *http.Request) (*auth.Session, error) {
 func (p *Portal) providerButtons(next string) []pages.Provider {
 	var out []pages.Provider
 	for _, pr := range p.providers {
-		if pr.Down() {
+		down := pr.Down()
+		if down {
 			// Ask again, off this page's path: the page says it is down
 			// until it answers.
 			go pr.Up(context.Background())
 		}
-		out = append(out, pages.Provider{Title: pr.Title(), URL: SigninPrefix + pr.Name() + "?next=" + url.QueryEscape(next), Down: pr.Down()})
+		out = append(out, pages.Provider{Title: pr.Title(), URL: SigninPrefix + pr.Name() + "?next=" + url.QueryEscape(next), Down: down})
 	}
 	return out
 }

@@ -107,15 +107,23 @@ func (b *Bus) Request(kind Kind, info *reqinfo.Info, reason, detail string) {
 // "origin https://other.example", cut to 256 bytes) and which config key
 // would allow it (allow_with); either is left out when "".
 func (b *Bus) Refusal(kind Kind, info *reqinfo.Info, reason, detail, input, key string) {
-	b.Publish(&Event{Level: slog.LevelWarn, Kind: kind, Site: info.Site, RequestID: info.ID, ClientIP: ClientIP(info),
-		Path: Cut(info.Path, 256), Reason: reason, Detail: detail, Input: Cut(input, 256), AllowWith: key, SelfAudit: info.SelfAudit, ofRequest: true})
+	e := requestEvent(kind, info, reason, detail)
+	e.Input, e.AllowWith = Cut(input, 256), key
+	b.Publish(e)
 }
 
 // Via is Request for a sign-in's event at an OpenID provider, which it
 // names.
 func (b *Bus) Via(kind Kind, info *reqinfo.Info, reason, detail, provider string) {
-	b.Publish(&Event{Level: slog.LevelWarn, Kind: kind, Site: info.Site, RequestID: info.ID, ClientIP: ClientIP(info),
-		Path: Cut(info.Path, 256), Reason: reason, Detail: detail, Provider: provider, SelfAudit: info.SelfAudit, ofRequest: true})
+	e := requestEvent(kind, info, reason, detail)
+	e.Provider = provider
+	b.Publish(e)
+}
+
+// requestEvent is the event a request caused, with its request's fields.
+func requestEvent(kind Kind, info *reqinfo.Info, reason, detail string) *Event {
+	return &Event{Level: slog.LevelWarn, Kind: kind, Site: info.Site, RequestID: info.ID, ClientIP: ClientIP(info),
+		Path: Cut(info.Path, 256), Reason: reason, Detail: detail, SelfAudit: info.SelfAudit, ofRequest: true}
 }
 
 // Notice publishes an event no request caused (the store went down, a
