@@ -79,8 +79,6 @@ type Provider struct {
 	cfg    config.OIDC
 	secret string
 	client *http.Client
-	// Now is the clock the ID token's expiry is judged by; tests move it.
-	Now func() time.Time
 
 	flight     singleflight.Group
 	mu         sync.Mutex
@@ -94,7 +92,7 @@ type Provider struct {
 // others may read is refused, as the users file is). It does not ask the
 // provider anything: a provider down at start delays no start.
 func New(cfg config.OIDC, client *http.Client) (*Provider, error) {
-	p := &Provider{cfg: cfg, client: client, Now: time.Now}
+	p := &Provider{cfg: cfg, client: client}
 	if p.client == nil {
 		p.client = &http.Client{Timeout: Timeout}
 	}
@@ -262,7 +260,7 @@ func (p *Provider) login(ctx context.Context, d *gooidc.Provider, tok *oauth2.To
 	if raw == "" {
 		return nil, &Error{Reason: ReasonToken, Msg: msgBadAnswer(p.cfg.Title), Err: errors.New("the token response has no id_token")}
 	}
-	v := d.Verifier(&gooidc.Config{ClientID: p.cfg.ClientID, Now: p.Now})
+	v := d.Verifier(&gooidc.Config{ClientID: p.cfg.ClientID})
 	idt, err := v.Verify(gooidc.ClientContext(ctx, p.client), raw)
 	if err != nil {
 		var ke *gooidc.TokenExpiredError
