@@ -3,12 +3,17 @@ package local
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/rampartproxy/rampart/internal/audit/scan"
 	"github.com/rampartproxy/rampart/internal/testutil"
@@ -39,19 +44,32 @@ const webOnly = `table inet filter {
 }
 `
 
+// probeEnv tells the test binary it is the prober, in the namespace
+// that plays the internet: it connects to the addresses it names.
+const probeEnv = "RAMPART_TEST_FIREWALL_PROBE"
+
 // TestFirewall loads real rulesets into a network namespace of its own
 // (nft -f and iptables-nft, under unshare -rn), listens there as a host
 // does (a Python app server on 0.0.0.0:8000, PostgreSQL's and SSH-like
 // ports on 0.0.0.0, Redis's on [::], a web server on 443, an admin port on
-// loopback), and reads each verdict back through netlink.
+// loopback), and reads each verdict back through netlink. Then it asks
+// the kernel: from a second namespace behind a veth pair, with a public
+// address of each family, it connects to every listener, and the check's
+// verdict for each must be what the kernel did.
 func TestFirewall(t *testing.T) {
+	if targets, ok := os.LookupEnv(probeEnv); ok {
+		probe(targets)
+		return
+	}
 	if rules, ok := os.LookupEnv(netnsEnv); ok {
 		firewallChild(t, rules)
 		return
 	}
 	t.Parallel()
 	unshare := testutil.Need(t, "unshare", "util-linux")
+	testutil.Need(t, "nsenter", "util-linux")
 	testutil.Need(t, "nft", "nftables")
+	testutil.Need(t, "ip", "iproute2")
 	testutil.NeedPython(t, "http.server", "python3")
 	if out, err := exec.Command(unshare, "-rn", "true").CombinedOutput(); err != nil {
 		t.Skipf("this kernel or container allows no user and network namespaces (unshare -rn: %v %s); the firewall check is untested here", err, out)
@@ -73,6 +91,14 @@ func TestFirewall(t *testing.T) {
 			[]string{"[::]:6379 (Redis)"}, []string{"5432", "8000", "2222"}},
 		{"legacy iptables", "iptables: iptables-legacy -P INPUT DROP", scan.Info,
 			[]string{"legacy iptables (x_tables) rules are loaded (ip filter)", "0.0.0.0:2222"}, []string{"open to"}},
+		// Where a model of nftables goes wrong; the kernel says which is right.
+		{"two base chains", "table inet a {\n chain input {\n type filter hook input priority 0; policy accept;\n tcp dport 5432 accept\n }\n}\n" +
+			"table ip b {\n chain input {\n type filter hook input priority 10; policy drop;\n iifname \"lo\" accept\n tcp dport 443 accept\n }\n}\n", scan.Fail,
+			[]string{"[::]:6379 (Redis)"}, []string{"5432", "8000", "2222"}},
+		{"ranges and sets", "table inet f {\n set ports { type inet_service; flags interval; elements = { 400-450, 8000 } }\n chain input {\n type filter hook input priority 0; policy drop;\n tcp dport @ports accept\n tcp dport 2000-3000 reject\n }\n}\n", scan.Fail,
+			[]string{"0.0.0.0:8000 by"}, []string{"5432", "2222", "6379"}},
+		{"jumps, gotos and returns", "table inet f {\n chain input {\n type filter hook input priority 0; policy drop;\n jump sub\n tcp dport 5432 accept\n goto web\n tcp dport 2222 accept\n }\n chain sub {\n tcp dport 5432 return\n tcp dport 6379 accept\n }\n chain web {\n tcp dport 443 accept\n }\n}\n", scan.Fail,
+			[]string{"0.0.0.0:5432 (PostgreSQL)", "[::]:6379 (Redis)"}, []string{"8000", "2222"}},
 		{"a rule not understood", "table inet filter {\n chain input {\n type filter hook input priority 0; policy drop;\n tcp dport 2222 meta cpu 1 accept\n }\n}\n", scan.Info,
 			[]string{"0.0.0.0:2222", "is not understood", "chain input"}, []string{"5432", "6379", "8000"}},
 	} {
@@ -82,17 +108,40 @@ func TestFirewall(t *testing.T) {
 			cmd.Env = append(os.Environ(), netnsEnv+"="+c.rules)
 			out, err := cmd.CombinedOutput()
 			var res scan.Result
+			var probes []probed
 			for line := range strings.SplitSeq(string(out), "\n") {
 				if j, ok := strings.CutPrefix(line, "FIREWALL "); ok {
 					if err := json.Unmarshal([]byte(j), &res); err != nil {
 						t.Fatal(err)
 					}
 				}
+				if j, ok := strings.CutPrefix(line, "PROBED "); ok {
+					var p probed
+					if err := json.Unmarshal([]byte(j), &p); err != nil {
+						t.Fatal(err)
+					}
+					probes = append(probes, p)
+				}
 			}
 			if err != nil || res.ID == "" {
 				t.Fatalf("the child: %v\n%s", err, out)
 			}
 			t.Logf("%s: %s", res.Status, res.Evidence)
+			// The kernel's word on each listener the check judged.
+			agreed := 0
+			for _, p := range probes {
+				switch {
+				case p.Unclear != "":
+					t.Logf("%s: not judged (%s); the kernel: reached %v", p.Target, p.Unclear, p.Reached)
+				case p.Judged != p.Reached:
+					t.Errorf("%s: the check judged it reachable %v, the kernel reached it %v", p.Target, p.Judged, p.Reached)
+				default:
+					agreed++
+				}
+			}
+			if c.status != scan.Info && agreed < 5 {
+				t.Errorf("%d listeners compared with the kernel, want every one of the 5 public ones: %+v", agreed, probes)
+			}
 			if res.Status != c.status {
 				t.Errorf("%s, want %s: %s", res.Status, c.status, res.Evidence)
 			}
@@ -158,4 +207,138 @@ func firewallChild(t *testing.T, rules string) {
 	status, evidence := checkFirewall(context.Background(), &m)
 	j, _ := json.Marshal(scan.Result{ID: "local.firewall", Status: status, Evidence: evidence})
 	os.Stdout.Write(append(append([]byte("FIREWALL "), j...), '\n'))
+	if m.legacyTables() != "" {
+		return // the check does not judge legacy rules: nothing to compare
+	}
+	rs, err := readRuleset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps []probed
+	for _, l := range m.listeners {
+		if !l.public() {
+			continue
+		}
+		// Go's tcp6 listener on [::] is IPv6 alone (IPV6_V6ONLY), which
+		// /proc does not show: the check assumes both families there,
+		// and only IPv6 is compared.
+		v6 := !l.addr.Addr().Is4()
+		target := netip.AddrPortFrom(hostV4, l.addr.Port())
+		if v6 {
+			target = netip.AddrPortFrom(hostV6, l.addr.Port())
+		}
+		v := rs.judge(packet{v6: v6, port: l.addr.Port(), daddr: l.addr.Addr()})
+		ps = append(ps, probed{Target: target.String(), Judged: v.accept, Unclear: v.unclear})
+	}
+	reached := outside(t, ps)
+	for _, p := range ps {
+		p.Reached = reached[p.Target]
+		j, _ := json.Marshal(p)
+		os.Stdout.Write(append(append([]byte("PROBED "), j...), '\n'))
+	}
+}
+
+// probed is one listener's verdict: the check's, and the kernel's.
+type probed struct {
+	Target  string // the host's public address and the listener's port
+	Judged  bool   // the check: reachable from any source
+	Unclear string // the check could not judge it
+	Reached bool   // the kernel: a connection from outside was accepted
+}
+
+// The host's and the outside's addresses on the veth pair: public ones
+// (TEST-NET-3 and IPv6's documentation prefix), which no rule here names.
+var (
+	hostV4, outV4 = netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.2")
+	hostV6, outV6 = netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+)
+
+// outside makes the internet: a network namespace behind a veth pair
+// (its process is a cat that ends when its stdin closes), and connects
+// from there to every target, returning which were accepted.
+func outside(t *testing.T, ps []probed) map[string]bool {
+	run := func(args ...string) string {
+		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v %s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	run("ip", "link", "add", "fw0", "type", "veth", "peer", "name", "fw1")
+	ns := exec.Command("unshare", "-n", "cat")
+	hold, _ := ns.StdinPipe()
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { hold.Close(); _ = ns.Wait() }()
+	pid := strconv.Itoa(ns.Process.Pid)
+	testutil.WaitFor(t, "the outside's namespace", func() bool {
+		a, _ := os.Readlink("/proc/self/ns/net")
+		b, _ := os.Readlink("/proc/" + pid + "/ns/net")
+		return b != "" && a != b
+	})
+	in := func(args ...string) string { return run(append([]string{"nsenter", "-t", pid, "-n"}, args...)...) }
+	run("ip", "link", "set", "fw1", "netns", pid)
+	run("ip", "addr", "add", hostV4.String()+"/24", "dev", "fw0")
+	run("ip", "addr", "add", hostV6.String()+"/64", "dev", "fw0", "nodad")
+	run("ip", "link", "set", "fw0", "up")
+	in("ip", "addr", "add", outV4.String()+"/24", "dev", "fw1")
+	in("ip", "addr", "add", outV6.String()+"/64", "dev", "fw1", "nodad")
+	in("ip", "link", "set", "fw1", "up")
+	testutil.WaitFor(t, "the veth pair up at both ends", func() bool {
+		return strings.Contains(run("ip", "-o", "link", "show", "fw0"), "LOWER_UP") &&
+			strings.Contains(in("ip", "-o", "link", "show", "fw1"), "LOWER_UP")
+	})
+	// Neighbours are set by hand: a ruleset that drops ICMPv6 drops
+	// neighbour discovery too, and what is compared is the TCP verdict.
+	mac := func(link string) string {
+		_, after, _ := strings.Cut(link, "link/ether ")
+		return strings.Fields(after + " ")[0]
+	}
+	run("ip", "neigh", "replace", outV6.String(), "lladdr", mac(in("ip", "-o", "link", "show", "fw1")), "dev", "fw0", "nud", "permanent")
+	in("ip", "neigh", "replace", hostV6.String(), "lladdr", mac(run("ip", "-o", "link", "show", "fw0")), "dev", "fw1", "nud", "permanent")
+	var targets []string
+	for _, p := range ps {
+		targets = append(targets, p.Target)
+	}
+	cmd := exec.Command("nsenter", "-t", pid, "-n", os.Args[0], "-test.run=^TestFirewall$")
+	cmd.Env = append(os.Environ(), probeEnv+"="+strings.Join(targets, " "))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("the prober: %v", err)
+	}
+	reached := map[string]bool{}
+	for line := range strings.SplitSeq(string(out), "\n") {
+		if target, ok := strings.CutPrefix(line, "REACHED "); ok {
+			reached[target] = true
+		}
+	}
+	return reached
+}
+
+// probeDeadline is how long the prober waits for a connection a firewall
+// may be dropping: a SYN that is let through is answered by the kernel at
+// once, over a veth pair on the same machine.
+const probeDeadline = 3 * time.Second
+
+// probe connects to each target at once and prints those accepted.
+func probe(targets string) {
+	ctx, cancel := context.WithTimeout(context.Background(), probeDeadline)
+	defer cancel()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, target := range strings.Fields(targets) {
+		wg.Go(func() {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "tcp", target)
+			if err != nil {
+				return
+			}
+			c.Close()
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Println("REACHED " + target)
+		})
+	}
+	wg.Wait()
 }
