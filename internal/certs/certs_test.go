@@ -126,9 +126,10 @@ func TestFilesReloadOnChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	loads := 0
+	loads, renewals := 0, 0
 	f.OnError = func(err error) { errs = append(errs, err) }
 	f.OnLoaded = func() { loads++ }
+	f.OnRenewed = func() { renewals++ }
 	got, _ := f.Certificate()
 	if !got.Leaf.Equal(first) {
 		t.Fatal("did not serve the file's certificate")
@@ -165,6 +166,11 @@ func TestFilesReloadOnChange(t *testing.T) {
 	}
 	if loads != 1 || len(errs) != 1 {
 		t.Errorf("after the fix: OnLoaded called %d times, OnError %d; want 1 and 1", loads, len(errs))
+	}
+	// Renewed: the second pair and the fixed third, not the broken
+	// file nor the checks that found nothing new.
+	if renewals != 2 {
+		t.Errorf("OnRenewed called %d times, want 2", renewals)
 	}
 }
 

@@ -37,9 +37,13 @@ type Files struct {
 	// OnError, if set, is told once about files that failed to load and
 	// stayed that way at the next check (a renewal caught between
 	// writing the chain and the key loads at the next one and is not
-	// reported); OnLoaded, after that, when they load again.
-	OnError  func(error)
-	OnLoaded func()
+	// reported); OnLoaded, after that, when they load again. OnRenewed
+	// is told each time changed files load and serve: a renewal. All
+	// three are called with the Files locked, so they must not ask it
+	// for a certificate.
+	OnError   func(error)
+	OnLoaded  func()
+	OnRenewed func()
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
@@ -127,6 +131,9 @@ func (f *Files) Certificate() (*tls.Certificate, error) {
 	}
 	f.cert, f.stamp = c, stamp
 	f.loaded()
+	if f.OnRenewed != nil {
+		f.OnRenewed()
+	}
 	return c, nil
 }
 

@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/rampartproxy/rampart/internal/admin"
+	"github.com/rampartproxy/rampart/internal/certs"
 	"github.com/rampartproxy/rampart/internal/config"
 	"github.com/rampartproxy/rampart/internal/testutil"
 )
@@ -145,6 +149,64 @@ func TestSelfAuditCatchesAReload(t *testing.T) {
 	testutil.WaitFor(t, "the resolved alert", func() bool { return strings.Contains(posts.String(), "resolved: audit_regressed") })
 	if strings.Count(posts.String(), "audit_regressed since") != 1 || strings.Contains(posts.String(), "request_blocked") {
 		t.Errorf("alerts posted: %s", posts)
+	}
+}
+
+// TestSelfAuditAfterRenewedFiles: a site served from certificate files
+// (certbot's, say) is audited again when renewed files load, as a site
+// with ACME is when its certificate is obtained.
+func TestSelfAuditAfterRenewedFiles(t *testing.T) {
+	t.Parallel()
+	c, _ := selfAuditSite(t, nil)
+	dir := t.TempDir()
+	// Files issued by the local CA the self audit trusts: another site
+	// of the config uses it.
+	ca, err := certs.OpenLocalCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := t.TempDir()
+	certPath, keyPath := filepath.Join(files, "fullchain.pem"), filepath.Join(files, "privkey.pem")
+	renew := func(names ...string) *x509.Certificate {
+		leaf, err := ca.Leaf(names)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := certs.WritePair(certPath, keyPath, leaf); err != nil {
+			t.Fatal(err)
+		}
+		return leaf.Leaf
+	}
+	renew("shop.test")
+	c.Sites[0].TLS = config.TLS{Mode: config.TLSFiles, Cert: certPath, Key: keyPath}
+	c.Sites = append(c.Sites, config.Site{Hosts: []string{"internal.test"}, Upstream: c.Sites[0].Upstream})
+	tg := startBuilt(t, build(t, c, dir), func(g *Gateway) { g.selfAuditEvery = time.Millisecond })
+	first := tg.logLine(t, "the first self audit", func(m map[string]any) bool { return m["msg"] == "self audit" && m["site"] == "shop.test" })
+	if !strings.HasPrefix(first["grade"].(string), "A") {
+		t.Fatalf("the first run: %v", first)
+	}
+	// A new certificate (the CA caches one per set of names), as a
+	// renewal writes it; the files are read again at a handshake.
+	renewed := renew("shop.test", "www.shop.test")
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Root)
+	testutil.WaitFor(t, "the renewed files served", func() bool {
+		conn, err := tls.Dial("tcp", tg.httpsAddr, &tls.Config{RootCAs: roots, ServerName: "shop.test"})
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Equal(renewed)
+	})
+	tg.logLine(t, "the files' renewal logged", func(m map[string]any) bool {
+		return m["msg"] == "new certificate files loaded" && m["site"] == "shop.test"
+	})
+	run := tg.logLine(t, "a self audit after the renewal", func(m map[string]any) bool {
+		after, _ := m["after"].(string)
+		return m["msg"] == "self audit" && m["site"] == "shop.test" && strings.HasPrefix(after, "the certificate renewal at ")
+	})
+	if !strings.HasPrefix(run["grade"].(string), "A") {
+		t.Errorf("the run after the renewal: %v", run)
 	}
 }
 

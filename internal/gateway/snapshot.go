@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/rampartproxy/rampart/internal/certs"
 	"github.com/rampartproxy/rampart/internal/clientip"
@@ -309,6 +310,14 @@ func (g *Gateway) buildSite(cfg *config.Config, sc config.Site, reuse map[string
 		}
 		src.OnLoaded = func() {
 			g.bus.Notice(slog.LevelInfo, telemetry.ConfigReloaded, st.name, "certificate_files", "the certificate files load again")
+		}
+		// Renewed files (certbot's, say) are a renewal as ACME's are:
+		// the self audit looks at the site again. The run is scheduled
+		// here and starts on its own goroutine, so its handshakes wait
+		// for src, which is locked during this call.
+		src.OnRenewed = func() {
+			g.log.Info("new certificate files loaded", "site", st.name, "cert", sc.TLS.Cert)
+			g.selfAudit("the certificate renewal at " + time.Now().Format("15:04"))
 		}
 		st.cert = src
 	case config.TLSACME:
