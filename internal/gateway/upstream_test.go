@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -24,7 +25,49 @@ import (
 	"github.com/rampartproxy/rampart/internal/proxy"
 	"github.com/rampartproxy/rampart/internal/reqinfo"
 	"github.com/rampartproxy/rampart/internal/telemetry"
+	"github.com/rampartproxy/rampart/internal/testutil"
 )
+
+// TestClientThatLeavesFreesTheUpstream: a client that gives up on a
+// request the app has not answered ends the app's request at once, over
+// HTTP/1.1 and HTTP/2 (a stream reset), and the request is logged as
+// 499. Over HTTP/2 a GET used to hold the app's request until the
+// upstream timeout: ReverseProxy drops the empty body HTTP/2 gives every
+// request, and the cancellation waited for a trace Rampart's own client
+// does not send.
+func TestClientThatLeavesFreesTheUpstream(t *testing.T) {
+	t.Parallel()
+	arrived := make(chan struct{}, 1)
+	released := make(chan string, 1)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-r.Context().Done()
+		released <- r.URL.Path
+	}))
+	t.Cleanup(app.Close)
+	tg := startGateway(t, config.Config{Sites: []config.Site{{Hosts: []string{"localhost"}, Upstream: app.URL}}})
+	for _, h2 := range []bool{false, true} {
+		path := fmt.Sprintf("/poll-h2-%v", h2)
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { <-arrived; cancel() }()
+		req, _ := http.NewRequestWithContext(ctx, "GET", "https://localhost"+path, nil)
+		if resp, err := tg.client(h2).Do(req); err == nil {
+			resp.Body.Close()
+			t.Fatalf("h2 %v: answered %d, want the client's own cancellation", h2, resp.StatusCode)
+		}
+		select {
+		case got := <-released:
+			if got != path {
+				t.Fatalf("released %s, want %s", got, path)
+			}
+		case <-time.After(testutil.WaitTimeout):
+			t.Fatalf("h2 %v: the app's request lives on after its client left", h2)
+		}
+		tg.logLine(t, "the request logged as 499", func(m map[string]any) bool {
+			return m["path"] == path && m["status"] == float64(499)
+		})
+	}
+}
 
 // TestUpstreamFailed: what the gateway answers for each failure the
 // proxy reports: 503 with Retry-After for a full queue, 504 for a

@@ -119,10 +119,13 @@ func handles(req *http.Request) bool { return req.URL.Scheme == "http" && synchr
 // synchronous reports whether a request, as the client received it or as
 // ReverseProxy passes it on, is one for the client: no protocol switch,
 // no CONNECT, a body of known length. Proxy.ServeHTTP asks it of the
-// incoming request to know which cancellation rules apply.
+// incoming request to know which cancellation rules apply. A length of 0
+// counts as no body whatever the Body is: HTTP/2's server gives every
+// request a Body, and ReverseProxy drops it when the length is 0, so such
+// a request reaches the client with none.
 func synchronous(req *http.Request) bool {
 	return req.Method != http.MethodConnect && req.Header.Get("Upgrade") == "" &&
-		(req.ContentLength > 0 || req.Body == nil || req.Body == http.NoBody)
+		(req.ContentLength >= 0 || req.Body == nil || req.Body == http.NoBody)
 }
 
 func (c *client) RoundTrip(req *http.Request) (*http.Response, error) {

@@ -159,20 +159,50 @@ func TestUpstreamErrors(t *testing.T) {
 	}
 }
 
+// TestClientGoneIsNotAnError: a client that leaves once the upstream has
+// its request lets the upstream go at once (its request's context ends),
+// and is answered 499, whatever the shape of its request: HTTP/1.1's GET
+// (no body), HTTP/2's GET (a body of length 0, which ReverseProxy drops),
+// and a streamed body.
 func TestClientGoneIsNotAnError(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	// The client leaves once the upstream has its request: the wait is
-	// for that, not for a time.
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cancel()
-		<-r.Context().Done()
-	}))
-	defer up.Close()
-	p := newProxy(t, up.URL, time.Minute)
-	r := httptest.NewRequest("GET", "https://app.test/", nil).WithContext(ctx)
-	if w := serve(p, r, "127.0.0.1:1", nil); w.Code != 499 {
-		t.Errorf("status %d, want 499", w.Code)
+	for _, c := range []struct {
+		name string
+		body func() io.Reader
+	}{
+		{"no body", func() io.Reader { return nil }},
+		{"an empty body, as HTTP/2 gives a GET", func() io.Reader { return strings.NewReader("") }},
+		{"a streamed body", func() io.Reader { return io.MultiReader(strings.NewReader("streamed")) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(context.Background())
+			// The client leaves once the upstream has its request: the
+			// wait is for that, not for a time.
+			released := make(chan struct{})
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				cancel()
+				<-r.Context().Done()
+				close(released)
+			}))
+			defer up.Close()
+			p := newProxy(t, up.URL, time.Minute) // a failure ends when this does
+			r := httptest.NewRequest("POST", "https://app.test/", c.body()).WithContext(ctx)
+			if c.body() == nil {
+				r.Method = "GET"
+			}
+			code := make(chan int, 1)
+			go func() { code <- serve(p, r, "127.0.0.1:1", nil).Code }()
+			select {
+			case <-released:
+			case <-time.After(20 * time.Second):
+				t.Fatal("the upstream's request lives on after its client left")
+			}
+			if c := <-code; c != 499 {
+				t.Errorf("status %d, want 499", c)
+			}
+		})
 	}
 }
 
