@@ -674,9 +674,10 @@ func TestSessionRevokedAcrossInstances(t *testing.T) {
 // TestLoginTimingHidesAccounts: a wrong password for an account and any
 // password for a name that is no account take the same time, so timing
 // does not tell an attacker which accounts exist. 40 tries of each,
-// interleaved; the medians must be within 25% of each other. (Without
-// the dummy hash an unknown name answers in about a millisecond and a
-// known one in tens: far outside that.)
+// interleaved; neither median may be twice the other. (Without the dummy
+// hash an unknown name answers in about a millisecond and a known one in
+// tens: 10 to 50 times. The bound was 25%, which a loaded 2-core machine
+// broke with the unknown name the slower: 87 ms against 64.)
 func TestLoginTimingHidesAccounts(t *testing.T) {
 	t.Parallel()
 	e := startPortal(t, func(c *config.Config) {
@@ -703,8 +704,8 @@ func TestLoginTimingHidesAccounts(t *testing.T) {
 	}
 	k, u := median(known), median(unknown)
 	t.Logf("median: account %v, no account %v", k, u)
-	if diff := k - u; diff < 0 && -diff > max(k, u)/4 || diff > max(k, u)/4 {
-		t.Errorf("medians %v (account) and %v (no account) differ by more than 25%%", k, u)
+	if max(k, u) > 2*min(k, u) {
+		t.Errorf("medians %v (account) and %v (no account) differ by more than 2 times", k, u)
 	}
 }
 
