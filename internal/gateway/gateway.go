@@ -54,9 +54,10 @@ type Gateway struct {
 	// in tests; zero means the defaults.
 	acmeRenewCheck, acmeExpiryCheck time.Duration
 	// audits is the self audit (selfaudit.go); selfAuditEvery, the least
-	// time between two runs of a site, shortened by tests (zero: a minute).
-	audits         selfAudits
-	selfAuditEvery time.Duration
+	// time between two runs of a site (zero: a minute), and its bounds on
+	// a request and a run (zero: 5 s and 30 s), shortened by tests.
+	audits                                              selfAudits
+	selfAuditEvery, selfAuditTimeout, selfAuditDeadline time.Duration
 
 	caMu sync.Mutex
 	ca   *certs.LocalCA

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/subtle"
 	"crypto/x509"
@@ -131,11 +132,7 @@ func (g *Gateway) scheduleAudit(name string, a *siteAudit) {
 	if a.running || a.timer != nil || a.pending == "" {
 		return // the run in progress, or the one waiting, takes it
 	}
-	every := g.selfAuditEvery
-	if every == 0 {
-		every = defaultSelfAuditEvery
-	}
-	wait := time.Until(a.last.Add(every))
+	wait := time.Until(a.last.Add(cmp.Or(g.selfAuditEvery, defaultSelfAuditEvery)))
 	if wait <= 0 {
 		g.startAudit(name, a)
 		return
@@ -210,9 +207,9 @@ func (g *Gateway) runSelfAudit(name string) (audit.Report, bool) {
 	httpsAddr, httpAddr := g.Addrs()
 	_, httpsPort, _ := net.SplitHostPort(httpsAddr)
 	connect := map[string]string{strings.ToLower(net.JoinHostPort(host, httpsPort)): loopbackOf(httpsAddr)}
-	opts := audit.Options{Options: scan.Options{Roots: g.selfAuditRoots(), Timeout: selfAuditTimeout, MaxPages: selfAuditPages,
+	opts := audit.Options{Options: scan.Options{Roots: g.selfAuditRoots(), Timeout: cmp.Or(g.selfAuditTimeout, selfAuditTimeout), MaxPages: selfAuditPages,
 		UserAgent: scan.DefaultUserAgent + " rampart-self-audit", ConnectTo: connect,
-		Header: http.Header{selfAuditHeader: {g.selfAuditToken()}}}, Deadline: selfAuditDeadline}
+		Header: http.Header{selfAuditHeader: {g.selfAuditToken()}}}, Deadline: cmp.Or(g.selfAuditDeadline, selfAuditDeadline)}
 	if httpAddr != "" {
 		_, p, _ := net.SplitHostPort(httpAddr)
 		opts.HTTPPort, _ = strconv.Atoi(p)

@@ -210,6 +210,66 @@ func TestSelfAuditAfterRenewedFiles(t *testing.T) {
 	}
 }
 
+// TestSelfAuditOfAStalledSite: an app that answers / but never answers
+// the self audit's probes keeps the run within its deadline; the run is
+// incomplete, says so in one warning and in the checks' error series, and
+// is not compared: no regression is raised and the score stays.
+func TestSelfAuditOfAStalledSite(t *testing.T) {
+	t.Parallel()
+	var stall atomic.Bool
+	var stalled, holding atomic.Int64
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if stall.Load() && r.URL.Path != "/" {
+			stalled.Add(1)
+			holding.Add(1)
+			defer holding.Add(-1)
+			<-r.Context().Done() // until the audit gives up and Rampart cancels
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, "<!doctype html><title>shop</title><p>hello</p>")
+	}))
+	t.Cleanup(app.Close)
+	c := config.Config{SelfAudit: "on", Sites: []config.Site{{Hosts: []string{"shop.test"}, Upstream: app.URL}}}
+	dir := t.TempDir()
+	tg := startBuilt(t, build(t, c, dir), func(g *Gateway) {
+		g.selfAuditEvery, g.selfAuditTimeout, g.selfAuditDeadline = time.Millisecond, 500*time.Millisecond, 2*time.Second
+	})
+	tg.logLine(t, "the first self audit", func(m map[string]any) bool { return m["msg"] == "self audit" && m["site"] == "shop.test" })
+	score := value(scrape(t, tg.AdminAddr()), "rampart_audit_score", "site=shop.test")
+
+	stall.Store(true)
+	if err := tg.Reload(build(t, c, dir)); err != nil {
+		t.Fatal(err)
+	}
+	warn := tg.logLine(t, "the incomplete run", func(m map[string]any) bool {
+		return m["msg"] == "the self audit did not complete: not compared" && m["site"] == "shop.test"
+	})
+	if stalled.Load() == 0 {
+		t.Fatal("the app stalled no request: the run was not held up")
+	}
+	// The audit gave up on each, and Rampart let the app go.
+	testutil.WaitFor(t, "the stalled requests cancelled", func() bool { return holding.Load() == 0 })
+	if inc, _ := warn["incomplete"].(string); inc == "" || warn["level"] != "WARN" {
+		t.Errorf("the warning: %v", warn)
+	}
+	fams := scrape(t, tg.AdminAddr())
+	errs := 0
+	for _, m := range fams["rampart_audit_check"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "status" && l.GetValue() == "error" {
+				errs++
+			}
+		}
+	}
+	if got := value(fams, "rampart_audit_score", "site=shop.test"); got != score || errs == 0 {
+		t.Errorf("after the incomplete run: score %v (was %v), %d checks in error", got, score, errs)
+	}
+	if strings.Contains(tg.logs.String(), `"kind":"audit_regressed"`) || value(fams, "rampart_events_total", "kind=audit_regressed") > 0 {
+		t.Errorf("an incomplete run raised a regression: %s", tg.logs)
+	}
+}
+
 // TestSelfAuditAtMostOncePerInterval: changes that come faster than the
 // interval are audited once, when it has passed, for the latest of them.
 func TestSelfAuditAtMostOncePerInterval(t *testing.T) {
