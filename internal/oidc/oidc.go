@@ -79,6 +79,9 @@ type Provider struct {
 	cfg    config.OIDC
 	secret string
 	client *http.Client
+	// timeout and discoveryTimeout replace Timeout and discoveryTimeout
+	// when set (tests).
+	timeout, discoveryTimeout time.Duration
 
 	flight     singleflight.Group
 	mu         sync.Mutex
@@ -151,7 +154,7 @@ func (p *Provider) discover(ctx context.Context, fresh bool) (*gooidc.Provider, 
 	// One discovery at a time, whoever asks, and no lock held while it
 	// waits on the network: the login page asks Down meanwhile.
 	v, err, _ := p.flight.Do("discover", func() (any, error) {
-		ctx, cancel := context.WithTimeout(gooidc.ClientContext(context.WithoutCancel(ctx), p.client), discoveryTimeout)
+		ctx, cancel := context.WithTimeout(gooidc.ClientContext(context.WithoutCancel(ctx), p.client), cmp.Or(p.discoveryTimeout, discoveryTimeout))
 		defer cancel()
 		d, err := gooidc.NewProvider(ctx, p.cfg.Issuer)
 		p.mu.Lock()
@@ -225,7 +228,7 @@ func (p *Provider) Exchange(ctx context.Context, redirectURI, code, verifier, no
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(oauth2ctx(ctx, p.client), Timeout)
+	ctx, cancel := context.WithTimeout(oauth2ctx(ctx, p.client), cmp.Or(p.timeout, Timeout))
 	defer cancel()
 	tok, err := p.oauth(d, redirectURI).Exchange(ctx, code, oauth2.VerifierOption(verifier))
 	if err != nil {
@@ -242,7 +245,7 @@ func (p *Provider) Refresh(ctx context.Context, refresh string) (*Login, error) 
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(oauth2ctx(ctx, p.client), Timeout)
+	ctx, cancel := context.WithTimeout(oauth2ctx(ctx, p.client), cmp.Or(p.timeout, Timeout))
 	defer cancel()
 	tok, err := p.oauth(d, "").TokenSource(ctx, &oauth2.Token{RefreshToken: refresh}).Token()
 	if err != nil {

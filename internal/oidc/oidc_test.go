@@ -1,14 +1,18 @@
 package oidc
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rampartproxy/rampart/internal/config"
+	"github.com/rampartproxy/rampart/internal/testutil/oidcserver"
+	"golang.org/x/oauth2"
 )
 
 // TestAdmit: who a provider's claims name, with which groups, and who
@@ -65,5 +69,47 @@ func TestSecretFile(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "auth.oidc corp: client_secret_file") || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestProviderThatNeverAnswers: a provider that accepts connections and
+// never answers holds Rampart no longer than its bounds, and counts as
+// down, not as refusing: the code exchange, a refresh and discovery each
+// end as ReasonUnavailable, so a refresh that stalls ends no session.
+// (The tests that stop the provider see refused connections; this is
+// the other way to be down.)
+func TestProviderThatNeverAnswers(t *testing.T) {
+	t.Parallel()
+	const redirect = "https://app.test/.rampart/oidc/callback"
+	op := oidcserver.Start(t, redirect)
+	p, err := New(config.OIDC{Name: "corp", Title: "Corp", Issuer: op.Issuer, ClientID: op.ClientID, Scopes: []string{"openid"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.timeout, p.discoveryTimeout = 300*time.Millisecond, 300*time.Millisecond
+	ctx, verifier := context.Background(), oauth2.GenerateVerifier()
+	unavailable := func(step string, err error) {
+		t.Helper()
+		var oe *Error
+		if !errors.As(err, &oe) || oe.Reason != ReasonUnavailable || !strings.Contains(oe.Msg, "Corp is not answering") {
+			t.Errorf("%s of a stalled provider: %v, want %s", step, err, ReasonUnavailable)
+		}
+	}
+	if _, err := p.AuthURL(ctx, redirect, "state", "nonce", verifier); err != nil {
+		t.Fatalf("a sign-in's start while the provider answers: %v", err)
+	}
+	op.Stall("/oauth/token")
+	_, err = p.Exchange(ctx, redirect, "code", verifier, "nonce")
+	unavailable("the code exchange", err)
+	_, err = p.Refresh(ctx, "a-refresh-token")
+	unavailable("a refresh", err)
+	op.Stall("/.well-known/openid-configuration")
+	_, err = p.AuthURL(ctx, redirect, "state", "nonce", verifier)
+	unavailable("discovery", err)
+	if !p.Down() {
+		t.Error("a provider whose discovery stalled is not marked down")
+	}
+	if n := op.Stalled(); n != 3 {
+		t.Errorf("the provider held %d requests, want 3: one per step", n)
 	}
 }

@@ -49,6 +49,10 @@ type Server struct {
 	// tamper, if set, may change the token endpoint's answer: its status
 	// and JSON body (SetTamper).
 	tamper func(status int, body []byte) (int, []byte)
+	// stall is a path whose requests are held, unanswered, until their
+	// client gives up (Stall); stalled counts them.
+	stall   string
+	stalled int
 }
 
 // Start runs the provider with users, and a client ClientID whose only
@@ -95,6 +99,12 @@ func (s *Server) serve(next http.Handler) func(http.ResponseWriter, *http.Reques
 	return func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		tamper := s.tamper
+		if s.stall != "" && r.URL.Path == s.stall {
+			s.stalled++
+			s.mu.Unlock()
+			<-r.Context().Done()
+			return
+		}
 		if r.URL.Path == "/oauth/token" && r.Method == http.MethodPost {
 			_ = r.ParseForm()
 			if r.PostForm.Get("grant_type") == "refresh_token" {
@@ -124,6 +134,23 @@ func (s *Server) SetTamper(f func(status int, body []byte) (int, []byte)) {
 	s.mu.Lock()
 	s.tamper = f
 	s.mu.Unlock()
+}
+
+// Stall holds every request for path from now on (its discovery
+// document, /.well-known/openid-configuration, or the token endpoint,
+// /oauth/token) until its client gives up: a provider that accepts
+// connections and never answers. "" answers again.
+func (s *Server) Stall(path string) {
+	s.mu.Lock()
+	s.stall = path
+	s.mu.Unlock()
+}
+
+// Stalled is how many requests Stall has held.
+func (s *Server) Stalled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stalled
 }
 
 func (s *Server) run(ln net.Listener) {
