@@ -112,20 +112,24 @@ func (c *client) newConn(ctx context.Context) (*pconn, error) {
 	return pc, nil
 }
 
-// handles reports whether the client can send req; the rest goes to
-// fallback.
-func handles(req *http.Request) bool { return req.URL.Scheme == "http" && synchronous(req) }
+// handles reports whether the client can send req, an outgoing request;
+// the rest goes to fallback. Its body's length must be known, as Go's
+// client reads a request: a length of 0 with a Body is unknown.
+func handles(req *http.Request) bool {
+	return req.URL.Scheme == "http" && plain(req) && (req.ContentLength > 0 || req.Body == nil || req.Body == http.NoBody)
+}
 
-// synchronous reports whether a request, as the client received it or as
-// ReverseProxy passes it on, is one for the client: no protocol switch,
-// no CONNECT, a body of known length. Proxy.ServeHTTP asks it of the
-// incoming request to know which cancellation rules apply. A length of 0
-// counts as no body whatever the Body is: HTTP/2's server gives every
-// request a Body, and ReverseProxy drops it when the length is 0, so such
-// a request reaches the client with none.
-func synchronous(req *http.Request) bool {
-	return req.Method != http.MethodConnect && req.Header.Get("Upgrade") == "" &&
-		(req.ContentLength >= 0 || req.Body == nil || req.Body == http.NoBody)
+// synchronous reports whether an incoming request will reach the client:
+// Proxy.ServeHTTP asks it to know which cancellation rules apply. Its
+// length must be known, as Go's server reads a request (-1 is unknown).
+// A length of 0 counts as no body whatever the Body is: HTTP/2's server
+// gives every request a Body, and ReverseProxy drops it when the length
+// is 0, so such a request reaches the client with none.
+func synchronous(req *http.Request) bool { return plain(req) && req.ContentLength >= 0 }
+
+// plain is a request that switches no protocol and is no CONNECT.
+func plain(req *http.Request) bool {
+	return req.Method != http.MethodConnect && req.Header.Get("Upgrade") == ""
 }
 
 func (c *client) RoundTrip(req *http.Request) (*http.Response, error) {
