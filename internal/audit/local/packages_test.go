@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rampartproxy/rampart/internal/audit/osv"
 	"github.com/rampartproxy/rampart/internal/audit/osv/osvtest"
@@ -162,10 +165,19 @@ func TestVulnerablePackages(t *testing.T) {
 		}
 	}
 
-	// No source, and an API that cannot be reached: could not run, never "no vulnerabilities".
+	// No source, an API that cannot be reached, and one that accepts
+	// the query and never answers (bounded by the client's timeout, as
+	// the CLI's --timeout bounds it): could not run, never "no
+	// vulnerabilities".
 	down := osvtest.New(t, records)
 	down.Close()
-	for name, src := range map[string]osv.Source{"none": nil, "down": osv.API(down.URL, &http.Client{})} {
+	stalled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // the server sees its client leave only once the body is read
+		<-r.Context().Done()
+	}))
+	t.Cleanup(stalled.Close)
+	for name, src := range map[string]osv.Source{"none": nil, "down": osv.API(down.URL, &http.Client{}),
+		"stalled": osv.API(stalled.URL, &http.Client{Timeout: 200 * time.Millisecond})} {
 		r := Run(context.Background(), Options{Dirs: []string{t.TempDir()}, UnitDirs: []string{t.TempDir()}, DBPorts: map[uint16]string{},
 			OSV: src, DpkgStatus: status, OSRelease: osRelease})
 		for _, id := range []string{"local.app_packages", "local.os_packages"} {

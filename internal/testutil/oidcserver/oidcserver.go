@@ -102,6 +102,7 @@ func (s *Server) serve(next http.Handler) func(http.ResponseWriter, *http.Reques
 		if s.stall != "" && r.URL.Path == s.stall {
 			s.stalled++
 			s.mu.Unlock()
+			io.Copy(io.Discard, r.Body) // the server sees its client leave only once the body is read
 			<-r.Context().Done()
 			return
 		}
