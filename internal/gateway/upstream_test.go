@@ -69,6 +69,65 @@ func TestClientThatLeavesFreesTheUpstream(t *testing.T) {
 	}
 }
 
+// TestQueuedClientThatLeavesFreesItsPlace: an HTTP/2 GET waiting in the
+// upstream queue (upstream_max_conns) whose client leaves is out of the
+// queue at once, not at the queue's timeout: the next request gets the
+// connection when it frees up.
+func TestQueuedClientThatLeavesFreesItsPlace(t *testing.T) {
+	t.Parallel()
+	hold := make(chan struct{})
+	arrived := make(chan string, 4)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- r.URL.Path
+		if r.URL.Path == "/first" {
+			<-hold
+		}
+	}))
+	t.Cleanup(app.Close)
+	site := config.Site{Hosts: []string{"localhost"}, Upstream: app.URL, UpstreamMaxConns: 1, UpstreamQueueTimeout: config.Duration(time.Hour)}
+	tg := startGateway(t, config.Config{Sites: []config.Site{site}})
+	client := tg.client(true)
+	first := make(chan error, 1)
+	go func() {
+		resp, err := client.Get("https://localhost/first")
+		if err == nil {
+			resp.Body.Close()
+		}
+		first <- err
+	}()
+	if got := <-arrived; got != "/first" {
+		t.Fatalf("the app got %s first", got)
+	}
+	// The second waits in the queue behind the first; its client leaves.
+	ctx, cancel := context.WithCancel(context.Background())
+	queued := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "https://localhost/queued", nil)
+		_, err := client.Do(req)
+		queued <- err
+	}()
+	testutil.WaitFor(t, "the second request queued", func() bool {
+		return value(scrape(t, tg.AdminAddr()), "rampart_upstream_queue_length", "site=localhost") == 1
+	})
+	cancel()
+	<-queued
+	testutil.WaitFor(t, "the queue empty after its client left", func() bool {
+		return value(scrape(t, tg.AdminAddr()), "rampart_upstream_queue_length", "site=localhost") == 0
+	})
+	close(hold)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Get("https://localhost/third")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := <-arrived; got != "/third" {
+		t.Errorf("the app got %s after the first, want /third: the request whose client left was sent", got)
+	}
+}
+
 // TestUpstreamFailed: what the gateway answers for each failure the
 // proxy reports: 503 with Retry-After for a full queue, 504 for a
 // timeout, 502 for the rest; Rampart's page with the request ID and
