@@ -73,12 +73,22 @@ func readRuleset() (*ruleset, error) {
 }
 
 // packet is a new TCP connection from somewhere on the internet to a
-// listener: the question each input chain is asked.
+// listener: the question each input chain is asked. Or, when nd is set,
+// an IPv6 neighbour discovery message of that type (135, a neighbour
+// solicitation, or 136, an advertisement), without which nothing on the
+// host is reached over IPv6: conntrack marks those untracked.
 type packet struct {
 	v6    bool
 	port  uint16
 	daddr netip.Addr // unspecified: any of the machine's addresses
+	nd    uint8
 }
+
+// ICMPv6 neighbour discovery: a solicitation and an advertisement.
+const (
+	ndSolicit   = 135
+	ndAdvertise = 136
+)
 
 // verdict is what the input hook does with a packet.
 type verdict struct {
@@ -204,7 +214,11 @@ func (e *eval) rule(r *nftables.Rule) (*expr.Verdict, bool) {
 		case *expr.Ct:
 			if x.Key == expr.CtKeySTATE {
 				b := make([]byte, 4)
-				binary.NativeEndian.PutUint32(b, 1<<3) // IP_CT_NEW: a new connection
+				state := uint32(1 << 3) // IP_CT_NEW: a new connection
+				if e.p.nd != 0 {
+					state = 1 << 6 // NF_CT_STATE_UNTRACKED_BIT: conntrack leaves neighbour discovery alone
+				}
+				binary.NativeEndian.PutUint32(b, state)
 				regs[x.Register] = reg{b: b}
 			} else {
 				regs[x.Register] = reg{unknown: true}
@@ -270,7 +284,7 @@ func (e *eval) rule(r *nftables.Rule) (*expr.Verdict, bool) {
 func (e *eval) meta(k expr.MetaKey) reg {
 	switch k {
 	case expr.MetaKeyL4PROTO:
-		return reg{b: []byte{unix.IPPROTO_TCP}}
+		return reg{b: []byte{e.proto()}}
 	case expr.MetaKeyNFPROTO:
 		if e.p.v6 {
 			return reg{b: []byte{unix.NFPROTO_IPV6}}
@@ -286,13 +300,28 @@ func (e *eval) meta(k expr.MetaKey) reg {
 	return reg{unknown: true}
 }
 
+// proto is the packet's transport protocol.
+func (e *eval) proto() byte {
+	if e.p.nd != 0 {
+		return unix.IPPROTO_ICMPV6
+	}
+	return unix.IPPROTO_TCP
+}
+
 func (e *eval) payload(x *expr.Payload) reg {
+	nd := e.p.nd != 0
 	switch {
-	case x.Base == expr.PayloadBaseTransportHeader && x.Offset == 2 && x.Len == 2:
+	case x.Base == expr.PayloadBaseTransportHeader && nd && x.Offset == 0 && x.Len == 1: // icmpv6 type
+		return reg{b: []byte{e.p.nd}}
+	case x.Base == expr.PayloadBaseTransportHeader && nd && x.Offset == 1 && x.Len == 1: // icmpv6 code
+		return reg{b: []byte{0}}
+	case x.Base == expr.PayloadBaseTransportHeader && nd && x.Offset == 0 && x.Len == 2:
+		return reg{b: []byte{e.p.nd, 0}}
+	case x.Base == expr.PayloadBaseTransportHeader && !nd && x.Offset == 2 && x.Len == 2:
 		return reg{b: binary.BigEndian.AppendUint16(nil, e.p.port)}
 	case x.Base == expr.PayloadBaseNetworkHeader && !e.p.v6 && x.Offset == 9 && x.Len == 1,
 		x.Base == expr.PayloadBaseNetworkHeader && e.p.v6 && x.Offset == 6 && x.Len == 1:
-		return reg{b: []byte{unix.IPPROTO_TCP}}
+		return reg{b: []byte{e.proto()}}
 	case x.Base == expr.PayloadBaseNetworkHeader && !e.p.v6 && x.Offset == 12 && x.Len == 4,
 		x.Base == expr.PayloadBaseNetworkHeader && e.p.v6 && x.Offset == 8 && x.Len == 16:
 		return reg{saddr: true}
@@ -371,22 +400,33 @@ func private(a netip.Addr) bool { return a.IsPrivate() || a.IsLinkLocalUnicast()
 
 func checkFirewall(_ context.Context, m *machine) (scan.Status, string) {
 	var exposed []listener
+	v6 := false // something listens on a public IPv6 address (or [::])
 	for _, l := range m.listeners {
-		if l.public() && !private(l.addr.Addr()) && !webPorts[l.addr.Port()] {
+		if !l.public() || private(l.addr.Addr()) {
+			continue
+		}
+		v6 = v6 || !l.addr.Addr().Is4()
+		if !webPorts[l.addr.Port()] {
 			exposed = append(exposed, l)
 		}
 	}
-	if len(exposed) == 0 {
-		return scan.Pass, "nothing but web traffic (80, 443) listens beyond loopback and private addresses"
+	const nothing = "nothing but web traffic (80, 443) listens beyond loopback and private addresses"
+	if len(exposed) == 0 && !v6 {
+		return scan.Pass, nothing
 	}
 	if legacy := m.legacyTables(); legacy != "" {
+		if len(exposed) == 0 {
+			return scan.Pass, nothing
+		}
 		return scan.Info, "legacy iptables (x_tables) rules are loaded (" + legacy + "), which this check does not read: judge by hand, or move them to nftables (iptables-legacy-save | iptables-restore-translate -f /dev/stdin); listening beyond loopback: " + listenerList(exposed, m)
 	}
 	rs, err := readRuleset()
-	if err != nil {
-		if errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EPERM) {
-			return scan.Info, "could not read the firewall's ruleset (needs root: CAP_NET_ADMIN); listening beyond loopback: " + listenerList(exposed, m)
-		}
+	switch {
+	case err != nil && len(exposed) == 0:
+		return scan.Pass, nothing
+	case err != nil && (errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EPERM)):
+		return scan.Info, "could not read the firewall's ruleset (needs root: CAP_NET_ADMIN); listening beyond loopback: " + listenerList(exposed, m)
+	case err != nil:
 		return scan.Info, "could not read the firewall's ruleset: " + err.Error()
 	}
 	var bad, other, unclear []string
@@ -420,15 +460,42 @@ func checkFirewall(_ context.Context, m *machine) (scan.Status, string) {
 	case n > 1:
 		rules = fmt.Sprintf("a ruleset of %d chains", n)
 	}
+	var status scan.Status
+	var evidence string
 	switch {
 	case len(bad) > 0:
-		return scan.Fail, "open to any source (" + rules + "): " + strings.Join(sortedUnique(append(bad, other...)), "; ")
+		status, evidence = scan.Fail, "open to any source ("+rules+"): "+strings.Join(sortedUnique(append(bad, other...)), "; ")
 	case len(other) > 0:
-		return scan.Warn, "open to any source besides web traffic (" + rules + "): " + strings.Join(sortedUnique(other), "; ")
+		status, evidence = scan.Warn, "open to any source besides web traffic ("+rules+"): "+strings.Join(sortedUnique(other), "; ")
 	case len(unclear) > 0:
-		return scan.Info, "dropped unless a rule not understood lets them in: " + strings.Join(sortedUnique(unclear), "; ")
+		status, evidence = scan.Info, "dropped unless a rule not understood lets them in: "+strings.Join(sortedUnique(unclear), "; ")
+	case len(exposed) == 0:
+		status, evidence = scan.Pass, nothing
+	default:
+		status, evidence = scan.Pass, "web traffic only: "+listenerList(exposed, m)+" listen beyond loopback, and the firewall's input chains drop new connections to them from any source"
 	}
-	return scan.Pass, "web traffic only: " + listenerList(exposed, m) + " listen beyond loopback, and the firewall's input chains drop new connections to them from any source"
+	if v6 {
+		if cut := rs.cutsIPv6(); cut != "" {
+			if status == scan.Pass || status == scan.Info {
+				status = scan.Warn
+			}
+			evidence = cut + "; " + evidence
+		}
+	}
+	return status, evidence
+}
+
+// cutsIPv6 says how the input chains cut the host off over IPv6: they
+// drop neighbour discovery, so no neighbour learns its address, and no
+// IPv6 connection is made to anything, web traffic included. "" when
+// they let it in (or a rule not understood decides).
+func (rs *ruleset) cutsIPv6() string {
+	for _, t := range []uint8{ndSolicit, ndAdvertise} {
+		if v := rs.judge(packet{v6: true, nd: t}); !v.accept && v.unclear == "" {
+			return fmt.Sprintf("the input chains drop IPv6 neighbour discovery (ICMPv6 type %d), so nothing here can be reached over IPv6, web traffic included: accept icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } before any rule that drops the rest (conntrack marks them untracked, not new)", t)
+		}
+	}
+	return ""
 }
 
 // legacyTables names the tables of the legacy x_tables firewall

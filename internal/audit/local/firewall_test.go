@@ -24,7 +24,7 @@ import (
 const netnsEnv = "RAMPART_TEST_FIREWALL_NETNS"
 
 // webOnly is the ruleset the docs recommend, with a private network let
-// in to PostgreSQL.
+// in to PostgreSQL, and IPv6's neighbour discovery let in.
 const webOnly = `table inet filter {
 	set trusted { type ipv4_addr; flags interval; elements = { 10.0.0.0/8, 192.168.0.0/16 } }
 	chain input {
@@ -32,6 +32,7 @@ const webOnly = `table inet filter {
 		ct state established,related accept
 		ct state invalid drop
 		iifname "lo" accept
+		icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept
 		tcp dport { 80, 443 } accept
 		ip saddr @trusted tcp dport 5432 accept
 		ip saddr != 172.16.0.0/12 tcp dport 8000 drop
@@ -99,8 +100,15 @@ func TestFirewall(t *testing.T) {
 			[]string{"0.0.0.0:8000 by"}, []string{"5432", "2222", "6379"}},
 		{"jumps, gotos and returns", "table inet f {\n chain input {\n type filter hook input priority 0; policy drop;\n jump sub\n tcp dport 5432 accept\n goto web\n tcp dport 2222 accept\n }\n chain sub {\n tcp dport 5432 return\n tcp dport 6379 accept\n }\n chain web {\n tcp dport 443 accept\n }\n}\n", scan.Fail,
 			[]string{"0.0.0.0:5432 (PostgreSQL)", "[::]:6379 (Redis)"}, []string{"8000", "2222"}},
-		{"a rule not understood", "table inet filter {\n chain input {\n type filter hook input priority 0; policy drop;\n tcp dport 2222 meta cpu 1 accept\n }\n}\n", scan.Info,
-			[]string{"0.0.0.0:2222", "is not understood", "chain input"}, []string{"5432", "6379", "8000"}},
+		{"a rule not understood", "table inet filter {\n chain input {\n type filter hook input priority 0; policy drop;\n icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n tcp dport 2222 meta cpu 1 accept\n }\n}\n", scan.Info,
+			[]string{"0.0.0.0:2222", "is not understood", "chain input"}, []string{"5432", "6379", "8000", "neighbour"}},
+		// The usual ruleset without ICMPv6: IPv6 is cut off, even the web.
+		{"IPv6 cut off", strings.Replace(webOnly, "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept", "", 1), scan.Warn,
+			[]string{"drop IPv6 neighbour discovery (ICMPv6 type 135)", "web traffic only"}, []string{"open to"}},
+		{"neighbour discovery let in as untracked", "table inet f {\n chain input {\n type filter hook input priority 0; policy drop;\n ct state established,related accept\n ct state new tcp dport { 80, 443 } accept\n ct state untracked accept\n }\n}\n", scan.Pass,
+			[]string{"web traffic only"}, []string{"neighbour", "open to"}},
+		{"IPv6 cut off by an advertisement", strings.Replace(webOnly, "nd-neighbor-advert, ", "", 1), scan.Warn,
+			[]string{"drop IPv6 neighbour discovery (ICMPv6 type 136)"}, []string{"open to"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -127,20 +135,25 @@ func TestFirewall(t *testing.T) {
 				t.Fatalf("the child: %v\n%s", err, out)
 			}
 			t.Logf("%s: %s", res.Status, res.Evidence)
-			// The kernel's word on each listener the check judged.
+			// The kernel's word on each listener the check judged, and on
+			// neighbour discovery.
 			agreed := 0
 			for _, p := range probes {
+				what := p.Target
+				if p.ND {
+					what += " with no neighbour known"
+				}
 				switch {
 				case p.Unclear != "":
-					t.Logf("%s: not judged (%s); the kernel: reached %v", p.Target, p.Unclear, p.Reached)
+					t.Logf("%s: not judged (%s); the kernel: reached %v", what, p.Unclear, p.Reached)
 				case p.Judged != p.Reached:
-					t.Errorf("%s: the check judged it reachable %v, the kernel reached it %v", p.Target, p.Judged, p.Reached)
+					t.Errorf("%s: the check judged it reachable %v, the kernel reached it %v", what, p.Judged, p.Reached)
 				default:
 					agreed++
 				}
 			}
-			if c.status != scan.Info && agreed < 5 {
-				t.Errorf("%d listeners compared with the kernel, want every one of the 5 public ones: %+v", agreed, probes)
+			if c.status != scan.Info && (agreed != len(probes) || agreed < 7) {
+				t.Errorf("%d of %d compared with the kernel, want all 6 public listeners and neighbour discovery: %+v", agreed, len(probes), probes)
 			}
 			if res.Status != c.status {
 				t.Errorf("%s, want %s: %s", res.Status, c.status, res.Evidence)
@@ -176,7 +189,7 @@ func firewallChild(t *testing.T, rules string) {
 			t.Fatalf("nft -f: %v %s", err, out)
 		}
 	}
-	for _, addr := range []string{"0.0.0.0:2222", "0.0.0.0:5432", "[::]:6379", "0.0.0.0:443", "127.0.0.1:9090"} {
+	for _, addr := range []string{"0.0.0.0:2222", "0.0.0.0:5432", "[::]:6379", "0.0.0.0:443", "[::]:80", "127.0.0.1:9090"} {
 		network := "tcp4"
 		if strings.HasPrefix(addr, "[") {
 			network = "tcp6"
@@ -230,9 +243,18 @@ func firewallChild(t *testing.T, rules string) {
 		v := rs.judge(packet{v6: v6, port: l.addr.Port(), daddr: l.addr.Addr()})
 		ps = append(ps, probed{Target: target.String(), Judged: v.accept, Unclear: v.unclear})
 	}
-	reached := outside(t, ps)
-	for _, p := range ps {
-		p.Reached = reached[p.Target]
+	// Neighbour discovery, asked first, before any neighbour is known:
+	// a connection to the IPv6 web listener needs the host to let in the
+	// outside's neighbour solicitation as well as the SYN.
+	ns := rs.judge(packet{v6: true, nd: ndSolicit})
+	web := rs.judge(packet{v6: true, port: 80})
+	nd := probed{Target: netip.AddrPortFrom(hostV6, 80).String(), Judged: ns.accept && web.accept, Unclear: ns.unclear + web.unclear, ND: true}
+	reached, ndReached := outside(t, ps, nd.Target)
+	nd.Reached = ndReached
+	for _, p := range append(ps, nd) {
+		if !p.ND {
+			p.Reached = reached[p.Target]
+		}
 		j, _ := json.Marshal(p)
 		os.Stdout.Write(append(append([]byte("PROBED "), j...), '\n'))
 	}
@@ -244,6 +266,7 @@ type probed struct {
 	Judged  bool   // the check: reachable from any source
 	Unclear string // the check could not judge it
 	Reached bool   // the kernel: a connection from outside was accepted
+	ND      bool   // made with no neighbour known: neighbour discovery counts
 }
 
 // The host's and the outside's addresses on the veth pair: public ones
@@ -255,8 +278,9 @@ var (
 
 // outside makes the internet: a network namespace behind a veth pair
 // (its process is a cat that ends when its stdin closes), and connects
-// from there to every target, returning which were accepted.
-func outside(t *testing.T, ps []probed) map[string]bool {
+// from there to ndTarget while no neighbour is known, then to every
+// target with the neighbours set by hand, returning which were accepted.
+func outside(t *testing.T, ps []probed, ndTarget string) (map[string]bool, bool) {
 	run := func(args ...string) string {
 		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 		if err != nil {
@@ -289,6 +313,22 @@ func outside(t *testing.T, ps []probed) map[string]bool {
 		return strings.Contains(run("ip", "-o", "link", "show", "fw0"), "LOWER_UP") &&
 			strings.Contains(in("ip", "-o", "link", "show", "fw1"), "LOWER_UP")
 	})
+	probeFrom := func(targets []string) map[string]bool {
+		cmd := exec.Command("nsenter", "-t", pid, "-n", os.Args[0], "-test.run=^TestFirewall$")
+		cmd.Env = append(os.Environ(), probeEnv+"="+strings.Join(targets, " "))
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("the prober: %v", err)
+		}
+		reached := map[string]bool{}
+		for line := range strings.SplitSeq(string(out), "\n") {
+			if target, ok := strings.CutPrefix(line, "REACHED "); ok {
+				reached[target] = true
+			}
+		}
+		return reached
+	}
+	ndReached := probeFrom([]string{ndTarget})[ndTarget]
 	// Neighbours are set by hand: a ruleset that drops ICMPv6 drops
 	// neighbour discovery too, and what is compared is the TCP verdict.
 	mac := func(link string) string {
@@ -301,19 +341,7 @@ func outside(t *testing.T, ps []probed) map[string]bool {
 	for _, p := range ps {
 		targets = append(targets, p.Target)
 	}
-	cmd := exec.Command("nsenter", "-t", pid, "-n", os.Args[0], "-test.run=^TestFirewall$")
-	cmd.Env = append(os.Environ(), probeEnv+"="+strings.Join(targets, " "))
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("the prober: %v", err)
-	}
-	reached := map[string]bool{}
-	for line := range strings.SplitSeq(string(out), "\n") {
-		if target, ok := strings.CutPrefix(line, "REACHED "); ok {
-			reached[target] = true
-		}
-	}
-	return reached
+	return probeFrom(targets), ndReached
 }
 
 // probeDeadline is how long the prober waits for a connection a firewall

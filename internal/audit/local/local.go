@@ -277,7 +277,7 @@ var Checks = []Check{
 		Fix: "Never run with FLASK_DEBUG=1 or --debug in production: the Werkzeug debugger runs any code a visitor types. Unset it in the unit's environment.",
 		Run: checkDebugMode},
 	{ID: "local.firewall", Title: "Ports the firewall lets the world reach", Severity: scan.High, Reference: refFirewall,
-		Fix: "Let only web traffic in: an nftables input chain with policy drop that accepts established connections, lo, and tcp dport { 80, 443 } (and SSH from your own addresses); bind databases and app servers to 127.0.0.1 as well. Remember IPv6: a listener on [::] is reached over both.",
+		Fix: "Let only web traffic in: an nftables input chain with policy drop that accepts established connections, lo, IPv6 neighbour discovery (icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert }) and tcp dport { 80, 443 } (and SSH from your own addresses); bind databases and app servers to 127.0.0.1 as well. Remember IPv6: a listener on [::] is reached over both.",
 		Run: checkFirewall},
 	{ID: "local.app_packages", Title: "Known vulnerabilities in the running apps' Python packages", Severity: scan.High, Reference: refOSV,
 		Fix: "Upgrade each package named to its fixed version (pip install -U 'Werkzeug>=3.0.3'), pin it in requirements.txt, and restart the app; rampart audit --local checks again.",
