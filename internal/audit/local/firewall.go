@@ -400,18 +400,18 @@ func private(a netip.Addr) bool { return a.IsPrivate() || a.IsLinkLocalUnicast()
 
 func checkFirewall(_ context.Context, m *machine) (scan.Status, string) {
 	var exposed []listener
-	v6 := false // something listens on a public IPv6 address (or [::])
+	onV6 := false // something listens on a public IPv6 address (or [::])
 	for _, l := range m.listeners {
 		if !l.public() || private(l.addr.Addr()) {
 			continue
 		}
-		v6 = v6 || !l.addr.Addr().Is4()
+		onV6 = onV6 || !l.addr.Addr().Is4()
 		if !webPorts[l.addr.Port()] {
 			exposed = append(exposed, l)
 		}
 	}
 	const nothing = "nothing but web traffic (80, 443) listens beyond loopback and private addresses"
-	if len(exposed) == 0 && !v6 {
+	if len(exposed) == 0 && !onV6 {
 		return scan.Pass, nothing
 	}
 	if legacy := m.legacyTables(); legacy != "" {
@@ -474,7 +474,7 @@ func checkFirewall(_ context.Context, m *machine) (scan.Status, string) {
 	default:
 		status, evidence = scan.Pass, "web traffic only: "+listenerList(exposed, m)+" listen beyond loopback, and the firewall's input chains drop new connections to them from any source"
 	}
-	if v6 {
+	if onV6 {
 		if cut := rs.cutsIPv6(); cut != "" {
 			if status == scan.Pass || status == scan.Info {
 				status = scan.Warn
