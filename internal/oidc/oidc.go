@@ -161,7 +161,7 @@ func (p *Provider) discover(ctx context.Context, fresh bool) (*gooidc.Provider, 
 		defer p.mu.Unlock()
 		p.triedAt = time.Now()
 		if err != nil {
-			p.tryErr = &Error{Reason: ReasonUnavailable, Msg: p.cfg.Title + " is not answering. Try again in a minute.", Err: err}
+			p.tryErr = Unavailable(p.cfg.Title, err)
 			return nil, p.tryErr
 		}
 		var extra struct {
@@ -284,7 +284,7 @@ func (p *Provider) login(ctx context.Context, d *gooidc.Provider, tok *oauth2.To
 	if d.UserInfoEndpoint() != "" && tok.AccessToken != "" {
 		ui, err := d.UserInfo(gooidc.ClientContext(ctx, p.client), oauth2.StaticTokenSource(tok))
 		if err != nil {
-			return nil, &Error{Reason: ReasonUnavailable, Msg: p.cfg.Title + " is not answering. Try again in a minute.", Err: fmt.Errorf("userinfo: %w", err)}
+			return nil, Unavailable(p.cfg.Title, fmt.Errorf("userinfo: %w", err))
 		}
 		if ui.Subject != idt.Subject {
 			return nil, &Error{Reason: ReasonToken, Msg: msgBadAnswer(p.cfg.Title), Err: errors.New("userinfo is of another subject than the ID token")}
@@ -371,7 +371,13 @@ func tokenError(title, step string, err error) error {
 	if errors.As(err, &re) && re.Response != nil {
 		err = fmt.Errorf("HTTP %d", re.Response.StatusCode) // not the body: the provider's internals
 	}
-	return &Error{Reason: ReasonUnavailable, Msg: title + " is not answering. Try again in a minute.", Err: fmt.Errorf("%s: %w", step, err)}
+	return Unavailable(title, fmt.Errorf("%s: %w", step, err))
+}
+
+// Unavailable is the error of a provider (named by its title) that did
+// not answer, or answered with a server error: err says how, for the log.
+func Unavailable(title string, err error) *Error {
+	return &Error{Reason: ReasonUnavailable, Msg: title + " is not answering. Try again in a minute.", Err: err}
 }
 
 func msgBadAnswer(title string) string {

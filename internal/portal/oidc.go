@@ -192,7 +192,7 @@ func (p *Portal) serveCallback(w http.ResponseWriter, r *http.Request) {
 func (p *Portal) oidcFailed(w http.ResponseWriter, r *http.Request, pr *oidc.Provider, next string, err error) {
 	var oe *oidc.Error
 	if !errors.As(err, &oe) {
-		oe = &oidc.Error{Reason: oidc.ReasonUnavailable, Msg: pr.Title() + " is not answering. Try again in a minute.", Err: err}
+		oe = oidc.Unavailable(pr.Title(), err)
 	}
 	p.oidcEvent(r, telemetry.LoginFailed, oe.Reason, pr.Name(), cut(oe.Err.Error(), 300))
 	status := http.StatusBadRequest
