@@ -219,8 +219,8 @@ func (p *Portal) Require(r *http.Request, groups []string, provider string) (*Id
 		}
 		id = &Identity{User: user}
 	}
-	if provider != "" && provider != cmp.Or(id.Provider, config.ProviderLocal) {
-		return signIn("user " + id.User.Name + " signed in through " + cmp.Or(id.Provider, config.ProviderLocal) + ", not " + provider)
+	if via := cmp.Or(id.Provider, config.ProviderLocal); provider != "" && provider != via {
+		return signIn("user " + id.User.Name + " signed in through " + via + ", not " + provider)
 	}
 	if !id.User.InAny(groups) {
 		return nil, notInGroup.With("user " + id.User.Name + " not in " + strings.Join(groups, ",")), ""
